@@ -1,0 +1,35 @@
+# Helpers for plugins and tests in this tree.
+#
+#   vmlat_add_plugin(<name> SOURCES a.cpp ... [LIBS ...])
+#     builds vmlat-plugin-<name>.so into build/plugins and installs it.
+#   vmlat_add_test(<name> SOURCES a.cpp ... [LIBS ...] [LABELS ...])
+#     a GoogleTest executable linked with vmlat::core, registered with CTest.
+
+function(vmlat_add_plugin name)
+  cmake_parse_arguments(P "" "" "SOURCES;LIBS" ${ARGN})
+  set(target vmlat-plugin-${name})
+  add_library(${target} MODULE ${P_SOURCES})
+  target_link_libraries(${target} PRIVATE vmlat::core ${P_LIBS})
+  set_target_properties(${target} PROPERTIES
+    PREFIX ""
+    LIBRARY_OUTPUT_DIRECTORY ${VMLAT_PLUGIN_OUTPUT_DIR}
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  install(TARGETS ${target} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/vmlat/plugins)
+endfunction()
+
+function(vmlat_add_test name)
+  if(NOT VMLAT_BUILD_TESTS)
+    return()
+  endif()
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS;PROPERTIES" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE vmlat::core GTest::gtest GTest::gtest_main ${T_LIBS})
+  target_compile_definitions(${name} PRIVATE
+    VMLAT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    VMLAT_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  if(NOT T_LABELS)
+    set(T_LABELS unit)
+  endif()
+  gtest_discover_tests(${name} PROPERTIES LABELS "${T_LABELS}" ${T_PROPERTIES} DISCOVERY_TIMEOUT 60)
+endfunction()

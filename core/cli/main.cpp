@@ -1,0 +1,287 @@
+// The vmlat command line.
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../src/loader.hpp"
+#include "../src/plan.hpp"
+#include "../src/runner.hpp"
+#include "vmlat/units.hpp"
+#include "vmlat/version.hpp"
+
+using namespace vmlat;
+
+namespace {
+
+const char* kUsage = R"(usage: vmlat <command> [options]
+
+Measures real-time scheduling latency on bare metal and in virtual machines,
+as declared in a TOML test plan, and gates CI on the worst cases.
+
+commands:
+  run PLAN        run every cell of the plan, store results, apply gates
+  validate PLAN   check a plan (and each plugin's settings) without running it
+  plan PLAN       print the plan's expanded cells without running anything
+  plugins         list the plugins found, with kind, version, ABI and file
+  version         print the version and the plugin ABI
+  help [COMMAND]  this text, or a command's help
+
+exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
+            3 infrastructure error (a cell could not be measured), 130 interrupted
+docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md
+)";
+
+const std::map<std::string, std::string> kHelp = {
+    {"run", R"(usage: vmlat run PLAN [options]
+
+Runs the plan's cells one after another on this machine and writes
+results/<run-id>/ (run.json, cells/<cell>/result.json, raw probe output, logs).
+Prints a summary table; exits 0 if every gate passed, 1 if a gate failed,
+3 if a cell could not be measured (the other cells are still measured),
+2 for a bad plan, 130 if interrupted (what was measured is kept).
+
+options:
+  --results DIR       results root (default: [plan] results, "results")
+  --junit FILE        also write JUnit XML: one testcase per cell x gate
+  --only AXIS=VALUE   run only the cells with that axis value (repeatable)
+  --duration D        override the measuring time of every cell (e.g. 5s)
+  --progress          live progress on stderr (default when stderr is a terminal)
+  --quiet             no progress
+  --plugin-dir DIR    search DIR for plugins first (repeatable)
+)"},
+    {"validate", R"(usage: vmlat validate PLAN [--plugin-dir DIR]
+
+Checks the plan: TOML syntax, every key and value, the matrix, the gates, and
+each plugin instance's settings (the plugins validate their own tables).
+Prints every error as file:line:col: message. Exits 0 if valid, 2 if not.
+)"},
+    {"plan", R"(usage: vmlat plan PLAN [--json] [--plugin-dir DIR]
+
+Prints the expanded cells of the plan (index, id and axis values), and the
+gates that apply to each, without running anything. --json prints JSON.
+)"},
+    {"plugins", R"(usage: vmlat plugins [--plugin-dir DIR]
+
+Lists every plugin file found on the search path (--plugin-dir, then
+$VMLAT_PLUGIN_PATH, the build tree, the install directory) with its name,
+kind, version, ABI and file; refused files are listed with the reason.
+)"},
+    {"version", "usage: vmlat version\n\nPrints vmlat's version and plugin ABI version.\n"},
+    {"help", "usage: vmlat help [COMMAND]\n"},
+};
+
+struct Args {
+  std::string command;
+  std::vector<std::string> positional;
+  std::vector<std::filesystem::path> plugin_dirs;
+  RunOptions run;
+  bool json = false;
+  bool quiet = false;
+  bool progress = false;
+  bool help = false;
+};
+
+[[noreturn]] void usage_error(const std::string& message, const std::string& command) {
+  std::cerr << "vmlat: " << message << "\n";
+  std::cerr << "try 'vmlat " << (command.empty() ? "" : "help " + command) << (command.empty() ? "--help" : "") << "'\n";
+  std::exit(exit_code::usage);
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  std::vector<std::string> words(argv + 1, argv + argc);
+  a.run.command_line.assign(argv, argv + argc);
+  std::size_t i = 0;
+  if (i < words.size() && (words[i] == "-h" || words[i] == "--help")) {
+    a.command = "help";
+    return a;
+  }
+  if (i < words.size() && words[i] == "--version") {
+    a.command = "version";
+    return a;
+  }
+  if (i >= words.size()) usage_error("no command given", "");
+  a.command = words[i++];
+  if (!kHelp.count(a.command)) usage_error("unknown command '" + a.command + "'", "");
+  auto value = [&](const std::string& opt) -> std::string {
+    if (i >= words.size()) usage_error("option " + opt + " needs a value", a.command);
+    return words[i++];
+  };
+  const std::map<std::string, std::vector<std::string>> allowed = {
+      {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir"}},
+      {"validate", {"--plugin-dir"}},
+      {"plan", {"--json", "--plugin-dir"}},
+      {"plugins", {"--plugin-dir"}},
+      {"version", {}},
+      {"help", {}}};
+  while (i < words.size()) {
+    std::string w = words[i++];
+    if (w == "-h" || w == "--help") {
+      a.help = true;
+      continue;
+    }
+    if (w.rfind("--", 0) != 0 || w == "--") {
+      a.positional.push_back(w);
+      continue;
+    }
+    std::string opt = w, inline_value;
+    bool has_inline = false;
+    if (auto eq = w.find('='); eq != std::string::npos) {
+      opt = w.substr(0, eq);
+      inline_value = w.substr(eq + 1);
+      has_inline = true;
+    }
+    const auto& ok = allowed.at(a.command);
+    if (std::find(ok.begin(), ok.end(), opt) == ok.end())
+      usage_error("unknown option '" + opt + "' for '" + a.command + "'", a.command);
+    auto arg = [&]() { return has_inline ? inline_value : value(opt); };
+    if (opt == "--plugin-dir") a.plugin_dirs.emplace_back(arg());
+    else if (opt == "--results") a.run.results_root = arg();
+    else if (opt == "--junit") a.run.junit_path = arg();
+    else if (opt == "--only") {
+      auto v = arg();
+      auto eq = v.find('=');
+      if (eq == std::string::npos || eq == 0) usage_error("--only takes AXIS=VALUE, got '" + v + "'", a.command);
+      a.run.only.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+    } else if (opt == "--duration") {
+      std::string why;
+      auto d = parse_duration(arg(), &why);
+      if (!d || d->count() <= 0) usage_error("--duration: " + (why.empty() ? "must be positive" : why), a.command);
+      a.run.duration = *d;
+    } else if (opt == "--progress") a.progress = true;
+    else if (opt == "--quiet") a.quiet = true;
+    else if (opt == "--json") a.json = true;
+  }
+  return a;
+}
+
+std::string need_plan(const Args& a) {
+  if (a.positional.size() != 1) usage_error(a.positional.empty() ? "missing PLAN" : "too many arguments", a.command);
+  return a.positional.front();
+}
+
+// Loads and validates; prints diagnostics. Returns nullopt on errors.
+std::optional<Plan> load_valid(const std::string& path, PluginRegistry& registry) {
+  Diagnostics diags;
+  Plan plan = load_plan(path, diags, &registry);
+  if (!diags.empty()) {
+    std::cerr << diags.str();
+    std::cerr << path << ": " << diags.all().size() << " error" << (diags.all().size() == 1 ? "" : "s") << "\n";
+    return std::nullopt;
+  }
+  return plan;
+}
+
+int cmd_plugins(const Args& a) {
+  PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
+  if (registry.all().empty()) {
+    std::cout << "no plugins found; searched:";
+    for (const auto& d : registry.dirs()) std::cout << " " << d.string();
+    std::cout << "\n";
+    return exit_code::pass;
+  }
+  std::size_t wn = 4, wk = 4, wv = 7;
+  for (const auto& p : registry.all()) {
+    wn = std::max(wn, p.name.size());
+    wk = std::max(wk, p.kind.size());
+    wv = std::max(wv, p.version.size());
+  }
+  auto pad = [](std::string s, std::size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };
+  std::cout << pad("NAME", wn) << "  " << pad("KIND", wk) << "  " << pad("VERSION", wv) << "  ABI  FILE\n";
+  for (const auto& p : registry.all()) {
+    std::cout << pad(p.name, wn) << "  " << pad(p.kind.empty() ? "-" : p.kind, wk) << "  "
+              << pad(p.version.empty() ? "-" : p.version, wv) << "  " << pad(p.abi ? std::to_string(p.abi) : "-", 3) << "  "
+              << p.file.string() << "\n";
+    if (!p.refused.empty()) std::cout << "  ^ " << p.refused << "\n";
+    else if (!p.summary.empty()) std::cout << "  " << p.summary << "\n";
+  }
+  return exit_code::pass;
+}
+
+int cmd_plan(const Args& a) {
+  auto path = need_plan(a);
+  PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
+  auto plan = load_valid(path, registry);
+  if (!plan) return exit_code::usage;
+  auto cells = expand(*plan);
+  if (a.json) {
+    json out = json::array();
+    for (const auto& c : cells) {
+      json axes = json::object();
+      for (const auto& [k, v] : c.spec.axes) axes[k] = v;
+      json gates = json::array();
+      for (const auto& g : plan->gates)
+        if (g.matches(c.spec)) gates.push_back(g.name);
+      out.push_back(json{{"index", c.index}, {"id", c.spec.id}, {"axes", axes}, {"gates", gates}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return exit_code::pass;
+  }
+  std::cout << "plan " << plan->name << ": " << cells.size() << " cell" << (cells.size() == 1 ? "" : "s") << ", "
+            << format_duration(plan->duration) << " each";
+  if (!plan->description.empty()) std::cout << " (" << plan->description << ")";
+  std::cout << "\n";
+  for (const auto& c : cells) {
+    std::cout << "  " << c.index << ". " << c.spec.id << "\n     ";
+    for (const auto& [k, v] : c.spec.axes) std::cout << " " << k << "=" << v;
+    std::string gates;
+    for (const auto& g : plan->gates)
+      if (g.matches(c.spec)) gates += (gates.empty() ? "" : ", ") + g.name;
+    if (!gates.empty()) std::cout << "\n      gates: " << gates;
+    std::cout << "\n";
+  }
+  return exit_code::pass;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = parse_args(argc, argv);
+  if (a.command == "help") {
+    if (!a.positional.empty()) {
+      auto it = kHelp.find(a.positional.front());
+      if (it == kHelp.end()) usage_error("no help for '" + a.positional.front() + "'", "");
+      std::cout << it->second;
+    } else {
+      std::cout << kUsage;
+    }
+    return exit_code::pass;
+  }
+  if (a.help) {
+    std::cout << kHelp.at(a.command);
+    return exit_code::pass;
+  }
+  try {
+    if (a.command == "version") {
+      std::cout << "vmlat " << version_string << " (plugin ABI " << abi_version << ")\n";
+      return exit_code::pass;
+    }
+    if (a.command == "plugins") return cmd_plugins(a);
+    if (a.command == "plan") return cmd_plan(a);
+    if (a.command == "validate") {
+      auto path = need_plan(a);
+      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
+      auto plan = load_valid(path, registry);
+      if (!plan) return exit_code::usage;
+      std::cout << path << ": valid, " << expand(*plan).size() << " cells\n";
+      return exit_code::pass;
+    }
+    if (a.command == "run") {
+      auto path = need_plan(a);
+      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
+      auto plan = load_valid(path, registry);
+      if (!plan) return exit_code::usage;
+      a.run.progress = a.progress || (!a.quiet && isatty(STDERR_FILENO));
+      return run_plan(*plan, registry, a.run, std::cout, std::cerr);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "vmlat: " << e.what() << "\n";
+    return exit_code::infra;
+  }
+  return exit_code::usage;
+}

@@ -1,0 +1,50 @@
+// What a plugin sees of the cell it is working on.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace vmlat {
+
+class Executor;
+class Logger;
+
+// One point of the plan's matrix.
+struct CellSpec {
+  std::string id;                                          // stable, e.g. "host-stress-native-1ms"
+  std::vector<std::pair<std::string, std::string>> axes;   // in plan order
+  std::string plan_name;
+  std::string host_name;                                   // the host the cell runs on
+  std::chrono::nanoseconds period{0};                      // the probe's period
+  std::chrono::nanoseconds duration{0};                    // how long the probe measures
+  std::vector<int> cpus;                                   // CPUs to measure; empty = all of the target
+
+  std::optional<std::string> axis(std::string_view name) const {
+    for (const auto& [key, value] : axes)
+      if (key == name) return value;
+    return std::nullopt;
+  }
+};
+
+class CellContext {
+ public:
+  virtual ~CellContext() = default;
+  virtual const CellSpec& cell() const = 0;
+  // The cell's results directory on the machine running vmlat.
+  virtual const std::filesystem::path& cell_dir() const = 0;
+  // A scratch directory for this cell (sockets, unpacked files); removed
+  // after the cell unless the cell failed.
+  virtual const std::filesystem::path& work_dir() const = 0;
+  // Writes `content` atomically to cell_dir()/name and lists it in the result.
+  virtual void save_artifact(std::string_view name, std::string_view content) = 0;
+  virtual Logger& log() = 0;
+  // The machine the cell runs on (this machine today; a remote host later).
+  virtual Executor& host() = 0;
+};
+
+}  // namespace vmlat

@@ -1,0 +1,63 @@
+// Where commands run: this machine, a guest (through the backend's channel),
+// a Xen Dom0, or a remote host. Probes and workloads only see an Executor, so
+// the same plugin code measures on bare metal and in any guest.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmlat/interrupt.hpp"
+
+namespace vmlat {
+
+struct Command {
+  std::vector<std::string> argv;  // never passed through a shell
+  // Upper bound for this command; the phase deadline applies as well.
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  // On interruption (SIGINT to vmlat), send the command SIGINT and give it
+  // `interrupt_grace` to finish and print what it has (cyclictest and
+  // vmlat-probe do), then return with `interrupted` set instead of throwing
+  // Cancelled. For probes, so that an interrupted cell keeps partial data.
+  bool graceful_interrupt = false;
+  std::chrono::milliseconds interrupt_grace{std::chrono::seconds(5)};
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  int signal = 0;
+  bool timed_out = false;
+  bool interrupted = false;  // see Command::graceful_interrupt
+  std::string out;
+  std::string err;
+  bool ok() const { return signal == 0 && !timed_out && exit_code == 0; }
+  // "exit code 2: <last line of stderr>" etc.
+  std::string describe() const;
+};
+
+// A command running in the background (a workload).
+class Job {
+ public:
+  virtual ~Job() = default;
+  virtual bool running() = 0;
+  // Stops the job (SIGTERM to its process group, SIGKILL after `grace`),
+  // returns its status and output. Never throws.
+  virtual CommandResult stop(std::chrono::milliseconds grace) noexcept = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // "host", "guest", "dom0", ...: for logs and messages.
+  virtual std::string name() const = 0;
+  // Runs to completion (or timeout / interruption: the command is killed,
+  // Cancelled or PhaseTimeout propagate).
+  virtual CommandResult run(const Command& command) = 0;
+  virtual std::unique_ptr<Job> start(const Command& command) = 0;
+  // Absolute path of a program as this executor would run it, if present.
+  virtual std::optional<std::string> find_program(const std::string& name) = 0;
+};
+
+}  // namespace vmlat

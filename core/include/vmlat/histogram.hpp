@@ -1,0 +1,69 @@
+// Latency histogram with 1us buckets (as cyclictest), exact extremes and sum.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "vmlat/json.hpp"
+
+namespace vmlat {
+
+using std::chrono::nanoseconds;
+
+// Summary statistics of one histogram. Percentiles have 1us resolution (the
+// lower edge of the bucket holding the nearest-rank sample) clamped to the
+// exact [min, max]; a rank that falls among the overflows reports max.
+struct Stats {
+  std::uint64_t samples = 0;
+  nanoseconds min{0}, mean{0}, p50{0}, p90{0}, p99{0}, p999{0}, p9999{0}, max{0};
+  std::uint64_t overflows = 0;
+  std::uint64_t missed_periods = 0;
+};
+
+class Histogram {
+ public:
+  // One sample of known latency.
+  void add(nanoseconds latency, std::uint64_t count = 1);
+  // Samples known only by bucket (floor(latency/1us)), e.g. from cyclictest.
+  // Extremes and sum must then be set with set_exact().
+  void add_bucket(std::uint64_t bucket_us, std::uint64_t count);
+  // Samples above the probe's histogram range: counted, value unknown.
+  void add_overflows(std::uint64_t count) { overflows_ += count; }
+  void add_missed_periods(std::uint64_t count) { missed_periods_ += count; }
+  // Overrides the extremes and the sum with the probe's exact values.
+  void set_exact(nanoseconds min, nanoseconds max, nanoseconds sum);
+
+  void merge(const Histogram& other);
+
+  std::uint64_t samples() const;  // bucketed samples + overflows
+  std::uint64_t overflows() const { return overflows_; }
+  std::uint64_t missed_periods() const { return missed_periods_; }
+  nanoseconds min() const { return min_; }
+  nanoseconds max() const { return max_; }
+  nanoseconds sum() const { return sum_; }
+  nanoseconds mean() const;
+  // q in (0, 1]. Nearest rank: the smallest value v with #(samples <= v) >= ceil(q*N).
+  nanoseconds percentile(double q) const;
+  Stats stats() const;
+  bool empty() const { return samples() == 0; }
+
+  const std::map<std::uint64_t, std::uint64_t>& buckets() const { return buckets_; }
+
+  // {"buckets_us": [[bucket, count], ...], "overflows": n, "missed_periods": n,
+  //  "min_ns": .., "max_ns": .., "sum_ns": ..}
+  json to_json() const;
+  static Histogram from_json(const json& j);  // throws std::invalid_argument
+
+ private:
+  std::map<std::uint64_t, std::uint64_t> buckets_;
+  std::uint64_t overflows_ = 0;
+  std::uint64_t missed_periods_ = 0;
+  nanoseconds min_{0}, max_{0}, sum_{0};
+  bool has_extremes_ = false;
+};
+
+json stats_to_json(const Stats& s);
+
+}  // namespace vmlat

@@ -1,0 +1,96 @@
+// The plugin API: the interfaces a backend, workload or probe implements and
+// the one macro that exports it. See docs/writing-plugins.md.
+#pragma once
+
+#include <boost/dll/alias.hpp>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vmlat/context.hpp"
+#include "vmlat/errors.hpp"
+#include "vmlat/executor.hpp"
+#include "vmlat/histogram.hpp"
+#include "vmlat/json.hpp"
+#include "vmlat/log.hpp"
+#include "vmlat/settings.hpp"
+#include "vmlat/version.hpp"
+
+namespace vmlat {
+
+// What the loader reads before creating anything. Plain C layout: it must stay
+// readable by a core of another ABI version so that it can name the mismatch.
+extern "C" struct Descriptor {
+  int abi_version;      // VMLAT_ABI_VERSION the plugin was built with
+  const char* name;     // "cyclic", "kvm", ...: what a plan's `plugin = ` names
+  const char* kind;     // "backend", "workload" or "probe"
+  const char* version;  // the plugin's own version
+  const char* summary;  // one line for `vmlat plugins`
+};
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  // Reads and validates the instance's table. Called at `vmlat validate` and
+  // again for every cell; must not start anything.
+  virtual void configure(Settings& settings) = 0;
+  // Facts recorded in the cell's result (versions, what was applied).
+  virtual json facts() const { return json::object(); }
+};
+
+// Where the probe runs: this machine, a KVM guest, a Xen domU.
+//
+// The runner calls, for every cell: prepare, boot, then hands executor("guest")
+// to the probe and executor(where) to each workload; teardown always runs,
+// also after an error, a timeout or an interrupt.
+class Backend : public Plugin {
+ public:
+  // Placements workloads can use with this backend ("host", "guest", "dom0").
+  virtual std::vector<std::string> placements() const = 0;
+  // Builds or fetches what the cell needs, without starting a guest.
+  virtual void prepare(CellContext& ctx) = 0;
+  // Starts the guest and waits until its channel works.
+  virtual void boot(CellContext& ctx) = 0;
+  // Where the probe runs.
+  virtual Executor& probe_target() = 0;
+  // An executor for a placement listed by placements().
+  virtual Executor& placement(const std::string& where) = 0;
+  // Stops everything prepare/boot started. Must not throw; must finish.
+  virtual void teardown(CellContext& ctx) noexcept = 0;
+};
+
+// Interference started before the probe and stopped after it.
+class Workload : public Plugin {
+ public:
+  // Starts the workload through `where` and returns once it is running.
+  virtual void start(Executor& where, CellContext& ctx) = 0;
+  // Stops it. Throws InfraError if the workload had died before it was
+  // stopped (the cell did not measure what the plan asked for).
+  virtual void stop(CellContext& ctx) = 0;
+};
+
+struct ProbeResult {
+  std::map<int, Histogram> per_cpu;  // key: CPU number on the probe's target
+  json facts = json::object();       // engine, version, command line, ...
+  bool interrupted = false;          // partial: the run was interrupted
+};
+
+class Probe : public Plugin {
+ public:
+  // Measures for cell().duration at cell().period on cell().cpus of `target`.
+  virtual ProbeResult run(Executor& target, CellContext& ctx) = 0;
+};
+
+}  // namespace vmlat
+
+// Exports CLASS (default-constructible, derived from Backend, Workload or
+// Probe) as a vmlat plugin. Use once per plugin library.
+#define VMLAT_PLUGIN(CLASS, NAME, KIND, VERSION, SUMMARY)                                   \
+  namespace {                                                                               \
+  const ::vmlat::Descriptor vmlat_plugin_descriptor_value{VMLAT_ABI_VERSION, NAME, KIND,    \
+                                                          VERSION, SUMMARY};                \
+  const ::vmlat::Descriptor* vmlat_plugin_describe() { return &vmlat_plugin_descriptor_value; } \
+  ::vmlat::Plugin* vmlat_plugin_create() { return new CLASS(); }                            \
+  }                                                                                         \
+  BOOST_DLL_ALIAS(vmlat_plugin_describe, vmlat_describe)                                    \
+  BOOST_DLL_ALIAS(vmlat_plugin_create, vmlat_create)

@@ -1,0 +1,76 @@
+// Starting and stopping processes: argv vectors only (never a shell), each
+// child in its own process group, output to files, whole-group kill, and a
+// process-wide registry so no child outlives vmlat.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmlat/interrupt.hpp"
+
+namespace vmlat {
+
+struct ProcessSpec {
+  std::vector<std::string> argv;               // argv[0] is looked up in PATH if it has no '/'
+  std::map<std::string, std::string> env;      // added to (or overriding) the environment
+  std::filesystem::path stdout_path;           // empty: /dev/null
+  std::filesystem::path stderr_path;           // empty: /dev/null; may equal stdout_path
+  std::filesystem::path working_dir;           // empty: inherit
+};
+
+struct ExitStatus {
+  int exit_code = -1;  // valid when signal == 0
+  int signal = 0;      // the signal that ended it, if any
+  bool timed_out = false;
+  bool success() const { return signal == 0 && !timed_out && exit_code == 0; }
+  std::string describe() const;  // "exit code 3", "killed by signal 9 (Killed)", "timed out"
+};
+
+class Process {
+ public:
+  // Throws InfraError naming the program and the reason (e.g. not found).
+  static Process spawn(const ProcessSpec& spec);
+
+  Process() = default;
+  Process(Process&& other) noexcept;
+  Process& operator=(Process&& other) noexcept;
+  ~Process();  // kills the process group if still running
+
+  pid_t pid() const { return pid_; }
+  bool running();
+  // Non-blocking: the exit status once the process has ended.
+  std::optional<ExitStatus> poll();
+  // Waits until the process ends or `deadline` passes (then returns
+  // timed_out = true; the process keeps running). Calls check_interrupt()
+  // while waiting when `interruptible`.
+  ExitStatus wait(Deadline deadline, bool interruptible = true);
+  // SIGTERM (or `first_signal`) to the whole process group, SIGKILL after
+  // `grace`, then reaps. Never throws; safe to call twice.
+  ExitStatus stop(std::chrono::milliseconds grace, int first_signal = 15) noexcept;
+  const std::string& program() const { return program_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string program_;
+  std::optional<ExitStatus> status_;
+};
+
+// Kills every process group vmlat started that is still registered. Used by
+// the runner on exit paths; the registry also kills them from an atexit hook.
+void kill_all_children() noexcept;
+
+// PATH lookup (plus extra dirs). Empty if not found or not executable.
+std::filesystem::path find_in_path(const std::string& program,
+                                   const std::vector<std::filesystem::path>& extra_dirs = {});
+
+// Directories holding vmlat's helper programs (e.g. vmlat-probe):
+// $VMLAT_LIBEXEC_PATH, the build tree, the install prefix.
+std::vector<std::filesystem::path> libexec_dirs();
+
+}  // namespace vmlat

@@ -1,0 +1,897 @@
+// Plan parsing and validation, and the TOML-backed Settings. The only
+// translation unit that includes TOML++ (it is heavy to compile).
+#include "plan.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "loader.hpp"
+#include "sha256.hpp"
+#include "vmlat/errors.hpp"
+#include "vmlat/plugin.hpp"
+#include "vmlat/units.hpp"
+
+namespace vmlat {
+
+// ---------------------------------------------------------------- Settings --
+
+std::string Location::str() const {
+  if (line <= 0) return file;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+void Diagnostics::error(Location where, std::string message) {
+  for (const auto& d : items_)  // the same problem found twice (validate, then run) is said once
+    if (d.where.line == where.line && d.where.column == where.column && d.message == message) return;
+  items_.push_back({std::move(where), std::move(message)});
+}
+
+std::string Diagnostics::str() const {
+  std::string s;
+  for (const auto& d : items_) s += d.str() + "\n";
+  return s;
+}
+
+namespace {
+
+Location location_of(const toml::source_region& region, const std::string& fallback_file) {
+  Location l;
+  l.file = region.path ? *region.path : fallback_file;
+  l.line = static_cast<int>(region.begin.line);
+  l.column = static_cast<int>(region.begin.column);
+  return l;
+}
+
+std::string type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    default: return "a date/time";
+  }
+}
+
+std::string render(const toml::node& n) {
+  std::ostringstream ss;
+  if (auto s = n.as_string()) ss << '"' << s->get() << '"';
+  else if (n.is_table()) ss << "{...}";
+  else if (n.is_array()) ss << "[...]";
+  else n.visit([&](auto&& v) { ss << v; });
+  return ss.str();
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t subst = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, subst});
+      // transposition ("perido" -> "period")
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) cur[j] = std::min(cur[j], prev[j - 1]);
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep) {
+  std::string s;
+  for (std::size_t i = 0; i < items.size(); ++i) s += (i ? std::string(sep) : "") + items[i];
+  return s;
+}
+
+std::optional<std::vector<int>> parse_cpu_text(std::string_view text, std::string* why) {
+  std::vector<int> cpus;
+  if (text == "all") return cpus;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    auto item = rest.substr(0, comma);
+    auto dash = item.find('-');
+    try {
+      std::size_t used = 0;
+      if (dash == std::string_view::npos) {
+        int v = std::stoi(std::string(item), &used);
+        if (used != item.size() || v < 0) throw std::invalid_argument("x");
+        cpus.push_back(v);
+      } else {
+        int lo = std::stoi(std::string(item.substr(0, dash)), &used);
+        if (used != dash) throw std::invalid_argument("x");
+        auto hi_text = std::string(item.substr(dash + 1));
+        int hi = std::stoi(hi_text, &used);
+        if (used != hi_text.size() || lo < 0 || hi < lo) throw std::invalid_argument("x");
+        for (int c = lo; c <= hi; ++c) cpus.push_back(c);
+      }
+    } catch (const std::exception&) {
+      if (why) *why = "'" + std::string(text) + "' is not a CPU list: write \"all\", \"0-3,6\" or [0, 1]";
+      return std::nullopt;
+    }
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  std::sort(cpus.begin(), cpus.end());
+  cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
+  return cpus;
+}
+
+}  // namespace
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+  std::string best;
+  std::size_t best_distance = std::max<std::size_t>(1, std::min<std::size_t>(3, word.size() / 3)) + 1;
+  for (const auto& c : candidates) {
+    auto d = edit_distance(word, c);
+    if (d < best_distance) {
+      best_distance = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+struct Settings::Impl {
+  const toml::table* table = nullptr;  // may be null: an absent table
+  std::string section;
+  std::string file;
+  Location table_location;
+  Diagnostics* diags = nullptr;
+  std::set<std::string, std::less<>> known;
+  std::shared_ptr<const void> keepalive;
+  std::size_t errors_at_start = 0;
+
+  const toml::node* get(std::string_view key) {
+    known.emplace(key);
+    return table ? table->get(key) : nullptr;
+  }
+  Location where(std::string_view key) const {
+    if (table)
+      for (auto&& [k, v] : *table)
+        if (k.str() == key) return location_of(v.source(), file);
+    return table_location;
+  }
+  void bad(std::string_view key, const std::string& message) {
+    diags->error(where(key), message);
+  }
+};
+
+Settings::Settings(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->errors_at_start = impl_->diags->all().size();
+}
+Settings::~Settings() = default;
+
+const std::string& Settings::section() const { return impl_->section; }
+bool Settings::has(std::string_view key) const { return impl_->table && impl_->table->contains(key); }
+Location Settings::location(std::string_view key) const { return impl_->where(key); }
+void Settings::allow(std::initializer_list<std::string_view> keys) {
+  for (auto k : keys) impl_->known.emplace(k);
+}
+void Settings::error(std::string_view key, std::string message) {
+  if (key.empty()) impl_->diags->error(impl_->table_location, impl_->section + ": " + message);
+  else impl_->bad(key, message);
+}
+bool Settings::ok() const { return impl_->diags->all().size() == impl_->errors_at_start; }
+
+std::string Settings::string(std::string_view key, std::string default_value) {
+  auto* n = impl_->get(key);
+  if (!n) return default_value;
+  if (auto s = n->as_string()) return s->get();
+  impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be a string, not " + type_name(*n) + " (" + render(*n) + ")");
+  return default_value;
+}
+
+std::string Settings::choice(std::string_view key, std::string default_value, const std::vector<std::string>& allowed) {
+  auto* n = impl_->get(key);
+  if (!n) return default_value;
+  auto s = n->as_string();
+  if (s && std::find(allowed.begin(), allowed.end(), s->get()) != allowed.end()) return s->get();
+  std::string got = s ? "'" + s->get() + "'" : type_name(*n) + " (" + render(*n) + ")";
+  std::string message = "'" + std::string(key) + "' in " + impl_->section + " must be one of: " + join(allowed, ", ") + " (got " + got + ")";
+  if (s) {
+    auto close = did_you_mean(s->get(), allowed);
+    if (!close.empty()) message += "; did you mean '" + close + "'?";
+  }
+  impl_->bad(key, message);
+  return default_value;
+}
+
+std::int64_t Settings::integer(std::string_view key, std::int64_t default_value, std::int64_t min, std::int64_t max) {
+  auto* n = impl_->get(key);
+  if (!n) return default_value;
+  auto i = n->as_integer();
+  if (!i) {
+    impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be an integer, not " + type_name(*n) + " (" + render(*n) + ")");
+    return default_value;
+  }
+  if (i->get() < min || i->get() > max) {
+    impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be between " + std::to_string(min) + " and " + std::to_string(max) + " (got " + std::to_string(i->get()) + ")");
+    return default_value;
+  }
+  return i->get();
+}
+
+bool Settings::boolean(std::string_view key, bool default_value) {
+  auto* n = impl_->get(key);
+  if (!n) return default_value;
+  if (auto b = n->as_boolean()) return b->get();
+  impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be true or false, not " + type_name(*n) + " (" + render(*n) + ")");
+  return default_value;
+}
+
+std::chrono::nanoseconds Settings::duration(std::string_view key, std::chrono::nanoseconds default_value,
+                                            std::chrono::nanoseconds min, std::chrono::nanoseconds max) {
+  auto* n = impl_->get(key);
+  if (!n) return default_value;
+  auto s = n->as_string();
+  if (!s) {
+    std::string hint = n->is_integer() ? ": durations need a unit, e.g. \"" + render(*n) + "us\" or \"" + render(*n) + "ms\"" : "";
+    impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be a duration string like \"50us\", not " + type_name(*n) + " (" + render(*n) + ")" + hint);
+    return default_value;
+  }
+  std::string why;
+  auto d = parse_duration(s->get(), &why);
+  if (!d) {
+    impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + ": " + why);
+    return default_value;
+  }
+  if (*d < min || *d > max) {
+    impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be between " + format_duration(min) + " and " + format_duration(max) + " (got " + s->get() + ")");
+    return default_value;
+  }
+  return *d;
+}
+
+std::vector<std::string> Settings::string_list(std::string_view key, std::vector<std::string> default_value) {
+  auto* n = impl_->get(key);
+  if (!n) return default_value;
+  auto a = n->as_array();
+  if (!a) {
+    impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be an array of strings, not " + type_name(*n) + " (" + render(*n) + ")");
+    return default_value;
+  }
+  std::vector<std::string> out;
+  for (auto&& item : *a) {
+    if (auto s = item.as_string()) out.push_back(s->get());
+    else {
+      impl_->diags->error(location_of(item.source(), impl_->file), "'" + std::string(key) + "' in " + impl_->section + " must contain only strings, not " + type_name(item) + " (" + render(item) + ")");
+      return default_value;
+    }
+  }
+  return out;
+}
+
+std::vector<int> Settings::cpu_list(std::string_view key, std::vector<int> default_value) {
+  auto* n = impl_->get(key);
+  if (!n) return default_value;
+  if (auto s = n->as_string()) {
+    std::string why;
+    if (auto cpus = parse_cpu_text(s->get(), &why)) return *cpus;
+    impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + ": " + why);
+    return default_value;
+  }
+  if (auto a = n->as_array()) {
+    std::vector<int> cpus;
+    for (auto&& item : *a) {
+      auto i = item.as_integer();
+      if (!i || i->get() < 0 || i->get() > 4095) {
+        impl_->diags->error(location_of(item.source(), impl_->file), "'" + std::string(key) + "' in " + impl_->section + " must list CPU numbers (0..4095), got " + render(item));
+        return default_value;
+      }
+      cpus.push_back(static_cast<int>(i->get()));
+    }
+    std::sort(cpus.begin(), cpus.end());
+    cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
+    if (cpus.empty()) impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " is empty: write \"all\" or list CPUs");
+    return cpus;
+  }
+  impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be \"all\", a CPU list string like \"0-3\" or an array like [0, 1], not " + type_name(*n));
+  return default_value;
+}
+
+std::vector<std::pair<std::string, std::string>> Settings::string_map(std::string_view key) {
+  auto* n = impl_->get(key);
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!n) return out;
+  auto t = n->as_table();
+  if (!t) {
+    impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + " must be a table, not " + type_name(*n));
+    return out;
+  }
+  for (auto&& [k, v] : *t) {
+    if (auto s = v.as_string()) out.emplace_back(std::string(k.str()), s->get());
+    else if (auto i = v.as_integer()) out.emplace_back(std::string(k.str()), std::to_string(i->get()));
+    else impl_->diags->error(location_of(v.source(), impl_->file), "'" + std::string(key) + "." + std::string(k.str()) + "' in " + impl_->section + " must be a string or an integer, not " + type_name(v));
+  }
+  return out;
+}
+
+void Settings::finish() {
+  if (!impl_->table) return;
+  std::vector<std::string> known(impl_->known.begin(), impl_->known.end());
+  for (auto&& [k, v] : *impl_->table) {
+    if (impl_->known.count(k.str())) continue;
+    std::string message = "unknown key '" + std::string(k.str()) + "' in " + impl_->section;
+    auto close = did_you_mean(k.str(), known);
+    if (!close.empty()) message += "; did you mean '" + close + "'?";
+    else if (!known.empty()) message += " (known keys: " + join(known, ", ") + ")";
+    impl_->diags->error(location_of(k.source(), impl_->file), message);
+  }
+}
+
+namespace {
+
+Settings make_settings(const toml::table* table, std::string section, const std::string& file, Location table_location,
+                       Diagnostics& diags, std::shared_ptr<const void> keepalive) {
+  auto impl = std::make_shared<Settings::Impl>();
+  impl->table = table;
+  impl->section = std::move(section);
+  impl->file = file;
+  impl->table_location = std::move(table_location);
+  impl->diags = &diags;
+  impl->keepalive = std::move(keepalive);
+  return Settings(impl);
+}
+
+}  // namespace
+
+Settings instance_settings(const Instance& instance, Diagnostics& diags) {
+  auto* table = static_cast<const toml::table*>(instance.table.get());
+  auto s = make_settings(table, "[" + instance.kind + "." + instance.name + "]", instance.location.file, instance.location, diags,
+                         instance.table);
+  // Keys the core reads itself.
+  s.allow({"plugin"});
+  if (instance.kind == "workload") s.allow({"where"});
+  return s;
+}
+
+// -------------------------------------------------------------------- Plan --
+
+bool GateSpec::matches(const CellSpec& cell) const {
+  for (const auto& [axis, values] : match) {
+    auto v = cell.axis(axis);
+    if (!v || std::find(values.begin(), values.end(), *v) == values.end()) return false;
+  }
+  return true;
+}
+
+namespace {
+
+const std::vector<std::string> kBuiltinAxes = {"backend", "workload", "probe", "period"};
+const std::vector<std::string> kKinds = {"backend", "workload", "probe"};
+
+bool valid_name(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+std::string sanitize(std::string_view v) {
+  std::string s;
+  for (char c : v) s += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_') ? c : '_';
+  return s;
+}
+
+struct PlanParser {
+  Plan& plan;
+  Diagnostics& diags;
+  std::string file;
+  std::shared_ptr<toml::table> root;
+
+  Location at(const toml::node& n) const { return location_of(n.source(), file); }
+  Location at_key(const toml::table& t, std::string_view key) const {
+    for (auto&& [k, v] : t)
+      if (k.str() == key) return location_of(k.source(), file);
+    return location_of(t.source(), file);
+  }
+  Settings settings(const toml::table* t, std::string section) {
+    Location l = t ? at(*t) : Location{file, 0, 0};
+    return make_settings(t, std::move(section), file, l, diags, root);
+  }
+
+  void parse_plan_table() {
+    auto* t = (*root)["plan"].as_table();
+    if (root->contains("plan") && !t) diags.error(at_key(*root, "plan"), "'plan' must be a table: [plan]");
+    auto s = settings(t, "[plan]");
+    plan.name = s.string("name", plan.path.stem().string());
+    if (!valid_name(plan.name)) s.error("name", "plan name '" + plan.name + "' may only contain letters, digits, '-', '_' and '.'");
+    plan.description = s.string("description", "");
+    plan.duration = s.duration("duration", plan.duration, std::chrono::milliseconds(100), std::chrono::hours(24 * 7));
+    plan.period = s.duration("period", plan.period, std::chrono::microseconds(1), std::chrono::seconds(10));
+    plan.cpus = s.cpu_list("cpus", {});
+    plan.results_dir = s.string("results", plan.results_dir);
+    s.finish();
+  }
+
+  void parse_timeouts() {
+    auto* t = (*root)["timeouts"].as_table();
+    auto s = settings(t, "[timeouts]");
+    auto& to = plan.timeouts;
+    std::chrono::nanoseconds lo = std::chrono::seconds(1), hi = std::chrono::hours(24);
+    to.prepare = s.duration("prepare", to.prepare, lo, hi);
+    to.boot = s.duration("boot", to.boot, lo, hi);
+    to.start = s.duration("start", to.start, lo, hi);
+    to.measure_margin = s.duration("measure_margin", to.measure_margin, lo, hi);
+    to.stop = s.duration("stop", to.stop, lo, hi);
+    s.finish();
+  }
+
+  void parse_hosts() {
+    auto* t = (*root)["hosts"].as_table();
+    if (!t) {
+      if (root->contains("hosts")) diags.error(at_key(*root, "hosts"), "'hosts' must be a table of hosts: [hosts.<name>]");
+      plan.hosts.push_back(HostSpec{});
+      return;
+    }
+    for (auto&& [name, node] : *t) {
+      auto* h = node.as_table();
+      if (!h) {
+        diags.error(location_of(name.source(), file), "[hosts." + std::string(name.str()) + "] must be a table");
+        continue;
+      }
+      auto s = settings(h, "[hosts." + std::string(name.str()) + "]");
+      HostSpec spec;
+      spec.name = std::string(name.str());
+      spec.address = s.string("address", "localhost");
+      if (spec.address != "localhost" && spec.address != "127.0.0.1" && spec.address != "local")
+        s.error("address", "host '" + spec.name + "' has address '" + spec.address +
+                               "': only this machine (\"localhost\") can run cells in this version; remote hosts reached "
+                               "through SSH/Ansible are on the roadmap (docs/ARCHITECTURE.md)");
+      s.finish();
+      plan.hosts.push_back(spec);
+    }
+    if (plan.hosts.size() > 1)
+      diags.error(at_key(*root, "hosts"), "more than one host: this version runs every cell on one host (this machine)");
+    if (plan.hosts.empty()) plan.hosts.push_back(HostSpec{});
+  }
+
+  void parse_instances() {
+    for (const auto& kind : kKinds) {
+      auto* node = root->get(kind);
+      if (!node) continue;
+      auto* t = node->as_table();
+      if (!t) {
+        diags.error(at_key(*root, kind), "'" + kind + "' must be a table of named instances: [" + kind + ".<name>]");
+        continue;
+      }
+      auto& target = kind == "backend" ? plan.backends : kind == "workload" ? plan.workloads : plan.probes;
+      for (auto&& [name, inst] : *t) {
+        std::string n(name.str());
+        auto* it = inst.as_table();
+        if (!it) {
+          diags.error(location_of(name.source(), file), "[" + kind + "." + n + "] must be a table, not " + type_name(inst) +
+                                                            " (write [" + kind + "." + n + "] with its settings below)");
+          continue;
+        }
+        if (!valid_name(n)) diags.error(location_of(name.source(), file), "instance name '" + n + "' may only contain letters, digits, '-', '_' and '.'");
+        if (kind == "workload" && n == "none") diags.error(location_of(name.source(), file), "'none' is reserved: it means no workload");
+        Instance instance;
+        instance.kind = kind;
+        instance.name = n;
+        instance.location = at(*it);
+        instance.table = std::shared_ptr<const void>(root, it);
+        instance.plugin = n;
+        instance.plugin_location = instance.location;
+        if (auto* p = it->get("plugin")) {
+          if (auto ps = p->as_string()) instance.plugin = ps->get();
+          else diags.error(at(*p), "'plugin' in [" + kind + "." + n + "] must be a string naming a plugin, not " + type_name(*p));
+          instance.plugin_location = at(*p);
+        }
+        if (kind == "workload") {
+          instance.where = "host";
+          if (auto* w = it->get("where")) {
+            if (auto ws = w->as_string()) instance.where = ws->get();
+            else diags.error(at(*w), "'where' in [workload." + n + "] must be a string: \"host\", \"guest\" or \"dom0\"");
+          }
+        }
+        target.emplace(n, std::move(instance));
+      }
+    }
+  }
+
+  std::vector<std::string> instance_names(const std::map<std::string, Instance>& m) {
+    std::vector<std::string> names;
+    for (const auto& [k, v] : m) names.push_back(k);
+    return names;
+  }
+
+  void parse_matrix() {
+    auto* t = (*root)["matrix"].as_table();
+    if (root->contains("matrix") && !t) diags.error(at_key(*root, "matrix"), "'matrix' must be a table: [matrix]");
+    std::map<std::string, Axis> builtin;
+    std::vector<Axis> free_axes;
+    if (t) {
+      // TOML++ tables are sorted by key; keep the order in which the plan wrote them.
+      std::vector<std::pair<std::string_view, const toml::node*>> entries;
+      for (auto&& [k, v] : *t) entries.emplace_back(k.str(), &v);
+      std::sort(entries.begin(), entries.end(), [&](auto& a, auto& b) {
+        auto sa = a.second->source().begin, sb = b.second->source().begin;
+        return std::tie(sa.line, sa.column) < std::tie(sb.line, sb.column);
+      });
+      for (auto& [key, node] : entries) {
+        std::string name(key);
+        if (name == "exclude") continue;
+        Axis axis;
+        axis.name = name;
+        axis.location = at(*node);
+        if (!valid_name(name)) diags.error(at_key(*t, key), "axis name '" + name + "' may only contain letters, digits, '-', '_' and '.'");
+        auto* arr = node->as_array();
+        if (!arr || arr->empty()) {
+          diags.error(at(*node), "matrix axis '" + name + "' must be a non-empty array of values, e.g. " + name + " = [\"a\", \"b\"]");
+          continue;
+        }
+        for (auto&& item : *arr) {
+          std::string value;
+          if (auto s = item.as_string()) value = s->get();
+          else if (auto i = item.as_integer()) value = std::to_string(i->get());
+          else {
+            diags.error(at(item), "values of matrix axis '" + name + "' must be strings, not " + type_name(item));
+            continue;
+          }
+          if (std::find(axis.values.begin(), axis.values.end(), value) != axis.values.end()) {
+            diags.error(at(item), "value '" + value + "' appears twice in matrix axis '" + name + "'");
+            continue;
+          }
+          check_axis_value(name, value, at(item));
+          axis.values.push_back(value);
+        }
+        if (std::find(kBuiltinAxes.begin(), kBuiltinAxes.end(), name) != kBuiltinAxes.end()) builtin[name] = axis;
+        else free_axes.push_back(axis);
+      }
+    }
+    // Absent plugin axes: the one declared instance (or no workload).
+    Location plan_loc{file, 0, 0};
+    auto implicit = [&](const std::string& name, const std::map<std::string, Instance>& instances, bool none_ok) {
+      if (builtin.count(name)) return;
+      Axis a;
+      a.name = name;
+      a.location = plan_loc;
+      if (instances.size() == 1) a.values = {instances.begin()->first};
+      else if (instances.empty() && none_ok) a.values = {"none"};
+      else if (instances.empty()) {
+        diags.error(plan_loc, "the plan declares no " + name + ": add a [" + name + ".<name>] table (e.g. [" + name + "." +
+                                  (name == "backend" ? "host" : "cyclictest") + "])");
+        return;
+      } else {
+        diags.error(plan_loc, "the plan declares " + std::to_string(instances.size()) + " " + name + " instances (" +
+                                  join(instance_names(instances), ", ") + "): say which to run with matrix." + name + " = [...]");
+        return;
+      }
+      builtin[name] = a;
+    };
+    implicit("backend", plan.backends, false);
+    implicit("workload", plan.workloads, true);
+    implicit("probe", plan.probes, false);
+    if (!builtin.count("period")) builtin["period"] = Axis{"period", {format_duration(plan.period)}, plan_loc};
+    for (const auto& name : kBuiltinAxes)
+      if (builtin.count(name)) plan.axes.push_back(builtin[name]);
+    for (auto& a : free_axes) plan.axes.push_back(std::move(a));
+
+    if (t)
+      if (auto* ex = t->get("exclude")) parse_excludes(*ex);
+  }
+
+  void check_axis_value(const std::string& axis, const std::string& value, Location where) {
+    auto check_instance = [&](const std::map<std::string, Instance>& instances, bool none_ok) {
+      if (none_ok && value == "none") return;
+      if (instances.count(value)) return;
+      auto names = instance_names(instances);
+      std::string message = "matrix." + axis + " names '" + value + "', but there is no [" + axis + "." + value + "] table";
+      auto close = did_you_mean(value, names);
+      if (!close.empty()) message += "; did you mean '" + close + "'?";
+      else if (!names.empty()) message += " (declared: " + join(names, ", ") + ")";
+      diags.error(where, message);
+    };
+    if (axis == "backend") check_instance(plan.backends, false);
+    else if (axis == "workload") check_instance(plan.workloads, true);
+    else if (axis == "probe") check_instance(plan.probes, false);
+    else if (axis == "period") {
+      std::string why;
+      auto d = parse_duration(value, &why);
+      if (!d) diags.error(where, "matrix.period: " + why);
+      else if (*d < std::chrono::microseconds(1) || *d > std::chrono::seconds(10))
+        diags.error(where, "matrix.period value '" + value + "' must be between 1us and 10s");
+    } else if (axis == "host_kernel") {
+      if (value != "rt" && value != "nrt" && value != "any") {
+        std::string message = "matrix.host_kernel value '" + value + "' must be \"rt\", \"nrt\" or \"any\"";
+        auto close = did_you_mean(value, {"rt", "nrt", "any"});
+        if (!close.empty()) message += "; did you mean '" + close + "'?";
+        diags.error(where, message);
+      }
+    }
+  }
+
+  const Axis* find_axis(std::string_view name) const {
+    for (const auto& a : plan.axes)
+      if (a.name == name) return &a;
+    return nullptr;
+  }
+
+  std::vector<std::string> axis_names() const {
+    std::vector<std::string> names;
+    for (const auto& a : plan.axes) names.push_back(a.name);
+    return names;
+  }
+
+  // A { axis = "value" | ["v", ...] } selector, as used by gates and excludes.
+  std::optional<std::vector<std::pair<std::string, std::vector<std::string>>>> parse_selector(const toml::node& node, const std::string& what) {
+    auto* t = node.as_table();
+    if (!t) {
+      diags.error(at(node), what + " must be a table of axis = value(s), e.g. { workload = \"stress\" }");
+      return std::nullopt;
+    }
+    std::vector<std::pair<std::string, std::vector<std::string>>> out;
+    bool ok = true;
+    for (auto&& [k, v] : *t) {
+      std::string axis_name(k.str());
+      const Axis* axis = find_axis(axis_name);
+      if (!axis) {
+        std::string message = what + " names axis '" + axis_name + "', which the matrix does not have";
+        auto close = did_you_mean(axis_name, axis_names());
+        message += close.empty() ? " (axes: " + join(axis_names(), ", ") + ")" : "; did you mean '" + close + "'?";
+        diags.error(location_of(k.source(), file), message);
+        ok = false;
+        continue;
+      }
+      std::vector<std::pair<std::string, Location>> values;
+      if (auto s = v.as_string()) values.emplace_back(s->get(), at(v));
+      else if (auto a = v.as_array()) {
+        for (auto&& item : *a) {
+          if (auto s2 = item.as_string()) values.emplace_back(s2->get(), at(item));
+          else {
+            diags.error(at(item), what + ": values of '" + axis_name + "' must be strings");
+            ok = false;
+          }
+        }
+      } else {
+        diags.error(at(v), what + ": '" + axis_name + "' must be a string or an array of strings");
+        ok = false;
+        continue;
+      }
+      std::vector<std::string> accepted;
+      for (auto& [value, loc] : values) {
+        if (std::find(axis->values.begin(), axis->values.end(), value) == axis->values.end()) {
+          std::string message = what + " matches " + axis_name + " = '" + value + "', which is not a value of that axis (values: " + join(axis->values, ", ") + ")";
+          auto close = did_you_mean(value, axis->values);
+          if (!close.empty()) message += "; did you mean '" + close + "'?";
+          diags.error(loc, message);
+          ok = false;
+        }
+        accepted.push_back(value);
+      }
+      out.emplace_back(axis_name, accepted);
+    }
+    if (!ok) return std::nullopt;
+    return out;
+  }
+
+  void parse_excludes(const toml::node& node) {
+    auto* arr = node.as_array();
+    if (!arr) {
+      diags.error(at(node), "matrix.exclude must be an array of tables, e.g. exclude = [{ workload = \"none\", period = \"50us\" }]");
+      return;
+    }
+    for (auto&& item : *arr) {
+      auto sel = parse_selector(item, "matrix.exclude entry");
+      if (!sel) continue;
+      std::vector<std::pair<std::string, std::string>> flat;
+      // Store each exclude as a list of (axis, value) alternatives via one entry per combination.
+      std::vector<std::vector<std::pair<std::string, std::string>>> combos = {{}};
+      for (auto& [axis, values] : *sel) {
+        std::vector<std::vector<std::pair<std::string, std::string>>> next;
+        for (auto& c : combos)
+          for (auto& v : values) {
+            auto copy = c;
+            copy.emplace_back(axis, v);
+            next.push_back(copy);
+          }
+        combos = std::move(next);
+      }
+      for (auto& c : combos) plan.excludes.push_back(c);
+    }
+  }
+
+  void parse_gates() {
+    auto* node = root->get("gate");
+    if (!node) return;
+    auto* arr = node->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      diags.error(at_key(*root, "gate"), "gates are written as [[gate]] tables (an array of tables)");
+      return;
+    }
+    std::set<std::string> names;
+    int index = 0;
+    for (auto&& item : *arr) {
+      ++index;
+      auto* t = item.as_table();
+      auto s = settings(t, "[[gate]] #" + std::to_string(index));
+      GateSpec g;
+      g.location = at(*t);
+      g.stat = s.string("stat", "max");
+      if (g.stat == "max" || g.stat == "min" || g.stat == "mean") {
+      } else if (g.stat.size() > 1 && g.stat[0] == 'p') {
+        try {
+          std::size_t used = 0;
+          double pct = std::stod(g.stat.substr(1), &used);
+          if (used != g.stat.size() - 1 || !(pct > 0) || pct >= 100) throw std::invalid_argument("range");
+          g.quantile = pct / 100.0;
+        } catch (const std::exception&) {
+          s.error("stat", "stat '" + g.stat + "' in [[gate]] #" + std::to_string(index) + " is not a percentile: write p50, p99, p99.9 ... (0 < p < 100)");
+        }
+      } else {
+        std::string message = "stat '" + g.stat + "' in [[gate]] #" + std::to_string(index) + " must be max, min, mean or a percentile like p99 or p99.9";
+        auto close = did_you_mean(g.stat, {"max", "min", "mean", "p50", "p90", "p99"});
+        if (!close.empty()) message += "; did you mean '" + close + "'?";
+        s.error("stat", message);
+      }
+      if (!s.has("bound")) s.error("", "a gate needs a bound, e.g. bound = \"200us\"");
+      g.bound = s.duration("bound", std::chrono::nanoseconds(0), std::chrono::nanoseconds(1), std::chrono::hours(1));
+      g.name = s.string("name", g.stat + "<=" + format_duration(g.bound));
+      s.allow({"match"});
+      if (t && t->contains("match")) {
+        if (auto sel = parse_selector(*t->get("match"), "gate '" + g.name + "' match")) g.match = *sel;
+      }
+      if (!names.insert(g.name).second) s.error("name", "two gates are named '" + g.name + "': gate names must be unique");
+      s.string("description", "");
+      s.finish();
+      plan.gates.push_back(std::move(g));
+    }
+  }
+
+
+  void validate_plugins(PluginRegistry& registry) {
+    for (auto* instances : {&plan.backends, &plan.workloads, &plan.probes}) {
+      for (auto& [name, instance] : *instances) {
+        const PluginInfo* info = registry.find(instance.plugin);
+        if (!info) {
+          diags.error(instance.plugin_location, "[" + instance.kind + "." + name + "]: " + registry.why_missing(instance.plugin));
+          continue;
+        }
+        if (info->kind != instance.kind) {
+          diags.error(instance.plugin_location, "[" + instance.kind + "." + name + "]: plugin '" + instance.plugin + "' is a " +
+                                                    info->kind + " plugin, not a " + instance.kind + " (" + info->file.string() + ")");
+          continue;
+        }
+        std::unique_ptr<Plugin> plugin;
+        try {
+          plugin = registry.create(instance.plugin);
+          auto s = instance_settings(instance, diags);
+          plugin->configure(s);
+          s.finish();
+        } catch (const std::exception& e) {
+          diags.error(instance.location, "[" + instance.kind + "." + name + "]: plugin '" + instance.plugin + "' failed to configure: " + e.what());
+          continue;
+        }
+        if (instance.kind == "backend") {
+          // Placements of the workloads this backend is combined with.
+          auto* backend = dynamic_cast<Backend*>(plugin.get());
+          if (!backend) continue;
+          auto placements = backend->placements();
+          for (const auto& [wname, workload] : plan.workloads) {
+            if (std::find(placements.begin(), placements.end(), workload.where) == placements.end()) {
+              bool combined = false;
+              for (const auto& cell : expand(plan))
+                if (cell.backend == name && cell.workload == wname) combined = true;
+              if (!combined) continue;
+              std::string message = "[workload." + wname + "]: where = \"" + workload.where + "\" is not a placement of backend '" +
+                                    name + "' (plugin " + instance.plugin + "; it offers: " + join(placements, ", ") + ")";
+              auto close = did_you_mean(workload.where, placements);
+              if (!close.empty()) message += "; did you mean '" + close + "'?";
+              Location loc = workload.location;
+              auto* wt = static_cast<const toml::table*>(workload.table.get());
+              if (auto* w = wt->get("where")) loc = at(*w);
+              diags.error(loc, message);
+            }
+          }
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegistry* registry) {
+  Plan plan;
+  plan.path = path;
+  std::string file = path.string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    diags.error(Location{file, 0, 0}, "cannot read the plan: " + std::string(std::strerror(errno)));
+    return plan;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  plan.text = ss.str();
+  plan.sha256 = sha256_hex(plan.text);
+  plan.name = path.stem().string();
+
+  std::shared_ptr<toml::table> root;
+  try {
+    root = std::make_shared<toml::table>(toml::parse(plan.text, file));
+  } catch (const toml::parse_error& e) {
+    diags.error(location_of(e.source(), file), "TOML syntax error: " + std::string(e.description()));
+    return plan;
+  }
+  plan.document = root;
+  PlanParser p{plan, diags, file, root};
+  auto top = p.settings(root.get(), "the plan's top level");
+  top.allow({"plan", "timeouts", "hosts", "matrix", "backend", "workload", "probe", "gate"});
+  top.finish();
+  p.parse_plan_table();
+  p.parse_timeouts();
+  p.parse_hosts();
+  p.parse_instances();
+  p.parse_matrix();
+  p.parse_gates();
+  if (!diags.empty()) return plan;
+  auto cells = expand(plan);
+  if (cells.empty()) diags.error(Location{file, 0, 0}, "the matrix has no cells left after matrix.exclude");
+  std::map<std::string, int> ids;
+  for (const auto& c : cells)
+    if (ids[c.spec.id]++ == 1)
+      diags.error(Location{file, 0, 0}, "two cells have the id '" + c.spec.id + "': make the matrix values differ in letters or digits");
+  if (registry && diags.empty()) p.validate_plugins(*registry);
+  return plan;
+}
+
+std::vector<Cell> expand(const Plan& plan) {
+  std::vector<Cell> cells;
+  std::vector<std::size_t> pos(plan.axes.size(), 0);
+  if (plan.axes.empty()) return cells;
+  for (const auto& a : plan.axes)
+    if (a.values.empty()) return cells;
+  int index = 0;
+  while (true) {
+    CellSpec spec;
+    spec.plan_name = plan.name;
+    spec.host_name = plan.hosts.empty() ? "local" : plan.hosts.front().name;
+    spec.duration = plan.duration;
+    spec.period = plan.period;
+    spec.cpus = plan.cpus;
+    std::vector<std::string> id_parts;
+    for (std::size_t i = 0; i < plan.axes.size(); ++i) {
+      const auto& value = plan.axes[i].values[pos[i]];
+      spec.axes.emplace_back(plan.axes[i].name, value);
+      id_parts.push_back(sanitize(value));
+      if (plan.axes[i].name == "period")
+        if (auto d = parse_duration(value)) spec.period = *d;
+    }
+    spec.id = join(id_parts, "-");
+    bool excluded = false;
+    for (const auto& ex : plan.excludes) {
+      bool all = true;
+      for (const auto& [axis, value] : ex)
+        if (spec.axis(axis) != value) all = false;
+      if (all) excluded = true;
+    }
+    if (!excluded) {
+      Cell c;
+      c.index = ++index;
+      c.backend = *spec.axis("backend");
+      c.workload = *spec.axis("workload");
+      c.probe = *spec.axis("probe");
+      c.spec = std::move(spec);
+      cells.push_back(std::move(c));
+    }
+    // Odometer: the last axis varies fastest.
+    std::size_t i = plan.axes.size();
+    while (i > 0) {
+      --i;
+      if (++pos[i] < plan.axes[i].values.size()) break;
+      pos[i] = 0;
+      if (i == 0) return cells;
+    }
+  }
+}
+
+}  // namespace vmlat

@@ -1,0 +1,93 @@
+// The plan model (internal to the core): what a TOML plan says, validated.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmlat/context.hpp"
+#include "vmlat/settings.hpp"
+
+namespace vmlat {
+
+class PluginRegistry;
+
+struct Instance {
+  std::string kind;    // "backend", "workload", "probe"
+  std::string name;    // the table name: [probe.<name>]
+  std::string plugin;  // the plugin it instantiates
+  std::string where;   // workloads: placement ("host", "guest", "dom0")
+  Location location;   // the table
+  Location plugin_location;
+  std::shared_ptr<const void> table;  // the TOML table (opaque outside plan.cpp)
+};
+
+struct Axis {
+  std::string name;
+  std::vector<std::string> values;
+  Location location;
+};
+
+struct GateSpec {
+  std::string name;
+  std::string stat;        // "max", "mean", "min", "p99", "p99.9", ...
+  double quantile = 0;     // for pNN: NN/100
+  std::chrono::nanoseconds bound{0};
+  std::vector<std::pair<std::string, std::vector<std::string>>> match;  // axis -> accepted values
+  Location location;
+  bool matches(const CellSpec& cell) const;
+};
+
+struct Timeouts {
+  std::chrono::nanoseconds prepare = std::chrono::minutes(15);
+  std::chrono::nanoseconds boot = std::chrono::minutes(5);
+  std::chrono::nanoseconds start = std::chrono::seconds(60);
+  std::chrono::nanoseconds measure_margin = std::chrono::seconds(60);
+  std::chrono::nanoseconds stop = std::chrono::seconds(60);
+};
+
+struct HostSpec {
+  std::string name = "local";
+  std::string address = "localhost";
+};
+
+struct Plan {
+  std::filesystem::path path;
+  std::string text;
+  std::string sha256;
+  std::string name;
+  std::string description;
+  std::chrono::nanoseconds duration = std::chrono::seconds(10);
+  std::chrono::nanoseconds period = std::chrono::milliseconds(1);
+  std::vector<int> cpus;  // empty = all
+  std::string results_dir = "results";
+  Timeouts timeouts;
+  std::vector<HostSpec> hosts;
+  std::vector<Axis> axes;  // backend, workload, probe, period first, then free axes
+  std::vector<std::vector<std::pair<std::string, std::string>>> excludes;
+  std::map<std::string, Instance> backends, workloads, probes;
+  std::vector<GateSpec> gates;
+  std::shared_ptr<const void> document;  // keeps the TOML tree alive
+};
+
+struct Cell {
+  int index = 0;  // 1-based position in the run
+  CellSpec spec;
+  std::string backend, workload, probe;  // instance names ("none" = no workload)
+};
+
+// Parses and validates. Every problem goes to `diags` as file:line:col; the
+// returned plan is only usable when diags is empty. With a registry, each
+// plugin instance is configured once to validate its own table.
+Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegistry* registry);
+
+std::vector<Cell> expand(const Plan& plan);
+
+// The Settings of an instance, reporting into `diags`.
+Settings instance_settings(const Instance& instance, Diagnostics& diags);
+
+}  // namespace vmlat

@@ -1,0 +1,646 @@
+#include "runner.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <sstream>
+
+#include "loader.hpp"
+#include "vmlat/atomic_file.hpp"
+#include "vmlat/errors.hpp"
+#include "vmlat/local.hpp"
+#include "vmlat/plugin.hpp"
+#include "vmlat/process.hpp"
+#include "vmlat/units.hpp"
+
+namespace vmlat {
+
+const char* verdict_name(Verdict v) {
+  switch (v) {
+    case Verdict::pass: return "pass";
+    case Verdict::fail: return "fail";
+    case Verdict::error: return "error";
+    case Verdict::skipped: return "skipped";
+  }
+  return "?";
+}
+
+std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& merged) {
+  if (gate.stat == "max") return merged.max();
+  if (gate.stat == "min") return merged.min();
+  if (gate.stat == "mean") return merged.mean();
+  return merged.percentile(gate.quantile);
+}
+
+std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, const std::string& cell_status,
+                                       const std::string& cell_error, const Histogram* merged) {
+  std::vector<GateResult> results;
+  for (const auto& gate : plan.gates) {
+    if (!gate.matches(cell)) continue;
+    GateResult r;
+    r.gate = gate.name;
+    r.stat = gate.stat;
+    r.bound = gate.bound;
+    if (cell_status == "skipped") {
+      r.verdict = Verdict::skipped;
+      r.message = cell_error;
+    } else if (cell_status != "measured" || !merged || merged->empty()) {
+      // A cell that was not measured never counts as passed.
+      r.verdict = Verdict::error;
+      r.message = cell_status == "measured" ? "the probe returned no samples" : "not measured: " + cell_error;
+    } else {
+      r.value = gate_statistic(gate, *merged);
+      r.verdict = r.value <= r.bound ? Verdict::pass : Verdict::fail;
+      if (r.verdict == Verdict::fail) {
+        auto over = r.value - r.bound;
+        char pct[32];
+        std::snprintf(pct, sizeof pct, "%.1f%%", 100.0 * static_cast<double>(over.count()) / static_cast<double>(r.bound.count()));
+        r.message = gate.stat + " " + format_latency(r.value) + " exceeds bound " + format_latency(r.bound) + " by " +
+                    format_latency(over) + " (" + pct + ")";
+      }
+    }
+    results.push_back(r);
+  }
+  return results;
+}
+
+namespace {
+
+std::string iso_now() {
+  auto now = std::chrono::system_clock::now();
+  auto t = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::ostringstream ss;
+  ss << buf << '.' << std::setw(3) << std::setfill('0') << ms << 'Z';
+  return ss.str();
+}
+
+std::string compact_utc() {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+std::string clock_text(std::chrono::seconds s) {
+  char buf[32];
+  long long v = s.count();
+  if (v >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", v / 3600, (v / 60) % 60, v % 60);
+  else std::snprintf(buf, sizeof buf, "%lld:%02lld", v / 60, v % 60);
+  return buf;
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+class FileLogger final : public Logger {
+ public:
+  FileLogger(const std::filesystem::path& path, FileLogger* parent, std::string prefix)
+      : out_(path, std::ios::app), parent_(parent), prefix_(std::move(prefix)) {}
+  void info(std::string_view m) override { write("INFO", m); }
+  void warn(std::string_view m) override {
+    write("WARN", m);
+    warnings.emplace_back(m);
+  }
+  void error(std::string_view m) override { write("ERROR", m); }
+  std::vector<std::string> warnings;
+
+ private:
+  void write(const char* level, std::string_view m) {
+    std::lock_guard lock(mutex_);
+    std::string line = iso_now() + " " + level + " " + (prefix_.empty() ? "" : "[" + prefix_ + "] ") + std::string(m) + "\n";
+    out_ << line << std::flush;
+    if (parent_) parent_->raw(line);
+  }
+  void raw(const std::string& line) {
+    std::lock_guard lock(mutex_);
+    out_ << line << std::flush;
+  }
+  std::ofstream out_;
+  FileLogger* parent_;
+  std::string prefix_;
+  std::mutex mutex_;
+};
+
+class CellContextImpl final : public CellContext {
+ public:
+  CellContextImpl(const CellSpec& spec, std::filesystem::path cell_dir, std::filesystem::path work_dir, FileLogger& log,
+                  Executor& host)
+      : spec_(spec), cell_dir_(std::move(cell_dir)), work_dir_(std::move(work_dir)), log_(log), host_(host) {}
+  const CellSpec& cell() const override { return spec_; }
+  const std::filesystem::path& cell_dir() const override { return cell_dir_; }
+  const std::filesystem::path& work_dir() const override { return work_dir_; }
+  void save_artifact(std::string_view name, std::string_view content) override {
+    std::string n(name);
+    if (n.empty() || n.find('/') != std::string::npos || n[0] == '.')
+      throw std::invalid_argument("artifact name '" + n + "' must be a plain file name");
+    write_file_atomic(cell_dir_ / n, content);
+    if (std::find(artifacts.begin(), artifacts.end(), n) == artifacts.end()) artifacts.push_back(n);
+  }
+  Logger& log() override { return log_; }
+  Executor& host() override { return host_; }
+  std::vector<std::string> artifacts;
+
+ private:
+  const CellSpec& spec_;
+  std::filesystem::path cell_dir_, work_dir_;
+  FileLogger& log_;
+  Executor& host_;
+};
+
+struct CellOutcome {
+  std::string status = "pending";  // measured, infra-error, interrupted, skipped, not-run
+  std::string error;
+  std::string error_phase;
+  std::optional<Histogram> merged;
+  std::vector<GateResult> gates;
+  json result;
+};
+
+json gate_results_json(const std::vector<GateResult>& gates) {
+  json arr = json::array();
+  for (const auto& g : gates) {
+    json j{{"gate", g.gate}, {"stat", g.stat}, {"bound_ns", g.bound.count()}, {"verdict", verdict_name(g.verdict)}};
+    if (g.verdict == Verdict::pass || g.verdict == Verdict::fail) {
+      j["value_ns"] = g.value.count();
+      j["excess_ns"] = std::max<long long>(0, (g.value - g.bound).count());
+    }
+    if (!g.message.empty()) j["message"] = g.message;
+    arr.push_back(j);
+  }
+  return arr;
+}
+
+json axes_json(const CellSpec& spec) {
+  json axes = json::object();
+  for (const auto& [k, v] : spec.axes) axes[k] = v;
+  return axes;
+}
+
+json plugin_json(const Instance& instance, const PluginRegistry& registry) {
+  json j{{"instance", instance.name}, {"plugin", instance.plugin}};
+  if (auto* info = registry.find(instance.plugin)) {
+    j["version"] = info->version;
+    j["file"] = info->file.string();
+  }
+  return j;
+}
+
+class Progress {
+ public:
+  Progress(bool enabled, std::ostream& err, std::size_t total, std::chrono::nanoseconds per_cell_estimate)
+      : enabled_(enabled), err_(err), total_(total), estimate_(per_cell_estimate), start_(Clock::now()) {}
+  void cell(std::size_t index, const Cell& c, const std::string& phase) {
+    if (!enabled_) return;
+    auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start_);
+    // Remaining: the average of finished cells, or the plan's estimate before any.
+    double per_cell = done_ > 0 ? std::chrono::duration<double>(Clock::now() - start_).count() / static_cast<double>(done_)
+                                : std::chrono::duration<double>(estimate_).count();
+    double in_cell = std::chrono::duration<double>(Clock::now() - cell_start_).count();
+    double remaining = std::max(0.0, per_cell * static_cast<double>(total_ - done_) - (index == done_ + 1 ? in_cell : 0.0));
+    std::string axes;
+    for (const auto& [k, v] : c.spec.axes) axes += (axes.empty() ? "" : " ") + k + "=" + v;
+    err_ << "\r\033[K[" << index << "/" << total_ << "] " << axes << "  " << phase << "  elapsed " << clock_text(elapsed)
+         << ", ~" << clock_text(std::chrono::seconds(static_cast<long long>(remaining))) << " left" << std::flush;
+  }
+  void begin_cell() { cell_start_ = Clock::now(); }
+  void end_cell(std::size_t index, const Cell& c, const CellOutcome& o) {
+    ++done_;
+    if (!enabled_) return;
+    std::string verdict = o.status;
+    for (const auto& g : o.gates)
+      if (g.verdict == Verdict::fail) verdict = "gate failed";
+    err_ << "\r\033[K[" << index << "/" << total_ << "] " << c.spec.id << ": " << verdict;
+    if (o.merged && !o.merged->empty()) err_ << " (max " << format_latency(o.merged->max()) << ")";
+    if (!o.error.empty()) err_ << ": " << o.error;
+    err_ << "\n" << std::flush;
+  }
+
+ private:
+  bool enabled_;
+  std::ostream& err_;
+  std::size_t total_;
+  std::size_t done_ = 0;
+  std::chrono::nanoseconds estimate_;
+  Clock::time_point start_;
+  Clock::time_point cell_start_ = Clock::now();
+};
+
+struct RunState {
+  const Plan& plan;
+  PluginRegistry& registry;
+  std::filesystem::path run_dir;
+  std::string run_id;
+  json run;
+};
+
+void write_run(RunState& st) {
+  write_file_atomic(st.run_dir / "run.json", st.run.dump(2) + "\n");
+}
+
+std::unique_ptr<Plugin> make_plugin(const Instance& instance, PluginRegistry& registry) {
+  auto plugin = registry.create(instance.plugin);
+  Diagnostics diags;
+  auto s = instance_settings(instance, diags);
+  plugin->configure(s);
+  s.finish();
+  if (!diags.empty()) throw PlanError(diags.str());
+  return plugin;
+}
+
+template <typename T>
+T* as_kind(Plugin* p, const Instance& instance) {
+  auto* t = dynamic_cast<T*>(p);
+  if (!t) throw PlanError("plugin '" + instance.plugin + "' does not implement the " + instance.kind + " interface");
+  return t;
+}
+
+CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path& cell_dir, FileLogger& cell_log,
+                     Executor& host, const json& host_facts, Progress& progress) {
+  const Plan& plan = st.plan;
+  CellOutcome o;
+  auto work_dir = st.run_dir / ".work" / cell.spec.id;
+  std::filesystem::create_directories(work_dir);
+  CellContextImpl ctx(cell.spec, cell_dir, work_dir, cell_log, host);
+  const Instance& backend_inst = plan.backends.at(cell.backend);
+  const Instance& probe_inst = plan.probes.at(cell.probe);
+  const Instance* workload_inst = cell.workload == "none" ? nullptr : &plan.workloads.at(cell.workload);
+  json timings = json::object();
+  auto cell_started = Clock::now();
+  std::string started_at = iso_now();
+  json facts = json::object();
+
+  std::unique_ptr<Plugin> backend_p, workload_p, probe_p;
+  Backend* backend = nullptr;
+  Workload* workload = nullptr;
+  Probe* probe = nullptr;
+  bool workload_running = false, booted = false;
+  std::optional<ProbeResult> probe_result;
+  std::string phase = "configure";
+  auto timed = [&](const std::string& name, std::chrono::nanoseconds timeout, bool interruptible, auto&& fn) {
+    phase = name;
+    progress.cell(static_cast<std::size_t>(cell.index), cell, name);
+    cell_log.info("phase " + name + " (timeout " + format_duration(timeout) + ")");
+    auto t0 = Clock::now();
+    PhaseScope scope(name, t0 + std::chrono::duration_cast<Clock::duration>(timeout), interruptible);
+    try {
+      fn();
+    } catch (...) {
+      timings[name + "_s"] = seconds_since(t0);
+      throw;
+    }
+    timings[name + "_s"] = seconds_since(t0);
+  };
+
+  try {
+    backend_p = make_plugin(backend_inst, st.registry);
+    backend = as_kind<Backend>(backend_p.get(), backend_inst);
+    probe_p = make_plugin(probe_inst, st.registry);
+    probe = as_kind<Probe>(probe_p.get(), probe_inst);
+    if (workload_inst) {
+      workload_p = make_plugin(*workload_inst, st.registry);
+      workload = as_kind<Workload>(workload_p.get(), *workload_inst);
+    }
+    timed("prepare", plan.timeouts.prepare, true, [&] { backend->prepare(ctx); });
+    booted = true;  // from here on teardown is owed
+    timed("boot", plan.timeouts.boot, true, [&] { backend->boot(ctx); });
+    if (workload) {
+      timed("start", plan.timeouts.start, true, [&] {
+        Executor& where = backend->placement(workload_inst->where);
+        workload_running = true;
+        workload->start(where, ctx);
+      });
+    }
+    timed("measure", cell.spec.duration + plan.timeouts.measure_margin, true,
+          [&] { probe_result = probe->run(backend->probe_target(), ctx); });
+    if (workload) {
+      timed("stop", plan.timeouts.stop, false, [&] {
+        workload_running = false;
+        workload->stop(ctx);
+      });
+    }
+    if (cancel_requested() || (probe_result && probe_result->interrupted)) {
+      o.status = "interrupted";
+      o.error = "interrupted by signal " + std::to_string(cancel_signal());
+      o.error_phase = phase;
+    } else {
+      o.status = "measured";
+    }
+  } catch (const Cancelled&) {
+    o.status = "interrupted";
+    o.error = "interrupted during " + phase;
+    o.error_phase = phase;
+  } catch (const std::exception& e) {
+    o.status = "infra-error";
+    o.error = e.what();
+    o.error_phase = phase;
+  }
+  if (!o.error.empty()) cell_log.error(phase + ": " + o.error);
+
+  // Cleanup: uninterruptible, bounded, always.
+  if (workload && workload_running) {
+    try {
+      timed("stop", plan.timeouts.stop, false, [&] { workload->stop(ctx); });
+    } catch (const std::exception& e) {
+      cell_log.warn(std::string("stopping the workload after an error: ") + e.what());
+    }
+  }
+  if (backend && booted) {
+    phase = "teardown";
+    progress.cell(static_cast<std::size_t>(cell.index), cell, "teardown");
+    auto t0 = Clock::now();
+    PhaseScope scope("teardown", Clock::now() + std::chrono::duration_cast<Clock::duration>(plan.timeouts.stop), false);
+    backend->teardown(ctx);
+    timings["teardown_s"] = seconds_since(t0);
+  }
+  timings["wall_s"] = seconds_since(cell_started);
+
+  for (auto* p : {backend_p.get(), workload_p.get(), probe_p.get()}) {
+    if (!p) continue;
+    try {
+      facts[p == backend_p.get() ? "backend" : p == probe_p.get() ? "probe" : "workload"] = p->facts();
+    } catch (const std::exception& e) {
+      cell_log.warn(std::string("plugin facts: ") + e.what());
+    }
+  }
+
+  json per_cpu = json::object();
+  if (probe_result && !probe_result->per_cpu.empty()) {
+    Histogram merged;
+    for (const auto& [cpu, h] : probe_result->per_cpu) {
+      merged.merge(h);
+      per_cpu[std::to_string(cpu)] = json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}};
+    }
+    o.merged = merged;
+    facts["probe_run"] = probe_result->facts;
+  } else if (o.status == "measured") {
+    o.status = "infra-error";
+    o.error = "the probe returned no per-CPU results";
+    o.error_phase = "measure";
+  }
+  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr);
+
+  json plugins{{"backend", plugin_json(backend_inst, st.registry)}, {"probe", plugin_json(probe_inst, st.registry)}};
+  if (workload_inst) {
+    plugins["workload"] = plugin_json(*workload_inst, st.registry);
+    plugins["workload"]["where"] = workload_inst->where;
+  }
+  o.result = json{
+      {"schema", "vmlat-cell-result/1"},
+      {"run_id", st.run_id},
+      {"cell",
+       {{"id", cell.spec.id},
+        {"index", cell.index},
+        {"axes", axes_json(cell.spec)},
+        {"host", cell.spec.host_name},
+        {"period_ns", cell.spec.period.count()},
+        {"duration_ns", cell.spec.duration.count()},
+        {"cpus", cell.spec.cpus.empty() ? json("all") : json(cell.spec.cpus)}}},
+      {"status", o.status},
+      {"error", o.error.empty() ? json(nullptr) : json(o.error)},
+      {"error_phase", o.error_phase.empty() ? json(nullptr) : json(o.error_phase)},
+      {"plugins", plugins},
+      {"host_facts", host_facts},
+      {"facts", facts},
+      {"timings", json{{"started", started_at}, {"finished", iso_now()}, {"phases", timings}}},
+      {"merged", o.merged ? json{{"stats", stats_to_json(o.merged->stats())}, {"histogram", o.merged->to_json()}} : json(nullptr)},
+      {"per_cpu", per_cpu},
+      {"gates", gate_results_json(o.gates)},
+      {"artifacts", ctx.artifacts},
+      {"warnings", cell_log.warnings}};
+  // Keep the scratch dir of a failed cell for diagnosis.
+  if (o.status == "measured") {
+    std::error_code ec;
+    std::filesystem::remove_all(work_dir, ec);
+  }
+  return o;
+}
+
+std::string pad(std::string s, std::size_t width) {
+  if (s.size() < width) s += std::string(width - s.size(), ' ');
+  return s;
+}
+
+void print_summary(std::ostream& out, const std::vector<Cell>& cells, const std::vector<CellOutcome>& outcomes) {
+  struct Row { std::string cell, samples, p99, max, gate, bound, verdict; };
+  std::vector<Row> rows;
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    const auto& o = outcomes[i];
+    Row base{cells[i].spec.id, "-", "-", "-", "-", "-", o.status};
+    if (o.merged && !o.merged->empty()) {
+      auto s = o.merged->stats();
+      base.samples = std::to_string(s.samples);
+      base.p99 = format_latency(s.p99);
+      base.max = format_latency(s.max);
+    }
+    if (o.status != "measured") base.verdict = (o.status == "infra-error" ? "ERROR" : o.status) + (o.error.empty() ? "" : ": " + o.error);
+    if (o.gates.empty() || o.status != "measured") {
+      if (o.status == "measured") base.verdict = "measured (no gate)";
+      rows.push_back(base);
+      continue;
+    }
+    for (const auto& g : o.gates) {
+      Row r = base;
+      r.gate = g.gate;
+      r.bound = g.stat + " <= " + format_latency(g.bound);
+      r.verdict = g.verdict == Verdict::pass ? "PASS" : g.verdict == Verdict::fail ? "FAIL: " + g.message : std::string(verdict_name(g.verdict));
+      rows.push_back(r);
+    }
+  }
+  std::vector<std::size_t> w = {4, 7, 3, 3, 4, 5};
+  for (const auto& r : rows) {
+    w[0] = std::max(w[0], r.cell.size());
+    w[1] = std::max(w[1], r.samples.size());
+    w[2] = std::max(w[2], r.p99.size());
+    w[3] = std::max(w[3], r.max.size());
+    w[4] = std::max(w[4], r.gate.size());
+    w[5] = std::max(w[5], r.bound.size());
+  }
+  out << pad("CELL", w[0]) << "  " << pad("SAMPLES", w[1]) << "  " << pad("P99", w[2]) << "  " << pad("MAX", w[3]) << "  "
+      << pad("GATE", w[4]) << "  " << pad("BOUND", w[5]) << "  VERDICT\n";
+  for (const auto& r : rows)
+    out << pad(r.cell, w[0]) << "  " << pad(r.samples, w[1]) << "  " << pad(r.p99, w[2]) << "  " << pad(r.max, w[3]) << "  "
+        << pad(r.gate, w[4]) << "  " << pad(r.bound, w[5]) << "  " << r.verdict << "\n";
+}
+
+}  // namespace
+
+int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& options, std::ostream& out, std::ostream& err) {
+  install_cancel_handlers();
+  auto all_cells = expand(plan);
+  std::vector<Cell> cells;
+  for (auto& c : all_cells) {
+    bool keep = true;
+    for (const auto& [axis, value] : options.only)
+      if (c.spec.axis(axis) != value) keep = false;
+    if (options.duration) c.spec.duration = *options.duration;
+    if (keep) cells.push_back(c);
+  }
+  for (std::size_t i = 0; i < cells.size(); ++i) cells[i].index = static_cast<int>(i + 1);
+  if (cells.empty()) {
+    err << "vmlat: no cell matches --only\n";
+    return exit_code::usage;
+  }
+
+  std::filesystem::path root = options.results_root ? *options.results_root : std::filesystem::path(plan.results_dir);
+  std::string run_id = compact_utc() + "-" + plan.name;
+  std::filesystem::path run_dir = root / run_id;
+  for (int n = 2; std::filesystem::exists(run_dir); ++n) run_dir = root / (run_id + "-" + std::to_string(n));
+  run_id = run_dir.filename().string();
+  try {
+    std::filesystem::create_directories(run_dir / "cells");
+  } catch (const std::exception& e) {
+    err << "vmlat: cannot create the results directory " << run_dir << ": " << e.what() << "\n";
+    return exit_code::infra;
+  }
+  FileLogger run_log(run_dir / "run.log", nullptr, "");
+  run_log.info("vmlat " + std::string(version_string) + " run " + run_id + " of plan " + plan.path.string() + " (sha256 " + plan.sha256 + ")");
+
+  RunState st{plan, registry, run_dir, run_id, json::object()};
+  auto host = make_local_executor(run_dir / ".work" / "host", "host");
+  json host_facts;
+  try {
+    host_facts = collect_system_facts(*host);
+  } catch (const std::exception& e) {
+    host_facts = json{{"error", e.what()}};
+  }
+  json command_line = options.command_line;
+  json cells_json = json::array();
+  for (const auto& c : cells)
+    cells_json.push_back(json{{"id", c.spec.id}, {"index", c.index}, {"axes", axes_json(c.spec)}, {"status", "pending"},
+                              {"dir", "cells/" + c.spec.id}});
+  st.run = json{{"schema", "vmlat-run/1"},
+                {"run_id", run_id},
+                {"vmlat_version", version_string},
+                {"plugin_abi", abi_version},
+                {"command_line", command_line},
+                {"plan", {{"name", plan.name}, {"path", plan.path.string()}, {"sha256", plan.sha256}, {"description", plan.description}, {"text", plan.text}}},
+                {"started", iso_now()},
+                {"finished", nullptr},
+                {"status", "running"},
+                {"exit_code", nullptr},
+                {"hosts", {{plan.hosts.front().name, host_facts}}},
+                {"cells", cells_json},
+                {"summary", nullptr}};
+  write_run(st);
+
+  auto estimate = plan.duration + std::chrono::seconds(3);
+  bool show_progress = options.progress;
+  Progress progress(show_progress, err, cells.size(), options.duration ? *options.duration + std::chrono::seconds(3) : estimate);
+  std::vector<CellOutcome> outcomes(cells.size());
+  std::vector<json> cell_results;
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    const Cell& cell = cells[i];
+    CellOutcome& o = outcomes[i];
+    if (cancel_requested()) {
+      o.status = "not-run";
+      o.error = "the run was interrupted before this cell";
+      st.run["cells"][i]["status"] = o.status;
+      continue;
+    }
+    auto cell_dir = run_dir / "cells" / cell.spec.id;
+    std::filesystem::create_directories(cell_dir);
+    FileLogger cell_log(cell_dir / "cell.log", &run_log, cell.spec.id);
+    progress.begin_cell();
+    st.run["cells"][i]["status"] = "running";
+    write_run(st);
+
+    // A cell that needs another kind of host kernel is not runnable here.
+    auto needs = cell.spec.axis("host_kernel");
+    bool host_rt = host_facts.value("preempt_rt", false);
+    if (needs && *needs != "any" && (*needs == "rt") != host_rt) {
+      o.status = "skipped";
+      o.error = "not runnable here: the cell needs a" + std::string(*needs == "rt" ? " PREEMPT_RT" : " non-RT") +
+                " host kernel, this host runs " + host_facts.value("kernel_release", std::string("?")) + " (" +
+                host_facts.value("preempt_model", std::string("?")) + ")";
+      cell_log.info(o.error);
+      o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, nullptr);
+      o.result = json{{"schema", "vmlat-cell-result/1"},
+                      {"run_id", run_id},
+                      {"cell", {{"id", cell.spec.id}, {"index", cell.index}, {"axes", axes_json(cell.spec)}, {"host", cell.spec.host_name}}},
+                      {"status", o.status},
+                      {"error", o.error},
+                      {"host_facts", host_facts},
+                      {"gates", gate_results_json(o.gates)}};
+    } else {
+      cell_log.info("cell " + std::to_string(cell.index) + "/" + std::to_string(cells.size()) + " " + cell.spec.id);
+      o = run_cell(st, cell, cell_dir, cell_log, *host, host_facts, progress);
+    }
+    try {
+      write_file_atomic(cell_dir / "result.json", o.result.dump(2) + "\n");
+    } catch (const std::exception& e) {
+      err << "vmlat: cannot write " << (cell_dir / "result.json") << ": " << e.what() << "\n";
+    }
+    cell_results.push_back(o.result);
+    auto& entry = st.run["cells"][i];
+    entry["status"] = o.status;
+    if (!o.error.empty()) entry["error"] = o.error;
+    if (o.merged && !o.merged->empty()) entry["max_ns"] = o.merged->max().count();
+    json verdicts = json::object();
+    for (const auto& g : o.gates) verdicts[g.gate] = verdict_name(g.verdict);
+    entry["gates"] = verdicts;
+    write_run(st);
+    progress.end_cell(static_cast<std::size_t>(cell.index), cell, o);
+  }
+
+  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0;
+  for (const auto& o : outcomes) {
+    if (o.status == "measured") ++measured;
+    else if (o.status == "infra-error") ++infra;
+    else if (o.status == "skipped") ++skipped;
+    else ++interrupted;
+    for (const auto& g : o.gates) {
+      if (g.verdict == Verdict::fail) ++failed_gates;
+      if (g.verdict == Verdict::pass) ++passed_gates;
+    }
+  }
+  int code = exit_code::pass;
+  if (cancel_requested()) code = exit_code::interrupted;
+  else if (failed_gates) code = exit_code::gate_failed;
+  else if (infra) code = exit_code::infra;
+
+  st.run["finished"] = iso_now();
+  st.run["status"] = cancel_requested() ? "interrupted" : "complete";
+  st.run["exit_code"] = code;
+  st.run["summary"] = json{{"cells", cells.size()},   {"measured", measured},       {"infra_errors", infra},
+                           {"skipped", skipped},      {"interrupted", interrupted}, {"gates_passed", passed_gates},
+                           {"gates_failed", failed_gates}};
+  write_run(st);
+  std::error_code ec;
+  if (std::filesystem::is_empty(run_dir / ".work", ec)) std::filesystem::remove(run_dir / ".work", ec);
+  // A "latest" link next to the runs, for humans and CI scripts.
+  auto latest = root / "latest";
+  std::filesystem::remove(latest, ec);
+  std::filesystem::create_directory_symlink(run_id, latest, ec);
+
+  if (!options.junit_path.empty()) {
+    try {
+      write_file_atomic(options.junit_path, junit_xml(plan.name, st.run, cell_results));
+    } catch (const std::exception& e) {
+      err << "vmlat: cannot write JUnit file " << options.junit_path << ": " << e.what() << "\n";
+      if (code == exit_code::pass) code = exit_code::infra;
+    }
+  }
+  print_summary(out, cells, outcomes);
+  out << "\n" << measured << "/" << cells.size() << " cells measured";
+  if (infra) out << ", " << infra << " infrastructure error(s)";
+  if (skipped) out << ", " << skipped << " not runnable here";
+  if (interrupted) out << ", " << interrupted << " interrupted/not run";
+  out << "; gates: " << passed_gates << " passed, " << failed_gates << " failed\n";
+  out << "results: " << run_dir.string() << "\n";
+  run_log.info("finished with exit code " + std::to_string(code));
+  kill_all_children();
+  return code;
+}
+
+}  // namespace vmlat

@@ -1,0 +1,60 @@
+// Running a plan: cells one after another on a host, results, gates, exit code.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "plan.hpp"
+#include "vmlat/histogram.hpp"
+#include "vmlat/json.hpp"
+
+namespace vmlat {
+
+class PluginRegistry;
+
+namespace exit_code {
+inline constexpr int pass = 0;
+inline constexpr int gate_failed = 1;
+inline constexpr int usage = 2;
+inline constexpr int infra = 3;
+inline constexpr int interrupted = 130;
+}  // namespace exit_code
+
+struct RunOptions {
+  std::optional<std::filesystem::path> results_root;  // overrides [plan] results
+  std::filesystem::path junit_path;                    // empty: no JUnit
+  bool progress = false;                               // live progress on stderr
+  std::vector<std::pair<std::string, std::string>> only;  // axis=value filters
+  std::optional<std::chrono::nanoseconds> duration;    // overrides [plan] duration
+  std::vector<std::string> command_line;
+};
+
+enum class Verdict { pass, fail, error, skipped };
+const char* verdict_name(Verdict v);
+
+struct GateResult {
+  std::string gate;
+  std::string stat;
+  std::chrono::nanoseconds bound{0};
+  std::chrono::nanoseconds value{0};
+  Verdict verdict = Verdict::error;
+  std::string message;
+};
+
+// The statistic a gate bounds, read from a merged histogram.
+std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& merged);
+std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, const std::string& cell_status,
+                                       const std::string& cell_error, const Histogram* merged);
+
+// Runs the plan; returns the exit code. Writes the summary to `out` and
+// progress/errors to `err`.
+int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& options, std::ostream& out, std::ostream& err);
+
+// JUnit XML of a finished (or partial) run directory's cells.
+std::string junit_xml(const std::string& plan_name, const json& run, const std::vector<json>& cell_results);
+
+}  // namespace vmlat

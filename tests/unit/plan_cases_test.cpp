@@ -1,0 +1,82 @@
+// Data-driven plan cases: tests/plans/<case>/plan.toml next to expected.err
+// (every diagnostic, exactly, as file:line:col: message with the path shown
+// as plan.toml) or expected.cells (the expanded cells and their gates).
+// Adding a case is adding files. VMLAT_UPDATE_EXPECTED=1 rewrites the
+// expected files from the current output (review the diff!).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "loader.hpp"
+#include "plan.hpp"
+
+using namespace vmlat;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (std::size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
+  return s;
+}
+
+std::vector<std::string> case_names() {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(fs::path(VMLAT_SOURCE_DIR) / "tests" / "plans"))
+    if (fs::exists(e.path() / "plan.toml")) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+PluginRegistry& registry() {
+  static PluginRegistry r({fs::path(VMLAT_BINARY_DIR) / "plugins"});
+  return r;
+}
+
+class PlanCase : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PlanCase, MatchesExpectedOutput) {
+  auto dir = fs::path(VMLAT_SOURCE_DIR) / "tests" / "plans" / GetParam();
+  auto plan_path = dir / "plan.toml";
+  Diagnostics diags;
+  Plan plan = load_plan(plan_path, diags, &registry());
+  bool update = std::getenv("VMLAT_UPDATE_EXPECTED") != nullptr;
+
+  if (fs::exists(dir / "expected.err") || (update && !diags.empty())) {
+    std::string actual = replace_all(diags.str(), plan_path.string(), "plan.toml");
+    if (update) std::ofstream(dir / "expected.err") << actual;
+    EXPECT_FALSE(diags.empty()) << "expected errors, the plan validated";
+    EXPECT_EQ(actual, read(dir / "expected.err"));
+    return;
+  }
+  ASSERT_TRUE(diags.empty()) << diags.str();
+  std::ostringstream cells;
+  for (const auto& c : expand(plan)) {
+    cells << c.index << " " << c.spec.id;
+    for (const auto& g : plan.gates)
+      if (g.matches(c.spec)) cells << " gate:" << g.name;
+    cells << "\n";
+  }
+  if (update) std::ofstream(dir / "expected.cells") << cells.str();
+  ASSERT_TRUE(fs::exists(dir / "expected.cells")) << "a case needs expected.err or expected.cells";
+  EXPECT_EQ(cells.str(), read(dir / "expected.cells"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Plans, PlanCase, ::testing::ValuesIn(case_names()),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return n;
+                         });
+
+}  // namespace

@@ -1,0 +1,126 @@
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "vmlat/errors.hpp"
+#include "vmlat/local.hpp"
+#include "vmlat/process.hpp"
+
+using namespace vmlat;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+fs::path scratch() {
+  auto d = fs::temp_directory_path() / ("vmlat-proc-" + std::to_string(getpid()));
+  fs::create_directories(d);
+  return d;
+}
+bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+}  // namespace
+
+TEST(Process, RunsArgvWithoutAShell) {
+  auto exec = make_local_executor(scratch());
+  // A shell would expand these; argv passes them through untouched.
+  auto r = exec->run(Command{{"echo", "$HOME", "a;b", "*"}, 10s});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.out, "$HOME a;b *\n");
+}
+
+TEST(Process, ReportsExitCodeAndStderr) {
+  auto exec = make_local_executor(scratch());
+  auto r = exec->run(Command{{"ls", "/definitely/not/here"}, 10s});
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.describe().find("exit code 2"), std::string::npos);
+  EXPECT_NE(r.describe().find("not/here"), std::string::npos) << r.describe();
+}
+
+TEST(Process, MissingProgramIsAnInfraErrorNamingIt) {
+  try {
+    Process::spawn(ProcessSpec{{"vmlat-no-such-program"}, {}, {}, {}, {}});
+    FAIL() << "spawn succeeded";
+  } catch (const InfraError& e) {
+    EXPECT_NE(std::string(e.what()).find("vmlat-no-such-program"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Process, CommandTimeoutKillsTheProcess) {
+  auto exec = make_local_executor(scratch());
+  auto t0 = Clock::now();
+  auto r = exec->run(Command{{"sleep", "30"}, 300ms});
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_LT(Clock::now() - t0, 5s);
+}
+
+TEST(Process, PhaseDeadlineThrowsPhaseTimeout) {
+  auto exec = make_local_executor(scratch());
+  PhaseScope phase("measure", Clock::now() + 300ms);
+  EXPECT_THROW(exec->run(Command{{"sleep", "30"}, 60s}), PhaseTimeout);
+}
+
+TEST(Process, StopKillsTheWholeProcessGroup) {
+  // sh forks a grandchild that ignores SIGTERM; stop() must still get it.
+  auto out = scratch() / "grandchild.pid";
+  auto p = Process::spawn(ProcessSpec{
+      {"sh", "-c", "trap '' TERM; sleep 60 & echo $! > " + out.string() + "; wait"}, {}, {}, {}, {}});
+  pid_t grandchild = 0;
+  for (int i = 0; i < 200 && grandchild == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+    std::ifstream in(out);
+    in >> grandchild;
+  }
+  ASSERT_GT(grandchild, 0);
+  ASSERT_TRUE(alive(grandchild));
+  p.stop(200ms);
+  std::this_thread::sleep_for(50ms);
+  // Reaped by init or a zombie at most: not running.
+  std::ifstream stat("/proc/" + std::to_string(grandchild) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), {});
+  EXPECT_TRUE(content.empty() || content.find(") Z") != std::string::npos) << content;
+}
+
+TEST(Process, GracefulInterruptReturnsPartialOutput) {
+  auto exec = make_local_executor(scratch());
+  reset_cancel();
+  std::thread canceller([] {
+    std::this_thread::sleep_for(300ms);
+    request_cancel();
+  });
+  Command c{{"sh", "-c", "trap 'echo partial; exit 130' INT; while :; do sleep 0.05; done"}, 30s};
+  c.graceful_interrupt = true;
+  auto r = exec->run(c);
+  canceller.join();
+  reset_cancel();
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.exit_code, 130);
+  EXPECT_EQ(r.out, "partial\n");
+}
+
+TEST(Process, CancelThrowsWithoutGracefulInterrupt) {
+  auto exec = make_local_executor(scratch());
+  reset_cancel();
+  std::thread canceller([] {
+    std::this_thread::sleep_for(200ms);
+    request_cancel();
+  });
+  EXPECT_THROW(exec->run(Command{{"sleep", "30"}, 30s}), Cancelled);
+  canceller.join();
+  reset_cancel();
+}
+
+TEST(Facts, CollectsThisMachinesKernel) {
+  auto exec = make_local_executor(scratch());
+  auto facts = collect_system_facts(*exec);
+  std::ifstream osrelease("/proc/sys/kernel/osrelease");
+  std::string release;
+  osrelease >> release;
+  EXPECT_EQ(facts["kernel_release"], release);
+  EXPECT_EQ(facts["cpu_count"].get<int>(), static_cast<int>(std::thread::hardware_concurrency()));
+  EXPECT_TRUE(facts["preempt_model"].is_string());
+  EXPECT_TRUE(facts["kernel_cmdline"].is_string());
+}
