@@ -82,3 +82,11 @@ TEST(Loader, FirstDirectoryWinsAndMissingPluginsAreExplained) {
   EXPECT_NE(why.find("did you mean 'host'"), std::string::npos) << why;
   fs::remove_all(dir);
 }
+
+TEST(Loader, TheDocumentedSkeletonLoadsAndValidatesItsSettings) {
+  PluginRegistry registry({fs::path(VMLAT_BINARY_DIR) / "example-plugins"});
+  const PluginInfo* info = registry.find("skeleton");
+  ASSERT_NE(info, nullptr) << registry.why_missing("skeleton");
+  EXPECT_EQ(info->kind, "workload");
+  EXPECT_NE(dynamic_cast<Workload*>(registry.create("skeleton").get()), nullptr);
+}
