@@ -562,7 +562,7 @@ struct PlanParser {
                                   (name == "backend" ? "host" : "cyclictest") + "])");
         return;
       } else {
-        diags.error(plan_loc, "the plan declares " + std::to_string(instances.size()) + " " + name + " instances (" +
+        diags.error(instances.begin()->second.location, "the plan declares " + std::to_string(instances.size()) + " " + name + " instances (" +
                                   join(instance_names(instances), ", ") + "): say which to run with matrix." + name + " = [...]");
         return;
       }
@@ -660,7 +660,7 @@ struct PlanParser {
       std::vector<std::string> accepted;
       for (auto& [value, loc] : values) {
         if (std::find(axis->values.begin(), axis->values.end(), value) == axis->values.end()) {
-          std::string message = what + " matches " + axis_name + " = '" + value + "', which is not a value of that axis (values: " + join(axis->values, ", ") + ")";
+          std::string message = what + " selects " + axis_name + " = '" + value + "', which is not a value of that axis (values: " + join(axis->values, ", ") + ")";
           auto close = did_you_mean(value, axis->values);
           if (!close.empty()) message += "; did you mean '" + close + "'?";
           diags.error(loc, message);
@@ -738,7 +738,7 @@ struct PlanParser {
       g.name = s.string("name", g.stat + "<=" + format_duration(g.bound));
       s.allow({"match"});
       if (t && t->contains("match")) {
-        if (auto sel = parse_selector(*t->get("match"), "gate '" + g.name + "' match")) g.match = *sel;
+        if (auto sel = parse_selector(*t->get("match"), "gate '" + g.name + "': match")) g.match = *sel;
       }
       if (!names.insert(g.name).second) s.error("name", "two gates are named '" + g.name + "': gate names must be unique");
       s.string("description", "");

@@ -590,6 +590,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     for (const auto& g : o.gates) verdicts[g.gate] = verdict_name(g.verdict);
     entry["gates"] = verdicts;
     write_run(st);
+    if (options.on_cell_done) options.on_cell_done(st.run, o.result, run_dir);
     progress.end_cell(static_cast<std::size_t>(cell.index), cell, o);
   }
 
@@ -631,6 +632,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       if (code == exit_code::pass) code = exit_code::infra;
     }
   }
+  if (options.on_run_done) code = options.on_run_done(code, st.run, cell_results, run_dir);
   print_summary(out, cells, outcomes);
   out << "\n" << measured << "/" << cells.size() << " cells measured";
   if (infra) out << ", " << infra << " infrastructure error(s)";

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -31,6 +32,14 @@ struct RunOptions {
   std::vector<std::pair<std::string, std::string>> only;  // axis=value filters
   std::optional<std::chrono::nanoseconds> duration;    // overrides [plan] duration
   std::vector<std::string> command_line;
+  // Exporter hooks. on_cell_done runs after each cell's result.json is
+  // written (e.g. push that cell's metrics); on_run_done after run.json is
+  // final, and may return a different exit code (an export failure). Neither
+  // may throw; results on disk are already complete when they run.
+  std::function<void(const json& run, const json& cell_result, const std::filesystem::path& run_dir)> on_cell_done;
+  std::function<int(int exit_code, const json& run, const std::vector<json>& cell_results,
+                    const std::filesystem::path& run_dir)>
+      on_run_done;
 };
 
 enum class Verdict { pass, fail, error, skipped };

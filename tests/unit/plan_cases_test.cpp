@@ -1,6 +1,6 @@
 // Data-driven plan cases: tests/plans/<case>/plan.toml next to expected.err
 // (every diagnostic, exactly, as file:line:col: message with the path shown
-// as plan.toml) or expected.cells (the expanded cells and their gates).
+// as plan.toml and the build directory as <build>) or expected.cells (the expanded cells and their gates).
 // Adding a case is adding files. VMLAT_UPDATE_EXPECTED=1 rewrites the
 // expected files from the current output (review the diff!).
 #include <gtest/gtest.h>
@@ -52,7 +52,7 @@ TEST_P(PlanCase, MatchesExpectedOutput) {
   bool update = std::getenv("VMLAT_UPDATE_EXPECTED") != nullptr;
 
   if (fs::exists(dir / "expected.err") || (update && !diags.empty())) {
-    std::string actual = replace_all(diags.str(), plan_path.string(), "plan.toml");
+    std::string actual = replace_all(replace_all(diags.str(), plan_path.string(), "plan.toml"), VMLAT_BINARY_DIR, "<build>");
     if (update) std::ofstream(dir / "expected.err") << actual;
     EXPECT_FALSE(diags.empty()) << "expected errors, the plan validated";
     EXPECT_EQ(actual, read(dir / "expected.err"));
