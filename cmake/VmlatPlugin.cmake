@@ -25,6 +25,8 @@ function(vmlat_add_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS;PROPERTIES" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE vmlat::core GTest::gtest GTest::gtest_main ${T_LIBS})
+  # tests/support: shared test helpers (e.g. plugin_harness.hpp)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
   target_compile_definitions(${name} PRIVATE
     VMLAT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     VMLAT_BINARY_DIR="${CMAKE_BINARY_DIR}")

@@ -261,7 +261,11 @@ ExitStatus Process::wait(Deadline deadline, bool interruptible) {
 ExitStatus Process::stop(std::chrono::milliseconds grace, int first_signal) noexcept {
   if (pid_ <= 0) return ExitStatus{};
   if (auto s = poll()) return *s;
-  ::kill(-pid_, first_signal);
+  // Ask the leader alone first: tools that manage workers (stress-ng) shut
+  // them down cleanly and report a clean exit, whereas a signal to the whole
+  // group hits the workers mid-operation. Whatever is left of the group when
+  // the leader has gone (or the grace has passed) is killed with SIGKILL.
+  ::kill(pid_, first_signal);
   auto deadline = Clock::now() + grace;
   while (Clock::now() < deadline) {
     if (auto s = poll()) return *s;

@@ -382,7 +382,9 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
       per_cpu[std::to_string(cpu)] = json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}};
     }
     o.merged = merged;
-    facts["probe_run"] = probe_result->facts;
+    // Facts of this measurement complete (and override) the plugin's facts().
+    if (!facts.contains("probe")) facts["probe"] = json::object();
+    for (auto it = probe_result->facts.begin(); it != probe_result->facts.end(); ++it) facts["probe"][it.key()] = it.value();
   } else if (o.status == "measured") {
     o.status = "infra-error";
     o.error = "the probe returned no per-CPU results";

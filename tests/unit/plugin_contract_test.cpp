@@ -71,9 +71,13 @@ TEST_P(PluginContract, DescribesItself) {
   EXPECT_TRUE(i.kind == "backend" || i.kind == "workload" || i.kind == "probe") << i.kind;
   EXPECT_EQ(i.file.filename(), "vmlat-plugin-" + i.name + ".so");
   auto plugin = registry().create(i.name);
-  if (i.kind == "backend") EXPECT_NE(dynamic_cast<Backend*>(plugin.get()), nullptr);
-  if (i.kind == "workload") EXPECT_NE(dynamic_cast<Workload*>(plugin.get()), nullptr);
-  if (i.kind == "probe") EXPECT_NE(dynamic_cast<Probe*>(plugin.get()), nullptr);
+  if (i.kind == "backend") {
+    EXPECT_NE(dynamic_cast<Backend*>(plugin.get()), nullptr);
+  } else if (i.kind == "workload") {
+    EXPECT_NE(dynamic_cast<Workload*>(plugin.get()), nullptr);
+  } else {
+    EXPECT_NE(dynamic_cast<Probe*>(plugin.get()), nullptr);
+  }
   // A fresh object per cell: two creations are two objects.
   EXPECT_NE(registry().create(i.name).get(), plugin.get());
 }

@@ -42,8 +42,9 @@ class Job {
  public:
   virtual ~Job() = default;
   virtual bool running() = 0;
-  // Stops the job (SIGTERM to its process group, SIGKILL after `grace`),
-  // returns its status and output. Never throws.
+  // Stops the job (SIGTERM to its main process; SIGKILL to whatever is left
+  // of its process group once that has exited or after `grace`), returns its
+  // status and output. Never throws.
   virtual CommandResult stop(std::chrono::milliseconds grace) noexcept = 0;
 };
 

@@ -71,7 +71,7 @@ class Workload : public Plugin {
 
 struct ProbeResult {
   std::map<int, Histogram> per_cpu;  // key: CPU number on the probe's target
-  json facts = json::object();       // engine, version, command line, ...
+  json facts = json::object();       // of this measurement; merged over the probe's facts()
   bool interrupted = false;          // partial: the run was interrupted
 };
 

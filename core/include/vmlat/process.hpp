@@ -50,8 +50,9 @@ class Process {
   // timed_out = true; the process keeps running). Calls check_interrupt()
   // while waiting when `interruptible`.
   ExitStatus wait(Deadline deadline, bool interruptible = true);
-  // SIGTERM (or `first_signal`) to the whole process group, SIGKILL after
-  // `grace`, then reaps. Never throws; safe to call twice.
+  // SIGTERM (or `first_signal`) to the process, then SIGKILL to its whole
+  // process group once it has exited or `grace` has passed; reaps. Never
+  // throws; safe to call twice.
   ExitStatus stop(std::chrono::milliseconds grace, int first_signal = 15) noexcept;
   const std::string& program() const { return program_; }
 

@@ -1,0 +1,727 @@
+// vmlat-probe: periodic-task wake-up latency probe (the core loop of a
+// cyclictest-style measurement), emitting one vmlat frame with a JSON result.
+//
+// Designed to be linked statically and dropped into minimal guests: it only
+// needs the kernel, uses no JSON library and keeps its resident set small even
+// with mlockall() (small thread stacks, pre-faulted fixed-size histograms, no
+// allocation after start).
+//
+// Per measured CPU, one thread pinned to it and running at SCHED_FIFO does:
+//
+//   next = now + period
+//   loop:
+//     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next)
+//     now = clock_gettime(CLOCK_MONOTONIC)
+//     latency = now - next  -> min/max/sum/count, 1us histogram or overflow
+//     next += period; if next <= now: skip the activations already missed
+//
+// The measurement loop makes no system calls other than clock_nanosleep and
+// clock_gettime (a vDSO call), takes no locks and does no allocation or I/O.
+
+#include <vmlat/frame.hpp>
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+#ifndef VMLAT_PROBE_VERSION
+#define VMLAT_PROBE_VERSION "0.1.0"
+#endif
+
+namespace {
+
+constexpr const char* kProgram = "vmlat-probe";
+constexpr const char* kVersion = VMLAT_PROBE_VERSION;
+constexpr const char* kFrameKind = "native-probe-result";
+constexpr const char* kSchema = "vmlat-native-probe/1";
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitSetup = 3;
+constexpr int kExitInterrupted = 130;
+
+constexpr std::int64_t kNsPerSec = 1000000000;
+constexpr std::size_t kThreadStackSize = 256 * 1024;
+constexpr std::size_t kStackPrefault = 64 * 1024;
+constexpr std::uint64_t kMaxHistogramUs = 1000000;
+
+// ---------------------------------------------------------------------------
+// Options
+
+struct Options {
+  std::int64_t period_ns = 1000000;
+  std::int64_t duration_ns = 0;  // 0: not given
+  std::uint64_t loops = 0;       // 0: not given
+  std::vector<int> cpus;         // empty: process affinity mask
+  int priority = 95;
+  std::uint64_t histogram_us = 20000;
+  bool mlock = true;
+  long cpu_dma_latency_us = 0;  // -1: leave /dev/cpu_dma_latency alone
+  std::string output;           // empty: stdout
+};
+
+void print_help() {
+  std::printf(
+      "Usage: %s [OPTION]...\n"
+      "Measure the wake-up latency of a periodic real-time task on each CPU\n"
+      "(like cyclictest) and print the result as one vmlat frame of kind\n"
+      "'%s' with a JSON payload (schema %s).\n"
+      "\n"
+      "Options (NUM may also be given as --option=NUM):\n"
+      "  --period-us N       activation period in microseconds (default 1000)\n"
+      "  --period-ns N       activation period in nanoseconds, >= 1000\n"
+      "                      (--period-us and --period-ns are exclusive)\n"
+      "  --duration-ms N     measure for N milliseconds\n"
+      "  --loops N           measure N wake-ups per thread\n"
+      "                      (at least one of --duration-ms and --loops is required;\n"
+      "                      with both, the run ends at whichever comes first)\n"
+      "  --cpus LIST         CPUs to measure, one pinned thread each, e.g. 0,1,3-5\n"
+      "                      (default: every CPU in the process's affinity mask)\n"
+      "  --priority N        SCHED_FIFO priority 1..99 of the measuring threads\n"
+      "                      (default 95); 0 runs them as SCHED_OTHER, which needs\n"
+      "                      no privileges\n"
+      "  --histogram-us N    histogram of 1us buckets covering 0..N-1 us (default\n"
+      "                      20000, at most %" PRIu64 "); latencies >= N us are counted as\n"
+      "                      overflows\n"
+      "  --no-mlock          do not lock memory with mlockall(MCL_CURRENT|MCL_FUTURE)\n"
+      "  --cpu-dma-latency N while measuring, hold /dev/cpu_dma_latency at N us to\n"
+      "                      keep CPUs out of deep idle states, as cyclictest does\n"
+      "                      (default 0; -1 leaves it alone; skipped with a warning\n"
+      "                      if the device is missing or cannot be opened)\n"
+      "  --output FILE       write the frame to FILE instead of standard output\n"
+      "  --version           print the version and exit\n"
+      "  --help              print this help and exit\n"
+      "\n"
+      "The measuring threads start together after pinning (affinity) and setting\n"
+      "their scheduling policy. Each sleeps until its next activation with\n"
+      "clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) and records\n"
+      "latency = wake-up time - activation time. If an activation is already\n"
+      "past when a thread wakes up, it is skipped and counted in missed_periods.\n"
+      "SIGINT or SIGTERM stop the run early; the partial result is still written,\n"
+      "with \"interrupted\": true.\n"
+      "\n"
+      "Standard output carries only the frame; diagnostics go to standard error.\n"
+      "\n"
+      "Exit status:\n"
+      "  0    success\n"
+      "  1    runtime failure (e.g. the result could not be written)\n"
+      "  2    bad usage\n"
+      "  3    setup failure (mlockall, affinity, scheduling policy, output file,\n"
+      "       thread creation); the message names the failing call and errno\n"
+      "  130  interrupted by SIGINT/SIGTERM (a complete frame was still written)\n",
+      kProgram, kFrameKind, kSchema, kMaxHistogramUs);
+}
+
+[[noreturn]] void usage_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void usage_error(const char* fmt, ...) {
+  std::fprintf(stderr, "%s: ", kProgram);
+  va_list ap;
+  va_start(ap, fmt);
+  std::vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  std::fprintf(stderr, "\nTry '%s --help' for more information.\n", kProgram);
+  std::exit(kExitUsage);
+}
+
+// "Operation not permitted (EPERM)"
+std::string errno_text(int err) {
+  const char* name = strerrorname_np(err);
+  std::string s = std::strerror(err);
+  s += " (";
+  s += name != nullptr ? name : std::to_string(err).c_str();
+  s += ")";
+  return s;
+}
+
+[[noreturn]] void setup_failure(const std::string& what, int err, const char* hint = nullptr) {
+  std::fprintf(stderr, "%s: %s failed: %s%s%s\n", kProgram, what.c_str(), errno_text(err).c_str(),
+               hint != nullptr ? "; " : "", hint != nullptr ? hint : "");
+  std::exit(kExitSetup);
+}
+
+// Strict unsigned decimal: digits only, within [min, max].
+std::uint64_t parse_uint(const char* option, const char* text, std::uint64_t min, std::uint64_t max) {
+  if (text == nullptr || *text == '\0') usage_error("option '--%s' needs a number", option);
+  std::uint64_t v = 0;
+  for (const char* p = text; *p != '\0'; ++p) {
+    if (*p < '0' || *p > '9') usage_error("option '--%s': '%s' is not a non-negative integer", option, text);
+    const auto digit = static_cast<std::uint64_t>(*p - '0');
+    if (v > (UINT64_MAX - digit) / 10) usage_error("option '--%s': '%s' is out of range", option, text);
+    v = v * 10 + digit;
+  }
+  if (v < min || v > max) {
+    usage_error("option '--%s': %s is out of range (%" PRIu64 "..%" PRIu64 ")", option, text, min, max);
+  }
+  return v;
+}
+
+std::vector<int> parse_cpu_list(const char* text) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const char* p = text;
+  auto number = [&](void) -> long {
+    if (*p < '0' || *p > '9') usage_error("option '--cpus': malformed CPU list '%s'", text);
+    long v = 0;
+    while (*p >= '0' && *p <= '9') {
+      v = v * 10 + (*p - '0');
+      if (v >= CPU_SETSIZE) usage_error("option '--cpus': CPU number in '%s' is too large (max %d)", text, CPU_SETSIZE - 1);
+      ++p;
+    }
+    return v;
+  };
+  for (;;) {
+    const long first = number();
+    long last = first;
+    if (*p == '-') {
+      ++p;
+      last = number();
+      if (last < first) usage_error("option '--cpus': descending range in '%s'", text);
+    }
+    for (long c = first; c <= last; ++c) CPU_SET(static_cast<std::size_t>(c), &set);
+    if (*p == '\0') break;
+    if (*p != ',') usage_error("option '--cpus': malformed CPU list '%s'", text);
+    ++p;
+  }
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(static_cast<std::size_t>(c), &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+Options parse_options(int argc, char** argv) {
+  enum {
+    kOptPeriodUs = 1000,
+    kOptPeriodNs,
+    kOptDurationMs,
+    kOptLoops,
+    kOptCpus,
+    kOptPriority,
+    kOptHistogramUs,
+    kOptNoMlock,
+    kOptCpuDmaLatency,
+    kOptOutput,
+    kOptVersion,
+    kOptHelp,
+  };
+  static const option long_options[] = {
+      {"period-us", required_argument, nullptr, kOptPeriodUs},
+      {"period-ns", required_argument, nullptr, kOptPeriodNs},
+      {"duration-ms", required_argument, nullptr, kOptDurationMs},
+      {"loops", required_argument, nullptr, kOptLoops},
+      {"cpus", required_argument, nullptr, kOptCpus},
+      {"priority", required_argument, nullptr, kOptPriority},
+      {"histogram-us", required_argument, nullptr, kOptHistogramUs},
+      {"no-mlock", no_argument, nullptr, kOptNoMlock},
+      {"cpu-dma-latency", required_argument, nullptr, kOptCpuDmaLatency},
+      {"output", required_argument, nullptr, kOptOutput},
+      {"version", no_argument, nullptr, kOptVersion},
+      {"help", no_argument, nullptr, kOptHelp},
+      {nullptr, 0, nullptr, 0},
+  };
+  Options o;
+  bool period_us_given = false;
+  bool period_ns_given = false;
+  opterr = 0;  // we print our own messages
+  for (;;) {
+    const int c = getopt_long(argc, argv, "", long_options, nullptr);
+    if (c == -1) break;
+    switch (c) {
+      case kOptPeriodUs:
+        o.period_ns = static_cast<std::int64_t>(parse_uint("period-us", optarg, 1, 3600ULL * 1000000)) * 1000;
+        period_us_given = true;
+        break;
+      case kOptPeriodNs:
+        o.period_ns = static_cast<std::int64_t>(parse_uint("period-ns", optarg, 1000, 3600ULL * kNsPerSec));
+        period_ns_given = true;
+        break;
+      case kOptDurationMs:
+        // Up to ~292 years would fit; cap at 10 years to keep arithmetic far from overflow.
+        o.duration_ns =
+            static_cast<std::int64_t>(parse_uint("duration-ms", optarg, 1, 10ULL * 365 * 86400 * 1000)) * 1000000;
+        break;
+      case kOptLoops: o.loops = parse_uint("loops", optarg, 1, UINT64_MAX); break;
+      case kOptCpus: o.cpus = parse_cpu_list(optarg); break;
+      case kOptPriority: o.priority = static_cast<int>(parse_uint("priority", optarg, 0, 99)); break;
+      case kOptHistogramUs: o.histogram_us = parse_uint("histogram-us", optarg, 1, kMaxHistogramUs); break;
+      case kOptNoMlock: o.mlock = false; break;
+      case kOptCpuDmaLatency:
+        if (optarg != nullptr && std::strcmp(optarg, "-1") == 0) {
+          o.cpu_dma_latency_us = -1;
+        } else {
+          o.cpu_dma_latency_us = static_cast<long>(parse_uint("cpu-dma-latency", optarg, 0, 2000000000));
+        }
+        break;
+      case kOptOutput:
+        if (optarg == nullptr || *optarg == '\0') usage_error("option '--output' needs a file name");
+        o.output = optarg;
+        break;
+      case kOptVersion:
+        std::printf("%s %s\n", kProgram, kVersion);
+        std::exit(kExitOk);
+      case kOptHelp:
+        print_help();
+        std::exit(kExitOk);
+      case ':': usage_error("option '%s' needs an argument", argv[optind - 1]);
+      default:
+        if (optopt >= kOptPeriodUs) usage_error("option '%s' needs an argument", argv[optind - 1]);
+        usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+  if (period_us_given && period_ns_given) usage_error("--period-us and --period-ns are mutually exclusive");
+  if (o.duration_ns == 0 && o.loops == 0) usage_error("one of --duration-ms or --loops is required");
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// Measurement
+
+std::int64_t to_ns(const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * kNsPerSec + t.tv_nsec; }
+
+timespec from_ns(std::int64_t ns) {
+  timespec t{};
+  t.tv_sec = static_cast<time_t>(ns / kNsPerSec);
+  t.tv_nsec = static_cast<long>(ns % kNsPerSec);
+  return t;
+}
+
+std::int64_t clock_ns(clockid_t clock) {
+  timespec t{};
+  clock_gettime(clock, &t);
+  return to_ns(t);
+}
+
+// Per-thread state. Written only by its own thread while measuring; read by
+// the main thread after joining. Cache-line aligned against false sharing.
+struct alignas(64) ThreadState {
+  int cpu = -1;
+  pid_t tid = 0;
+  std::uint64_t* histogram = nullptr;  // histogram_us buckets
+
+  std::uint64_t samples = 0;
+  std::uint64_t overflows = 0;
+  std::uint64_t missed_periods = 0;
+  std::uint64_t sum_ns = 0;
+  std::int64_t min_ns = 0;
+  std::int64_t max_ns = 0;
+  std::int64_t end_mono_ns = 0;  // time of the last wake-up (or of the start)
+
+  // Failure report (setup or runtime); failed_call == nullptr: none.
+  const char* failed_call = nullptr;
+  int failed_errno = 0;
+  bool runtime_failure = false;
+};
+
+struct Shared {
+  std::int64_t period_ns = 0;
+  std::int64_t duration_ns = 0;  // 0: unlimited
+  std::uint64_t loops = 0;       // 0: unlimited
+  std::uint64_t histogram_us = 0;
+  int policy = SCHED_FIFO;
+  int priority = 0;
+  int nthreads = 0;
+  pthread_t main_thread{};
+
+  // Start gate: workers report ready, then wait for go (or abort).
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+  int ready = 0;
+  bool go = false;
+  bool abort = false;
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> finished{0};
+};
+
+Shared g_shared;
+
+// Touch the stack below us so that its pages are present before measuring
+// (needed with --no-mlock; harmless with mlockall).
+__attribute__((noinline)) void prefault_stack() {
+  volatile unsigned char buf[kStackPrefault];
+  for (std::size_t i = 0; i < sizeof buf; i += 256) buf[i] = 0;
+}
+
+void measure(ThreadState& st) {
+  Shared& sh = g_shared;
+  const std::int64_t period = sh.period_ns;
+  const std::uint64_t limit = sh.histogram_us;
+  const std::uint64_t max_samples = sh.loops;
+  std::uint64_t* const hist = st.histogram;
+
+  std::uint64_t samples = 0;
+  std::uint64_t overflows = 0;
+  std::uint64_t missed = 0;
+  std::uint64_t sum = 0;
+  std::int64_t min = INT64_MAX;
+  std::int64_t max = 0;
+
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  std::int64_t now = to_ns(t);
+  const std::int64_t stop_at = sh.duration_ns > 0 ? now + sh.duration_ns : INT64_MAX;
+  std::int64_t next = now + period;
+
+  // Stop before sleeping towards an activation beyond the requested duration.
+  while (next <= stop_at) {
+    t = from_ns(next);
+    const int rc = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nullptr);
+    if (rc != 0) {
+      if (rc == EINTR) {
+        if (sh.stop.load(std::memory_order_relaxed)) break;
+        continue;
+      }
+      st.failed_call = "clock_nanosleep";
+      st.failed_errno = rc;
+      st.runtime_failure = true;
+      break;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    now = to_ns(t);
+
+    std::int64_t latency = now - next;
+    if (latency < 0) latency = 0;  // cannot happen with an absolute sleep
+    ++samples;
+    sum += static_cast<std::uint64_t>(latency);
+    if (latency < min) min = latency;
+    if (latency > max) max = latency;
+    const std::uint64_t bucket = static_cast<std::uint64_t>(latency) / 1000;
+    if (bucket < limit) {
+      ++hist[bucket];
+    } else {
+      ++overflows;
+    }
+
+    next += period;
+    if (next <= now) {
+      // Activations whose time has already come are skipped, not run late.
+      const std::int64_t skip = (now - next) / period + 1;
+      next += skip * period;
+      missed += static_cast<std::uint64_t>(skip);
+    }
+    if (sh.stop.load(std::memory_order_relaxed)) break;
+    if (samples == max_samples) break;
+  }
+
+  st.samples = samples;
+  st.overflows = overflows;
+  st.missed_periods = missed;
+  st.sum_ns = sum;
+  st.min_ns = samples > 0 ? min : 0;
+  st.max_ns = max;
+  st.end_mono_ns = now;
+}
+
+void* worker_main(void* arg) {
+  auto& st = *static_cast<ThreadState*>(arg);
+  Shared& sh = g_shared;
+  st.tid = gettid();
+
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<std::size_t>(st.cpu), &set);
+  int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  if (rc != 0) {
+    st.failed_call = "pthread_setaffinity_np";
+    st.failed_errno = rc;
+  } else {
+    sched_param sp{};
+    sp.sched_priority = sh.priority;
+    rc = pthread_setschedparam(pthread_self(), sh.policy, &sp);
+    if (rc != 0) {
+      st.failed_call = "pthread_setschedparam";
+      st.failed_errno = rc;
+    }
+  }
+  // Pre-fault (and zero) the histogram from the CPU that will use it.
+  std::memset(st.histogram, 0, sh.histogram_us * sizeof(std::uint64_t));
+  prefault_stack();
+
+  pthread_mutex_lock(&sh.mutex);
+  ++sh.ready;
+  pthread_cond_broadcast(&sh.cond);
+  while (!sh.go) pthread_cond_wait(&sh.cond, &sh.mutex);
+  const bool abort = sh.abort;
+  pthread_mutex_unlock(&sh.mutex);
+
+  if (!abort) measure(st);
+
+  if (sh.finished.fetch_add(1) + 1 == sh.nthreads) {
+    pthread_kill(sh.main_thread, SIGUSR1);  // wake the main thread's sigwait
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------
+// Output
+
+void appendf(std::string& out, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void appendf(std::string& out, const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  const int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n > 0) out.append(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
+}
+
+std::string result_json(const Options& o, const std::vector<ThreadState>& threads, bool mlocked, bool interrupted,
+                        std::int64_t started_unix_ns, std::int64_t duration_ns) {
+  std::string j;
+  j.reserve(4096);
+  appendf(j, "{\"schema\":\"%s\",\"probe_version\":\"%s\",\"clock\":\"monotonic\"", kSchema, kVersion);
+  appendf(j, ",\"period_ns\":%" PRId64 ",\"priority\":%d,\"policy\":\"%s\"", o.period_ns, o.priority,
+          o.priority > 0 ? "fifo" : "other");
+  appendf(j, ",\"mlocked\":%s,\"histogram_limit_us\":%" PRIu64 ",\"interrupted\":%s", mlocked ? "true" : "false",
+          o.histogram_us, interrupted ? "true" : "false");
+  appendf(j, ",\"started_unix_ns\":%" PRId64 ",\"duration_ns\":%" PRId64 ",\"threads\":[", started_unix_ns,
+          duration_ns);
+  bool first_thread = true;
+  for (const ThreadState& st : threads) {
+    appendf(j, "%s{\"cpu\":%d,\"tid\":%d,\"samples\":%" PRIu64 ",\"min_ns\":%" PRId64 ",\"max_ns\":%" PRId64,
+            first_thread ? "" : ",", st.cpu, static_cast<int>(st.tid), st.samples, st.min_ns, st.max_ns);
+    appendf(j, ",\"sum_ns\":%" PRIu64 ",\"overflows\":%" PRIu64 ",\"missed_periods\":%" PRIu64 ",\"histogram\":[",
+            st.sum_ns, st.overflows, st.missed_periods);
+    bool first_bucket = true;
+    for (std::uint64_t b = 0; b < o.histogram_us; ++b) {
+      if (st.histogram[b] == 0) continue;
+      appendf(j, "%s[%" PRIu64 ",%" PRIu64 "]", first_bucket ? "" : ",", b, st.histogram[b]);
+      first_bucket = false;
+    }
+    j += "]}";
+    first_thread = false;
+  }
+  j += "]}";
+  return j;
+}
+
+bool write_all(int fd, const std::string& data) {
+  std::size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Holds /dev/cpu_dma_latency open at the requested value (PM QoS); the kernel
+// drops the request when the file is closed, i.e. when the process exits.
+// Failing to open it is not fatal; it is reported unless the device does not
+// exist or this is an unprivileged (SCHED_OTHER) run that was denied access.
+int request_cpu_dma_latency(long us, bool quiet_if_denied) {
+  if (us < 0) return -1;
+  const int fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const bool denied = errno == EACCES || errno == EPERM;
+    if (errno != ENOENT && !(denied && quiet_if_denied)) {
+      std::fprintf(stderr, "%s: warning: open(/dev/cpu_dma_latency) failed: %s; CPU idle states not restricted\n",
+                   kProgram, errno_text(errno).c_str());
+    }
+    return -1;
+  }
+  const std::int32_t value = static_cast<std::int32_t>(us);
+  if (write(fd, &value, sizeof value) != static_cast<ssize_t>(sizeof value)) {
+    std::fprintf(stderr, "%s: warning: write(/dev/cpu_dma_latency) failed: %s; CPU idle states not restricted\n",
+                 kProgram, errno_text(errno).c_str());
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int run(const Options& o) {
+  Shared& sh = g_shared;
+
+  // SIGINT/SIGTERM are only ever taken synchronously by the main thread
+  // (sigwaitinfo), so they can never interrupt the measuring threads or the
+  // writing of the result. SIGUSR1 is how the last worker wakes main up.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  if (const int rc = pthread_sigmask(SIG_BLOCK, &signals, nullptr); rc != 0) setup_failure("pthread_sigmask", rc);
+
+  int out_fd = STDOUT_FILENO;
+  if (!o.output.empty()) {
+    out_fd = open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out_fd < 0) setup_failure("open(" + o.output + ")", errno);
+  }
+
+  std::vector<int> cpus = o.cpus;
+  if (cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) setup_failure("sched_getaffinity", errno);
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(static_cast<std::size_t>(c), &set)) cpus.push_back(c);
+    }
+    if (cpus.empty()) {
+      std::fprintf(stderr, "%s: the process's affinity mask is empty\n", kProgram);
+      return kExitSetup;
+    }
+  }
+
+  if (o.mlock && mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
+    setup_failure("mlockall(MCL_CURRENT|MCL_FUTURE)", errno,
+                  "needs root or CAP_IPC_LOCK, or a larger RLIMIT_MEMLOCK (or pass --no-mlock)");
+  }
+  const int dma_fd = request_cpu_dma_latency(o.cpu_dma_latency_us, o.priority == 0);
+
+  // All memory the measurement needs is allocated here, before the threads
+  // start (and, with mlockall(MCL_FUTURE), locked as it is mapped).
+  const std::size_t n = cpus.size();
+  std::vector<ThreadState> threads(n);
+  std::vector<std::uint64_t> histograms(n * o.histogram_us);
+  for (std::size_t i = 0; i < n; ++i) {
+    threads[i].cpu = cpus[i];
+    threads[i].histogram = histograms.data() + i * o.histogram_us;
+  }
+
+  sh.period_ns = o.period_ns;
+  sh.duration_ns = o.duration_ns;
+  sh.loops = o.loops;
+  sh.histogram_us = o.histogram_us;
+  sh.policy = o.priority > 0 ? SCHED_FIFO : SCHED_OTHER;
+  sh.priority = o.priority;
+  sh.nthreads = static_cast<int>(n);
+  sh.main_thread = pthread_self();
+
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (const int rc = pthread_attr_setstacksize(&attr, kThreadStackSize); rc != 0) {
+    setup_failure("pthread_attr_setstacksize", rc);
+  }
+  std::vector<pthread_t> handles(n);
+  std::size_t created = 0;
+  int create_error = 0;
+  for (; created < n; ++created) {
+    const int rc = pthread_create(&handles[created], &attr, worker_main, &threads[created]);
+    if (rc != 0) {
+      create_error = rc;
+      break;
+    }
+  }
+  pthread_attr_destroy(&attr);
+  sh.nthreads = static_cast<int>(created);
+
+  // Wait until every created thread is pinned and scheduled, then release
+  // them all at once (or abort them all if any failed).
+  pthread_mutex_lock(&sh.mutex);
+  while (sh.ready < static_cast<int>(created)) pthread_cond_wait(&sh.cond, &sh.mutex);
+  bool failed = create_error != 0;
+  for (std::size_t i = 0; i < created; ++i) failed = failed || threads[i].failed_call != nullptr;
+  sh.abort = failed;
+  const std::int64_t started_unix_ns = clock_ns(CLOCK_REALTIME);
+  const std::int64_t started_mono_ns = clock_ns(CLOCK_MONOTONIC);
+  sh.go = true;
+  pthread_cond_broadcast(&sh.cond);
+  pthread_mutex_unlock(&sh.mutex);
+
+  bool interrupted = false;
+  if (!failed && created > 0) {
+    for (;;) {
+      siginfo_t info{};
+      const int sig = sigwaitinfo(&signals, &info);
+      if (sig < 0) continue;  // EINTR (e.g. after SIGSTOP/SIGCONT)
+      if (sig == SIGUSR1) {
+        if (sh.finished.load() == static_cast<int>(created)) break;
+        continue;  // a stray SIGUSR1 from outside
+      }
+      interrupted = true;  // SIGINT or SIGTERM
+      std::fprintf(stderr, "%s: %s received, stopping after the next wake-up\n", kProgram,
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+      sh.stop.store(true);
+      break;
+    }
+  }
+  for (std::size_t i = 0; i < created; ++i) pthread_join(handles[i], nullptr);
+  if (dma_fd >= 0) close(dma_fd);
+
+  if (failed) {
+    if (create_error != 0) {
+      std::fprintf(stderr, "%s: pthread_create for cpu %d failed: %s\n", kProgram, threads[created].cpu,
+                   errno_text(create_error).c_str());
+    }
+    for (std::size_t i = 0; i < created; ++i) {
+      const ThreadState& st = threads[i];
+      if (st.failed_call == nullptr) continue;
+      if (std::strcmp(st.failed_call, "pthread_setschedparam") == 0) {
+        std::fprintf(stderr, "%s: pthread_setschedparam(%s, priority %d) for cpu %d failed: %s%s\n", kProgram,
+                     o.priority > 0 ? "SCHED_FIFO" : "SCHED_OTHER", o.priority, st.cpu,
+                     errno_text(st.failed_errno).c_str(),
+                     st.failed_errno == EPERM ? "; needs root or CAP_SYS_NICE (or use --priority 0)" : "");
+      } else {
+        std::fprintf(stderr, "%s: %s(cpu %d) failed: %s%s\n", kProgram, st.failed_call, st.cpu,
+                     errno_text(st.failed_errno).c_str(),
+                     st.failed_errno == EINVAL ? "; is the CPU online and in the process's affinity mask?" : "");
+      }
+    }
+    return kExitSetup;
+  }
+
+  for (const ThreadState& st : threads) {
+    if (st.runtime_failure) {
+      std::fprintf(stderr, "%s: %s on cpu %d failed: %s\n", kProgram, st.failed_call, st.cpu,
+                   errno_text(st.failed_errno).c_str());
+      return kExitFailure;
+    }
+  }
+
+  std::int64_t end_mono_ns = started_mono_ns;
+  for (const ThreadState& st : threads) {
+    if (st.end_mono_ns > end_mono_ns) end_mono_ns = st.end_mono_ns;
+  }
+  const std::string json = result_json(o, threads, o.mlock, interrupted, started_unix_ns, end_mono_ns - started_mono_ns);
+  std::string frame;
+  try {
+    frame = vmlat::frame::encode(kFrameKind, json);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: cannot encode the result: %s\n", kProgram, e.what());
+    return kExitFailure;
+  }
+  if (!write_all(out_fd, frame)) {
+    std::fprintf(stderr, "%s: writing the result to %s failed: %s\n", kProgram,
+                 o.output.empty() ? "standard output" : o.output.c_str(), errno_text(errno).c_str());
+    return kExitFailure;
+  }
+  if (out_fd != STDOUT_FILENO && close(out_fd) != 0) {
+    std::fprintf(stderr, "%s: closing %s failed: %s\n", kProgram, o.output.c_str(), errno_text(errno).c_str());
+    return kExitFailure;
+  }
+  return interrupted ? kExitInterrupted : kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A closed pipe must surface as a write error, not kill us silently.
+  signal(SIGPIPE, SIG_IGN);
+  const Options o = parse_options(argc, argv);
+  return run(o);
+}

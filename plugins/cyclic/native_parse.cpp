@@ -1,0 +1,170 @@
+#include "native_parse.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <stdexcept>
+
+#include <vmlat/errors.hpp>
+#include <vmlat/frame.hpp>
+
+#include "strict_json.hpp"
+
+namespace vmlat::cyclic {
+
+namespace {
+
+using std::chrono::nanoseconds;
+
+constexpr std::string_view kDocument = "vmlat-probe result";
+
+[[noreturn]] void fail(const std::string& what) { strict::fail(kDocument, what); }
+const json& field(const json& object, const char* key, const std::string& where) {
+  return strict::field(kDocument, object, key, where);
+}
+std::uint64_t unsigned_field(const json& object, const char* key, const std::string& where) {
+  return strict::unsigned_field(kDocument, object, key, where);
+}
+
+std::int64_t nanoseconds_field(const json& object, const char* key, const std::string& where) {
+  const std::uint64_t value = unsigned_field(object, key, where);
+  if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    fail(where + ": \"" + key + "\" " + std::to_string(value) + " does not fit in 64 bits");
+  return static_cast<std::int64_t>(value);
+}
+
+std::pair<int, Histogram> parse_thread(std::size_t index, const json& thread, std::uint64_t range_us) {
+  std::string where = "thread " + std::to_string(index);
+  if (!thread.is_object()) fail(where + " is not an object");
+  const int cpu = strict::cpu_field(kDocument, thread, where);
+  where += " (CPU " + std::to_string(cpu) + ")";
+
+  const std::uint64_t samples = unsigned_field(thread, "samples", where);
+  const std::int64_t min_ns = nanoseconds_field(thread, "min_ns", where);
+  const std::int64_t max_ns = nanoseconds_field(thread, "max_ns", where);
+  const std::int64_t sum_ns = nanoseconds_field(thread, "sum_ns", where);
+  const std::uint64_t overflows = unsigned_field(thread, "overflows", where);
+  const std::uint64_t missed = unsigned_field(thread, "missed_periods", where);
+  const json& histogram = field(thread, "histogram", where);
+  if (!histogram.is_array()) fail(where + ": \"histogram\" is not an array");
+
+  std::map<std::uint64_t, std::uint64_t> buckets;
+  std::uint64_t bucketed = 0;
+  for (const json& entry : histogram) {
+    if (!entry.is_array() || entry.size() != 2 || !entry[0].is_number_unsigned() ||
+        !entry[1].is_number_unsigned())
+      fail(where + ": histogram entry " + entry.dump() + " is not [bucket_us, count]");
+    const auto bucket = entry[0].get<std::uint64_t>();
+    const auto count = entry[1].get<std::uint64_t>();
+    if (bucket >= range_us)
+      fail(where + ": histogram bucket " + std::to_string(bucket) + "us is outside the " +
+           std::to_string(range_us) + "us range the probe was started with");
+    if (!buckets.emplace(bucket, count).second)
+      fail(where + ": histogram bucket " + std::to_string(bucket) + "us is listed twice");
+    if (count > samples - bucketed)  // bucketed <= samples holds here
+      fail(where + ": histogram holds more than the " + std::to_string(samples) + " samples");
+    bucketed += count;
+  }
+  std::erase_if(buckets, [](const auto& entry) { return entry.second == 0; });
+  if (samples - bucketed != overflows)
+    fail(where + ": samples " + std::to_string(samples) + " != histogram " + std::to_string(bucketed) +
+         " + overflows " + std::to_string(overflows));
+
+  Histogram h;
+  h.add_missed_periods(missed);
+  if (samples == 0) return {cpu, std::move(h)};
+
+  if (min_ns > max_ns)
+    fail(where + ": min_ns " + std::to_string(min_ns) + " is above max_ns " + std::to_string(max_ns));
+  const auto min_bucket = static_cast<std::uint64_t>(min_ns / 1000);
+  const auto max_bucket = static_cast<std::uint64_t>(max_ns / 1000);
+  if (!buckets.empty() && (buckets.begin()->first < min_bucket || buckets.rbegin()->first > max_bucket))
+    fail(where + ": histogram buckets " + std::to_string(buckets.begin()->first) + ".." +
+         std::to_string(buckets.rbegin()->first) + "us lie outside [min_ns " + std::to_string(min_ns) +
+         ", max_ns " + std::to_string(max_ns) + "]");
+  if (overflows > 0 && max_bucket < range_us)
+    fail(where + ": " + std::to_string(overflows) + " overflows although max_ns " + std::to_string(max_ns) +
+         " is inside the " + std::to_string(range_us) + "us range");
+  if (overflows == 0 && max_bucket >= range_us)
+    fail(where + ": no overflows although max_ns " + std::to_string(max_ns) + " is beyond the " +
+         std::to_string(range_us) + "us range");
+  const long double n = static_cast<long double>(samples);
+  if (static_cast<long double>(sum_ns) < static_cast<long double>(min_ns) * n ||
+      static_cast<long double>(sum_ns) > static_cast<long double>(max_ns) * n)
+    fail(where + ": sum_ns " + std::to_string(sum_ns) + " is not between min_ns and max_ns times " +
+         std::to_string(samples) + " samples");
+
+  for (const auto& [bucket, count] : buckets) h.add_bucket(bucket, count);
+  h.add_overflows(overflows);
+  h.set_exact(nanoseconds(min_ns), nanoseconds(max_ns), nanoseconds(sum_ns));
+  return {cpu, std::move(h)};
+}
+
+}  // namespace
+
+NativeResult parse_native_payload(std::string_view payload, std::uint64_t histogram_range_us) {
+  if (histogram_range_us == 0) throw std::invalid_argument("parse_native_payload: histogram range is 0");
+  json doc;
+  try {
+    doc = json::parse(payload.begin(), payload.end());
+  } catch (const json::parse_error& e) {
+    fail(std::string("malformed JSON: ") + e.what());
+  }
+  if (!doc.is_object()) fail("the payload is not a JSON object");
+  const json& schema = field(doc, "schema", "payload");
+  if (!schema.is_string() || schema.get<std::string>() != kNativeSchema)
+    fail("schema is " + schema.dump() + ", expected \"" + std::string(kNativeSchema) + "\"");
+
+  NativeResult result;
+  result.period_ns = nanoseconds_field(doc, "period_ns", "payload");
+  if (result.period_ns == 0) fail("period_ns is 0");
+  const std::uint64_t priority = unsigned_field(doc, "priority", "payload");
+  if (priority > 99) fail("priority " + std::to_string(priority) + " is above 99");
+  result.priority = static_cast<int>(priority);
+  const json& policy = field(doc, "policy", "payload");
+  if (!policy.is_string()) fail("policy is " + policy.dump() + ", not a string");
+  result.policy = policy.get<std::string>();
+  const json& interrupted = field(doc, "interrupted", "payload");
+  if (!interrupted.is_boolean()) fail("interrupted is " + interrupted.dump() + ", not a boolean");
+  result.interrupted = interrupted.get<bool>();
+  if (auto it = doc.find("probe_version"); it != doc.end() && it->is_string())
+    result.probe_version = it->get<std::string>();
+  if (auto it = doc.find("histogram_limit_us"); it != doc.end()) {
+    if (!it->is_number_unsigned() || it->get<std::uint64_t>() != histogram_range_us)
+      fail("histogram_limit_us is " + it->dump() + " but the probe was started with " +
+           std::to_string(histogram_range_us));
+  }
+
+  const json& threads = field(doc, "threads", "payload");
+  if (!threads.is_array()) fail("\"threads\" is not an array");
+  if (threads.empty()) fail("no threads were recorded");
+  for (std::size_t i = 0; i < threads.size(); ++i) {
+    auto [cpu, histogram] = parse_thread(i, threads[i], histogram_range_us);
+    if (!result.per_cpu.emplace(cpu, std::move(histogram)).second)
+      fail("two threads measured CPU " + std::to_string(cpu));
+  }
+  return result;
+}
+
+NativeResult parse_native_output(std::string_view output, std::uint64_t histogram_range_us) {
+  auto decoded = frame::decode_all(output);
+  if (!decoded.errors.empty()) {
+    std::string all;
+    for (const auto& e : decoded.errors) all += (all.empty() ? "" : "; ") + e;
+    throw InfraError("vmlat-probe output: " + all);
+  }
+  const frame::Frame* result = nullptr;
+  for (const auto& f : decoded.frames) {
+    if (f.kind != kNativeFrameKind)
+      throw InfraError("vmlat-probe output: unexpected frame of kind '" + f.kind + "'");
+    if (result != nullptr)
+      throw InfraError("vmlat-probe output: more than one '" + std::string(kNativeFrameKind) + "' frame");
+    result = &f;
+  }
+  if (result == nullptr)
+    throw InfraError("vmlat-probe output: no '" + std::string(kNativeFrameKind) + "' frame (" +
+                     std::to_string(output.size()) + " bytes of output)");
+  return parse_native_payload(result->payload, histogram_range_us);
+}
+
+}  // namespace vmlat::cyclic
