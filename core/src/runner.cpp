@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <thread>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -196,26 +198,39 @@ json plugin_json(const Instance& instance, const PluginRegistry& registry) {
   return j;
 }
 
+// Live progress on a terminal: "[i/N] axes  phase  elapsed, ~remaining",
+// redrawn on every phase change and once a second in between.
 class Progress {
  public:
   Progress(bool enabled, std::ostream& err, std::size_t total, std::chrono::nanoseconds per_cell_estimate)
-      : enabled_(enabled), err_(err), total_(total), estimate_(per_cell_estimate), start_(Clock::now()) {}
+      : enabled_(enabled), err_(err), total_(total), estimate_(per_cell_estimate), start_(Clock::now()) {
+    if (enabled_) ticker_ = std::thread([this] { tick(); });
+  }
+  ~Progress() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (ticker_.joinable()) ticker_.join();
+  }
   void cell(std::size_t index, const Cell& c, const std::string& phase) {
     if (!enabled_) return;
-    auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start_);
-    // Remaining: the average of finished cells, or the plan's estimate before any.
-    double per_cell = done_ > 0 ? std::chrono::duration<double>(Clock::now() - start_).count() / static_cast<double>(done_)
-                                : std::chrono::duration<double>(estimate_).count();
-    double in_cell = std::chrono::duration<double>(Clock::now() - cell_start_).count();
-    double remaining = std::max(0.0, per_cell * static_cast<double>(total_ - done_) - (index == done_ + 1 ? in_cell : 0.0));
-    std::string axes;
-    for (const auto& [k, v] : c.spec.axes) axes += (axes.empty() ? "" : " ") + k + "=" + v;
-    err_ << "\r\033[K[" << index << "/" << total_ << "] " << axes << "  " << phase << "  elapsed " << clock_text(elapsed)
-         << ", ~" << clock_text(std::chrono::seconds(static_cast<long long>(remaining))) << " left" << std::flush;
+    std::lock_guard lock(mutex_);
+    index_ = index;
+    axes_.clear();
+    for (const auto& [k, v] : c.spec.axes) axes_ += (axes_.empty() ? "" : " ") + k + "=" + v;
+    phase_ = phase;
+    draw();
   }
-  void begin_cell() { cell_start_ = Clock::now(); }
+  void begin_cell() {
+    std::lock_guard lock(mutex_);
+    cell_start_ = Clock::now();
+  }
   void end_cell(std::size_t index, const Cell& c, const CellOutcome& o) {
+    std::lock_guard lock(mutex_);
     ++done_;
+    phase_.clear();
     if (!enabled_) return;
     std::string verdict = o.status;
     for (const auto& g : o.gates)
@@ -227,6 +242,25 @@ class Progress {
   }
 
  private:
+  void draw() {  // with mutex_ held
+    if (phase_.empty()) return;
+    auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start_);
+    // Remaining: the average of finished cells, or the plan's estimate before any.
+    double per_cell = done_ > 0 ? std::chrono::duration<double>(Clock::now() - start_).count() / static_cast<double>(done_)
+                                : std::chrono::duration<double>(estimate_).count();
+    double in_cell = std::chrono::duration<double>(Clock::now() - cell_start_).count();
+    double remaining = std::max(0.0, per_cell * static_cast<double>(total_ - done_) - in_cell);
+    err_ << "\r\033[K[" << index_ << "/" << total_ << "] " << axes_ << "  " << phase_ << "  elapsed " << clock_text(elapsed)
+         << ", ~" << clock_text(std::chrono::seconds(static_cast<long long>(remaining))) << " left" << std::flush;
+  }
+  void tick() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      wake_.wait_for(lock, std::chrono::seconds(1));
+      if (!stopping_) draw();
+    }
+  }
+
   bool enabled_;
   std::ostream& err_;
   std::size_t total_;
@@ -234,6 +268,12 @@ class Progress {
   std::chrono::nanoseconds estimate_;
   Clock::time_point start_;
   Clock::time_point cell_start_ = Clock::now();
+  std::size_t index_ = 0;
+  std::string axes_, phase_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread ticker_;
 };
 
 struct RunState {
