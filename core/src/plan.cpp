@@ -833,6 +833,9 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   p.parse_instances();
   p.parse_matrix();
   p.parse_gates();
+  // Plugins validate their own tables even when the rest of the plan has
+  // errors: one pass reports every error.
+  if (registry) p.validate_plugins(*registry);
   if (!diags.empty()) return plan;
   auto cells = expand(plan);
   if (cells.empty()) diags.error(Location{file, 0, 0}, "the matrix has no cells left after matrix.exclude");
@@ -840,7 +843,6 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   for (const auto& c : cells)
     if (ids[c.spec.id]++ == 1)
       diags.error(Location{file, 0, 0}, "two cells have the id '" + c.spec.id + "': make the matrix values differ in letters or digits");
-  if (registry && diags.empty()) p.validate_plugins(*registry);
   return plan;
 }
 
