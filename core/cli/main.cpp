@@ -11,6 +11,9 @@
 #include "../src/loader.hpp"
 #include "../src/plan.hpp"
 #include "../src/runner.hpp"
+#include "../src/export/metrics.hpp"
+#include "../src/export/monitor.hpp"
+#include "../src/export/push.hpp"
 #include "vmlat/units.hpp"
 #include "vmlat/version.hpp"
 
@@ -27,13 +30,18 @@ commands:
   run PLAN        run every cell of the plan, store results, apply gates
   validate PLAN   check a plan (and each plugin's settings) without running it
   plan PLAN       print the plan's expanded cells without running anything
+  push RUN_DIR    push a stored run's metrics to a Prometheus Pushgateway
+  metrics RUN_DIR print a stored run's metrics (Prometheus text format)
+  monitor PLAN    measure one cell continuously, serve live /metrics
   plugins         list the plugins found, with kind, version, ABI and file
   version         print the version and the plugin ABI
   help [COMMAND]  this text, or a command's help
 
 exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
-            3 infrastructure error (a cell could not be measured), 130 interrupted
-docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md
+            3 infrastructure error (a cell could not be measured),
+            4 measured and gated fine but the metrics export failed, 130 interrupted
+docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md,
+      docs/metrics.md
 )";
 
 const std::map<std::string, std::string> kHelp = {
@@ -43,7 +51,10 @@ Runs the plan's cells one after another on this machine and writes
 results/<run-id>/ (run.json, cells/<cell>/result.json, raw probe output, logs).
 Prints a summary table; exits 0 if every gate passed, 1 if a gate failed,
 3 if a cell could not be measured (the other cells are still measured),
-2 for a bad plan, 130 if interrupted (what was measured is kept).
+2 for a bad plan, 130 if interrupted (what was measured is kept), and 4 if
+everything passed but the metrics export (--push, --textfile) failed: the
+results on disk are complete; 'vmlat push' delivers them later. An export
+failure never changes the codes 1, 3 and 130.
 
 options:
   --results DIR       results root (default: [plan] results, "results")
@@ -52,6 +63,52 @@ options:
   --duration D        override the measuring time of every cell (e.g. 5s)
   --progress          live progress on stderr (default when stderr is a terminal)
   --quiet             no progress
+  --plugin-dir DIR    search DIR for plugins first (repeatable)
+  --push URL          push each cell's metrics to the Prometheus Pushgateway at
+                      URL (e.g. http://127.0.0.1:9091) when the cell ends, and
+                      every cell again at the end of the run; grouping key
+                      job="vmlat", plan, host, cell (docs/metrics.md)
+  --push-timeout D    time budget of one push, retries with backoff included
+                      (default 30s); then the failure is reported (exit code 4)
+  --textfile DIR      write the run's metrics to DIR/vmlat_<plan>_<host>.prom for
+                      node_exporter's textfile collector (atomically)
+)"},
+    {"push", R"(usage: vmlat push RUN_DIR --url URL [options]
+
+Pushes the metrics of a stored run (results/<run-id>, or a results root: its
+"latest" run) to a Prometheus Pushgateway, exactly as 'vmlat run --push' does
+at the end of a run: one group per cell (job="vmlat", plan, host, cell),
+replacing what the group held. Use it after a push failed. Exits 0 if every
+cell was delivered, 4 if not, 2 for a bad directory or usage.
+
+options:
+  --url URL           the Pushgateway, e.g. http://127.0.0.1:9091
+  --push-timeout D    time budget of one push, retries included (default 30s)
+  --textfile DIR      also write DIR/vmlat_<plan>_<host>.prom
+)"},
+    {"metrics", R"(usage: vmlat metrics RUN_DIR
+
+Prints the metrics of a stored run (results/<run-id>, or a results root: its
+"latest" run), every cell, in the Prometheus text format: what --push sends
+and --textfile writes. See docs/metrics.md.
+)"},
+    {"monitor", R"(usage: vmlat monitor PLAN [options]
+
+Measures one cell of the plan continuously, like a latency farm: the backend
+is prepared and booted and the workload started once, then the probe runs one
+window after another. Every window is merged into a cumulative histogram,
+served with the last window's maximum as live Prometheus metrics on
+http://LISTEN/metrics. Ctrl-C (SIGINT) or SIGTERM stops it cleanly: the
+workload is stopped, the backend torn down, no process is left. Nothing is
+written under results/. Exits 0 after a clean stop, 3 if the cell could not be
+measured, 2 for a bad plan, cell or address.
+
+options:
+  --listen ADDR       address of /metrics (default 127.0.0.1:9464; port 0 picks one)
+  --window D          length of one window (default 10s)
+  --cell ID           the cell to measure (default: the plan's first cell;
+                      'vmlat plan PLAN' lists them)
+  --for D             stop by itself after D
   --plugin-dir DIR    search DIR for plugins first (repeatable)
 )"},
     {"validate", R"(usage: vmlat validate PLAN [--plugin-dir DIR]
@@ -84,6 +141,11 @@ struct Args {
   bool quiet = false;
   bool progress = false;
   bool help = false;
+  std::optional<exporter::PushOptions> push;
+  std::optional<std::filesystem::path> textfile;
+  std::string push_url;
+  std::optional<std::chrono::milliseconds> push_timeout;
+  exporter::MonitorOptions monitor;
 };
 
 [[noreturn]] void usage_error(const std::string& message, const std::string& command) {
@@ -113,7 +175,11 @@ Args parse_args(int argc, char** argv) {
     return words[i++];
   };
   const std::map<std::string, std::vector<std::string>> allowed = {
-      {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir"}},
+      {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push",
+               "--push-timeout", "--textfile"}},
+      {"push", {"--url", "--push-timeout", "--textfile"}},
+      {"metrics", {}},
+      {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir"}},
       {"validate", {"--plugin-dir"}},
       {"plan", {"--json", "--plugin-dir"}},
       {"plugins", {"--plugin-dir"}},
@@ -153,10 +219,35 @@ Args parse_args(int argc, char** argv) {
       auto d = parse_duration(arg(), &why);
       if (!d || d->count() <= 0) usage_error("--duration: " + (why.empty() ? "must be positive" : why), a.command);
       a.run.duration = *d;
-    } else if (opt == "--progress") a.progress = true;
+    } else if (opt == "--push" || opt == "--url") {
+      a.push_url = arg();
+      exporter::ParsedUrl parsed;
+      if (auto why = exporter::parse_push_url(a.push_url, parsed); !why.empty()) usage_error(opt + ": " + why, a.command);
+    } else if (opt == "--push-timeout" || opt == "--window" || opt == "--for") {
+      std::string why;
+      auto d = parse_duration(arg(), &why);
+      if (!d || d->count() <= 0) usage_error(opt + ": " + (why.empty() ? "must be positive" : why), a.command);
+      if (opt == "--push-timeout") a.push_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      else if (opt == "--window") a.monitor.window = *d;
+      else a.monitor.stop_after = *d;
+    } else if (opt == "--textfile") a.textfile = std::filesystem::path(arg());
+    else if (opt == "--listen") a.monitor.listen = arg();
+    else if (opt == "--cell") a.monitor.cell_id = arg();
+    else if (opt == "--progress") a.progress = true;
     else if (opt == "--quiet") a.quiet = true;
     else if (opt == "--json") a.json = true;
   }
+  if (!a.push_url.empty()) {
+    a.push = exporter::PushOptions{};
+    a.push->url = a.push_url;
+    if (a.push_timeout) {
+      a.push->budget = *a.push_timeout;
+      a.push->attempt_timeout = std::min(a.push->attempt_timeout, *a.push_timeout);
+    }
+  } else if (a.push_timeout && !a.help) {
+    usage_error("--push-timeout needs " + std::string(a.command == "push" ? "--url" : "--push"), a.command);
+  }
+  if (a.command == "push" && !a.push && !a.help) usage_error("missing --url URL (the Pushgateway)", a.command);
   return a;
 }
 
@@ -238,10 +329,56 @@ int cmd_plan(const Args& a) {
   return exit_code::pass;
 }
 
+std::string need_run_dir(const Args& a) {
+  if (a.positional.size() != 1) usage_error(a.positional.empty() ? "missing RUN_DIR" : "too many arguments", a.command);
+  return a.positional.front();
+}
+
+std::optional<exporter::StoredRun> load_stored(const std::string& dir) {
+  try {
+    return exporter::load_run_dir(dir);
+  } catch (const std::exception& e) {
+    std::cerr << "vmlat: " << e.what() << "\n";
+    return std::nullopt;
+  }
+}
+
+int cmd_metrics(const Args& a) {
+  auto stored = load_stored(need_run_dir(a));
+  if (!stored) return exit_code::usage;
+  exporter::MetricSet set;
+  for (const auto& c : stored->cells) exporter::add_cell_metrics(set, stored->run, c);
+  std::cout << exporter::to_text(set.families());
+  return exit_code::pass;
+}
+
+int cmd_push(const Args& a) {
+  auto stored = load_stored(need_run_dir(a));
+  if (!stored) return exit_code::usage;
+  if (stored->cells.empty()) {
+    std::cerr << "vmlat: " << stored->dir << " has no cell results to push\n";
+    return exit_code::usage;
+  }
+  exporter::RunExporter exporter(a.push, a.textfile, std::cerr);
+  // Replays as the end of a live run; the run's own exit code is not ours.
+  int code = exporter.run_done(exit_code::pass, stored->run, stored->cells, stored->dir);
+  if (code == exit_code::pass)
+    std::cout << "pushed " << stored->cells.size() << " cell" << (stored->cells.size() == 1 ? "" : "s") << " of "
+              << stored->run.value("run_id", stored->dir) << " to " << a.push->url << "\n";
+  return code;
+}
+
+int dispatch(Args& a);
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Args a = parse_args(argc, argv);
+  exporter::finish_process(dispatch(a));
+}
+
+namespace {
+int dispatch(Args& a) {
   if (a.command == "help") {
     if (!a.positional.empty()) {
       auto it = kHelp.find(a.positional.front());
@@ -277,7 +414,35 @@ int main(int argc, char** argv) {
       auto plan = load_valid(path, registry);
       if (!plan) return exit_code::usage;
       a.run.progress = a.progress || (!a.quiet && isatty(STDERR_FILENO));
+      // Exporters: the plan's [export.prometheus], overridden by the command line.
+      if (!a.push && !plan->prometheus.push.empty()) {
+        a.push = exporter::PushOptions{};
+        a.push->url = plan->prometheus.push;
+        a.push->budget = std::chrono::duration_cast<std::chrono::milliseconds>(plan->prometheus.push_timeout);
+        a.push->attempt_timeout = std::min(a.push->attempt_timeout, a.push->budget);
+      }
+      if (a.push && !plan->prometheus.job.empty()) a.push->job = plan->prometheus.job;
+      if (!a.textfile && !plan->prometheus.textfile.empty()) a.textfile = std::filesystem::path(plan->prometheus.textfile);
+      auto exporter = std::make_shared<exporter::RunExporter>(a.push, a.textfile, std::cerr);
+      if (exporter->enabled()) {
+        a.run.on_cell_done = [exporter](const json& run, const json& cell, const std::filesystem::path&) {
+          exporter->cell_done(run, cell);
+        };
+        a.run.on_run_done = [exporter](int code, const json& run, const std::vector<json>& cells,
+                                       const std::filesystem::path& dir) {
+          return exporter->run_done(code, run, cells, dir.string());
+        };
+      }
       return run_plan(*plan, registry, a.run, std::cout, std::cerr);
+    }
+    if (a.command == "push") return cmd_push(a);
+    if (a.command == "metrics") return cmd_metrics(a);
+    if (a.command == "monitor") {
+      auto path = need_plan(a);
+      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
+      auto plan = load_valid(path, registry);
+      if (!plan) return exit_code::usage;
+      return exporter::run_monitor(*plan, registry, a.monitor, std::cout, std::cerr);
     }
   } catch (const std::exception& e) {
     std::cerr << "vmlat: " << e.what() << "\n";
@@ -285,3 +450,4 @@ int main(int argc, char** argv) {
   }
   return exit_code::usage;
 }
+}  // namespace

@@ -748,6 +748,32 @@ struct PlanParser {
   }
 
 
+  void parse_export() {
+    auto* node = root->get("export");
+    if (!node) return;
+    auto* t = node->as_table();
+    if (!t) {
+      diags.error(at_key(*root, "export"), "'export' must be a table: [export.prometheus]");
+      return;
+    }
+    auto s = settings(t, "[export]");
+    s.allow({"prometheus"});
+    s.finish();
+    auto* prom = (*t)["prometheus"].as_table();
+    if (t->contains("prometheus") && !prom) diags.error(at_key(*t, "prometheus"), "'prometheus' must be a table: [export.prometheus]");
+    if (!prom) return;
+    auto p = settings(prom, "[export.prometheus]");
+    auto& e = plan.prometheus;
+    e.push = p.string("push", "");
+    if (!e.push.empty() && e.push.rfind("http://", 0) != 0 && e.push.rfind("https://", 0) != 0)
+      p.error("push", "'push' in [export.prometheus] must be a Pushgateway URL like \"http://127.0.0.1:9091\" (got '" + e.push + "')");
+    e.push_timeout = p.duration("push_timeout", e.push_timeout, std::chrono::seconds(1), std::chrono::hours(1));
+    e.textfile = p.string("textfile", "");
+    e.job = p.string("job", e.job);
+    if (!valid_name(e.job)) p.error("job", "'job' may only contain letters, digits, '-', '_' and '.'");
+    p.finish();
+  }
+
   void validate_plugins(PluginRegistry& registry) {
     for (auto* instances : {&plan.backends, &plan.workloads, &plan.probes}) {
       for (auto& [name, instance] : *instances) {
@@ -825,7 +851,7 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   plan.document = root;
   PlanParser p{plan, diags, file, root};
   auto top = p.settings(root.get(), "the plan's top level");
-  top.allow({"plan", "timeouts", "hosts", "matrix", "backend", "workload", "probe", "gate"});
+  top.allow({"plan", "timeouts", "hosts", "matrix", "backend", "workload", "probe", "gate", "export"});
   top.finish();
   p.parse_plan_table();
   p.parse_timeouts();
@@ -833,6 +859,7 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   p.parse_instances();
   p.parse_matrix();
   p.parse_gates();
+  p.parse_export();
   // Plugins validate their own tables even when the rest of the plan has
   // errors: one pass reports every error.
   if (registry) p.validate_plugins(*registry);

@@ -55,6 +55,15 @@ struct HostSpec {
   std::string address = "localhost";
 };
 
+// [export.prometheus]: defaults for `vmlat run --push/--textfile` (the
+// command line overrides them). See docs/metrics.md.
+struct PrometheusExport {
+  std::string push;                                      // Pushgateway URL; empty: no push
+  std::chrono::nanoseconds push_timeout = std::chrono::seconds(30);
+  std::string textfile;                                  // directory; empty: none
+  std::string job = "vmlat";
+};
+
 struct Plan {
   std::filesystem::path path;
   std::string text;
@@ -71,6 +80,7 @@ struct Plan {
   std::vector<std::vector<std::pair<std::string, std::string>>> excludes;
   std::map<std::string, Instance> backends, workloads, probes;
   std::vector<GateSpec> gates;
+  PrometheusExport prometheus;
   std::shared_ptr<const void> document;  // keeps the TOML tree alive
 };
 

@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 
+#include "cell_support.hpp"
 #include "loader.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/errors.hpp"
@@ -73,19 +74,6 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, c
 
 namespace {
 
-std::string iso_now() {
-  auto now = std::chrono::system_clock::now();
-  auto t = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::ostringstream ss;
-  ss << buf << '.' << std::setw(3) << std::setfill('0') << ms << 'Z';
-  return ss.str();
-}
-
 std::string compact_utc() {
   auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
@@ -104,61 +92,6 @@ std::string clock_text(std::chrono::seconds s) {
 }
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-class FileLogger final : public Logger {
- public:
-  FileLogger(const std::filesystem::path& path, FileLogger* parent, std::string prefix)
-      : out_(path, std::ios::app), parent_(parent), prefix_(std::move(prefix)) {}
-  void info(std::string_view m) override { write("INFO", m); }
-  void warn(std::string_view m) override {
-    write("WARN", m);
-    warnings.emplace_back(m);
-  }
-  void error(std::string_view m) override { write("ERROR", m); }
-  std::vector<std::string> warnings;
-
- private:
-  void write(const char* level, std::string_view m) {
-    std::lock_guard lock(mutex_);
-    std::string line = iso_now() + " " + level + " " + (prefix_.empty() ? "" : "[" + prefix_ + "] ") + std::string(m) + "\n";
-    out_ << line << std::flush;
-    if (parent_) parent_->raw(line);
-  }
-  void raw(const std::string& line) {
-    std::lock_guard lock(mutex_);
-    out_ << line << std::flush;
-  }
-  std::ofstream out_;
-  FileLogger* parent_;
-  std::string prefix_;
-  std::mutex mutex_;
-};
-
-class CellContextImpl final : public CellContext {
- public:
-  CellContextImpl(const CellSpec& spec, std::filesystem::path cell_dir, std::filesystem::path work_dir, FileLogger& log,
-                  Executor& host)
-      : spec_(spec), cell_dir_(std::move(cell_dir)), work_dir_(std::move(work_dir)), log_(log), host_(host) {}
-  const CellSpec& cell() const override { return spec_; }
-  const std::filesystem::path& cell_dir() const override { return cell_dir_; }
-  const std::filesystem::path& work_dir() const override { return work_dir_; }
-  void save_artifact(std::string_view name, std::string_view content) override {
-    std::string n(name);
-    if (n.empty() || n.find('/') != std::string::npos || n[0] == '.')
-      throw std::invalid_argument("artifact name '" + n + "' must be a plain file name");
-    write_file_atomic(cell_dir_ / n, content);
-    if (std::find(artifacts.begin(), artifacts.end(), n) == artifacts.end()) artifacts.push_back(n);
-  }
-  Logger& log() override { return log_; }
-  Executor& host() override { return host_; }
-  std::vector<std::string> artifacts;
-
- private:
-  const CellSpec& spec_;
-  std::filesystem::path cell_dir_, work_dir_;
-  FileLogger& log_;
-  Executor& host_;
-};
 
 struct CellOutcome {
   std::string status = "pending";  // measured, infra-error, interrupted, skipped, not-run
@@ -286,16 +219,6 @@ struct RunState {
 
 void write_run(RunState& st) {
   write_file_atomic(st.run_dir / "run.json", st.run.dump(2) + "\n");
-}
-
-std::unique_ptr<Plugin> make_plugin(const Instance& instance, PluginRegistry& registry) {
-  auto plugin = registry.create(instance.plugin);
-  Diagnostics diags;
-  auto s = instance_settings(instance, diags);
-  plugin->configure(s);
-  s.finish();
-  if (!diags.empty()) throw PlanError(diags.str());
-  return plugin;
 }
 
 template <typename T>
@@ -674,7 +597,14 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       if (code == exit_code::pass) code = exit_code::infra;
     }
   }
-  if (options.on_run_done) code = options.on_run_done(code, st.run, cell_results, run_dir);
+  if (options.on_run_done) {
+    int after_export = options.on_run_done(code, st.run, cell_results, run_dir);
+    if (after_export != code) {  // e.g. the metrics export failed: run.json says so too
+      code = after_export;
+      st.run["exit_code"] = code;
+      write_run(st);
+    }
+  }
   print_summary(out, cells, outcomes);
   out << "\n" << measured << "/" << cells.size() << " cells measured";
   if (infra) out << ", " << infra << " infrastructure error(s)";

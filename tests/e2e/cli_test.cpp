@@ -75,6 +75,16 @@ class E2E : public ::testing::Test {
   fs::path dir_;
 };
 
+// One native-probe cell on CPU 0 for 1s; tests append gates and exports.
+const std::string kOneNativeCell = R"([plan]
+duration = "1s"
+cpus = [0]
+[backend.host]
+[probe.native]
+plugin = "cyclic"
+engine = "native"
+)";
+
 std::string quick_plan(const std::string& gates, const std::string& duration = "2s") {
   return R"([plan]
 name = "e2e"
@@ -183,14 +193,7 @@ bound = "1s"
 }
 
 TEST_F(E2E, GateBelowTheMeasuredMaxExits1WithTheExcess) {
-  auto plan = write_plan("plan.toml", R"([plan]
-duration = "1s"
-cpus = [0]
-[backend.host]
-[probe.native]
-plugin = "cyclic"
-engine = "native"
-[[gate]]
+  auto plan = write_plan("plan.toml", kOneNativeCell + R"([[gate]]
 name = "impossible"
 stat = "max"
 bound = "1ns"
@@ -327,4 +330,25 @@ match = { workload = "stress" }
   EXPECT_TRUE(cells[0]["gates"].empty());
   EXPECT_EQ(cells[3]["id"], "host-stress-native-1ms");
   EXPECT_EQ(cells[3]["gates"][0], "stress-only");
+}
+
+TEST_F(E2E, PlanExportSettingsApplyAndAnExportFailureExits4) {
+  // Port 9 (discard) on loopback: nothing listens, the push is refused at once.
+  auto plan = write_plan("plan.toml", kOneNativeCell + R"([[gate]]
+bound = "10s"
+[export.prometheus]
+push = "http://127.0.0.1:9"
+push_timeout = "1s"
+textfile = "textfile"
+)");
+  auto r = vmlat({"run", plan.string()});
+  EXPECT_EQ(r.code, 4) << r.out << r.err;
+  EXPECT_NE(r.err.find("vmlat push"), std::string::npos) << "says how to deliver later: " << r.err;
+  auto run_dir = only_run_dir();
+  auto run = json::parse(read(run_dir / "run.json"));
+  EXPECT_EQ(run["exit_code"], 4);
+  EXPECT_EQ(run["cells"][0]["status"], "measured");
+  bool prom = false;
+  for (const auto& e : fs::directory_iterator(dir_ / "textfile")) prom |= e.path().extension() == ".prom";
+  EXPECT_TRUE(prom) << "the plan's textfile directory got the metrics";
 }

@@ -1,0 +1,77 @@
+#include "cell_support.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "loader.hpp"
+#include "vmlat/atomic_file.hpp"
+#include "vmlat/errors.hpp"
+#include "vmlat/plugin.hpp"
+
+namespace vmlat {
+
+std::string iso_now() {
+  auto now = std::chrono::system_clock::now();
+  auto t = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::ostringstream ss;
+  ss << buf << '.' << std::setw(3) << std::setfill('0') << ms << 'Z';
+  return ss.str();
+}
+
+FileLogger::FileLogger(const std::filesystem::path& path, FileLogger* parent, std::string prefix, std::ostream* echo)
+    : out_(path, std::ios::app), parent_(parent), prefix_(std::move(prefix)), echo_(echo) {}
+
+void FileLogger::info(std::string_view m) { write("INFO", m, false); }
+void FileLogger::warn(std::string_view m) {
+  write("WARN", m, true);
+  std::lock_guard lock(mutex_);
+  warnings.emplace_back(m);
+}
+void FileLogger::error(std::string_view m) { write("ERROR", m, true); }
+
+void FileLogger::write(const char* level, std::string_view m, bool echo) {
+  std::string line = iso_now() + " " + level + " " + (prefix_.empty() ? "" : "[" + prefix_ + "] ") + std::string(m) + "\n";
+  {
+    std::lock_guard lock(mutex_);
+    out_ << line << std::flush;
+    if (echo && echo_) *echo_ << "vmlat: " << (std::string(level) == "WARN" ? "warning: " : "") << m << "\n" << std::flush;
+  }
+  if (parent_) parent_->raw(line);
+}
+
+void FileLogger::raw(const std::string& line) {
+  std::lock_guard lock(mutex_);
+  out_ << line << std::flush;
+}
+
+CellContextImpl::CellContextImpl(const CellSpec& spec, std::filesystem::path cell_dir, std::filesystem::path work_dir,
+                                 Logger& log, Executor& host)
+    : spec_(spec), cell_dir_(std::move(cell_dir)), work_dir_(std::move(work_dir)), log_(log), host_(host) {}
+
+void CellContextImpl::save_artifact(std::string_view name, std::string_view content) {
+  std::string n(name);
+  if (n.empty() || n.find('/') != std::string::npos || n[0] == '.')
+    throw std::invalid_argument("artifact name '" + n + "' must be a plain file name");
+  write_file_atomic(cell_dir_ / n, content);
+  if (std::find(artifacts.begin(), artifacts.end(), n) == artifacts.end()) artifacts.push_back(n);
+}
+
+std::unique_ptr<Plugin> make_plugin(const Instance& instance, PluginRegistry& registry) {
+  auto plugin = registry.create(instance.plugin);
+  Diagnostics diags;
+  auto s = instance_settings(instance, diags);
+  plugin->configure(s);
+  s.finish();
+  if (!diags.empty()) throw PlanError(diags.str());
+  return plugin;
+}
+
+}  // namespace vmlat

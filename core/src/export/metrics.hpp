@@ -1,0 +1,81 @@
+// Prometheus metrics built from vmlat's result documents (run.json and
+// cells/<id>/result.json), so that a stored run exports exactly like a live
+// one. The metric set is documented in docs/metrics.md.
+#pragma once
+
+#include <prometheus/metric_family.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vmlat/json.hpp"
+
+namespace vmlat::exporter {
+
+using LabelList = std::vector<std::pair<std::string, std::string>>;
+
+// Upper bounds of the exported latency histogram, in microseconds (+Inf is
+// implicit): 1, 2, 5 steps from 1us to 100ms.
+const std::vector<std::uint64_t>& bucket_bounds_us();
+
+// A valid Prometheus label name for a free-form name: [a-zA-Z_][a-zA-Z0-9_]*,
+// other characters become '_', a leading digit gets a '_' prefix, reserved
+// names (__*) and names vmlat uses itself get an "axis_" prefix.
+std::string sanitize_label_name(const std::string& name);
+
+// Parses ISO 8601 UTC ("2026-11-25T13:32:28.231Z") to seconds since the epoch.
+// Returns a negative value if the text is not such a timestamp.
+double iso8601_to_epoch(const std::string& text);
+
+// Metric families in insertion order; one family per name.
+class MetricSet {
+ public:
+  void gauge(const std::string& name, const std::string& help, const LabelList& labels, double value);
+  void counter(const std::string& name, const std::string& help, const LabelList& labels, double value);
+  // A vmlat histogram document (1us buckets) as a Prometheus histogram in
+  // seconds with bucket_bounds_us(): exact cumulative counts (bucket k =
+  // [k, k+1) us counts in every bound > k), overflows only in +Inf,
+  // _sum = sum_ns, _count = samples.
+  void histogram(const std::string& name, const std::string& help, const LabelList& labels, const json& histogram);
+
+  std::vector<prometheus::MetricFamily>& families() { return families_; }
+  std::vector<prometheus::MetricFamily> take() { return std::move(families_); }
+
+ private:
+  prometheus::MetricFamily& family(const std::string& name, const std::string& help, prometheus::MetricType type);
+  std::vector<prometheus::MetricFamily> families_;
+  std::map<std::string, std::size_t> index_;
+};
+
+// The identifying labels of a cell: plan, host, cell, then every axis of the
+// cell (backend, workload, probe, period, host_kernel, guest_kernel, ...,
+// names sanitized), "period" added from period_ns when it is not an axis.
+LabelList cell_labels(const json& run, const json& cell_result);
+
+// The grouping key of a cell on a Pushgateway (besides job="vmlat").
+LabelList grouping_key(const json& run, const json& cell_result);
+
+// Every metric of one cell. `run` may be a run.json still being written
+// (finished = null): then vmlat_run_end_timestamp_seconds is left out.
+void add_cell_metrics(MetricSet& set, const json& run, const json& cell_result);
+
+// Text exposition format 0.0.4: the same bytes as prometheus-cpp's
+// TextSerializer (what the Gateway pushes and the Exposer serves; a unit test
+// compares them), written several times faster for big runs.
+std::string to_text(const std::vector<prometheus::MetricFamily>& families);
+// prometheus-cpp's TextSerializer itself (tests, benchmark).
+std::string to_text_reference(const std::vector<prometheus::MetricFamily>& families);
+
+// A stored run: run.json and the result.json of every cell that has one, in
+// run order. `dir` is a run directory, or a results root holding "latest".
+struct StoredRun {
+  std::string dir;
+  json run;
+  std::vector<json> cells;
+};
+StoredRun load_run_dir(const std::string& dir);  // throws std::runtime_error
+
+}  // namespace vmlat::exporter

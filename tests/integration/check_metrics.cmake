@@ -1,0 +1,18 @@
+# promtool check metrics on `vmlat metrics RUN_DIR` (a stored run with awkward
+# plan names, axis names and label values: tests/integration/data/run).
+execute_process(COMMAND ${VMLAT} metrics ${RUN_DIR} OUTPUT_VARIABLE text RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "vmlat metrics ${RUN_DIR} failed: ${rc}")
+endif()
+string(LENGTH "${text}" n)
+if(n LESS 1000)
+  message(FATAL_ERROR "vmlat metrics printed only ${n} bytes")
+endif()
+set(file ${CMAKE_CURRENT_BINARY_DIR}/vmlat-check-metrics.prom)
+file(WRITE ${file} "${text}")
+execute_process(COMMAND ${PROMTOOL} check metrics INPUT_FILE ${file} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+file(REMOVE ${file})
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "promtool check metrics: ${rc}\n${out}${err}")
+endif()
+message(STATUS "promtool check metrics: clean (${n} bytes)")
