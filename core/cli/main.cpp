@@ -72,6 +72,10 @@ options:
                       (default 30s); then the failure is reported (exit code 4)
   --textfile DIR      write the run's metrics to DIR/vmlat_<plan>_<host>.prom for
                       node_exporter's textfile collector (atomically)
+  --resume RUN_DIR    continue an interrupted or failed run in RUN_DIR: cells
+                      measured there are kept, the others run again (their
+                      earlier attempt moves to RUN_DIR/attempts/); the plan
+                      must be unchanged
 )"},
     {"push", R"(usage: vmlat push RUN_DIR --url URL [options]
 
@@ -176,7 +180,7 @@ Args parse_args(int argc, char** argv) {
   };
   const std::map<std::string, std::vector<std::string>> allowed = {
       {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push",
-               "--push-timeout", "--textfile"}},
+               "--push-timeout", "--textfile", "--resume"}},
       {"push", {"--url", "--push-timeout", "--textfile"}},
       {"metrics", {}},
       {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir"}},
@@ -231,12 +235,15 @@ Args parse_args(int argc, char** argv) {
       else if (opt == "--window") a.monitor.window = *d;
       else a.monitor.stop_after = *d;
     } else if (opt == "--textfile") a.textfile = std::filesystem::path(arg());
+    else if (opt == "--resume") a.run.resume_dir = std::filesystem::path(arg());
     else if (opt == "--listen") a.monitor.listen = arg();
     else if (opt == "--cell") a.monitor.cell_id = arg();
     else if (opt == "--progress") a.progress = true;
     else if (opt == "--quiet") a.quiet = true;
     else if (opt == "--json") a.json = true;
   }
+  if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root))
+    usage_error("--resume reuses the run's own directory, --only and --duration: do not combine them", a.command);
   if (!a.push_url.empty()) {
     a.push = exporter::PushOptions{};
     a.push->url = a.push_url;

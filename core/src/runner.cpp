@@ -440,8 +440,69 @@ void print_summary(std::ostream& out, const std::vector<Cell>& cells, const std:
 
 }  // namespace
 
-int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& options, std::ostream& out, std::ostream& err) {
+namespace {
+
+std::optional<json> read_json(const std::filesystem::path& path, std::string* why) {
+  std::ifstream in(path);
+  if (!in) {
+    *why = "cannot read " + path.string();
+    return std::nullopt;
+  }
+  try {
+    return json::parse(in);
+  } catch (const std::exception& e) {
+    *why = path.string() + ": " + e.what();
+    return std::nullopt;
+  }
+}
+
+// A kept cell of a resumed run, rebuilt from its result.json.
+std::optional<CellOutcome> kept_outcome(const Plan& plan, const Cell& cell, const std::filesystem::path& cell_dir) {
+  std::string why;
+  auto result = read_json(cell_dir / "result.json", &why);
+  if (!result) return std::nullopt;
+  CellOutcome o;
+  o.status = result->value("status", "");
+  if (o.status != "measured" && o.status != "skipped") return std::nullopt;
+  if (result->contains("error") && (*result)["error"].is_string()) o.error = (*result)["error"].get<std::string>();
+  try {
+    if (result->contains("merged") && !(*result)["merged"].is_null())
+      o.merged = Histogram::from_json((*result)["merged"]["histogram"]);
+  } catch (const std::exception&) {
+    return std::nullopt;  // a damaged result is measured again
+  }
+  if (o.status == "measured" && !o.merged) return std::nullopt;
+  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr);
+  o.result = *result;
+  return o;
+}
+
+}  // namespace
+
+int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& options_in, std::ostream& out, std::ostream& err) {
   install_cancel_handlers();
+  RunOptions options = options_in;
+  std::optional<json> previous;
+  if (options.resume_dir) {
+    std::string why;
+    previous = read_json(*options.resume_dir / "run.json", &why);
+    if (!previous || previous->value("schema", "") != "vmlat-run/1") {
+      err << "vmlat: --resume: " << (previous ? options.resume_dir->string() + "/run.json is not a vmlat run" : why) << "\n";
+      return exit_code::usage;
+    }
+    std::string sha = (*previous)["plan"].value("sha256", "");
+    if (sha != plan.sha256) {
+      err << "vmlat: --resume: the plan changed since run " << previous->value("run_id", "?") << " (sha256 " << sha.substr(0, 12)
+          << "... then, " << plan.sha256.substr(0, 12) << "... now): start a new run\n";
+      return exit_code::usage;
+    }
+    // The run's own selection and duration.
+    const json& o = previous->contains("options") ? (*previous)["options"] : json::object();
+    options.only.clear();
+    for (const auto& pair : o.value("only", json::array())) options.only.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
+    options.duration.reset();
+    if (o.contains("duration_ns") && o["duration_ns"].is_number()) options.duration = std::chrono::nanoseconds(o["duration_ns"].get<long long>());
+  }
   auto all_cells = expand(plan);
   std::vector<Cell> cells;
   for (auto& c : all_cells) {
@@ -460,8 +521,14 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   std::filesystem::path root = options.results_root ? *options.results_root : std::filesystem::path(plan.results_dir);
   std::string run_id = compact_utc() + "-" + plan.name;
   std::filesystem::path run_dir = root / run_id;
-  for (int n = 2; std::filesystem::exists(run_dir); ++n) run_dir = root / (run_id + "-" + std::to_string(n));
-  run_id = run_dir.filename().string();
+  if (previous) {
+    run_dir = *options.resume_dir;
+    root = run_dir.parent_path();
+    run_id = previous->value("run_id", run_dir.filename().string());
+  } else {
+    for (int n = 2; std::filesystem::exists(run_dir); ++n) run_dir = root / (run_id + "-" + std::to_string(n));
+    run_id = run_dir.filename().string();
+  }
   try {
     std::filesystem::create_directories(run_dir / "cells");
   } catch (const std::exception& e) {
@@ -469,7 +536,8 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     return exit_code::infra;
   }
   FileLogger run_log(run_dir / "run.log", nullptr, "");
-  run_log.info("vmlat " + std::string(version_string) + " run " + run_id + " of plan " + plan.path.string() + " (sha256 " + plan.sha256 + ")");
+  run_log.info("vmlat " + std::string(version_string) + (previous ? " resumes run " : " run ") + run_id + " of plan " +
+               plan.path.string() + " (sha256 " + plan.sha256 + ")");
 
   RunState st{plan, registry, run_dir, run_id, json::object()};
   auto host = make_local_executor(run_dir / ".work" / "host", "host");
@@ -484,19 +552,38 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   for (const auto& c : cells)
     cells_json.push_back(json{{"id", c.spec.id}, {"index", c.index}, {"axes", axes_json(c.spec)}, {"status", "pending"},
                               {"dir", "cells/" + c.spec.id}});
-  st.run = json{{"schema", "vmlat-run/1"},
-                {"run_id", run_id},
-                {"vmlat_version", version_string},
-                {"plugin_abi", abi_version},
-                {"command_line", command_line},
-                {"plan", {{"name", plan.name}, {"path", plan.path.string()}, {"sha256", plan.sha256}, {"description", plan.description}, {"text", plan.text}}},
-                {"started", iso_now()},
-                {"finished", nullptr},
-                {"status", "running"},
-                {"exit_code", nullptr},
-                {"hosts", {{plan.hosts.front().name, host_facts}}},
-                {"cells", cells_json},
-                {"summary", nullptr}};
+  json run_options = json::object();
+  if (!options.only.empty()) {
+    json only = json::array();
+    for (const auto& [k, v] : options.only) only.push_back({k, v});
+    run_options["only"] = only;
+  }
+  if (options.duration) run_options["duration_ns"] = options.duration->count();
+  if (previous) {
+    st.run = *previous;
+    st.run["status"] = "running";
+    st.run["finished"] = nullptr;
+    st.run["exit_code"] = nullptr;
+    st.run["hosts"][plan.hosts.front().name] = host_facts;
+    if (!st.run.contains("resumed")) st.run["resumed"] = json::array();
+    st.run["resumed"].push_back(json{{"at", iso_now()}, {"command_line", command_line}, {"vmlat_version", version_string}});
+    st.run["cells"] = cells_json;  // statuses filled in below, kept cells first
+  } else {
+    st.run = json{{"schema", "vmlat-run/1"},
+                  {"run_id", run_id},
+                  {"vmlat_version", version_string},
+                  {"plugin_abi", abi_version},
+                  {"command_line", command_line},
+                  {"options", run_options},
+                  {"plan", {{"name", plan.name}, {"path", plan.path.string()}, {"sha256", plan.sha256}, {"description", plan.description}, {"text", plan.text}}},
+                  {"started", iso_now()},
+                  {"finished", nullptr},
+                  {"status", "running"},
+                  {"exit_code", nullptr},
+                  {"hosts", {{plan.hosts.front().name, host_facts}}},
+                  {"cells", cells_json},
+                  {"summary", nullptr}};
+  }
   write_run(st);
 
   auto estimate = plan.duration + std::chrono::seconds(3);
@@ -507,6 +594,31 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   for (std::size_t i = 0; i < cells.size(); ++i) {
     const Cell& cell = cells[i];
     CellOutcome& o = outcomes[i];
+    if (previous) {
+      auto cell_dir = run_dir / "cells" / cell.spec.id;
+      if (auto kept = kept_outcome(plan, cell, cell_dir)) {
+        o = *kept;
+        cell_results.push_back(o.result);
+        auto& entry = st.run["cells"][i];
+        entry["status"] = o.status;
+        if (!o.error.empty()) entry["error"] = o.error;
+        if (o.merged && !o.merged->empty()) entry["max_ns"] = o.merged->max().count();
+        json verdicts = json::object();
+        for (const auto& g : o.gates) verdicts[g.gate] = verdict_name(g.verdict);
+        entry["gates"] = verdicts;
+        entry["kept"] = true;
+        progress.end_cell(static_cast<std::size_t>(cell.index), cell, o);
+        continue;
+      }
+      // Measured again: the earlier attempt is kept aside, never overwritten.
+      if (std::filesystem::exists(cell_dir)) {
+        auto aside = run_dir / "attempts" / cell.spec.id;
+        int n = 1;
+        while (std::filesystem::exists(aside.string() + "." + std::to_string(n))) ++n;
+        std::filesystem::create_directories(aside.parent_path());
+        std::filesystem::rename(cell_dir, aside.string() + "." + std::to_string(n));
+      }
+    }
     if (cancel_requested()) {
       o.status = "not-run";
       o.error = "the run was interrupted before this cell";

@@ -32,6 +32,10 @@ struct RunOptions {
   std::vector<std::pair<std::string, std::string>> only;  // axis=value filters
   std::optional<std::chrono::nanoseconds> duration;    // overrides [plan] duration
   std::vector<std::string> command_line;
+  // Resume this run directory: cells measured (or skipped) there are kept,
+  // the others run again. The plan must be byte-identical (same sha256);
+  // the run's own --only/--duration are reapplied.
+  std::optional<std::filesystem::path> resume_dir;
   // Exporter hooks. on_cell_done runs after each cell's result.json is
   // written (e.g. push that cell's metrics); on_run_done after run.json is
   // final, and may return a different exit code (an export failure). Neither

@@ -72,6 +72,15 @@ class E2E : public ::testing::Test {
     return runs.empty() ? fs::path() : runs.front();
   }
 
+  // A PATH with everything of /usr/bin but cyclictest.
+  fs::path path_without_cyclictest() {
+    auto bin = dir_ / "bin";
+    fs::create_directories(bin);
+    for (const auto& e : fs::directory_iterator("/usr/bin"))
+      if (e.path().filename() != "cyclictest") fs::create_symlink(e.path(), bin / e.path().filename());
+    return bin;
+  }
+
   fs::path dir_;
 };
 
@@ -223,11 +232,7 @@ TEST_F(E2E, UnknownKeyExits2FromValidateAndRunWithLocation) {
 }
 
 TEST_F(E2E, MissingCyclictestIsAnInfraErrorWhileOtherCellsAreMeasured) {
-  // A PATH with everything of /usr/bin but cyclictest.
-  auto bin = dir_ / "bin";
-  fs::create_directories(bin);
-  for (const auto& e : fs::directory_iterator("/usr/bin"))
-    if (e.path().filename() != "cyclictest") fs::create_symlink(e.path(), bin / e.path().filename());
+  auto bin = path_without_cyclictest();
   auto plan = write_plan("plan.toml", R"([plan]
 duration = "1s"
 cpus = [0]
@@ -351,4 +356,50 @@ textfile = "textfile"
   bool prom = false;
   for (const auto& e : fs::directory_iterator(dir_ / "textfile")) prom |= e.path().extension() == ".prom";
   EXPECT_TRUE(prom) << "the plan's textfile directory got the metrics";
+}
+
+TEST_F(E2E, ResumeRerunsOnlyTheCellsThatWereNotMeasured) {
+  auto text = R"([plan]
+duration = "1s"
+cpus = [0]
+[matrix]
+probe = ["cyclictest", "native"]
+[backend.host]
+[probe.cyclictest]
+plugin = "cyclic"
+[probe.native]
+plugin = "cyclic"
+engine = "native"
+[[gate]]
+bound = "10s"
+)";
+  auto plan = write_plan("plan.toml", text);
+  auto first = vmlat({"run", plan.string()}, {{"PATH", path_without_cyclictest().string()}});
+  ASSERT_EQ(first.code, 3) << first.out << first.err;
+  auto run_dir = only_run_dir();
+  auto before = json::parse(read(run_dir / "run.json"));
+  ASSERT_EQ(before["cells"][1]["status"], "measured");
+  auto native_max = before["cells"][1]["max_ns"];
+
+  auto resumed = vmlat({"run", plan.string(), "--resume", run_dir.string(), "--junit", (dir_ / "junit.xml").string()});
+  ASSERT_EQ(resumed.code, 0) << resumed.out << resumed.err;
+  EXPECT_NE(resumed.out.find("2/2 cells measured"), std::string::npos) << resumed.out;
+  auto after = json::parse(read(run_dir / "run.json"));
+  EXPECT_EQ(after["run_id"], before["run_id"]);
+  EXPECT_EQ(after["status"], "complete");
+  EXPECT_EQ(after["cells"][0]["status"], "measured");
+  EXPECT_FALSE(after["cells"][0].contains("kept"));
+  EXPECT_EQ(after["cells"][1]["kept"], true);
+  EXPECT_EQ(after["cells"][1]["max_ns"], native_max) << "the kept cell is not measured again";
+  EXPECT_EQ(after["resumed"].size(), 1u);
+  // The failed attempt is kept aside, not overwritten.
+  auto aside = json::parse(read(run_dir / "attempts" / "host-none-cyclictest-1ms.1" / "result.json"));
+  EXPECT_EQ(aside["status"], "infra-error");
+  EXPECT_NE(read(dir_ / "junit.xml").find("tests=\"2\" failures=\"0\" errors=\"0\""), std::string::npos);
+
+  // A changed plan cannot be resumed into the same run.
+  write_plan("plan.toml", std::string(text) + "# edited\n");
+  auto refused = vmlat({"run", plan.string(), "--resume", run_dir.string()});
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_NE(refused.err.find("the plan changed"), std::string::npos) << refused.err;
 }
