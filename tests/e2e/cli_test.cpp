@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "vmlat/json.hpp"
+#include "cli_fixture.hpp"
 #include "vmlat/process.hpp"
 
 using namespace vmlat;
@@ -21,55 +22,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kVmlat = fs::path(VMLAT_BINARY_DIR) / "vmlat";
+using vmlat::testing::CliResult;
+using vmlat::testing::kVmlat;
 
-std::string read(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read(const fs::path& p) { return vmlat::testing::read_file(p); }
 
-struct CliResult {
-  int code = -1;
-  std::string out, err;
-};
-
-class E2E : public ::testing::Test {
+class E2E : public vmlat::testing::CliTest {
  protected:
   void SetUp() override {
+    CliTest::SetUp();
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-    dir_ = fs::temp_directory_path() / ("vmlat-e2e-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-
-  fs::path write_plan(const std::string& name, const std::string& text) {
-    auto p = dir_ / name;
-    std::ofstream(p) << text;
-    return p;
-  }
-
-  CliResult vmlat(std::vector<std::string> args, std::map<std::string, std::string> env = {},
-            std::chrono::seconds timeout = 300s) {
-    args.insert(args.begin(), kVmlat.string());
-    auto out = dir_ / "stdout", err = dir_ / "stderr";
-    auto p = Process::spawn(ProcessSpec{args, env, out, err, dir_});
-    auto status = p.wait(Clock::now() + timeout, false);
-    if (status.timed_out) p.stop(1s);
-    return CliResult{status.signal ? 128 + status.signal : status.exit_code, read(out), read(err)};
-  }
-
-  fs::path only_run_dir() {
-    std::vector<fs::path> runs;
-    for (const auto& e : fs::directory_iterator(dir_ / "results"))
-      if (e.is_directory() && !e.is_symlink()) runs.push_back(e.path());
-    EXPECT_EQ(runs.size(), 1u);
-    return runs.empty() ? fs::path() : runs.front();
   }
 
   // A PATH with everything of /usr/bin but cyclictest.
@@ -80,8 +42,6 @@ class E2E : public ::testing::Test {
       if (e.path().filename() != "cyclictest") fs::create_symlink(e.path(), bin / e.path().filename());
     return bin;
   }
-
-  fs::path dir_;
 };
 
 // One native-probe cell on CPU 0 for 1s; tests append gates and exports.

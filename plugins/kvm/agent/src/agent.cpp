@@ -564,10 +564,18 @@ void Agent::handle_stop(const json& req) {
     send_error("no running process with id " + std::to_string(id), &id_json);
     return;
   }
+  int first_signal = SIGTERM;
+  if (auto sig = req.find("signal"); sig != req.end()) {
+    if (*sig == "INT") first_signal = SIGINT;
+    else if (*sig != "TERM") {
+      send_error("stop: \"signal\" must be \"TERM\" or \"INT\"", &id_json);
+      return;
+    }
+  }
   Child& c = children_.at(it->second);
   c.stop_requested = true;
-  terminate_group(c, grace ? static_cast<int>(std::min<std::int64_t>(*grace, 3600000))
-                           : opts_.default_term_grace_ms);
+  terminate_group(c, grace ? static_cast<int>(std::min<std::int64_t>(*grace, 3600000)) : opts_.default_term_grace_ms,
+                  first_signal);
 }
 
 void Agent::handle_shutdown(const json& /*req*/) {
@@ -591,14 +599,19 @@ void Agent::handle_shutdown(const json& /*req*/) {
 
 // ------------------------------------------------------------------ children
 
-void Agent::terminate_group(Child& c, int grace_ms) {
+// The leader alone gets the first signal: tools that manage workers
+// (stress-ng) then stop them cleanly, whereas a group-wide SIGTERM hits the
+// workers mid-operation (stress-ng then reports "corrupted bogo-ops counter"
+// and exits 2). The rest of the group is SIGKILLed once the leader has been
+// reaped (finish_child) or at kill_at. Same rule as the host's Process::stop.
+void Agent::terminate_group(Child& c, int grace_ms, int first_signal) {
   kill(-c.pid, SIGCONT);
   if (grace_ms <= 0) {
     kill(-c.pid, SIGKILL);
     c.kill_at.reset();
     return;
   }
-  kill(-c.pid, SIGTERM);
+  kill(c.pid, first_signal);
   const auto at = Clock::now() + std::chrono::milliseconds(grace_ms);
   if (!c.kill_at || at < *c.kill_at) c.kill_at = at;
 }

@@ -3,6 +3,8 @@
 // Protocol: see plugins/kvm/agent/README.md.
 #pragma once
 
+#include <csignal>
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -87,7 +89,7 @@ class Agent {
   void reap();
   void finish_child(Child& c, int status);
   void check_timers();
-  void terminate_group(Child& c, int grace_ms);
+  void terminate_group(Child& c, int grace_ms, int first_signal = SIGTERM);
   std::vector<std::int64_t> kill_all_children();
   std::optional<int> next_timeout_ms() const;
   std::string read_capped(const std::string& path, bool* truncated) const;

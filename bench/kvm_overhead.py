@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Benchmark: what one kvm cell of `vmlat run` costs over a plain shell script.
+
+Alternates (A B A B ...) a one-cell `vmlat run` (kvm backend, nrt guest,
+cyclictest in the guest) with bench/kvm_overhead.sh, which does the same QEMU
+boot + cyclictest + read-back + shutdown in bash on the same guest image.
+Prints per round and as medians:
+
+  boot-to-first-sample  process start -> cyclictest started in the guest
+                        (vmlat: the cell.log line "running cyclictest on guest")
+  run total             process start -> process exit (--cells N: N cells in
+                        one vmlat run against N runs of the script)
+  overhead per cell     total / cells - measuring duration
+
+and the vmlat/shell ratios against the target (1.10x). A benchmark, not a
+test: exits 0 whatever the figures are; 1 if something could not run.
+Needs root, qemu-system-x86_64 and a built tree (build/vmlat). Python 3
+standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = 1.10
+
+
+def guest_image(build: Path, flavour: str) -> dict:
+    cmd = [str(REPO / "plugins/kvm/guest/build-guest"), "--flavour", flavour, "--print-json",
+           "--agent", str(build / "libexec/vmlat-guest-agent")]
+    probe = build / "libexec/vmlat-probe"
+    if probe.exists():
+        cmd += ["--probe", str(probe)]
+    return json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout)
+
+
+def run_shell(image: dict, duration: int, period_us: int, cells: int) -> dict:
+    t0 = time.time()
+    first = None
+    for _ in range(cells):
+        out = subprocess.run([str(REPO / "bench/kvm_overhead.sh"), image["vmlinuz"], image["initramfs"],
+                              str(duration), str(period_us)], check=True, stdout=subprocess.PIPE, text=True).stdout
+        fields = dict(kv.split("=") for kv in out.split())
+        if first is None:
+            first = float(fields["t_first_sample"])
+    return {"first_sample": first, "total": time.time() - t0}
+
+
+PLAN = """[plan]
+name = "kvm-bench"
+duration = "{duration}s"
+period = "{period_us}us"
+cpus = "all"
+[timeouts]
+boot = "300s"
+[matrix]
+rep = [{reps}]
+[backend.kvm]
+image = "{flavour}"
+vcpus = 2
+memory_mb = 512
+[probe.cyclictest]
+plugin = "cyclic"
+engine = "cyclictest"
+priority = 95
+"""
+
+
+def parse_ts(line: str) -> float:
+    stamp = line.split(" ", 1)[0]
+    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def run_vmlat(build: Path, work: Path, duration: int, period_us: int, flavour: str, cells: int) -> dict:
+    plan = work / "plan.toml"
+    reps = ", ".join('"%d"' % (i + 1) for i in range(cells))
+    plan.write_text(PLAN.format(duration=duration, period_us=period_us, flavour=flavour, reps=reps))
+    results = work / "results"
+    t0 = time.time()
+    r = subprocess.run([str(build / "vmlat"), "run", str(plan), "--results", str(results)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    total = time.time() - t0
+    if r.returncode != 0:
+        raise RuntimeError("vmlat run exited %d:\n%s%s" % (r.returncode, r.stdout, r.stderr))
+    run_dir = (results / "latest").resolve()
+    first = None
+    timings = {}
+    for cell in sorted((run_dir / "cells").iterdir()):
+        for line in (cell / "cell.log").read_text().splitlines():
+            if "running cyclictest on guest" in line:
+                first = min(first, parse_ts(line) - t0) if first is not None else parse_ts(line) - t0
+        result = json.loads((cell / "result.json").read_text())
+        if not timings or result["cell"]["index"] < timings["index"]:
+            timings = dict(result["timings"]["phases"], index=result["cell"]["index"])
+    if first is None:
+        raise RuntimeError("no 'running cyclictest on guest' line in cell.log")
+    return {"first_sample": first, "total": total, "phases": timings}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration-s", type=int, default=3)
+    ap.add_argument("--period-us", type=int, default=1000)
+    ap.add_argument("--flavour", default="nrt", choices=["nrt", "rt"])
+    ap.add_argument("--cells", type=int, default=1,
+                    help="cells per vmlat run (the shell script then runs that many times)")
+    ap.add_argument("--build", default=str(REPO / "build"))
+    args = ap.parse_args()
+    build = Path(args.build)
+    try:
+        image = guest_image(build, args.flavour)
+    except (subprocess.CalledProcessError, OSError, ValueError) as e:
+        print("kvm_overhead: cannot resolve the guest image: %s" % e, file=sys.stderr)
+        return 1
+    print("guest %s (%s), %d rounds of %d cell(s) of %ds cyclictest at %dus, shell then vmlat" % (
+        image["hash"], image["kernel"]["release"], args.rounds, args.cells, args.duration_s, args.period_us))
+    shell, vm = [], []
+    try:
+        for i in range(args.rounds):
+            s = run_shell(image, args.duration_s, args.period_us, args.cells)
+            with tempfile.TemporaryDirectory(prefix="vmlat-bench-kvm-") as work:
+                v = run_vmlat(build, Path(work), args.duration_s, args.period_us, args.flavour, args.cells)
+            shell.append(s)
+            vm.append(v)
+            ph = v["phases"]
+            print("round %d: first sample shell %.2fs vmlat %.2fs | total shell %.2fs vmlat %.2fs "
+                  "(vmlat's first cell: prepare %.2f boot %.2f measure %.2f teardown %.2f)" % (
+                      i + 1, s["first_sample"], v["first_sample"], s["total"], v["total"],
+                      ph.get("prepare_s", 0), ph.get("boot_s", 0), ph.get("measure_s", 0), ph.get("teardown_s", 0)))
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as e:
+        print("kvm_overhead: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+    def med(rows, key):
+        return statistics.median(r[key] for r in rows)
+
+    sf, vf = med(shell, "first_sample"), med(vm, "first_sample")
+    st, vt = med(shell, "total"), med(vm, "total")
+    so, vo = (st / args.cells - args.duration_s), (vt / args.cells - args.duration_s)
+    print()
+    print("%-22s %8s %8s %7s  target <= %.2fx" % ("median", "shell", "vmlat", "ratio", TARGET))
+    for name, a, b in (("boot-to-first-sample", sf, vf), ("run total", st, vt), ("overhead per cell", so, vo)):
+        ratio = b / a if a > 0 else float("inf")
+        print("%-22s %7.2fs %7.2fs %6.2fx  %s" % (name, a, b, ratio, "ok" if ratio <= TARGET else "OVER"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
