@@ -15,10 +15,18 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
+// One scratch directory for this test binary, removed when it exits.
 fs::path scratch() {
-  auto d = fs::temp_directory_path() / ("vmlat-proc-" + std::to_string(getpid()));
-  fs::create_directories(d);
-  return d;
+  struct Dir {
+    fs::path path = fs::temp_directory_path() / ("vmlat-proc-" + std::to_string(getpid()));
+    Dir() { fs::create_directories(path); }
+    ~Dir() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  };
+  static Dir dir;
+  return dir.path;
 }
 bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
 }  // namespace
