@@ -215,9 +215,17 @@ class KvmBackend final : public Backend {
                                   "-accel", accel_, "-m", std::to_string(config_.memory_mb), "-smp",
                                   std::to_string(config_.vcpus)};
     if (!cpu_model.empty()) argv.insert(argv.end(), {"-cpu", cpu_model});
+    argv.insert(argv.end(), {"-nographic", "-nodefaults", "-monitor", "none", "-no-reboot"});
+    if (!disk_.empty()) {
+      // The user's disk boots through its own bootloader; snapshot=on keeps
+      // the image untouched (writes go to a temporary overlay).
+      argv.insert(argv.end(), {"-drive", "file=" + disk_ + ",format=" + config_.disk_format + ",if=virtio,snapshot=on"});
+      append.clear();
+    } else {
+      argv.insert(argv.end(), {"-kernel", kernel_, "-initrd", initrd_, "-append", append});
+    }
     argv.insert(argv.end(),
-                {"-nographic", "-nodefaults", "-monitor", "none", "-no-reboot", "-kernel", kernel_, "-initrd",
-                 initrd_, "-append", append, "-serial", "file:" + console_path_.string(), "-device",
+                {"-serial", "file:" + console_path_.string(), "-device",
                  "virtio-serial-pci", "-chardev", "socket,id=ch0,path=" + chan_sock.string() + ",server=on,wait=off",
                  "-device", std::string("virtserialport,chardev=ch0,name=") + kPortName, "-qmp",
                  "unix:" + qmp_sock.string() + ",server=on,wait=off"});
@@ -400,6 +408,16 @@ class KvmBackend final : public Backend {
   void resolve_image(CellContext& ctx) {
     Executor& host = ctx.host();
     host_ = make_local_executor(ctx.work_dir() / "kvm-host", "host");
+    if (!config_.disk.empty()) {
+      if (auto axis = ctx.cell().axis("guest_kernel"))
+        throw InfraError("kvm: the cell's guest_kernel axis says \"" + *axis + "\" but this backend boots the plan's own disk " +
+                         config_.disk + ": drop the axis or the disk setting");
+      if (!fs::is_regular_file(config_.disk) && !fs::is_block_file(config_.disk))
+        throw InfraError("kvm: disk " + config_.disk + " does not exist or is not a file or block device");
+      disk_ = config_.disk;
+      facts_["image"] = json{{"source", "user-disk"}, {"disk", disk_}, {"format", config_.disk_format}, {"snapshot", true}};
+      return;
+    }
     if (!config_.kernel.empty()) {
       if (auto axis = ctx.cell().axis("guest_kernel"))
         throw InfraError("kvm: the cell's guest_kernel axis says \"" + *axis +
@@ -542,7 +560,7 @@ class KvmBackend final : public Backend {
 
   Config config_;
   json facts_ = json::object();
-  std::string qemu_path_, accel_ = "tcg", kernel_, initrd_;
+  std::string qemu_path_, accel_ = "tcg", kernel_, initrd_, disk_;
   fs::path sock_dir_, own_dir_, console_path_, qemu_log_path_;
   Process qemu_;
   bool qemu_started_ = false;

@@ -92,6 +92,11 @@ Config read_settings(Settings& s) {
     s.error(c.kernel.empty() ? "initrd" : "kernel", "kernel and initrd go together: set both (your own image) or neither");
   if (!c.kernel.empty() && s.has("image"))
     s.error("image", "image (build-guest) and kernel/initrd (your own image) exclude each other");
+  c.disk = s.string("disk", "");
+  c.disk_format = s.choice("disk_format", c.disk_format, {"raw", "qcow2"});
+  if (!c.disk.empty() && (!c.kernel.empty() || s.has("image")))
+    s.error("disk", "disk (your own disk image) excludes image and kernel/initrd");
+  if (c.disk.empty() && s.has("disk_format")) s.error("disk_format", "disk_format applies only with disk");
   c.cache = s.string("cache", c.cache);
   c.build_guest = s.string("build_guest", "");
   c.qemu = s.string("qemu", c.qemu);

@@ -14,6 +14,8 @@ namespace vmlat::kvm {
 struct Config {
   std::string image = "nrt";  // build-guest flavour when the cell has no guest_kernel axis
   std::string kernel, initrd;  // the user's own image (both or neither)
+  std::string disk;            // or the user's own disk image (booted by its bootloader)
+  std::string disk_format = "raw";
   std::string cache = "/var/cache/vmlat/guests";
   std::string build_guest;     // path override
   std::string qemu = "qemu-system-x86_64";

@@ -294,3 +294,60 @@ TEST_F(KvmBoot, BootsRunsTunesAndTearsDown) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(KvmBoot, DiskSettingsAreValidated) {
+  EXPECT_NE(validate("disk = \"/x.img\"\nimage = \"rt\"", nullptr).find("disk (your own disk image) excludes image"),
+            std::string::npos);
+  EXPECT_NE(validate("disk_format = \"qcow2\"", nullptr).find("disk_format applies only with disk"), std::string::npos);
+  EXPECT_NE(validate("disk = \"/x.img\"\ndisk_format = \"vmdk\"", nullptr).find("must be one of: raw, qcow2"),
+            std::string::npos);
+}
+
+// The user's disk image path, as far as this machine allows without a
+// bootable OS image: QEMU boots the disk through SeaBIOS (no -kernel), finds
+// nothing bootable, no agent says hello, and the boot timeout makes it a
+// clear infra error. The image itself is never written (snapshot=on).
+TEST_F(KvmBoot, UserDiskImageBootsFromTheDiskAndIsLeftUntouched) {
+  auto disk = dir_ / "blank.img";
+  { std::ofstream(disk, std::ios::binary) << std::string(1 << 20, '\0'); }
+  Plan plan;
+  ASSERT_EQ(validate("disk = \"" + disk.string() + "\"\nvcpus = 1\nmemory_mb = 128", &plan), "");
+  auto plugin = configured(plan);
+  auto* backend = dynamic_cast<Backend*>(plugin.get());
+  ASSERT_NE(backend, nullptr);
+  CellSpec spec;
+  spec.id = "kvm-user-disk";
+  spec.period = 1ms;
+  spec.duration = 1s;
+  Ctx ctx(spec, dir_);
+  {
+    PhaseScope prepare("prepare", Clock::now() + 60s);
+    backend->prepare(ctx);
+  }
+  std::string error;
+  try {
+    PhaseScope boot("boot", Clock::now() + 8s);
+    backend->boot(ctx);
+  } catch (const InfraError& e) {
+    error = e.what();
+  }
+  PhaseScope teardown("teardown", Clock::now() + 60s, false);
+  backend->teardown(ctx);
+  EXPECT_FALSE(error.empty()) << "a blank disk cannot bring up the agent";
+  auto facts = backend->facts();
+  EXPECT_EQ(facts["image"]["source"], "user-disk");
+  const auto& argv = facts["vm"]["argv"];
+  bool drive = false, kernel = false;
+  for (const auto& a : argv) {
+    if (a == "file=" + disk.string() + ",format=raw,if=virtio,snapshot=on") drive = true;
+    if (a == "-kernel") kernel = true;
+  }
+  EXPECT_TRUE(drive) << argv.dump();
+  EXPECT_FALSE(kernel) << argv.dump();
+  ASSERT_TRUE(ctx.artifacts.count("console.log"));
+  EXPECT_EQ(read(disk), std::string(1 << 20, '\0')) << "snapshot=on: the image is not written";
+}
+
+}  // namespace
