@@ -456,6 +456,16 @@ std::optional<json> read_json(const std::filesystem::path& path, std::string* wh
   }
 }
 
+// The cell's entry in run.json's cells[].
+void record_in_run(json& entry, const CellOutcome& o) {
+  entry["status"] = o.status;
+  if (!o.error.empty()) entry["error"] = o.error;
+  if (o.merged && !o.merged->empty()) entry["max_ns"] = o.merged->max().count();
+  json verdicts = json::object();
+  for (const auto& g : o.gates) verdicts[g.gate] = verdict_name(g.verdict);
+  entry["gates"] = verdicts;
+}
+
 // A kept cell of a resumed run, rebuilt from its result.json.
 std::optional<CellOutcome> kept_outcome(const Plan& plan, const Cell& cell, const std::filesystem::path& cell_dir) {
   std::string why;
@@ -599,14 +609,8 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       if (auto kept = kept_outcome(plan, cell, cell_dir)) {
         o = *kept;
         cell_results.push_back(o.result);
-        auto& entry = st.run["cells"][i];
-        entry["status"] = o.status;
-        if (!o.error.empty()) entry["error"] = o.error;
-        if (o.merged && !o.merged->empty()) entry["max_ns"] = o.merged->max().count();
-        json verdicts = json::object();
-        for (const auto& g : o.gates) verdicts[g.gate] = verdict_name(g.verdict);
-        entry["gates"] = verdicts;
-        entry["kept"] = true;
+        record_in_run(st.run["cells"][i], o);
+        st.run["cells"][i]["kept"] = true;
         progress.end_cell(static_cast<std::size_t>(cell.index), cell, o);
         continue;
       }
@@ -659,13 +663,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       err << "vmlat: cannot write " << (cell_dir / "result.json") << ": " << e.what() << "\n";
     }
     cell_results.push_back(o.result);
-    auto& entry = st.run["cells"][i];
-    entry["status"] = o.status;
-    if (!o.error.empty()) entry["error"] = o.error;
-    if (o.merged && !o.merged->empty()) entry["max_ns"] = o.merged->max().count();
-    json verdicts = json::object();
-    for (const auto& g : o.gates) verdicts[g.gate] = verdict_name(g.verdict);
-    entry["gates"] = verdicts;
+    record_in_run(st.run["cells"][i], o);
     write_run(st);
     if (options.on_cell_done) options.on_cell_done(st.run, o.result, run_dir);
     progress.end_cell(static_cast<std::size_t>(cell.index), cell, o);

@@ -103,6 +103,26 @@ class KvmBoot : public ::testing::Test {
     EXPECT_TRUE(diags.empty()) << diags.str();
     return plugin;
   }
+  // prepare, then boot within `boot_timeout`, then teardown (always), as the
+  // runner does; returns the boot's InfraError message (empty if it booted).
+  template <typename Context>
+  static std::string boot_expecting_failure(Backend& backend, Context& ctx, std::chrono::seconds boot_timeout) {
+    {
+      PhaseScope prepare("prepare", Clock::now() + 15min);
+      backend.prepare(ctx);
+    }
+    std::string error;
+    try {
+      PhaseScope boot("boot", Clock::now() + boot_timeout);
+      backend.boot(ctx);
+    } catch (const InfraError& e) {
+      error = e.what();
+    }
+    PhaseScope teardown("teardown", Clock::now() + 60s, false);
+    backend.teardown(ctx);
+    return error;
+  }
+
   fs::path dir_;
 };
 
@@ -159,19 +179,7 @@ TEST_F(KvmBoot, QemuDyingAtStartIsAClearInfraError) {
   spec.period = 1ms;
   spec.duration = 1s;
   Ctx ctx(spec, dir_);
-  {
-    PhaseScope prepare("prepare", Clock::now() + 15min);
-    backend->prepare(ctx);
-  }
-  std::string error;
-  try {
-    PhaseScope boot("boot", Clock::now() + 120s);
-    backend->boot(ctx);
-  } catch (const InfraError& e) {
-    error = e.what();
-  }
-  PhaseScope teardown("teardown", Clock::now() + 60s, false);
-  backend->teardown(ctx);
+  std::string error = boot_expecting_failure(*backend, ctx, 120s);
   EXPECT_NE(error.find("QEMU ended during boot"), std::string::npos) << error;
   EXPECT_NE(error.find("no-such-option"), std::string::npos) << "QEMU's own message: " << error;
   ASSERT_TRUE(ctx.artifacts.count("qemu.log"));
@@ -322,19 +330,7 @@ TEST_F(KvmBoot, UserDiskImageBootsFromTheDiskAndIsLeftUntouched) {
   spec.period = 1ms;
   spec.duration = 1s;
   Ctx ctx(spec, dir_);
-  {
-    PhaseScope prepare("prepare", Clock::now() + 60s);
-    backend->prepare(ctx);
-  }
-  std::string error;
-  try {
-    PhaseScope boot("boot", Clock::now() + 8s);
-    backend->boot(ctx);
-  } catch (const InfraError& e) {
-    error = e.what();
-  }
-  PhaseScope teardown("teardown", Clock::now() + 60s, false);
-  backend->teardown(ctx);
+  std::string error = boot_expecting_failure(*backend, ctx, 8s);
   EXPECT_FALSE(error.empty()) << "a blank disk cannot bring up the agent";
   auto facts = backend->facts();
   EXPECT_EQ(facts["image"]["source"], "user-disk");
