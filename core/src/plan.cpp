@@ -12,6 +12,7 @@
 
 #include "loader.hpp"
 #include "sha256.hpp"
+#include "vmlat/cpus.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/plugin.hpp"
 #include "vmlat/units.hpp"
@@ -90,38 +91,15 @@ std::string join(const std::vector<std::string>& items, std::string_view sep) {
   return s;
 }
 
+// "all" (an empty list: every CPU of the target) or a kernel CPU list.
 std::optional<std::vector<int>> parse_cpu_text(std::string_view text, std::string* why) {
-  std::vector<int> cpus;
-  if (text == "all") return cpus;
-  std::string_view rest = text;
-  while (!rest.empty()) {
-    auto comma = rest.find(',');
-    auto item = rest.substr(0, comma);
-    auto dash = item.find('-');
-    try {
-      std::size_t used = 0;
-      if (dash == std::string_view::npos) {
-        int v = std::stoi(std::string(item), &used);
-        if (used != item.size() || v < 0) throw std::invalid_argument("x");
-        cpus.push_back(v);
-      } else {
-        int lo = std::stoi(std::string(item.substr(0, dash)), &used);
-        if (used != dash) throw std::invalid_argument("x");
-        auto hi_text = std::string(item.substr(dash + 1));
-        int hi = std::stoi(hi_text, &used);
-        if (used != hi_text.size() || lo < 0 || hi < lo) throw std::invalid_argument("x");
-        for (int c = lo; c <= hi; ++c) cpus.push_back(c);
-      }
-    } catch (const std::exception&) {
-      if (why) *why = "'" + std::string(text) + "' is not a CPU list: write \"all\", \"0-3,6\" or [0, 1]";
-      return std::nullopt;
-    }
-    if (comma == std::string_view::npos) break;
-    rest.remove_prefix(comma + 1);
+  if (text == "all") return std::vector<int>{};
+  try {
+    return parse_cpu_list(text);
+  } catch (const std::invalid_argument&) {
+    if (why) *why = "'" + std::string(text) + "' is not a CPU list: write \"all\", \"0-3,6\" or [0, 1]";
+    return std::nullopt;
   }
-  std::sort(cpus.begin(), cpus.end());
-  cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
-  return cpus;
 }
 
 }  // namespace
@@ -775,6 +753,10 @@ struct PlanParser {
   }
 
   void validate_plugins(PluginRegistry& registry) {
+    // The (backend, workload) pairs some cell combines: a placement only
+    // matters where a workload meets that backend.
+    std::set<std::pair<std::string, std::string>> combined;
+    for (const auto& cell : expand(plan)) combined.emplace(cell.backend, cell.workload);
     for (auto* instances : {&plan.backends, &plan.workloads, &plan.probes}) {
       for (auto& [name, instance] : *instances) {
         const PluginInfo* info = registry.find(instance.plugin);
@@ -804,10 +786,7 @@ struct PlanParser {
           auto placements = backend->placements();
           for (const auto& [wname, workload] : plan.workloads) {
             if (std::find(placements.begin(), placements.end(), workload.where) == placements.end()) {
-              bool combined = false;
-              for (const auto& cell : expand(plan))
-                if (cell.backend == name && cell.workload == wname) combined = true;
-              if (!combined) continue;
+              if (!combined.count({name, wname})) continue;
               std::string message = "[workload." + wname + "]: where = \"" + workload.where + "\" is not a placement of backend '" +
                                     name + "' (plugin " + instance.plugin + "; it offers: " + join(placements, ", ") + ")";
               auto close = did_you_mean(workload.where, placements);

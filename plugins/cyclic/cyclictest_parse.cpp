@@ -153,47 +153,4 @@ std::map<int, Histogram> parse_cyclictest_json(std::string_view text, std::uint6
   return per_cpu;
 }
 
-std::vector<int> parse_cpu_list(std::string_view text) {
-  auto bad = [&](const std::string& why) {
-    return std::invalid_argument("CPU list \"" + std::string(text) + "\": " + why);
-  };
-  auto number = [&](std::string_view s) {
-    std::uint64_t v = 0;
-    if (!parse_decimal(s, v) || v > 65535) throw bad("\"" + std::string(s) + "\" is not a CPU number");
-    return static_cast<int>(v);
-  };
-  std::string_view rest = text;
-  while (!rest.empty() && (rest.back() == '\n' || rest.back() == '\r' || rest.back() == ' ' ||
-                           rest.back() == '\t'))
-    rest.remove_suffix(1);
-  while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);
-  if (rest.empty()) throw bad("empty");
-  std::set<int> cpus;
-  while (true) {
-    const auto comma = rest.find(',');
-    const std::string_view item = rest.substr(0, comma);
-    const auto dash = item.find('-');
-    if (dash == std::string_view::npos) {
-      cpus.insert(number(item));
-    } else {
-      const int first = number(item.substr(0, dash));
-      const int last = number(item.substr(dash + 1));
-      if (first > last) throw bad("range \"" + std::string(item) + "\" is reversed");
-      for (int cpu = first; cpu <= last; ++cpu) cpus.insert(cpu);
-    }
-    if (comma == std::string_view::npos) break;
-    rest.remove_prefix(comma + 1);
-  }
-  return {cpus.begin(), cpus.end()};
-}
-
-std::string format_cpu_list(const std::vector<int>& cpus) {
-  std::string out;
-  for (int cpu : cpus) {
-    if (!out.empty()) out += ',';
-    out += std::to_string(cpu);
-  }
-  return out;
-}
-
 }  // namespace vmlat::cyclic

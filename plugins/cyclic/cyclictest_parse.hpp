@@ -26,12 +26,4 @@ namespace vmlat::cyclic {
 // problem throws InfraError saying what is wrong; there is no partial result.
 std::map<int, Histogram> parse_cyclictest_json(std::string_view text, std::uint64_t histogram_range_us);
 
-// "0-3,5,7" (the kernel's cpu list format, also /proc/self/status'
-// Cpus_allowed_list) -> {0,1,2,3,5,7}. Sorted, without duplicates. Throws
-// std::invalid_argument on anything else (including an empty list).
-std::vector<int> parse_cpu_list(std::string_view text);
-
-// {0,1,2,5} -> "0,1,2,5": the form cyclictest -a and vmlat-probe --cpus take.
-std::string format_cpu_list(const std::vector<int>& cpus);
-
 }  // namespace vmlat::cyclic

@@ -7,39 +7,22 @@
 #include <set>
 #include <sstream>
 
+#include <vmlat/cpus.hpp>
 #include <vmlat/units.hpp>
 
 namespace vmlat::kvm {
 
 using namespace std::chrono_literals;
 
-namespace {
-
-std::string join_cpus(const std::vector<int>& cpus) {
-  std::string s;
-  for (int c : cpus) s += (s.empty() ? "" : ",") + std::to_string(c);
-  return s;
-}
-
-}  // namespace
 
 std::vector<int> online_cpus() {
   std::ifstream in("/sys/devices/system/cpu/online");
   std::string text;
   std::getline(in, text);
   std::vector<int> cpus;
-  std::istringstream parts(text);
-  std::string part;
   try {
-    while (std::getline(parts, part, ',')) {
-      if (part.empty()) continue;
-      const auto dash = part.find('-');
-      const int lo = std::stoi(part.substr(0, dash));
-      const int hi = dash == std::string::npos ? lo : std::stoi(part.substr(dash + 1));
-      for (int c = lo; c <= hi; ++c) cpus.push_back(c);
-    }
-  } catch (...) {
-    cpus.clear();
+    cpus = parse_cpu_list(text);
+  } catch (const std::invalid_argument&) {
   }
   if (cpus.empty()) {
     const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
@@ -53,7 +36,7 @@ std::optional<std::string> pins_problem(const Config& c, const std::vector<int>&
     for (int cpu : *list)
       if (std::find(host_cpus.begin(), host_cpus.end(), cpu) == host_cpus.end())
         return std::string(list == &c.vcpu_pin ? "vcpu_pin" : "emulator_pin") + " names host CPU " +
-               std::to_string(cpu) + ", which is not online here (online: " + join_cpus(host_cpus) + ")";
+               std::to_string(cpu) + ", which is not online here (online: " + format_cpu_list(host_cpus) + ")";
   return std::nullopt;
 }
 
@@ -78,7 +61,7 @@ std::optional<std::string> starvation_problem(const Config& c, const std::vector
   for (int cpu : host_cpus)
     if (!used.count(cpu)) all = false;
   if (all)
-    return what + " and vcpu_pin [" + join_cpus(c.vcpu_pin) + "] covers every host CPU (" + join_cpus(host_cpus) +
+    return what + " and vcpu_pin [" + format_cpu_list(c.vcpu_pin) + "] covers every host CPU (" + format_cpu_list(host_cpus) +
            "): a spinning guest would starve the host; leave at least one host CPU without an RT vCPU";
   return std::nullopt;
 }

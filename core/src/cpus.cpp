@@ -1,0 +1,51 @@
+#include "vmlat/cpus.hpp"
+
+#include <set>
+#include <stdexcept>
+
+namespace vmlat {
+
+std::vector<int> parse_cpu_list(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return std::invalid_argument("CPU list \"" + std::string(text) + "\": " + why);
+  };
+  auto number = [&](std::string_view s) {
+    bool digits = !s.empty() && s.size() <= 5;
+    for (char c : s) digits = digits && c >= '0' && c <= '9';
+    if (!digits || std::stoi(std::string(s)) > 65535) throw bad("\"" + std::string(s) + "\" is not a CPU number");
+    return std::stoi(std::string(s));
+  };
+  std::string_view rest = text;
+  auto space = [](char c) { return c == '\n' || c == '\r' || c == ' ' || c == '\t'; };
+  while (!rest.empty() && space(rest.back())) rest.remove_suffix(1);
+  while (!rest.empty() && space(rest.front())) rest.remove_prefix(1);
+  if (rest.empty()) throw bad("empty");
+  std::set<int> cpus;
+  while (true) {
+    const auto comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    const auto dash = item.find('-');
+    if (dash == std::string_view::npos) {
+      cpus.insert(number(item));
+    } else {
+      const int first = number(item.substr(0, dash));
+      const int last = number(item.substr(dash + 1));
+      if (first > last) throw bad("range \"" + std::string(item) + "\" is reversed");
+      for (int cpu = first; cpu <= last; ++cpu) cpus.insert(cpu);
+    }
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return {cpus.begin(), cpus.end()};
+}
+
+std::string format_cpu_list(const std::vector<int>& cpus) {
+  std::string out;
+  for (int cpu : cpus) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(cpu);
+  }
+  return out;
+}
+
+}  // namespace vmlat
