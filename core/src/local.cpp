@@ -1,3 +1,4 @@
+#include "vmlat/text.hpp"
 #include "vmlat/local.hpp"
 
 #include <atomic>
@@ -11,10 +12,11 @@
 namespace vmlat {
 
 std::string CommandResult::describe() const {
-  std::string s;
-  if (timed_out) s = "timed out";
-  else if (signal) s = "killed by signal " + std::to_string(signal);
-  else s = "exit code " + std::to_string(exit_code);
+  ExitStatus status;
+  status.exit_code = exit_code;
+  status.signal = signal;
+  status.timed_out = timed_out;
+  std::string s = status.describe();
   // The last non-empty line of stderr usually says why.
   std::string_view e(err);
   while (!e.empty() && (e.back() == '\n' || e.back() == ' ')) e.remove_suffix(1);
@@ -131,13 +133,6 @@ class LocalExecutor final : public Executor {
   std::string name_;
   std::atomic<unsigned> counter_{0};
 };
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && s[i] == ' ') ++i;
-  return s.substr(i);
-}
 
 }  // namespace
 

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <vmlat/text.hpp>
+#include <vmlat/cpus.hpp>
 #include <vmlat/plugin.hpp>
 #include <vmlat/units.hpp>
 
@@ -27,14 +29,6 @@ using std::chrono::seconds;
 constexpr milliseconds kHelperTimeout = 20s;   // mktemp, cat, rm, --version, ...
 constexpr milliseconds kRunMargin = 30s;       // on top of the cell's duration
 constexpr milliseconds kInterruptGrace = 5s;   // to print a partial result after SIGINT
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
-    s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
-  return s.substr(i);
-}
 
 std::string first_line(std::string_view text) {
   while (!text.empty()) {

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include <vmlat/text.hpp>
 #include <vmlat/plugin.hpp>
 #include <vmlat/units.hpp>
 
@@ -78,12 +79,6 @@ constexpr PresetStressor kKernelStress[] = {
     {"iomix", 1},    // mixed small I/O (--iomix-bytes)
 };
 constexpr std::string_view kPresetIoBytes = "8m";
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
-    s.pop_back();
-  return s;
-}
 
 // The last `lines` non-empty lines of `text`, for error messages.
 std::string tail(const std::string& text, std::size_t lines = 5) {

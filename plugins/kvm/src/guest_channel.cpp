@@ -10,6 +10,7 @@
 #include <functional>
 #include <vector>
 
+#include <vmlat/text.hpp>
 #include <vmlat/errors.hpp>
 
 namespace vmlat::kvm {
@@ -28,13 +29,6 @@ int poll_ms(Deadline deadline) {
   const auto left = duration_cast<milliseconds>(deadline - Clock::now()).count();
   if (left <= 0) return 0;
   return static_cast<int>(std::min<long long>(left, 1000 * 60));
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
-  return s.substr(i);
 }
 
 std::string argv0(const Command& c) { return c.argv.empty() ? std::string("(empty argv)") : c.argv.front(); }

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <vmlat/text.hpp>
 #include <vmlat/atomic_file.hpp>
 #include <vmlat/local.hpp>
 #include <vmlat/plugin.hpp>
@@ -50,11 +51,6 @@ std::string slurp(const fs::path& p) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
 }
 
 // The last `n` non-empty lines of `text`, for error messages.

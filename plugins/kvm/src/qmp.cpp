@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include <vmlat/text.hpp>
 #include <vmlat/errors.hpp>
 
 namespace vmlat::kvm {
@@ -31,11 +32,6 @@ std::string read_small(const fs::path& p) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
 }
 
 std::string format_cpus(const std::vector<int>& cpus) {
