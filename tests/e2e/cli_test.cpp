@@ -54,6 +54,22 @@ plugin = "cyclic"
 engine = "native"
 )";
 
+// Two cells on CPU 0 for 1s, one per engine, with a gate any measurement passes.
+const std::string kBothEngines = R"([plan]
+duration = "1s"
+cpus = [0]
+[matrix]
+probe = ["cyclictest", "native"]
+[backend.host]
+[probe.cyclictest]
+plugin = "cyclic"
+[probe.native]
+plugin = "cyclic"
+engine = "native"
+[[gate]]
+bound = "10s"
+)";
+
 std::string quick_plan(const std::string& gates, const std::string& duration = "2s") {
   return R"([plan]
 name = "e2e"
@@ -193,20 +209,7 @@ TEST_F(E2E, UnknownKeyExits2FromValidateAndRunWithLocation) {
 
 TEST_F(E2E, MissingCyclictestIsAnInfraErrorWhileOtherCellsAreMeasured) {
   auto bin = path_without_cyclictest();
-  auto plan = write_plan("plan.toml", R"([plan]
-duration = "1s"
-cpus = [0]
-[matrix]
-probe = ["cyclictest", "native"]
-[backend.host]
-[probe.cyclictest]
-plugin = "cyclic"
-[probe.native]
-plugin = "cyclic"
-engine = "native"
-[[gate]]
-bound = "10s"
-)");
+  auto plan = write_plan("plan.toml", kBothEngines);
   auto r = vmlat({"run", plan.string(), "--junit", (dir_ / "junit.xml").string()}, {{"PATH", bin.string()}});
   EXPECT_EQ(r.code, 3) << r.out << r.err;
   EXPECT_NE(r.out.find("rt-tests"), std::string::npos) << "the error names the package: " << r.out;
@@ -319,20 +322,7 @@ textfile = "textfile"
 }
 
 TEST_F(E2E, ResumeRerunsOnlyTheCellsThatWereNotMeasured) {
-  auto text = R"([plan]
-duration = "1s"
-cpus = [0]
-[matrix]
-probe = ["cyclictest", "native"]
-[backend.host]
-[probe.cyclictest]
-plugin = "cyclic"
-[probe.native]
-plugin = "cyclic"
-engine = "native"
-[[gate]]
-bound = "10s"
-)";
+  const std::string text = kBothEngines;
   auto plan = write_plan("plan.toml", text);
   auto first = vmlat({"run", plan.string()}, {{"PATH", path_without_cyclictest().string()}});
   ASSERT_EQ(first.code, 3) << first.out << first.err;
@@ -358,7 +348,7 @@ bound = "10s"
   EXPECT_NE(read(dir_ / "junit.xml").find("tests=\"2\" failures=\"0\" errors=\"0\""), std::string::npos);
 
   // A changed plan cannot be resumed into the same run.
-  write_plan("plan.toml", std::string(text) + "# edited\n");
+  write_plan("plan.toml", text + "# edited\n");
   auto refused = vmlat({"run", plan.string(), "--resume", run_dir.string()});
   EXPECT_EQ(refused.code, 2);
   EXPECT_NE(refused.err.find("the plan changed"), std::string::npos) << refused.err;

@@ -103,6 +103,15 @@ class KvmBoot : public ::testing::Test {
     EXPECT_TRUE(diags.empty()) << diags.str();
     return plugin;
   }
+  // A 1 s cell at 1 ms: what these tests hand the backend.
+  static CellSpec short_cell(std::string id) {
+    CellSpec spec;
+    spec.id = std::move(id);
+    spec.period = 1ms;
+    spec.duration = 1s;
+    return spec;
+  }
+
   // prepare, then boot within `boot_timeout`, then teardown (always), as the
   // runner does; returns the boot's InfraError message (empty if it booted).
   template <typename Context>
@@ -150,10 +159,7 @@ TEST_F(KvmBoot, RequireKvmRefusesTcg) {
   auto plugin = configured(plan);
   auto* backend = dynamic_cast<Backend*>(plugin.get());
   ASSERT_NE(backend, nullptr);
-  CellSpec spec;
-  spec.id = "kvm-require";
-  spec.period = 1ms;
-  spec.duration = 1s;
+  CellSpec spec = short_cell("kvm-require");
   Ctx ctx(spec, dir_);
   PhaseScope prepare("prepare", Clock::now() + 15min);
   try {
@@ -174,10 +180,7 @@ TEST_F(KvmBoot, QemuDyingAtStartIsAClearInfraError) {
   auto plugin = configured(plan);
   auto* backend = dynamic_cast<Backend*>(plugin.get());
   ASSERT_NE(backend, nullptr);
-  CellSpec spec;
-  spec.id = "kvm-qemu-dies";
-  spec.period = 1ms;
-  spec.duration = 1s;
+  CellSpec spec = short_cell("kvm-qemu-dies");
   Ctx ctx(spec, dir_);
   std::string error = boot_expecting_failure(*backend, ctx, 120s);
   EXPECT_NE(error.find("QEMU ended during boot"), std::string::npos) << error;
@@ -325,10 +328,7 @@ TEST_F(KvmBoot, UserDiskImageBootsFromTheDiskAndIsLeftUntouched) {
   auto plugin = configured(plan);
   auto* backend = dynamic_cast<Backend*>(plugin.get());
   ASSERT_NE(backend, nullptr);
-  CellSpec spec;
-  spec.id = "kvm-user-disk";
-  spec.period = 1ms;
-  spec.duration = 1s;
+  CellSpec spec = short_cell("kvm-user-disk");
   Ctx ctx(spec, dir_);
   std::string error = boot_expecting_failure(*backend, ctx, 8s);
   EXPECT_FALSE(error.empty()) << "a blank disk cannot bring up the agent";

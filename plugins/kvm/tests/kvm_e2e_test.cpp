@@ -227,9 +227,6 @@ plugin = "cyclic"
   EXPECT_TRUE(fs::exists(run_dir / run["cells"][0]["dir"].get<std::string>() / "console.log"));
 }
 
-}  // namespace
-
-namespace {
 
 TEST_F(KvmE2E, StressInsideTheGuestWithWhereGuest) {
   std::ofstream(dir_ / "plan.toml") << R"([plan]
