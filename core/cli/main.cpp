@@ -129,7 +129,8 @@ gates that apply to each, without running anything. --json prints JSON.
     {"plugins", R"(usage: vmlat plugins [--plugin-dir DIR]
 
 Lists every plugin file found on the search path (--plugin-dir, then
-$VMLAT_PLUGIN_PATH, the build tree, the install directory) with its name,
+$VMLAT_PLUGIN_PATH, the installed tree beside this executable or else the
+build tree, the install directory) with its name,
 kind, version, ABI and file; refused files are listed with the reason.
 )"},
     {"version", "usage: vmlat version\n\nPrints vmlat's version and plugin ABI version.\n"},

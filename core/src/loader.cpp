@@ -7,7 +7,9 @@
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
+#include "self_path.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/plugin.hpp"
 
@@ -31,11 +33,18 @@ std::vector<std::filesystem::path> PluginRegistry::search_dirs(const std::vector
       rest.remove_prefix(colon + 1);
     }
   }
+  // An installed vmlat (plugins beside its executable) never loads plugins
+  // from the build tree it was built in; a vmlat in the build tree does.
+  std::optional<std::filesystem::path> installed;
+#ifdef VMLAT_RELATIVE_PLUGIN_DIR
+  installed = beside_executable(VMLAT_RELATIVE_PLUGIN_DIR);
+#endif
+  if (installed) dirs.push_back(*installed);
 #ifdef VMLAT_BUILD_PLUGIN_DIR
-  dirs.emplace_back(VMLAT_BUILD_PLUGIN_DIR);
+  else dirs.emplace_back(VMLAT_BUILD_PLUGIN_DIR);
 #endif
 #ifdef VMLAT_INSTALL_PLUGIN_DIR
-  dirs.emplace_back(VMLAT_INSTALL_PLUGIN_DIR);
+  if (!installed || *installed != std::filesystem::path(VMLAT_INSTALL_PLUGIN_DIR)) dirs.emplace_back(VMLAT_INSTALL_PLUGIN_DIR);
 #endif
   return dirs;
 }

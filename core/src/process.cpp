@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "self_path.hpp"
 #include "vmlat/errors.hpp"
 
 extern char** environ;
@@ -87,6 +88,15 @@ std::filesystem::path find_in_path(const std::string& program, const std::vector
   return {};
 }
 
+std::optional<std::filesystem::path> beside_executable(const std::filesystem::path& relative) {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return std::nullopt;
+  auto dir = (exe.parent_path() / relative).lexically_normal();
+  if (!std::filesystem::is_directory(dir, ec)) return std::nullopt;
+  return dir;
+}
+
 std::vector<std::filesystem::path> libexec_dirs() {
   std::vector<std::filesystem::path> dirs;
   if (const char* env = std::getenv("VMLAT_LIBEXEC_PATH")) {
@@ -98,11 +108,17 @@ std::vector<std::filesystem::path> libexec_dirs() {
       rest.remove_prefix(colon + 1);
     }
   }
+  // As for plugins (loader.cpp): an installed vmlat uses its own helpers.
+  std::optional<std::filesystem::path> installed;
+#ifdef VMLAT_RELATIVE_LIBEXEC_DIR
+  installed = beside_executable(VMLAT_RELATIVE_LIBEXEC_DIR);
+#endif
+  if (installed) dirs.push_back(*installed);
 #ifdef VMLAT_BUILD_LIBEXEC_DIR
-  if (std::filesystem::is_directory(VMLAT_BUILD_LIBEXEC_DIR)) dirs.emplace_back(VMLAT_BUILD_LIBEXEC_DIR);
+  else if (std::filesystem::is_directory(VMLAT_BUILD_LIBEXEC_DIR)) dirs.emplace_back(VMLAT_BUILD_LIBEXEC_DIR);
 #endif
 #ifdef VMLAT_INSTALL_LIBEXEC_DIR
-  dirs.emplace_back(VMLAT_INSTALL_LIBEXEC_DIR);
+  if (!installed || *installed != std::filesystem::path(VMLAT_INSTALL_LIBEXEC_DIR)) dirs.emplace_back(VMLAT_INSTALL_LIBEXEC_DIR);
 #endif
   return dirs;
 }
