@@ -95,7 +95,8 @@ for lib in libc6 libstdc++6; do
 done
 dev_depends=$(dpkg-deb -f "$dev_deb" Depends)
 [[ "$dev_depends" == *"vmlat (= $version)"* ]] || fail "vmlat-dev does not depend on vmlat (= $version): $dev_depends"
-dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$work/contents.txt"
+dpkg-deb -c "$deb" >"$work/contents-long.txt"
+awk '{print $6}' "$work/contents-long.txt" | sed 's|^\./|/|' >"$work/contents.txt"
 dpkg-deb -c "$dev_deb" | awk '{print $6}' | sed 's|^\./|/|' >"$work/dev-contents.txt"
 expect_in() {
   local list=$1; shift
@@ -107,6 +108,9 @@ expect_in "$work/contents.txt" /usr/bin/vmlat /usr/lib/vmlat/core/libvmlat.so.0 
   /usr/share/man/man1/vmlat.1.gz /usr/share/doc/vmlat/copyright /usr/share/doc/vmlat/docs/writing-plugins.md
 [[ ! -d "$source_dir/ansible" ]] || grep -q '^/usr/share/vmlat/ansible/' "$work/contents.txt" || fail "ansible/ is not packaged"
 grep -q '^/usr/share/vmlat/reports/grafana/.*\.json$' "$work/contents.txt" || fail "no Grafana dashboard packaged"
+expect_in "$work/contents.txt" /usr/share/vmlat/ci/vmlat-ci-gate /usr/share/vmlat/ci/gitlab-ci.yml \
+  /usr/share/vmlat/ci/github-workflow.yml /usr/share/vmlat/ci/Jenkinsfile
+grep -Eq '^-rwxr-xr-x .* \./usr/share/vmlat/ci/vmlat-ci-gate$' "$work/contents-long.txt" || fail "vmlat-ci-gate is not executable in the package"
 # Every plugin the build made is packaged.
 plugins=()
 for so in "$build_dir"/plugins/vmlat-plugin-*.so; do
@@ -158,7 +162,7 @@ grep -q '<testcase' "$work/junit.xml" || fail "no JUnit testcase written"
 
 # ------------------------------------------------------------------ out of tree
 step "examples/nsbox built against the installed vmlat-dev"
-diff -r "$source_dir/examples" /usr/share/doc/vmlat-dev/examples >/dev/null ||
+diff -r -x build "$source_dir/examples" /usr/share/doc/vmlat-dev/examples >/dev/null ||
   fail "/usr/share/doc/vmlat-dev/examples differs from the source tree's examples/"
 cp -r "$source_dir/examples/nsbox" "$work/nsbox"
 rm -rf "$work/nsbox/build"
