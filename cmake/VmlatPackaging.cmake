@@ -29,7 +29,10 @@ if(TARGET vmlat-guest-agent)
 endif()
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/plans/ DESTINATION ${VMLAT_INSTALL_DATADIR}/plans COMPONENT runtime)
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/reports/ DESTINATION ${VMLAT_INSTALL_DATADIR}/reports COMPONENT runtime)
+# reports/: dashboards, alert rules and report assets; any renderer code kept
+# there is compiled into vmlat, not shipped as data.
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/reports/ DESTINATION ${VMLAT_INSTALL_DATADIR}/reports COMPONENT runtime
+        PATTERN "CMakeLists.txt" EXCLUDE PATTERN "*.cpp" EXCLUDE PATTERN "*.hpp" EXCLUDE PATTERN "*.h" EXCLUDE)
 foreach(optional_dir ansible)
   if(IS_DIRECTORY ${PROJECT_SOURCE_DIR}/${optional_dir})
     # USE_SOURCE_PERMISSIONS: the directory's scripts stay executable.

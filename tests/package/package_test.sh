@@ -3,7 +3,8 @@
 # (no errors), dpkg -i of vmlat and vmlat-dev on this machine, the installed
 # /usr/bin/vmlat (plugins, a short host cell with the packaged plan), the
 # out-of-tree example (examples/nsbox) built against the installed vmlat-dev
-# and run by the installed vmlat, the relocatable .tar.gz, then dpkg -r and a
+# and run by the installed vmlat, the relocatable .tar.gz (its vmlat and its
+# SDK, with the example built against it), then dpkg -r and a
 # check that nothing of ours is left. Needs root (dpkg, SCHED_FIFO, unshare);
 # exits 77 (skipped) without it. The packages are removed on any exit (trap).
 #
@@ -213,7 +214,15 @@ for p in "${plugins[@]}"; do
 done
 [[ -f "$tree_root/include/vmlat/plugin.hpp" && -f "$tree_root/lib/cmake/vmlat/vmlatConfig.cmake" ]] ||
   fail "the tarball lacks the SDK"
-echo "unpacked tree at $tree_root: ${#plugins[@]} plugins found beside its vmlat"
+# The tarball is an SDK too: the example builds against it and its vmlat loads it.
+cmake -S "$work/nsbox" -B "$work/nsbox-tgz" -G Ninja -DCMAKE_PREFIX_PATH="$tree_root" >"$work/example-tgz.log" 2>&1 &&
+  cmake --build "$work/nsbox-tgz" >>"$work/example-tgz.log" 2>&1 ||
+  { cat "$work/example-tgz.log"; fail "building the example against the unpacked tarball failed"; }
+found=$(sed -n 's/^vmlat_DIR:PATH=//p' "$work/nsbox-tgz/CMakeCache.txt")
+[[ "$found" == "$tree_root/lib/cmake/vmlat" ]] || fail "find_package(vmlat) used $found, not the tarball's"
+"$tree_root/bin/vmlat" plugins --plugin-dir "$work/nsbox-tgz/plugins" | grep -Eq "^nsbox +backend " ||
+  fail "the unpacked vmlat does not load the example built against it"
+echo "unpacked tree at $tree_root: ${#plugins[@]} plugins found beside its vmlat; the example builds against it"
 
 # ------------------------------------------------------------------ remove
 step "dpkg -r vmlat-dev vmlat"
