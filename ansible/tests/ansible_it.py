@@ -132,6 +132,16 @@ def main():
             print("%s not found: run ci/bootstrap (Debian's ansible-core and ansible-lint)" % tool)
             print("0 passed, 1 failed")
             return 1
+    try:
+        import ansible  # noqa: F401  (the filters and the module under test import it)
+    except ImportError:
+        # Another python3 on PATH than Ansible's (pyenv, a venv): rerun with Ansible's own.
+        with open(shutil.which("ansible-playbook")) as f:
+            interpreter = f.readline()[2:].split()[0]
+        if os.path.realpath(interpreter) == os.path.realpath(sys.executable):
+            print("ansible's Python modules cannot be imported; run ci/bootstrap\n0 passed, 1 failed")
+            return 1
+        os.execv(interpreter, [interpreter] + sys.argv)
 
     tmp = tempfile.mkdtemp(prefix="vmlat_ansible_it_")
     lock_dir = "/run/vmlat-ansible-it-%d" % os.getpid()
@@ -155,7 +165,60 @@ def main():
     return 0 if failed == 0 else 1
 
 
+def load_module(path, name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GRUB_CFG = """\
+menuentry 'Debian GNU/Linux' --class debian $menuentry_id_option 'gnulinux-simple-0a1b-2c3d' {
+}
+submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-advanced-0a1b-2c3d' {
+\tmenuentry 'Debian GNU/Linux, with Linux 6.1.0-28-rt-amd64' --class debian $menuentry_id_option 'gnulinux-6.1.0-28-rt-amd64-advanced-0a1b-2c3d' {
+\t}
+\tmenuentry 'Debian GNU/Linux, with Linux 6.1.0-28-rt-amd64 (recovery mode)' $menuentry_id_option 'gnulinux-6.1.0-28-rt-amd64-recovery-0a1b-2c3d' {
+\t}
+}
+menuentry 'Debian GNU/Linux, with Xen hypervisor' $menuentry_id_option 'xen-gnulinux-simple-0a1b-2c3d' {
+}
+"""
+
+
+def pure_parts(source):
+    """The roles' filters and the facts module's preemption rule, as functions."""
+    roles = os.path.join(source, "ansible", "roles", "kvm_host", "filter_plugins")
+    cpus = load_module(os.path.join(roles, "vmlat_cpus.py"), "vmlat_cpus")
+    grub = load_module(os.path.join(roles, "vmlat_grub.py"), "vmlat_grub")
+    facts = load_module(os.path.join(source, "ansible", "library", "vmlat_host_facts.py"), "vmlat_host_facts")
+    check(cpus.vmlat_cpu_list("0-2,5,4") == [0, 1, 2, 4, 5] and cpus.vmlat_cpu_list("") == []
+          and cpus.vmlat_cpu_list_format([5, 0, 1, 2, 4, 7]) == "0-2,4-5,7", "CPU list filters")
+    for bad in ("3-1", "1,,2", "a", "1-", "5000"):
+        try:
+            cpus.vmlat_cpu_list(bad)
+            check(False, "CPU list filter refuses %r" % bad)
+        except Exception as e:
+            check("kvm_host" in str(e) or "CPU list" in str(e), "CPU list filter refuses %r (%s)" % (bad, e))
+    check(grub.vmlat_grub_default(GRUB_CFG, "6.1.0-28-rt-amd64")
+          == "gnulinux-advanced-0a1b-2c3d>gnulinux-6.1.0-28-rt-amd64-advanced-0a1b-2c3d",
+          "GRUB_DEFAULT for a kernel in the Advanced submenu, by entry id")
+    top = GRUB_CFG.replace("submenu ", "# submenu ")
+    top = "\n".join(l for l in top.splitlines() if not l.startswith("# submenu"))
+    check(grub.vmlat_grub_default(top, "6.1.0-28-rt-amd64") == "gnulinux-6.1.0-28-rt-amd64-advanced-0a1b-2c3d",
+          "GRUB_DEFAULT for a kernel at the top level (GRUB_DISABLE_SUBMENU=y)")
+    check(grub.vmlat_grub_default(GRUB_CFG, "6.1.0-29-rt-amd64") == "", "no GRUB_DEFAULT for a kernel GRUB lacks")
+    cases = [("1", "#1 SMP", "PREEMPT_RT"), (None, "#1 SMP PREEMPT_RT Debian", "PREEMPT_RT"),
+             (None, "#1 SMP PREEMPT_DYNAMIC Debian 6.1", "PREEMPT_DYNAMIC"), (None, "#1 SMP PREEMPT Debian", "PREEMPT"),
+             (None, "#1 SMP Debian", "none"), (None, None, "unknown")]
+    check(all(facts.preempt_model(rt, v) == want for rt, v, want in cases),
+          "facts: preemption model rules (as collect_system_facts)")
+
+
 def run_all(ans, source, build, tmp, lock_dir, tmpfiles_conf):
+    pure_parts(source)
+
     # ------------------------------------------------------------ bundle
     bundle = os.path.join(tmp, "vmlat-bundle.tar.gz")
     p = subprocess.run([os.path.join(source, "ansible", "make-bundle"), build, bundle],
@@ -191,7 +254,7 @@ def run_all(ans, source, build, tmp, lock_dir, tmpfiles_conf):
     host = "vmlat-it-local"
     common_vars = {
         "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable if sys.executable.startswith("/usr/") else "/usr/bin/python3",
+        "ansible_python_interpreter": sys.executable,
         "vmlat_common_bundle": bundle,
         "vmlat_common_prefix": prefix,
         "vmlat_common_work_dir": work_dir,
