@@ -224,7 +224,7 @@ def run_all(ans, source, build, tmp, lock_dir, tmpfiles_conf):
     p = subprocess.run([os.path.join(source, "ansible", "make-bundle"), build, bundle],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if not check(p.returncode == 0 and os.path.isfile(bundle), "make-bundle makes a bundle from the build tree",
-                 p.stdout.decode(errors="replace")):
+                 "exit %d: %s" % (p.returncode, p.stdout.decode(errors="replace"))):
         return
     bundle2 = os.path.join(tmp, "vmlat-bundle-again.tar.gz")
     subprocess.run([os.path.join(source, "ansible", "make-bundle"), build, bundle2], check=True,
