@@ -38,6 +38,8 @@ class BoxExecutor final : public vmlat::Executor {
   std::unique_ptr<vmlat::Job> start(const vmlat::Command& command) override { return host_.start(boxed(command)); }
   // The box shares the host's file system: the same programs are there.
   std::optional<std::string> find_program(const std::string& name) override { return host_.find_program(name); }
+  // The box shares the host's filesystem: the host's temp dir serves.
+  std::string temp_dir() override { return host_.temp_dir(); }
 
  private:
   vmlat::Command boxed(const vmlat::Command& command) const {
