@@ -30,6 +30,8 @@ commands:
   run PLAN        run every cell of the plan, store results, apply gates
   validate PLAN   check a plan (and each plugin's settings) without running it
   plan PLAN       print the plan's expanded cells without running anything
+  hosts PLAN      list the plan's hosts: reachable or not, tags, facts
+  provision PLAN  provision the plan's remote hosts with Ansible, measure nothing
   push RUN_DIR    push a stored run's metrics to a Prometheus Pushgateway
   metrics RUN_DIR print a stored run's metrics (Prometheus text format)
   monitor PLAN    measure one cell continuously, serve live /metrics
@@ -82,6 +84,54 @@ options:
                       at a time: the host lock, /run/vmlat/measure.lock)
   --lock-dir DIR      directory of the host lock (default $VMLAT_LOCK_DIR,
                       else /run/vmlat)
+  --inventory FILE    take the hosts from this Ansible inventory (INI, YAML,
+                      a script: whatever ansible-inventory reads) instead of
+                      the plan's [hosts]: its hosts are vmlat hosts, its groups
+                      their tags (docs/plan-format.md, "Hosts")
+  --no-provision      do not run ansible/provision.yml on the remote hosts
+                      before their first cell (they are provisioned already)
+  --bundle FILE       the vmlat bundle provisioning installs on the hosts
+                      (default: made from this build tree with
+                      ansible/make-bundle)
+
+With [hosts] in the plan (or --inventory), cells are placed on hosts whose
+tags and facts fit (docs/plan-format.md, "Placement"; a cell no host can take
+is refused before anything runs, exit 3), every remote host is provisioned
+once, and hosts run in parallel, one cell at a time each; remote cells run
+there over ssh and their directories come back into the run directory.
+)"},
+    {"hosts", R"(usage: vmlat hosts PLAN [--inventory FILE] [--json]
+
+Lists the plan's hosts (or the inventory's) with their address, whether they
+answer over ssh, their tags and their facts: kernel, preemption model
+(PREEMPT_RT or not), CPUs, hypervisor (/dev/kvm, Xen dom0). Nothing is
+changed on them. Exits 0 if every host answered, 3 if one did not, 2 for a
+bad plan or inventory.
+)"},
+    {"provision", R"(usage: vmlat provision PLAN [--inventory FILE] [--bundle FILE] [--results DIR]
+
+Runs ansible/provision.yml on every remote host of the plan (or inventory),
+in parallel, as `vmlat run` does before a host's first cell, and measures
+nothing. The Ansible log of each host goes to DIR/<host>.log (default
+results/provision/). Exits 0 if every host was provisioned, 3 if not.
+)"},
+    {"run-cell", R"(usage: vmlat run-cell PLAN --cell ID --out DIR [options]
+
+Internal: what `vmlat run` starts on a remote host over ssh to measure one
+cell of its run there. Runs the cell with this machine's plugins, inside the
+host lock, into DIR/cells/ID/ (the layout of a local cell), printing its
+phases as "vmlat-event {json}" lines. Exits as a run of that cell would.
+
+options:
+  --cell ID            the cell ('vmlat plan PLAN' lists them)
+  --out DIR            the run directory on this host
+  --index N            the cell's index in the controller's run
+  --run-id ID          the controller's run id (recorded in result.json)
+  --host-name NAME     the plan's name for this host
+  --duration D         the controller's --duration
+  --lock-dir DIR       the host lock's directory
+  --expect-version V   refuse (exit 2) unless this vmlat is V ("version/abi")
+  --cancel-on-eof      EOF on stdin interrupts the cell (the controller's Ctrl-C)
 )"},
     {"push", R"(usage: vmlat push RUN_DIR --url URL [options]
 
@@ -160,6 +210,7 @@ struct Args {
   std::string push_url;
   std::optional<std::chrono::milliseconds> push_timeout;
   exporter::MonitorOptions monitor;
+  CellRunOptions cell_run;
 };
 
 [[noreturn]] void usage_error(const std::string& message, const std::string& command) {
@@ -190,7 +241,12 @@ Args parse_args(int argc, char** argv) {
   };
   const std::map<std::string, std::vector<std::string>> allowed = {
       {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push",
-               "--push-timeout", "--textfile", "--resume", "--no-wait", "--lock-dir"}},
+               "--push-timeout", "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision",
+               "--bundle"}},
+      {"hosts", {"--inventory", "--json", "--plugin-dir"}},
+      {"provision", {"--inventory", "--bundle", "--results", "--plugin-dir"}},
+      {"run-cell", {"--cell", "--out", "--index", "--run-id", "--host-name", "--duration", "--lock-dir", "--expect-version",
+                    "--cancel-on-eof", "--plugin-dir"}},
       {"push", {"--url", "--push-timeout", "--textfile"}},
       {"metrics", {}},
       {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir"}},
@@ -232,7 +288,7 @@ Args parse_args(int argc, char** argv) {
       std::string why;
       auto d = parse_duration(arg(), &why);
       if (!d || d->count() <= 0) usage_error("--duration: " + (why.empty() ? "must be positive" : why), a.command);
-      a.run.duration = *d;
+      a.run.duration = a.cell_run.duration = *d;
     } else if (opt == "--push" || opt == "--url") {
       a.push_url = arg();
       exporter::ParsedUrl parsed;
@@ -247,7 +303,26 @@ Args parse_args(int argc, char** argv) {
     } else if (opt == "--textfile") a.textfile = std::filesystem::path(arg());
     else if (opt == "--resume") a.run.resume_dir = std::filesystem::path(arg());
     else if (opt == "--no-wait") a.run.no_wait = a.monitor.no_wait = true;
-    else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = std::filesystem::path(arg());
+    else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = a.cell_run.lock_dir = std::filesystem::path(arg());
+    else if (opt == "--inventory") a.run.inventory = std::filesystem::path(arg());
+    else if (opt == "--no-provision") a.run.no_provision = true;
+    else if (opt == "--bundle") a.run.bundle = std::filesystem::path(arg());
+    else if (opt == "--cell" && a.command == "run-cell") a.cell_run.cell_id = arg();
+    else if (opt == "--out") a.cell_run.out_dir = std::filesystem::path(arg());
+    else if (opt == "--run-id") a.cell_run.run_id = arg();
+    else if (opt == "--host-name") a.cell_run.host_name = arg();
+    else if (opt == "--expect-version") a.cell_run.expect_version = arg();
+    else if (opt == "--cancel-on-eof") a.cell_run.cancel_on_eof = true;
+    else if (opt == "--index") {
+      auto v = arg();
+      try {
+        std::size_t used = 0;
+        a.cell_run.index = std::stoi(v, &used);
+        if (used != v.size() || a.cell_run.index < 1) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        usage_error("--index takes a positive number, got '" + v + "'", a.command);
+      }
+    }
     else if (opt == "--listen") a.monitor.listen = arg();
     else if (opt == "--cell") a.monitor.cell_id = arg();
     else if (opt == "--progress") a.progress = true;
@@ -453,6 +528,17 @@ int dispatch(Args& a) {
         };
       }
       return run_plan(*plan, registry, a.run, std::cout, std::cerr);
+    }
+    if (a.command == "hosts" || a.command == "provision" || a.command == "run-cell") {
+      auto path = need_plan(a);
+      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
+      auto plan = load_valid(path, registry);
+      if (!plan) return exit_code::usage;
+      if (a.command == "hosts") return list_hosts(*plan, a.run.inventory, a.json, std::cout, std::cerr);
+      if (a.command == "provision") return provision_hosts(*plan, a.run, std::cout, std::cerr);
+      if (a.cell_run.cell_id.empty() || a.cell_run.out_dir.empty()) usage_error("run-cell needs --cell ID and --out DIR", a.command);
+      if (a.cell_run.run_id.empty()) a.cell_run.run_id = "run-cell";
+      return run_single_cell(*plan, registry, a.cell_run, std::cout, std::cerr);
     }
     if (a.command == "push") return cmd_push(a);
     if (a.command == "metrics") return cmd_metrics(a);
