@@ -148,7 +148,7 @@ Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& o
   for (const auto& b : base.cells) {
     if (new_cells.count(b.id)) continue;
     if (b.status == "skipped") out.skipped_in_both.push_back({b.id, kDefaultSeries, b.status, "", b.error});
-    else out.not_measured_in_new.push_back({b.id, kDefaultSeries, b.status, "", "not in the new run"});
+    else out.not_measured_in_new.push_back({b.id, kDefaultSeries, b.status, "", ""});
   }
   return out;
 }

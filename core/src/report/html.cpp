@@ -36,7 +36,7 @@ std::string percent(double r) {
 constexpr const char* kStyle = R"(
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 48px;color:#1d1d1f}
 h1{font-size:22px;margin:0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}h3{font-size:15px;margin:0 0 6px}
-table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ccc;padding:2px 7px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:6px 0}caption{text-align:left;font-weight:600;padding:2px 0}td,th{border:1px solid #ccc;padding:2px 7px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 header.verdict{padding:14px 18px;margin:16px 0;border-radius:6px;color:#fff}
 header.pass{background:#2f7d32}header.fail{background:#b3261e}header.error{background:#b26a00}header.incomplete{background:#5f6368}
@@ -423,9 +423,7 @@ std::string render_html(const ReportInput& in) {
   if (hosts.is_object())
     for (auto it = hosts.begin(); it != hosts.end(); ++it) {
       const json& h = it.value();
-      identity += (identity.empty() ? "" : "; ") + it.key() + ": " + text_of(h, "hostname") + ", kernel " +
-                  text_of(h, "kernel_release") + " (" + text_of(h, "preempt_model") + "), " + text_of(h, "cpu_count") +
-                  " x " + text_of(h, "cpu_model");
+      identity += (identity.empty() ? "" : "; ") + it.key() + ": " + host_identity(h);
     }
   out += "<p class=\"identity\">" + esc(identity) + "</p><p>run " + esc(run.run_id) + ", vmlat " + esc(run.vmlat_version) +
          ", " + esc(run.started) + "</p></header>";

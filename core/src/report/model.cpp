@@ -70,7 +70,7 @@ std::string Cell::worst_verdict() const {
   return worst;
 }
 
-std::string Verdict::css() const {
+std::string RunVerdict::css() const {
   if (word == "FAIL") return "fail";
   if (word == "INFRA ERROR") return "error";
   if (word == "INCOMPLETE") return "incomplete";
@@ -266,6 +266,18 @@ PeriodSweep period_sweep(const Run& run) {
     add_to_entry(row->by_period[p], c);
   }
   return sweep;
+}
+
+std::string host_identity(const json& h) {
+  std::string out = text_of(h, "hostname");
+  auto add = [&](const std::string& part) {
+    if (!part.empty()) out += (out.empty() ? "" : ", ") + part;
+  };
+  std::string kernel = text_of(h, "kernel_release"), model = text_of(h, "preempt_model");
+  if (!kernel.empty()) add("kernel " + kernel + (model.empty() ? "" : " (" + model + ")"));
+  std::string cpus = text_of(h, "cpu_count"), cpu = text_of(h, "cpu_model");
+  if (!cpu.empty() || !cpus.empty()) add((cpus.empty() ? "" : cpus + " x ") + cpu);
+  return out;
 }
 
 std::string worst_case_text(long long ns) {

@@ -54,7 +54,7 @@ struct GateCounts {
 // The answer first: FAIL (a gate failed), INFRA ERROR (a cell or a gate
 // could not be measured or evaluated), INCOMPLETE (interrupted or still
 // running), PASS, or MEASURED (no gates).
-struct Verdict {
+struct RunVerdict {
   std::string word;
   std::string detail;  // "2 gates failed in 1 cell", ...
   std::string css() const;  // pass, fail, error, incomplete
@@ -66,7 +66,7 @@ struct Run {
   std::optional<int> exit_code;
   std::vector<Cell> cells;
   GateCounts gates;
-  Verdict verdict;
+  RunVerdict verdict;
   int measured = 0;
 };
 Run make_run(const StoredRun& stored);
@@ -111,6 +111,9 @@ struct PeriodSweep {
   std::vector<SweepRow> rows;
 };
 PeriodSweep period_sweep(const Run& run);
+
+// "vm, kernel 6.1.0-18-amd64 (PREEMPT_DYNAMIC), 2 x AMD EPYC": what is known of a host.
+std::string host_identity(const json& facts);
 
 // "12.3 µs" below 100us, "851 µs" above: the seed's worst-case cells.
 std::string worst_case_text(long long ns);

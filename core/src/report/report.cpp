@@ -67,9 +67,7 @@ std::string render_markdown(const ReportInput& in) {
   if (hosts.is_object())
     for (auto it = hosts.begin(); it != hosts.end(); ++it) {
       const json& h = it.value();
-      identity += (identity.empty() ? "" : "; ") + md(text_of(h, "hostname")) + ", kernel " + md(text_of(h, "kernel_release")) +
-                  " (" + md(text_of(h, "preempt_model")) + "), " + md(text_of(h, "cpu_count")) + " × " +
-                  md(text_of(h, "cpu_model"));
+      identity += (identity.empty() ? "" : "; ") + md(host_identity(h));
     }
   out << "Run " << md(run.run_id) << " · vmlat " << md(run.vmlat_version) << " · " << identity << " · " << run.measured
       << "/" << run.cells.size() << " cells measured · gates: " << run.gates.pass << " passed, " << run.gates.fail
