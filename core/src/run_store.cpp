@@ -1,10 +1,13 @@
 #include "run_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
+#include <thread>
 
 #include "locks.hpp"
 
@@ -15,10 +18,13 @@ StoredRun load_run_dir(const std::string& dir_text) {
   fs::path dir = dir_text;
   if (!fs::exists(dir / "run.json") && fs::exists(dir / "latest" / "run.json")) dir = dir / "latest";
   auto read = [](const fs::path& p) {
-    std::ifstream in(p);
+    // Parsing from a buffer is several times faster than from an istream
+    // (a 1,000-cell run is ~100 MB of JSON).
+    std::ifstream in(p, std::ios::binary);
     if (!in) throw std::runtime_error("cannot read " + p.string());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     try {
-      return json::parse(in);
+      return json::parse(text);
     } catch (const std::exception& e) {
       throw std::runtime_error(p.string() + ": " + e.what());
     }
@@ -34,6 +40,7 @@ StoredRun load_run_dir(const std::string& dir_text) {
   // whoever reads it sees it as abandoned.
   r.run["status"] = effective_run_status(dir, r.run);
   const json& cells = r.run.contains("cells") && r.run["cells"].is_array() ? r.run["cells"] : json::array();
+  std::vector<fs::path> paths;
   for (const auto& c : cells) {
     // Only cells/<id> with a plain id: a run directory may come from
     // elsewhere, and its run.json must not point the reader outside it.
@@ -43,8 +50,30 @@ StoredRun load_run_dir(const std::string& dir_text) {
     });
     if (!plain) continue;
     fs::path p = dir / "cells" / id / "result.json";
-    if (fs::exists(p)) r.cells.push_back(read(p));
+    if (fs::exists(p)) paths.push_back(p);
   }
+  // A 1,000-cell run is ~100 MB of JSON, parsing is most of reading it: one
+  // parser per core, results kept in run order, the first error reported.
+  r.cells.resize(paths.size());
+  std::vector<std::string> errors(paths.size());
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i; (i = next++) < paths.size();) {
+      try {
+        r.cells[i] = read(paths[i]);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    }
+  };
+  std::size_t threads = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 8);
+  threads = std::min(threads, paths.size() / 16 + 1);  // small runs: no threads
+  std::vector<std::thread> pool;
+  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  for (const auto& e : errors)
+    if (!e.empty()) throw std::runtime_error(e);
   return r;
 }
 
