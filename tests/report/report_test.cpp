@@ -315,6 +315,17 @@ TEST(Model, GuestKernelComesFromTheBackendsFactsWithoutAnAxis) {
   EXPECT_EQ(host_kernel_label(run.cells[0]), "NRT");
 }
 
+TEST(Model, TheSeedTableSaysWhenAKvmGuestWasEmulated) {
+  CellDoc c{"kvm", axes("kvm", "none")};
+  c.facts = json{{"backend", {{"accelerator", "tcg"}}}};
+  auto s = stored("r", {c, {"host", axes("host", "none")}});
+  RunView run = make_run(s);
+  EXPECT_EQ(accelerators(run, "kvm"), "tcg");
+  EXPECT_EQ(accelerators(run, "host"), "");
+  std::string md = render_markdown(ReportInput{&run, nullptr, nullptr});
+  EXPECT_NE(md.find("| kernels | kvm (tcg), no stress | host, no stress |"), std::string::npos) << md;
+}
+
 TEST(Model, PeriodSweepHasOneColumnPerPeriodShortestFirst) {
   std::vector<CellDoc> cells = {{"a", axes("kvm", "none", "1ms"), "measured", 130000},
                                 {"b", axes("kvm", "none", "50us"), "measured", 661000},

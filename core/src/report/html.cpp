@@ -211,7 +211,9 @@ void seed_section(std::string& out, const Run& run) {
     for (std::size_t i = 0; i < t.columns.size();) {
       std::size_t j = i;
       while (j < t.columns.size() && t.columns[j].backend == t.columns[i].backend) ++j;
-      out += "<th colspan=\"" + std::to_string(j - i) + "\">" + esc(t.columns[i].backend) + "</th>";
+      std::string accel = accelerators(run, t.columns[i].backend);
+      out += "<th colspan=\"" + std::to_string(j - i) + "\">" + esc(t.columns[i].backend) +
+             (accel.empty() || accel == "kvm" ? "" : " <span class=\"small\">(" + esc(accel) + ")</span>") + "</th>";
       i = j;
     }
     out += "</tr><tr>";

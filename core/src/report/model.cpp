@@ -181,6 +181,19 @@ std::string guest_kernel_label(const Cell& c) {
   return {};
 }
 
+std::string accelerators(const Run& run, const std::string& backend) {
+  std::vector<std::string> seen;
+  for (const auto& c : run.cells) {
+    if (c.axis("backend") != backend || !c.result) continue;
+    const json* facts = object_at(*c.result, "facts");
+    std::string a = facts ? text_of(member(*facts, "backend"), "accelerator") : "";
+    if (!a.empty() && std::find(seen.begin(), seen.end(), a) == seen.end()) seen.push_back(a);
+  }
+  std::string out;
+  for (const auto& a : seen) out += (out.empty() ? "" : "/") + a;
+  return out;
+}
+
 std::string SeedColumn::label() const { return workload == "none" ? "no stress" : workload; }
 
 std::vector<SeedTable> seed_tables(const Run& run) {

@@ -85,6 +85,10 @@ struct SeedColumn {
   std::string backend, workload;  // axis values
   std::string label() const;      // "no stress" or the workload's name
 };
+// The accelerators the cells of a backend ran on (facts.backend.accelerator,
+// e.g. "tcg" for a kvm guest emulated in software), joined by "/"; "" if none
+// say. The seed table shows it beside the backend: TCG numbers are not KVM's.
+std::string accelerators(const Run& run, const std::string& backend);
 struct SeedTable {
   std::vector<std::pair<std::string, std::string>> fixed;
   std::vector<std::string> rows;

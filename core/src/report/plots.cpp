@@ -13,7 +13,7 @@ namespace {
 
 // Plot geometry (px): the same for every plot, so a page of cells lines up.
 constexpr double kWidth = 560, kHeight = 220;
-constexpr double kLeft = 56, kRight = 12, kTop = 20, kBottom = 36;
+constexpr double kLeft = 56, kRight = 24, kTop = 20, kBottom = 36;
 constexpr double kPlotLeft = kLeft, kPlotRight = kWidth - kRight, kPlotTop = kTop, kPlotBottom = kHeight - kBottom;
 
 // Coordinates with 0.1px resolution, "12.3" or "12" (keeps pages of 1,000 cells small).

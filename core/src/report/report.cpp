@@ -100,7 +100,10 @@ std::string render_markdown(const ReportInput& in) {
     std::string caption;
     for (const auto& [k, v] : t.fixed) caption += (caption.empty() ? "" : ", ") + k + " = " + v;
     out << "### Worst cases" << (caption.empty() ? "" : ": " + md(caption)) << "\n\n| kernels |";
-    for (const auto& c : t.columns) out << " " << md(c.backend) << ", " << md(c.label()) << " |";
+    for (const auto& c : t.columns) {
+      std::string accel = accelerators(run, c.backend);
+      out << " " << md(c.backend) << (accel.empty() || accel == "kvm" ? "" : " (" + md(accel) + ")") << ", " << md(c.label()) << " |";
+    }
     out << "\n|---|";
     for (std::size_t i = 0; i < t.columns.size(); ++i) out << "---:|";
     out << "\n";
