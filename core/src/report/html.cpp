@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 #include "json_access.hpp"
 #include "plots.hpp"
@@ -328,7 +329,8 @@ void facts_details(std::string& out, const Run& run, const Cell& c) {
   out += "</table></details>";
 }
 
-void cell_section(std::string& out, const Run& run, const Cell& c, const Run* baseline) {
+void cell_section(std::string& out, const Run& run, const Cell& c, const Run* baseline,
+                  const std::map<std::string, const Cell*>& baseline_cells) {
   std::string v = c.worst_verdict();
   out += "<section class=\"cell\" id=\"cell-" + std::to_string(c.index) + "\" data-cell-id=\"" + esc(c.id) +
          "\" data-status=\"" + esc(c.status) + "\"";
@@ -352,10 +354,8 @@ void cell_section(std::string& out, const Run& run, const Cell& c, const Run* ba
     }
     out += "</p>";
   }
-  const Cell* base_cell = nullptr;
-  if (baseline)
-    for (const auto& b : baseline->cells)
-      if (b.id == c.id) base_cell = &b;
+  auto found = baseline_cells.find(c.id);
+  const Cell* base_cell = found == baseline_cells.end() ? nullptr : found->second;
   for (const auto& s : c.series) {
     out += "<div class=\"series\" data-series=\"" + esc(s.name) + "\">";
     if (c.series.size() > 1) out += "<h4>" + esc(s.name) + "</h4>";
@@ -436,7 +436,10 @@ std::string render_html(const ReportInput& in) {
   index_section(out, run);
   system_section(out, run);
   out += "<section id=\"cells\"><h2>Cell details</h2>";
-  for (const auto& c : run.cells) cell_section(out, run, c, in.baseline);
+  std::map<std::string, const Cell*> baseline_cells;
+  if (in.baseline)
+    for (const auto& b : in.baseline->cells) baseline_cells.emplace(b.id, &b);
+  for (const auto& c : run.cells) cell_section(out, run, c, in.baseline, baseline_cells);
   out += "</section><footer class=\"small\">vmlat report, self-contained: no script, nothing loaded from the network. "
          "Histograms: 1 µs bins on a log count axis. CCDF: P(latency &gt; x), log-log.</footer></body></html>\n";
   return out;

@@ -128,6 +128,12 @@ Run make_run(const StoredRun& stored) {
       else ++r.gates.error;
     }
     if (c.measured()) ++r.measured;
+    if (c.result) {
+      const json* facts = object_at(*c.result, "facts");
+      std::string a = facts ? text_of(member(*facts, "backend"), "accelerator") : "";
+      std::string& known = r.accelerators[c.axis("backend")];
+      if (!a.empty() && ("/" + known + "/").find("/" + a + "/") == std::string::npos) known += (known.empty() ? "" : "/") + a;
+    }
     r.cells.push_back(std::move(c));
   }
 
@@ -182,16 +188,8 @@ std::string guest_kernel_label(const Cell& c) {
 }
 
 std::string accelerators(const Run& run, const std::string& backend) {
-  std::vector<std::string> seen;
-  for (const auto& c : run.cells) {
-    if (c.axis("backend") != backend || !c.result) continue;
-    const json* facts = object_at(*c.result, "facts");
-    std::string a = facts ? text_of(member(*facts, "backend"), "accelerator") : "";
-    if (!a.empty() && std::find(seen.begin(), seen.end(), a) == seen.end()) seen.push_back(a);
-  }
-  std::string out;
-  for (const auto& a : seen) out += (out.empty() ? "" : "/") + a;
-  return out;
+  auto it = run.accelerators.find(backend);
+  return it == run.accelerators.end() ? std::string() : it->second;
 }
 
 std::string SeedColumn::label() const { return workload == "none" ? "no stress" : workload; }

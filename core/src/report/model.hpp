@@ -68,6 +68,7 @@ struct Run {
   GateCounts gates;
   RunVerdict verdict;
   int measured = 0;
+  std::map<std::string, std::string> accelerators;  // backend -> "tcg", ... (see accelerators())
 };
 Run make_run(const StoredRun& stored);
 
@@ -88,7 +89,7 @@ struct SeedColumn {
 // The accelerators the cells of a backend ran on (facts.backend.accelerator,
 // e.g. "tcg" for a kvm guest emulated in software), joined by "/"; "" if none
 // say. The seed table shows it beside the backend: TCG numbers are not KVM's.
-std::string accelerators(const Run& run, const std::string& backend);
+std::string accelerators(const Run& run, const std::string& backend);  // from Run::accelerators
 struct SeedTable {
   std::vector<std::pair<std::string, std::string>> fixed;
   std::vector<std::string> rows;
