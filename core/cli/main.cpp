@@ -14,6 +14,7 @@
 #include "../src/export/metrics.hpp"
 #include "../src/export/monitor.hpp"
 #include "../src/export/push.hpp"
+#include "../src/report/commands.hpp"
 #include "vmlat/units.hpp"
 #include "vmlat/version.hpp"
 
@@ -34,6 +35,8 @@ commands:
   provision PLAN  provision the plan's remote hosts with Ansible, measure nothing
   push RUN_DIR    push a stored run's metrics to a Prometheus Pushgateway
   metrics RUN_DIR print a stored run's metrics (Prometheus text format)
+  report RUN_DIR  write a stored run's report (HTML with plots, Markdown, JSON)
+  compare BASE NEW  compare two stored runs: regressions beyond a tolerance
   monitor PLAN    measure one cell continuously, serve live /metrics
   plugins         list the plugins found, with kind, version, ABI and file
   version         print the version and the plugin ABI
@@ -43,7 +46,7 @@ exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
             3 infrastructure error (a cell could not be measured),
             4 measured and gated fine but the metrics export failed, 130 interrupted
 docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md,
-      docs/metrics.md
+      docs/metrics.md, docs/report.md
 )";
 
 const std::map<std::string, std::string> kHelp = {
@@ -152,6 +155,48 @@ Prints the metrics of a stored run (results/<run-id>, or a results root: its
 "latest" run), every cell, in the Prometheus text format: what --push sends
 and --textfile writes. See docs/metrics.md.
 )"},
+    {"report", R"(usage: vmlat report RUN_DIR [options]
+
+Renders a stored run (results/<run-id>, or a results root: its "latest" run).
+HTML (the default) is one self-contained file, no script and nothing loaded
+from the network: the verdict and the system first, the gates (failures and
+by how much they exceeded their bound), the seed study's worst-case table,
+the period sweep, then per cell its statistics per CPU, a histogram (1us bins,
+log count axis) and the complementary CDF (log-log), host facts and plugin
+versions. Markdown is for a CI job summary or a merge-request comment: gates
+not passed, the worst-case tables, the cells (failing first). See
+docs/report.md. Exits 0 when written, 2 for a bad directory or usage, 3 if the
+output cannot be written. The run's verdict is not the exit code: use the exit
+code of 'vmlat run' (or 'vmlat compare') to gate.
+
+options:
+  --format F          html (default), markdown or json
+  --output FILE       where to write (default: RUN_DIR/report.html for html,
+                      stdout for markdown and json; '-' is stdout)
+  --baseline RUN_DIR  compare with this run: a comparison table (tolerance 10%),
+                      and the baseline's CCDF overlaid on each cell's
+)"},
+    {"compare", R"(usage: vmlat compare BASE_RUN NEW_RUN [options]
+
+Compares two stored runs (run directories, or results roots: their "latest"
+run) cell by cell (cells are matched by id): the change of p50, p99, p99.9
+and max, absolute and relative, and a verdict against a tolerance. A
+statistic regresses when NEW > BASE + tolerance; a percentile's tolerance is
+never below 1us, its resolution. Cells only in one run are listed. Regressions
+come first, one line each naming the cell and the change.
+
+exit codes: 0 no regression; 1 a regression beyond tolerance; 3 a cell of
+BASE not measured in NEW (absent, infra error, interrupted, skipped), or a
+cell of NEW not measured (1 wins over 3); 2 bad usage or directory.
+
+options:
+  --tolerance T       for every statistic: a percentage ("10%", the default)
+                      or a duration ("20us")
+  --tolerance STAT=T  for one statistic (p50, p99, p99.9, max), e.g. max=50us;
+                      repeatable
+  --format F          text (default), markdown or json
+  --output FILE       write there instead of stdout
+)"},
     {"monitor", R"(usage: vmlat monitor PLAN [options]
 
 Measures one cell of the plan continuously, like a latency farm: the backend
@@ -211,6 +256,8 @@ struct Args {
   std::optional<std::chrono::milliseconds> push_timeout;
   exporter::MonitorOptions monitor;
   CellRunOptions cell_run;
+  std::string format, output, baseline;  // report, compare
+  std::vector<std::string> tolerances;
 };
 
 [[noreturn]] void usage_error(const std::string& message, const std::string& command) {
@@ -249,6 +296,8 @@ Args parse_args(int argc, char** argv) {
                     "--cancel-on-eof", "--plugin-dir"}},
       {"push", {"--url", "--push-timeout", "--textfile"}},
       {"metrics", {}},
+      {"report", {"--format", "--output", "--baseline"}},
+      {"compare", {"--tolerance", "--format", "--output"}},
       {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir"}},
       {"validate", {"--plugin-dir"}},
       {"plan", {"--json", "--plugin-dir"}},
@@ -328,6 +377,10 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--progress") a.progress = true;
     else if (opt == "--quiet") a.quiet = true;
     else if (opt == "--json") a.json = true;
+    else if (opt == "--format") a.format = arg();
+    else if (opt == "--output") a.output = arg();
+    else if (opt == "--baseline") a.baseline = arg();
+    else if (opt == "--tolerance") a.tolerances.push_back(arg());
   }
   if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root))
     usage_error("--resume reuses the run's own directory, --only and --duration: do not combine them", a.command);
@@ -542,6 +595,15 @@ int dispatch(Args& a) {
     }
     if (a.command == "push") return cmd_push(a);
     if (a.command == "metrics") return cmd_metrics(a);
+    if (a.command == "report") {
+      report::ReportCommand c{need_run_dir(a), a.format.empty() ? "html" : a.format, a.output, a.baseline};
+      return report::report_command(c, std::cout, std::cerr);
+    }
+    if (a.command == "compare") {
+      if (a.positional.size() != 2) usage_error("compare needs BASE_RUN and NEW_RUN", a.command);
+      report::CompareCommand c{a.positional[0], a.positional[1], a.tolerances, a.format.empty() ? "text" : a.format, a.output};
+      return report::compare_command(c, std::cout, std::cerr);
+    }
     if (a.command == "monitor") {
       auto path = need_plan(a);
       PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));

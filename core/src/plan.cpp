@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "loader.hpp"
+#include "regression.hpp"
 #include "sha256.hpp"
 #include "vmlat/cpus.hpp"
 #include "vmlat/errors.hpp"
@@ -785,10 +786,17 @@ struct PlanParser {
         if (!close.empty()) message += "; did you mean '" + close + "'?";
         s.error("stat", message);
       }
-      if (!s.has("bound")) s.error("", "a gate needs a bound, e.g. bound = \"200us\"");
-      g.bound = s.duration("bound", std::chrono::nanoseconds(0), std::chrono::nanoseconds(1), std::chrono::hours(1));
-      g.name = s.string("name", g.stat + "<=" + format_duration(g.bound));
-      s.allow({"match"});
+      s.allow({"match", "regression"});
+      if (t && t->contains("regression")) g.regression = parse_regression(*t->get("regression"), "[[gate]] #" + std::to_string(index));
+      if (g.regression && s.has("bound")) {
+        s.allow({"bound"});
+        s.error("bound", "a gate has a bound or a regression, not both: write two [[gate]] tables");
+      } else if (!g.regression && !s.has("bound") && !(t && t->contains("regression")))
+        s.error("", "a gate needs a bound, e.g. bound = \"200us\"");
+      if (!g.regression)
+        g.bound = s.duration("bound", std::chrono::nanoseconds(0), std::chrono::nanoseconds(1), std::chrono::hours(1));
+      g.name = s.string("name", g.regression ? g.stat + "<=baseline+" + g.regression->tolerance.text
+                                             : g.stat + "<=" + format_duration(g.bound));
       if (t && t->contains("match")) {
         if (auto sel = parse_selector(*t->get("match"), "gate '" + g.name + "': match")) g.match = *sel;
       }
@@ -799,6 +807,24 @@ struct PlanParser {
     }
   }
 
+  // regression = { baseline = "results/last-good", tolerance = "10%" }
+  std::shared_ptr<const RegressionSpec> parse_regression(const toml::node& node, const std::string& gate) {
+    auto* t = node.as_table();
+    if (!t) {
+      diags.error(at(node), "regression in " + gate + " must be a table, e.g. regression = { baseline = \"results/last-good\", tolerance = \"10%\" }");
+      return nullptr;
+    }
+    auto s = settings(t, "regression of " + gate);
+    std::string baseline = s.string("baseline", "");
+    if (baseline.empty())
+      s.error(s.has("baseline") ? "baseline" : "", "regression needs a baseline: a run directory or a results directory with a 'latest' link, e.g. baseline = \"results/last-good\"");
+    std::string why;
+    auto tolerance = parse_tolerance(s.string("tolerance", "10%"), &why);
+    if (!tolerance) s.error("tolerance", why);
+    s.finish();
+    if (baseline.empty() || !tolerance) return nullptr;
+    return std::make_shared<const RegressionSpec>(RegressionSpec{baseline_run(baseline), *tolerance});
+  }
 
   void parse_export() {
     auto* node = root->get("export");

@@ -16,6 +16,7 @@
 namespace vmlat {
 
 class PluginRegistry;
+struct RegressionSpec;  // regression.hpp
 
 struct Instance {
   std::string kind;    // "backend", "workload", "probe"
@@ -39,6 +40,9 @@ struct GateSpec {
   double quantile = 0;     // for pNN: NN/100
   std::chrono::nanoseconds bound{0};
   std::vector<std::pair<std::string, std::vector<std::string>>> match;  // axis -> accepted values
+  // Set for `regression = { baseline = ..., tolerance = ... }`: the bound is
+  // then the baseline's statistic plus the tolerance (regression.hpp).
+  std::shared_ptr<const RegressionSpec> regression;
   Location location;
   bool matches(const CellSpec& cell) const;
 };

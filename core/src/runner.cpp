@@ -16,6 +16,7 @@
 #include "loader.hpp"
 #include "locks.hpp"
 #include "hosts.hpp"
+#include "regression.hpp"
 #include "remote.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/errors.hpp"
@@ -48,6 +49,10 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, c
   std::vector<GateResult> results;
   for (const auto& gate : plan.gates) {
     if (!gate.matches(cell)) continue;
+    if (gate.regression) {
+      results.push_back(evaluate_regression_gate(gate, cell, cell_status, cell_error, merged));
+      continue;
+    }
     GateResult r;
     r.gate = gate.name;
     r.stat = gate.stat;
@@ -115,6 +120,7 @@ json gate_results_json(const std::vector<GateResult>& gates) {
       j["excess_ns"] = std::max<long long>(0, (g.value - g.bound).count());
     }
     if (!g.message.empty()) j["message"] = g.message;
+    for (auto it = g.extra.begin(); it != g.extra.end(); ++it) j[it.key()] = it.value();
     arr.push_back(j);
   }
   return arr;
@@ -592,7 +598,9 @@ void print_summary(std::ostream& out, const std::vector<Cell>& cells, const std:
       Row r = base;
       r.gate = g.gate;
       r.bound = g.stat + " <= " + format_latency(g.bound);
-      r.verdict = g.verdict == Verdict::pass ? "PASS" : g.verdict == Verdict::fail ? "FAIL: " + g.message : std::string(verdict_name(g.verdict));
+      if (g.extra.contains("tolerance") && (g.verdict == Verdict::skipped || g.verdict == Verdict::error))
+        r.bound = g.stat + " <= baseline+" + g.extra["tolerance"].get<std::string>();
+      r.verdict = g.verdict == Verdict::pass ? "PASS" : g.verdict == Verdict::fail ? "FAIL: " + g.message : std::string(verdict_name(g.verdict)) + (g.message.empty() ? "" : ": " + g.message);
       rows.push_back(r);
     }
   }
@@ -1029,6 +1037,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     err << "vmlat: cannot write " << (run_dir / "run.json").string() << ": " << e.what() << "\n";
     return exit_code::infra;
   }
+  preload_baselines(plan, err);
 
   auto estimate = plan.duration + std::chrono::seconds(3);
   Progress progress(options.progress, err, cells.size(), options.duration ? *options.duration + std::chrono::seconds(3) : estimate);
@@ -1202,9 +1211,12 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     std::filesystem::remove_all(socket_dir, ec);
   }
 
-  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0;
+  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0, gate_errors = 0;
   std::vector<json> cell_results;
   for (const auto& o : outcomes) {
+    // A gate of a measured cell that could not be evaluated (its baseline is unreadable): exit 3.
+    for (const auto& g : o.gates)
+      if (o.status == "measured" && g.verdict == Verdict::error) ++gate_errors;
     if (o.status == "measured") ++measured;
     else if (o.status == "infra-error") ++infra;
     else if (o.status == "skipped") ++skipped;
@@ -1218,7 +1230,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   int code = exit_code::pass;
   if (cancel_requested()) code = exit_code::interrupted;
   else if (failed_gates) code = exit_code::gate_failed;
-  else if (infra) code = exit_code::infra;
+  else if (infra || gate_errors) code = exit_code::infra;
 
   st.run["finished"] = iso_now();
   st.run["status"] = cancel_requested() ? "interrupted" : "complete";
@@ -1259,7 +1271,9 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   if (infra) out << ", " << infra << " infrastructure error(s)";
   if (skipped) out << ", " << skipped << " not runnable here";
   if (interrupted) out << ", " << interrupted << " interrupted/not run";
-  out << "; gates: " << passed_gates << " passed, " << failed_gates << " failed\n";
+  out << "; gates: " << passed_gates << " passed, " << failed_gates << " failed";
+  if (gate_errors) out << ", " << gate_errors << " could not be evaluated";
+  out << "\n";
   out << "results: " << run_dir.string() << "\n";
   run_log.info("finished with exit code " + std::to_string(code));
   kill_all_children();

@@ -65,6 +65,7 @@ struct GateResult {
   std::chrono::nanoseconds value{0};
   Verdict verdict = Verdict::error;
   std::string message;
+  json extra = json::object();  // more fields for result.json (a regression gate's baseline)
 };
 
 // Whether a probe's data fits its cell (docs/results-format.md,
