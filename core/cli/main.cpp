@@ -135,6 +135,8 @@ options:
   --lock-dir DIR       the host lock's directory
   --expect-version V   refuse (exit 2) unless this vmlat is V ("version/abi")
   --cancel-on-eof      EOF on stdin interrupts the cell (the controller's Ctrl-C)
+  --send-back          then write "vmlat-archive v1" and a tar of the cell
+                       directory to stdout
 )"},
     {"push", R"(usage: vmlat push RUN_DIR --url URL [options]
 
@@ -293,7 +295,7 @@ Args parse_args(int argc, char** argv) {
       {"hosts", {"--inventory", "--json", "--plugin-dir"}},
       {"provision", {"--inventory", "--bundle", "--results", "--plugin-dir"}},
       {"run-cell", {"--cell", "--out", "--index", "--run-id", "--host-name", "--duration", "--lock-dir", "--expect-version",
-                    "--cancel-on-eof", "--plugin-dir"}},
+                    "--cancel-on-eof", "--send-back", "--plugin-dir"}},
       {"push", {"--url", "--push-timeout", "--textfile"}},
       {"metrics", {}},
       {"report", {"--format", "--output", "--baseline"}},
@@ -362,6 +364,7 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--host-name") a.cell_run.host_name = arg();
     else if (opt == "--expect-version") a.cell_run.expect_version = arg();
     else if (opt == "--cancel-on-eof") a.cell_run.cancel_on_eof = true;
+    else if (opt == "--send-back") a.cell_run.send_back = true;
     else if (opt == "--index") {
       auto v = arg();
       try {

@@ -245,11 +245,9 @@ json hypervisor_facts(Executor& where) {
   return hv;
 }
 
-HostState discover_one(const HostSpec& spec, const std::filesystem::path& scratch) {
+HostState discover_one(const HostSpec& spec, std::shared_ptr<SshMaster> master, const std::filesystem::path& dir) {
   HostState state;
   state.spec = spec;
-  auto dir = scratch / spec.name;
-  std::filesystem::create_directories(dir);
   try {
     if (spec.local()) {
       auto here = make_local_executor(dir, spec.name);
@@ -257,11 +255,10 @@ HostState discover_one(const HostSpec& spec, const std::filesystem::path& scratc
       state.facts["hypervisor"] = hypervisor_facts(*here);
       return state;
     }
-    SshTarget target{spec.name, spec.address, spec.port, spec.user, spec.identity_file, spec.known_hosts,
-                     control_socket_dir(scratch / "ssh") / spec.name};
-    SshMaster master(target, dir / "ssh.log", std::chrono::seconds(30));
-    auto there = make_ssh_executor(target, dir, remote_layout(spec).work_dir + "/tmp");
+    master->wait_ready(std::chrono::seconds(30));
+    auto there = make_ssh_executor(master->target(), dir, remote_layout(spec).work_dir + "/tmp");
     state.facts = remote_facts(*there);
+    state.master = std::move(master);
   } catch (const Cancelled&) {
     throw;
   } catch (const std::exception& e) {
@@ -276,12 +273,29 @@ HostState discover_one(const HostSpec& spec, const std::filesystem::path& scratc
 std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const std::filesystem::path& scratch) {
   std::vector<HostState> states(hosts.size());
   std::vector<std::exception_ptr> errors(hosts.size());
+  // The masters start here, in the caller's thread (see SshMaster), and
+  // connect in parallel.
+  std::vector<std::shared_ptr<SshMaster>> masters(hosts.size());
+  std::filesystem::path sockets;
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    std::filesystem::create_directories(scratch / hosts[i].name);
+    if (hosts[i].local()) continue;
+    try {
+      if (sockets.empty()) sockets = control_socket_dir(scratch / "ssh");
+      const auto& h = hosts[i];
+      SshTarget target{h.name, h.address, h.port, h.user, h.identity_file, h.known_hosts, sockets / h.name};
+      masters[i] = std::make_shared<SshMaster>(target, scratch / h.name / "ssh-master.log");
+    } catch (const std::exception&) {
+      errors[i] = std::current_exception();
+    }
+  }
   {
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < hosts.size(); ++i)
       threads.emplace_back([&, i] {
+        if (errors[i]) return;
         try {
-          states[i] = discover_one(hosts[i], scratch);
+          states[i] = discover_one(hosts[i], masters[i], scratch / hosts[i].name);
         } catch (...) {
           errors[i] = std::current_exception();
         }

@@ -46,12 +46,16 @@ struct HostState {
   bool reachable = true;
   std::string unreachable;  // ssh's words when it is not
   json facts = json::object();
+  // The master connection discovery made, kept for the run (remote hosts
+  // that answered): started by the thread that called discover_hosts.
+  std::shared_ptr<SshMaster> master;
   std::string summary() const;  // "6.1.0-57-rt-amd64 PREEMPT_RT, 8 CPUs, kvm"
 };
 
 // Connects to every remote host (in parallel) and reads its facts
 // (collect_system_facts plus "hypervisor"); this machine's facts directly.
-// `ssh_dir` holds control sockets for the discovery connections.
+// Control sockets go under scratch/ssh. Call it from a thread that outlives
+// the returned masters.
 std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const std::filesystem::path& scratch);
 
 // Which host takes each cell: tags the backend needs (Backend::

@@ -62,18 +62,20 @@ ExitStatus run_to_end(const ProcessSpec& spec, std::chrono::seconds timeout, boo
 }  // namespace
 
 RemoteHost::RemoteHost(const HostSpec& spec, const RemoteRun& run, const std::filesystem::path& scratch,
-                       const std::filesystem::path& socket_dir)
-    : spec_(spec), run_(run), layout_(remote_layout(spec)), scratch_(scratch) {
+                       const std::filesystem::path& socket_dir, std::shared_ptr<SshMaster> master)
+    : spec_(spec), run_(run), layout_(remote_layout(spec)), scratch_(scratch), master_(std::move(master)) {
   remote_dir_ = layout_.work_dir + "/runs/" + run_.run_id;
-  target_ = SshTarget{spec.name, spec.address, spec.port, spec.user, spec.identity_file, spec.known_hosts,
-                      socket_dir / spec.name};
+  target_ = master_ ? master_->target()
+                    : SshTarget{spec.name, spec.address, spec.port, spec.user, spec.identity_file, spec.known_hosts,
+                                socket_dir / spec.name};
   std::filesystem::create_directories(scratch_);
 }
 
 RemoteHost::~RemoteHost() = default;
 
 void RemoteHost::connect() {
-  master_ = std::make_unique<SshMaster>(target_, scratch_ / "ssh-master.log", std::chrono::seconds(30));
+  if (!master_ || !master_->alive()) master_ = std::make_shared<SshMaster>(target_, scratch_ / "ssh-master.log");
+  master_->wait_ready(std::chrono::seconds(30));
   ssh_ = make_ssh_executor(target_, scratch_, remote_dir_ + "/tmp");
 }
 
@@ -115,7 +117,7 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
                                 "--out", remote_dir_,
                                 "--lock-dir", layout_.lock_dir,
                                 "--expect-version", std::string(version_string) + "/" + std::to_string(abi_version),
-                                "--cancel-on-eof"};
+                                "--cancel-on-eof", "--send-back"};
   if (run_.duration) argv.insert(argv.end(), {"--duration", std::to_string(run_.duration->count()) + "ns"});
   auto out = scratch_ / ("cell-" + cell_id + ".events");
   ProcessSpec spec{ssh_argv(target_, remote_command_line(argv)), {}, out, log, {}};
@@ -174,7 +176,25 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
                      (why.empty() ? "" : ": " + why));
   }
   PhaseScope collect("collect", Clock::now() + std::chrono::seconds(300), /*interruptible=*/false);
-  copy_back(cell_id, scratch_ / ("copy-" + cell_id + ".log"));
+  // The cell directory follows the events on the same stdout (--send-back):
+  // no second round trip. Without it (the cell never ran), fetch it.
+  const std::string events = read_text(out);
+  const std::string marker = "vmlat-archive v1\n";
+  auto at = events.rfind("\n" + marker);
+  if (events.rfind(marker, 0) == 0) at = 0;
+  else if (at != std::string::npos) ++at;
+  if (at != std::string::npos) {
+    auto archive = scratch_ / ("cell-" + cell_id + ".tar");
+    {
+      std::ofstream tar(archive, std::ios::binary | std::ios::trunc);
+      tar.write(events.data() + at + marker.size(), static_cast<std::streamsize>(events.size() - at - marker.size()));
+    }
+    unpack(cell_id, archive, scratch_ / ("copy-" + cell_id + ".log"));
+  } else {
+    copy_back(cell_id, scratch_ / ("copy-" + cell_id + ".log"));
+  }
+  std::error_code ec;
+  std::filesystem::remove(out, ec);
   return status->exit_code;
 }
 
@@ -185,6 +205,10 @@ void RemoteHost::copy_back(const std::string& cell_id, const std::filesystem::pa
   if (!status.success())
     throw InfraError("the cell's results did not come back from " + target_.describe() + ": " +
                      (last_line(read_text(log)).empty() ? status.describe() : last_line(read_text(log))));
+  unpack(cell_id, archive, log);
+}
+
+void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path& archive, const std::filesystem::path& log) {
   // The archive comes from another machine: only plain files and
   // directories under <cell_id>/ are unpacked, never links or paths out.
   auto listing = scratch_ / ("cell-" + cell_id + ".list");

@@ -32,8 +32,10 @@ struct RemoteRun {
 // One host's session for the whole run (one per host thread).
 class RemoteHost {
  public:
+  // `master`: the connection discovery made (hosts.hpp), or null: connect()
+  // makes one with its socket in socket_dir.
   RemoteHost(const HostSpec& spec, const RemoteRun& run, const std::filesystem::path& scratch,
-             const std::filesystem::path& socket_dir);
+             const std::filesystem::path& socket_dir, std::shared_ptr<SshMaster> master = nullptr);
   ~RemoteHost();
 
   // Each throws InfraError with the reason (ssh's or Ansible's words; the
@@ -53,13 +55,14 @@ class RemoteHost {
 
  private:
   void copy_back(const std::string& cell_id, const std::filesystem::path& log);
+  void unpack(const std::string& cell_id, const std::filesystem::path& archive, const std::filesystem::path& log);
   HostSpec spec_;
   RemoteRun run_;
   RemoteLayout layout_;
   std::string remote_dir_;  // <work_dir>/runs/<run_id>
   std::filesystem::path scratch_;
   SshTarget target_;
-  std::unique_ptr<SshMaster> master_;
+  std::shared_ptr<SshMaster> master_;
   std::unique_ptr<Executor> ssh_;
 };
 

@@ -1136,7 +1136,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     if (!h.spec.local()) {
       std::error_code ec;
       std::filesystem::create_directories(host_dir, ec);
-      remote = std::make_unique<RemoteHost>(h.spec, remote_run, run_dir / ".work" / "hosts" / name, socket_dir);
+      remote = std::make_unique<RemoteHost>(h.spec, remote_run, run_dir / ".work" / "hosts" / name, socket_dir, h.master);
       try {
         if (!h.reachable) throw InfraError(h.unreachable);
         progress.host(name, "connecting");
@@ -1341,6 +1341,18 @@ int run_single_cell(const Plan& plan, PluginRegistry& registry, const CellRunOpt
   auto o = local_cell(st, cell, 0, cell_dir, cell_log, *host, host_facts, progress, false, err);
   remove_empty_dirs(options.out_dir / ".work");
   kill_all_children();
+  if (options.send_back) {
+    out << "vmlat-archive v1\n" << std::flush;
+    try {
+      // tar writes to our own stdout (the controller's ssh channel).
+      auto tar = Process::spawn(ProcessSpec{{"tar", "-C", (options.out_dir / "cells").string(), "-cf", "-", "--", cell.spec.id},
+                                            {}, "/proc/self/fd/1", options.out_dir / "send-back.err", {}});
+      auto status = tar.wait(Clock::now() + std::chrono::minutes(5), false);
+      if (!status.success()) err << "vmlat run-cell: tar of the cell directory failed: " << status.describe() << "\n";
+    } catch (const std::exception& e) {
+      err << "vmlat run-cell: cannot send the cell back: " << e.what() << "\n";
+    }
+  }
   if (cancel_requested()) return exit_code::interrupted;
   for (const auto& g : o.gates)
     if (g.verdict == Verdict::fail) return exit_code::gate_failed;
@@ -1468,7 +1480,7 @@ int provision_hosts(const Plan& plan, const RunOptions& options, std::ostream& o
       auto log = logs / (h.spec.name + ".log");
       try {
         if (!h.reachable) throw InfraError(h.unreachable);
-        RemoteHost remote(h.spec, run, scratch.dir / "hosts" / h.spec.name, socket_dir);
+        RemoteHost remote(h.spec, run, scratch.dir / "hosts" / h.spec.name, socket_dir, h.master);
         remote.connect();
         remote.provision(log);
       } catch (const std::exception& e) {

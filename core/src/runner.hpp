@@ -111,6 +111,9 @@ struct CellRunOptions {
   std::optional<std::filesystem::path> lock_dir;
   std::string expect_version;  // "<version>/<abi>" of the controller; empty: any
   bool cancel_on_eof = false;
+  // After the cell, write "vmlat-archive v1\n" and a tar of its directory
+  // to stdout: the controller gets the cell back without another round trip.
+  bool send_back = false;
 };
 int run_single_cell(const Plan& plan, PluginRegistry& registry, const CellRunOptions& options, std::ostream& out,
                     std::ostream& err);

@@ -74,15 +74,18 @@ std::string last_line(const std::filesystem::path& p) {
 
 }  // namespace
 
-SshMaster::SshMaster(const SshTarget& target, const std::filesystem::path& log_path, std::chrono::milliseconds timeout)
-    : target_(target) {
+SshMaster::SshMaster(const SshTarget& target, const std::filesystem::path& log_path) : target_(target), log_path_(log_path) {
   std::error_code ec;
   std::filesystem::remove(target_.control_path, ec);
   process_ = Process::spawn(ProcessSpec{ssh_argv(target_, "", /*master=*/true), {}, log_path, log_path, {}});
+}
+
+void SshMaster::wait_ready(std::chrono::milliseconds timeout) {
+  if (ready_ && process_.running()) return;
   auto deadline = Clock::now() + timeout;
   while (!std::filesystem::exists(target_.control_path)) {
     if (auto status = process_.poll()) {
-      std::string why = last_line(log_path);
+      std::string why = last_line(log_path_);
       throw InfraError("cannot reach host " + target_.describe() + " over ssh: " +
                        (why.empty() ? status->describe() : why));
     }
@@ -94,6 +97,7 @@ SshMaster::SshMaster(const SshTarget& target, const std::filesystem::path& log_p
     check_interrupt();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  ready_ = true;
 }
 
 SshMaster::~SshMaster() {

@@ -47,18 +47,26 @@ inline bool ssh_failed(int exit_code) { return exit_code == 255; }
 
 // A master connection (ControlMaster) kept for the whole run: later ssh
 // commands to the host reuse it (no new handshake per command).
+//
+// Start it from a thread that outlives it (the main thread of a run):
+// PR_SET_PDEATHSIG kills a child when the *thread* that started it ends.
 class SshMaster {
  public:
-  // Connects; throws InfraError with ssh's own words when it cannot.
-  SshMaster(const SshTarget& target, const std::filesystem::path& log_path, std::chrono::milliseconds timeout);
+  // Starts connecting; wait_ready() waits for the connection.
+  SshMaster(const SshTarget& target, const std::filesystem::path& log_path);
   ~SshMaster();
   SshMaster(const SshMaster&) = delete;
   SshMaster& operator=(const SshMaster&) = delete;
+  // Throws InfraError with ssh's own words when it cannot connect.
+  void wait_ready(std::chrono::milliseconds timeout);
   bool alive();
+  const SshTarget& target() const { return target_; }
 
  private:
   SshTarget target_;
+  std::filesystem::path log_path_;
   Process process_;
+  bool ready_ = false;
 };
 
 // Commands on a host over ssh (argv quoted for its shell). Output is

@@ -197,6 +197,13 @@ def test_sigint(vmlat, lab, work, plan_path):
         check(r["merged"] and r["merged"]["stats"]["samples"] > 0, f"{c['id']}: what was measured came back")
     time.sleep(0.5)
     check(lab.leftovers() == [], "nothing left running on either host", " ".join(lab.leftovers()))
+    # --resume across hosts: the interrupted and not-run cells, on their hosts.
+    code, out, err, took = run_vmlat(vmlat, ["run", plan, "--resume", latest(results), "--no-provision"], work)
+    check(code == 0, f"--resume finishes the run on both hosts ({took:.1f} s)", out + err)
+    run = load(os.path.join(latest(results), "run.json"))
+    check(all(c["status"] == "measured" for c in run["cells"]) and {c["host"] for c in run["cells"]} == {"alpha", "beta"},
+          "every cell measured on its host after --resume", json.dumps(run["cells"]))
+    check(len(glob.glob(os.path.join(latest(results), "attempts", "*"))) == 2, "the interrupted attempts are kept aside")
 
 
 def test_host_drops(vmlat, lab, work, plan_path):
