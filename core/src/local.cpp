@@ -1,6 +1,7 @@
 #include "vmlat/text.hpp"
 #include "vmlat/local.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -193,6 +194,39 @@ json system_facts_from(const std::function<std::optional<std::string>(const std:
     }
   }
   facts["cpu_model"] = cpu_model;
+  // Settings that move latency, so that two runs' differences can be
+  // explained (vmlat compare lists the ones that differ).
+  json tuning = nullptr;
+  if (auto text = read("tuning")) {
+    tuning = json::object();
+    json governors = json::array(), modules = json::object();
+    std::istringstream lines(*text);
+    std::string line;
+    while (std::getline(lines, line)) {
+      auto eq = line.find('=');
+      if (eq == std::string::npos) continue;
+      std::string key = line.substr(0, eq), value = trim(line.substr(eq + 1));
+      if (key == "governor") {
+        if (std::find(governors.begin(), governors.end(), value) == governors.end()) governors.push_back(value);
+      } else if (key.rfind("module:", 0) == 0) {
+        // module:kvm_intel/parameters/ple_gap -> kvm_intel.ple_gap
+        std::string name = key.substr(7);
+        auto slash = name.find("/parameters/");
+        if (slash != std::string::npos) modules[name.substr(0, slash) + "." + name.substr(slash + 12)] = value;
+      } else if (key == "sched_rt_runtime_us" || key == "sched_rt_period_us") {
+        try {
+          tuning[key] = std::stoll(value);
+        } catch (const std::exception&) {
+          tuning[key] = value;
+        }
+      } else {
+        tuning[key] = value;
+      }
+    }
+    tuning["cpufreq_governors"] = governors;
+    tuning["kvm_module_parameters"] = modules;
+  }
+  facts["tuning"] = tuning;
   return facts;
 }
 
@@ -205,7 +239,20 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& system_fact
       {"kernel_cmdline", {"cat", "/proc/cmdline"}},
       {"realtime", {"cat", "/sys/kernel/realtime"}},
       {"cpu_count", {"nproc", "--all"}},
-      {"cpuinfo", {"cat", "/proc/cpuinfo"}}};
+      {"cpuinfo", {"cat", "/proc/cpuinfo"}},
+      // Settings known to move latency (docs/results-format.md, "tuning"),
+      // in one round trip: key=value lines from a constant script of ours.
+      {"tuning",
+       {"sh", "-c",
+        "r() { [ -r \"$2\" ] && printf '%s=%s\\n' \"$1\" \"$(cat \"$2\" 2>/dev/null)\"; }; "
+        "r clocksource /sys/devices/system/clocksource/clocksource0/current_clocksource; "
+        "r sched_rt_runtime_us /proc/sys/kernel/sched_rt_runtime_us; "
+        "r sched_rt_period_us /proc/sys/kernel/sched_rt_period_us; "
+        "r isolated_cpus /sys/devices/system/cpu/isolated; "
+        "r nohz_full_cpus /sys/devices/system/cpu/nohz_full; "
+        "r smt /sys/devices/system/cpu/smt/control; "
+        "for f in /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor; do r governor \"$f\"; done; "
+        "for f in /sys/module/kvm*/parameters/*; do r \"module:${f#/sys/module/}\" \"$f\"; done; true"}}};
   return commands;
 }
 

@@ -513,3 +513,28 @@ TEST_F(ScratchDir, RegressionGateVerdicts) {
   EXPECT_EQ(error.verdict, Verdict::error);
   EXPECT_NE(error.message.find("cannot be read"), std::string::npos) << error.message;
 }
+
+TEST(CompareFacts, ListsTheSettingsThatDifferAndLeavesOutVolatileOnes) {
+  json base{{"host_facts", {{"kernel_release", "6.1.0-57-rt-amd64"},
+                            {"tuning", {{"clocksource", "tsc"}, {"kvm_module_parameters", {{"kvm.halt_poll_ns", "200000"}}}}}}},
+            {"facts", {{"backend", {{"qemu", {{"version", "7.2.22"}, {"program", "/usr/bin/qemu"}}},
+                                    {"boot", {{"guest_boot_ns", 3583136450LL}}},
+                                    {"tuning", {{"threads", json::array({json{{"tid", 1}}})}}}}},
+                       {"probe", {{"argv", {"cyclictest", "-q"}}, {"priority", 95}}}}}};
+  json now = base;
+  now["host_facts"]["kernel_release"] = "6.1.0-58-rt-amd64";
+  now["host_facts"]["tuning"]["kvm_module_parameters"]["kvm.halt_poll_ns"] = "0";
+  now["facts"]["backend"]["boot"]["guest_boot_ns"] = 1;                       // volatile: not a setting
+  now["facts"]["backend"]["tuning"]["threads"][0]["tid"] = 2;                 // volatile
+  now["facts"]["probe"]["argv"] = json::array({"cyclictest", "-q", "-m"});    // volatile (temp paths)
+  now["facts"]["probe"]["priority"] = 99;
+  now["facts"]["backend"]["qemu"].erase("version");
+  auto changes = report::fact_changes(&base, &now);
+  std::vector<std::string> paths;
+  for (const auto& c : changes) paths.push_back(c.path + ": " + c.base + " -> " + c.now);
+  EXPECT_EQ(paths, (std::vector<std::string>{"backend.qemu.version: \"7.2.22\" -> (absent)",
+                                             "host.kernel_release: \"6.1.0-57-rt-amd64\" -> \"6.1.0-58-rt-amd64\"",
+                                             "host.tuning.kvm_module_parameters.kvm.halt_poll_ns: \"200000\" -> \"0\"",
+                                             "probe.priority: 95 -> 99"}));
+  EXPECT_TRUE(report::fact_changes(&base, &base).empty());
+}

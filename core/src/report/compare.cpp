@@ -1,5 +1,7 @@
 #include "compare.hpp"
 
+#include <set>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -87,6 +89,55 @@ int Comparison::exit_code() const {
   return 0;
 }
 
+namespace {
+
+// Path components whose values change from run to run without meaning
+// anything for latency.
+bool volatile_fact(const std::string& key) {
+  static const std::set<std::string> keys = {"argv", "pid", "tid", "threads", "boot", "hello", "teardown", "stop_status",
+                                             "errors", "ok", "dir", "kernel", "initrd", "resolved", "accelerator_warning",
+                                             "kvm_check", "port", "json_path", "temp_dir", "started", "finished", "socket",
+                                             "console", "path", "program"};
+  return keys.count(key) > 0;
+}
+
+void flatten_facts(const json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (!volatile_fact(it.key())) flatten_facts(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+    return;
+  }
+  out[prefix] = dump_json(j);
+}
+
+std::map<std::string, std::string> cell_facts(const json* result) {
+  std::map<std::string, std::string> out;
+  if (!result || !result->is_object()) return out;
+  if (result->contains("host_facts")) flatten_facts((*result)["host_facts"], "host", out);
+  if (result->contains("facts") && (*result)["facts"].is_object()) {
+    const json& f = (*result)["facts"];
+    for (const char* part : {"backend", "probe", "workload"})
+      if (f.contains(part)) flatten_facts(f[part], part, out);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<FactChange> fact_changes(const json* base_result, const json* new_result) {
+  auto b = cell_facts(base_result), n = cell_facts(new_result);
+  std::vector<FactChange> changes;
+  for (const auto& [path, value] : n) {
+    auto it = b.find(path);
+    if (it == b.end()) changes.push_back({path, "(absent)", value});
+    else if (it->second != value) changes.push_back({path, it->second, value});
+  }
+  for (const auto& [path, value] : b)
+    if (!n.count(path)) changes.push_back({path, value, "(absent)"});
+  std::sort(changes.begin(), changes.end(), [](const FactChange& x, const FactChange& y) { return x.path < y.path; });
+  return changes;
+}
+
 Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& options) {
   Comparison out;
   out.base_dir = base.stored ? base.stored->dir : "";
@@ -142,6 +193,7 @@ Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& o
         if (!bv || !nv) continue;
         cc.changes.push_back(compare_statistic(stat, *bv, *nv, options.tolerance_of(stat.name)));
       }
+      cc.facts = fact_changes(b->result, n.result);
       out.cells.push_back(std::move(cc));
     }
   }
@@ -149,6 +201,22 @@ Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& o
     if (new_cells.count(b.id)) continue;
     if (b.status == "skipped") out.skipped_in_both.push_back({b.id, kDefaultSeries, b.status, "", b.error});
     else out.not_measured_in_new.push_back({b.id, kDefaultSeries, b.status, "", ""});
+  }
+  // What changed for every cell (a new kernel, another QEMU) is said once.
+  if (!out.cells.empty()) {
+    out.common_facts = out.cells.front().facts;
+    for (const auto& cc : out.cells) {
+      std::vector<FactChange> kept;
+      for (const auto& f : out.common_facts)
+        if (std::find(cc.facts.begin(), cc.facts.end(), f) != cc.facts.end()) kept.push_back(f);
+      out.common_facts = kept;
+    }
+    for (auto& cc : out.cells)
+      cc.facts.erase(std::remove_if(cc.facts.begin(), cc.facts.end(),
+                                    [&](const FactChange& f) {
+                                      return std::find(out.common_facts.begin(), out.common_facts.end(), f) != out.common_facts.end();
+                                    }),
+                     cc.facts.end());
   }
   return out;
 }
@@ -181,6 +249,17 @@ std::string compare_text(const Comparison& c) {
         out << "REGRESSION " << line_safe(cell_name(cc->id, cc->series)) << ": " << s.stat.name << " "
             << format_latency(s.base) << " -> " << format_latency(s.value) << " (" << signed_latency(s.delta()) << ", "
             << percent_text(s.relative()) << "; allowed +" << format_latency(s.allowed) << ")\n";
+  }
+  // Beside the latency change, what differs between the two runs.
+  if (!c.common_facts.empty()) {
+    out << "facts that differ (every compared cell):\n";
+    for (const auto& f : c.common_facts)
+      out << "  " << line_safe(f.path) << ": " << line_safe(f.base) << " -> " << line_safe(f.now) << "\n";
+  }
+  for (const auto* cc : regressions_first(c)) {
+    if (cc->facts.empty()) continue;
+    out << "facts that differ for " << line_safe(cell_name(cc->id, cc->series)) << ":\n";
+    for (const auto& f : cc->facts) out << "  " << line_safe(f.path) << ": " << line_safe(f.base) << " -> " << line_safe(f.now) << "\n";
   }
   for (const auto& u : c.not_measured_in_new)
     out << "NOT MEASURED in new: " << line_safe(cell_name(u.id, u.series)) << " ("
@@ -228,6 +307,11 @@ std::string compare_markdown(const Comparison& c) {
         << markdown_escape(u.new_status.empty() ? "absent" : u.new_status) << (u.error.empty() ? "" : ": " + markdown_escape(u.error))
         << ")\n";
   for (const auto& u : c.only_in_new) out << "- no baseline: " << markdown_escape(cell_name(u.id, u.series)) << "\n";
+  if (!c.common_facts.empty()) {
+    out << "\nFacts that differ in every compared cell:\n\n";
+    for (const auto& f : c.common_facts)
+      out << "- `" << markdown_escape(f.path) << "`: " << markdown_escape(f.base) << " → " << markdown_escape(f.now) << "\n";
+  }
   if (!c.not_measured_in_new.empty() || !c.only_in_new.empty()) out << "\n";
   if (c.cells.empty()) return out.str();
   out << "| cell | ";
@@ -248,6 +332,14 @@ std::string compare_markdown(const Comparison& c) {
   }
   return out.str();
 }
+
+namespace {
+json facts_json(const std::vector<FactChange>& facts) {
+  json a = json::array();
+  for (const auto& f : facts) a.push_back(json{{"fact", f.path}, {"base", f.base}, {"new", f.now}});
+  return a;
+}
+}  // namespace
 
 json compare_json(const Comparison& c) {
   auto unpaired = [](const std::vector<Unpaired>& list) {
@@ -274,7 +366,7 @@ json compare_json(const Comparison& c) {
     for (const auto& [k, v] : cc->axes) axes[k] = v;
     cells.push_back(json{{"cell", cc->id}, {"series", cc->series}, {"axes", axes},
                          {"verdict", cc->regression() ? "regression" : cc->improvement() ? "improved" : "ok"},
-                         {"stats", changes}});
+                         {"stats", changes}, {"facts_differ", facts_json(cc->facts)}});
   }
   return json{{"schema", "vmlat-compare/1"},
               {"base", {{"dir", c.base_dir}, {"run_id", c.base_run_id}, {"plan", c.base_plan}}},
@@ -286,6 +378,7 @@ json compare_json(const Comparison& c) {
                 {"not_measured_in_new", c.not_measured_in_new.size()}, {"without_baseline", c.only_in_new.size()},
                 {"skipped_in_both", c.skipped_in_both.size()}}},
               {"cells", cells},
+              {"facts_differ", facts_json(c.common_facts)},
               {"not_measured_in_new", unpaired(c.not_measured_in_new)},
               {"without_baseline", unpaired(c.only_in_new)},
               {"skipped_in_both", unpaired(c.skipped_in_both)}};

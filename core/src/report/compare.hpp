@@ -19,11 +19,24 @@ struct CompareOptions {
   const Tolerance& tolerance_of(const std::string& stat) const;
 };
 
+// A recorded setting that differs between the two runs' cells (kernel,
+// command line, clocksource, governor, kvm module parameters, QEMU/Xen
+// version, guest kernel...): what may explain a latency change.
+struct FactChange {
+  std::string path;  // "host.tuning.clocksource", "backend.guest.system.kernel_release"
+  std::string base, now;  // JSON text; "(absent)" where one side lacks it
+  bool operator==(const FactChange& o) const { return path == o.path && base == o.base && now == o.now; }
+};
+// The facts of two cell results that differ, volatile ones (pids, thread
+// ids, paths, timings, boot times, argv) left out.
+std::vector<FactChange> fact_changes(const json* base_result, const json* new_result);
+
 struct CellComparison {
   std::string id;
   std::string series;
   std::vector<std::pair<std::string, std::string>> axes;
   std::vector<StatChange> changes;
+  std::vector<FactChange> facts;  // those not already in Comparison::common_facts
   bool regression() const;
   bool improvement() const;  // something improved and nothing regressed
 };
@@ -42,6 +55,7 @@ struct Comparison {
   std::vector<Unpaired> not_measured_in_new;  // in BASE but not measured (or absent) in NEW: exit 3
   std::vector<Unpaired> only_in_new;       // no baseline for it (absent or not measured in BASE)
   std::vector<Unpaired> skipped_in_both;   // not runnable on either host
+  std::vector<FactChange> common_facts;    // facts that differ the same way in every compared cell
   int regressions() const;
   int improvements() const;
   // 1 a regression beyond tolerance (wins: a measured regression is
