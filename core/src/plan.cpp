@@ -388,6 +388,8 @@ struct PlanParser {
     plan.period = s.duration("period", plan.period, std::chrono::microseconds(1), std::chrono::seconds(10));
     plan.cpus = s.cpu_list("cpus", {});
     plan.results_dir = s.string("results", plan.results_dir);
+    plan.retest = static_cast<int>(s.integer("retest", 0, 0, 10));
+    plan.flaky_fails = s.choice("flaky", "pass", {"pass", "fail"}) == "fail";
     s.finish();
   }
 
@@ -801,6 +803,7 @@ struct PlanParser {
         if (auto sel = parse_selector(*t->get("match"), "gate '" + g.name + "': match")) g.match = *sel;
       }
       if (!names.insert(g.name).second) s.error("name", "two gates are named '" + g.name + "': gate names must be unique");
+      if (s.has("retest")) g.retest = static_cast<int>(s.integer("retest", 0, 0, 10));
       s.string("description", "");
       s.finish();
       plan.gates.push_back(std::move(g));

@@ -33,6 +33,7 @@ const char* verdict_name(Verdict v) {
     case Verdict::fail: return "fail";
     case Verdict::error: return "error";
     case Verdict::skipped: return "skipped";
+    case Verdict::flaky: return "flaky";
   }
   return "?";
 }
@@ -115,7 +116,10 @@ json gate_results_json(const std::vector<GateResult>& gates) {
   json arr = json::array();
   for (const auto& g : gates) {
     json j{{"gate", g.gate}, {"stat", g.stat}, {"bound_ns", g.bound.count()}, {"verdict", verdict_name(g.verdict)}};
-    if (g.verdict == Verdict::pass || g.verdict == Verdict::fail) {
+    // A value was measured for pass, fail and flaky (the first attempt's),
+    // and for an error decided by a retest that could not be measured.
+    if (g.verdict == Verdict::pass || g.verdict == Verdict::fail || g.verdict == Verdict::flaky ||
+        (g.verdict == Verdict::error && g.value.count() > 0)) {
       j["value_ns"] = g.value.count();
       j["excess_ns"] = std::max<long long>(0, (g.value - g.bound).count());
     }
@@ -600,7 +604,10 @@ void print_summary(std::ostream& out, const std::vector<Cell>& cells, const std:
       r.bound = g.stat + " <= " + format_latency(g.bound);
       if (g.extra.contains("tolerance") && (g.verdict == Verdict::skipped || g.verdict == Verdict::error))
         r.bound = g.stat + " <= baseline+" + g.extra["tolerance"].get<std::string>();
-      r.verdict = g.verdict == Verdict::pass ? "PASS" : g.verdict == Verdict::fail ? "FAIL: " + g.message : std::string(verdict_name(g.verdict)) + (g.message.empty() ? "" : ": " + g.message);
+      r.verdict = g.verdict == Verdict::pass    ? "PASS"
+                  : g.verdict == Verdict::fail  ? "FAIL: " + g.message
+                  : g.verdict == Verdict::flaky ? "FLAKY: " + g.message
+                                                : std::string(verdict_name(g.verdict)) + (g.message.empty() ? "" : ": " + g.message);
       rows.push_back(r);
     }
   }
@@ -789,6 +796,72 @@ CellOutcome remote_outcome(RunState& st, const Cell& cell, const std::filesystem
   if (!o.error.empty()) cell_log.error(o.error);
   store_result(st.plan, cell, cell_dir, o, cell_log, err);
   return o;
+}
+
+// [plan] retest / [[gate]] retest: a cell whose gate failed is measured
+// again, on the same host, up to N times; its first measurement stays the
+// cell's result, each retest is kept in attempts/<id>.retest<k>/. Per gate
+// that failed: passed on a retest -> flaky; failed on every retest -> fail
+// (reproduced); a retest that could not be measured -> error (neither
+// confirmed nor refuted: a broken lab never decides a verdict).
+void retest_failures(RunState& st, const Cell& cell, CellOutcome& o, const std::filesystem::path& cell_dir,
+                     const std::filesystem::path& run_dir, const std::function<CellOutcome(const std::filesystem::path&)>& measure,
+                     std::ostream& err) {
+  const Plan& plan = st.plan;
+  if (o.status != "measured") return;
+  int retests = 0;
+  std::map<std::string, std::string> undecided;  // failing gate -> its first failure message
+  for (const auto& g : o.gates) {
+    if (g.verdict != Verdict::fail) continue;
+    for (const auto& spec : plan.gates)
+      if (spec.name == g.gate) retests = std::max(retests, spec.retest.value_or(plan.retest));
+    undecided[g.gate] = g.message;
+  }
+  if (retests == 0 || undecided.empty()) return;
+  std::map<std::string, std::pair<Verdict, std::string>> decided;
+  json attempts = json::array();
+  int done = 0;
+  for (int k = 1; k <= retests && !undecided.empty() && !cancel_requested(); ++k) {
+    auto dir = run_dir / "attempts" / (cell.spec.id + ".retest" + std::to_string(k));
+    CellOutcome r = measure(dir);
+    ++done;
+    json verdicts = json::object();
+    for (const auto& g : r.gates) verdicts[g.gate] = verdict_name(g.verdict);
+    attempts.push_back(json{{"attempt", k},
+                            {"dir", "attempts/" + dir.filename().string()},
+                            {"status", r.status},
+                            {"error", r.error.empty() ? json(nullptr) : json(r.error)},
+                            {"max_ns", r.merged && !r.merged->empty() ? json(r.merged->max().count()) : json(nullptr)},
+                            {"gates", verdicts}});
+    if (r.status != "measured") {
+      for (const auto& [gate, first] : undecided)
+        decided[gate] = {Verdict::error, first + "; retest " + std::to_string(k) + " could not be measured (" + r.error +
+                                             "): the failure is neither confirmed nor refuted"};
+      undecided.clear();
+      break;
+    }
+    for (const auto& g : r.gates) {
+      auto it = undecided.find(g.gate);
+      if (it == undecided.end() || g.verdict != Verdict::pass) continue;
+      decided[g.gate] = {Verdict::flaky, it->second + "; passed on retest " + std::to_string(k) + " of " + std::to_string(retests) +
+                                             " (" + format_latency(g.value) + "): flaky"};
+      undecided.erase(it);
+    }
+  }
+  for (const auto& [gate, first] : undecided)
+    decided[gate] = {Verdict::fail, first + "; failed again on " + std::to_string(done) + " retest" + (done == 1 ? "" : "s") +
+                                        ": reproduced"};
+  for (auto& g : o.gates) {
+    auto it = decided.find(g.gate);
+    if (it == decided.end()) continue;
+    g.verdict = it->second.first;
+    g.message = it->second.second;
+  }
+  o.result["gates"] = gate_results_json(o.gates);
+  o.result["retests"] = attempts;
+  FileLogger cell_log(cell_dir / "cell.log", nullptr, cell.spec.id);
+  for (const auto& [gate, verdict] : decided) cell_log.info("gate " + gate + ": " + verdict.second);
+  store_result(plan, cell, cell_dir, o, cell_log, err);
 }
 
 std::string one_line(std::string s) {
@@ -1158,41 +1231,46 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
         run_log.error("host " + name + ": " + host_problem);
       }
     }
+    // One measurement of a cell into `dir`: cells/<id>, or attempts/<id>.retest<k>.
+    auto measure_into = [&](const Cell& cell, const std::filesystem::path& dir) -> CellOutcome {
+      std::error_code dir_error;
+      std::filesystem::create_directories(dir, dir_error);
+      FileLogger cell_log(dir / "cell.log", &run_log, cell.spec.id);
+      if (h.spec.local()) return local_cell(st, cell, cells.size(), dir, cell_log, *host, h.facts, progress, !placed, err);
+      if (!host_problem.empty()) {
+        auto o = unmeasured_outcome(plan, cell, run_id, "infra-error", "host " + name + ": " + host_problem, "host", h.facts);
+        cell_log.error(o.error + (std::filesystem::exists(host_dir / "provision.log") ? " (see hosts/" + name + "/provision.log)" : ""));
+        store_result(plan, cell, dir, o, cell_log, err);
+        return o;
+      }
+      std::string failure;
+      progress.cell(static_cast<std::size_t>(cell.index), cell, "remote");
+      auto ssh_log = host_dir / ("cell-" + dir.filename().string() + ".ssh.log");
+      try {
+        int code = remote->run_cell(cell.spec.id, cell.index, ssh_log,
+                                    [&](const std::string& phase) { progress.cell(static_cast<std::size_t>(cell.index), cell, phase); },
+                                    dir);
+        if (code == exit_code::usage)
+          failure = "vmlat on host " + name + " refused the cell (exit 2): see hosts/" + name + "/" + ssh_log.filename().string();
+      } catch (const std::exception& e) {
+        failure = one_line(e.what());
+      }
+      // The cell log that came back replaces ours; add what the controller saw.
+      FileLogger back(dir / "cell.log", nullptr, "controller");
+      if (!failure.empty()) back.error(failure);
+      return remote_outcome(st, cell, dir, failure, back, err);
+    };
     for (std::size_t i : queue) {
       const Cell& cell = cells[i];
       if (cancel_requested()) {
         not_run(i);
         continue;
       }
-      auto cell_dir = run_dir / "cells" / cell.spec.id;
-      std::error_code dir_error;
-      std::filesystem::create_directories(cell_dir, dir_error);
-      FileLogger cell_log(cell_dir / "cell.log", &run_log, cell.spec.id);
       progress.begin_cell(name);
       mark_running(i);
-      CellOutcome o;
-      if (h.spec.local()) {
-        o = local_cell(st, cell, cells.size(), cell_dir, cell_log, *host, h.facts, progress, !placed, err);
-      } else if (!host_problem.empty()) {
-        o = unmeasured_outcome(plan, cell, run_id, "infra-error", "host " + name + ": " + host_problem, "host", h.facts);
-        cell_log.error(o.error + (std::filesystem::exists(host_dir / "provision.log") ? " (see hosts/" + name + "/provision.log)" : ""));
-        store_result(plan, cell, cell_dir, o, cell_log, err);
-      } else {
-        std::string failure;
-        progress.cell(static_cast<std::size_t>(cell.index), cell, "remote");
-        try {
-          int code = remote->run_cell(cell.spec.id, cell.index, host_dir / ("cell-" + cell.spec.id + ".ssh.log"),
-                                      [&](const std::string& phase) { progress.cell(static_cast<std::size_t>(cell.index), cell, phase); });
-          if (code == exit_code::usage)
-            failure = "vmlat on host " + name + " refused the cell (exit 2): see hosts/" + name + "/cell-" + cell.spec.id + ".ssh.log";
-        } catch (const std::exception& e) {
-          failure = one_line(e.what());
-        }
-        // The cell log that came back replaces ours; add what the controller saw.
-        FileLogger back(cell_dir / "cell.log", nullptr, "controller");
-        if (!failure.empty()) back.error(failure);
-        o = remote_outcome(st, cell, cell_dir, failure, back, err);
-      }
+      auto cell_dir = run_dir / "cells" / cell.spec.id;
+      CellOutcome o = measure_into(cell, cell_dir);
+      retest_failures(st, cell, o, cell_dir, run_dir, [&](const std::filesystem::path& dir) { return measure_into(cell, dir); }, err);
       finish_cell(i, std::move(o));
     }
     if (remote) {
@@ -1211,7 +1289,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     std::filesystem::remove_all(socket_dir, ec);
   }
 
-  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0, gate_errors = 0;
+  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0, gate_errors = 0, flaky_gates = 0;
   std::vector<json> cell_results;
   for (const auto& o : outcomes) {
     // A gate of a measured cell that could not be evaluated (its baseline is unreadable): exit 3.
@@ -1224,12 +1302,13 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     for (const auto& g : o.gates) {
       if (g.verdict == Verdict::fail) ++failed_gates;
       if (g.verdict == Verdict::pass) ++passed_gates;
+      if (g.verdict == Verdict::flaky) ++flaky_gates;
     }
     if (o.result.is_object()) cell_results.push_back(o.result);
   }
   int code = exit_code::pass;
   if (cancel_requested()) code = exit_code::interrupted;
-  else if (failed_gates) code = exit_code::gate_failed;
+  else if (failed_gates || (flaky_gates && plan.flaky_fails)) code = exit_code::gate_failed;
   else if (infra || gate_errors) code = exit_code::infra;
 
   st.run["finished"] = iso_now();
@@ -1237,7 +1316,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   st.run["exit_code"] = code;
   st.run["summary"] = json{{"cells", cells.size()},   {"measured", measured},       {"infra_errors", infra},
                            {"skipped", skipped},      {"interrupted", interrupted}, {"gates_passed", passed_gates},
-                           {"gates_failed", failed_gates}};
+                           {"gates_failed", failed_gates}, {"gates_flaky", flaky_gates}};
   if (!write_run_or_warn(st, err) && code == exit_code::pass) code = exit_code::infra;
   std::error_code ec;
   // The bundle is made again from the build whenever needed; the remote
@@ -1273,6 +1352,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   if (interrupted) out << ", " << interrupted << " interrupted/not run";
   out << "; gates: " << passed_gates << " passed, " << failed_gates << " failed";
   if (gate_errors) out << ", " << gate_errors << " could not be evaluated";
+  if (flaky_gates) out << ", " << flaky_gates << " flaky" << (plan.flaky_fails ? " (counted as failed: [plan] flaky = \"fail\")" : "");
   out << "\n";
   out << "results: " << run_dir.string() << "\n";
   run_log.info("finished with exit code " + std::to_string(code));

@@ -55,7 +55,9 @@ struct RunOptions {
       on_run_done;
 };
 
-enum class Verdict { pass, fail, error, skipped };
+// flaky: failed, then passed when the cell was measured again ([plan]
+// retest); not a failure unless [plan] flaky = "fail".
+enum class Verdict { pass, fail, error, skipped, flaky };
 const char* verdict_name(Verdict v);
 
 struct GateResult {

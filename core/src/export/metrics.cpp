@@ -279,8 +279,12 @@ void add_cell_metrics(MetricSet& set, const json& run, const json& cell_result) 
       std::string verdict = text_of(g, "verdict");
       if (verdict == "skipped") continue;
       const LabelList LG = plus(L, {{"gate", text_of(g, "gate")}, {"stat", text_of(g, "stat")}});
-      set.gauge("vmlat_gate_status", "Gate verdict: 1 pass, 0 fail (or could not be evaluated)", LG,
-                verdict == "pass" ? 1 : 0);
+      // A flaky gate (failed, then passed on a retest) passed; it is also
+      // exported as vmlat_gate_flaky so that flakiness can be watched.
+      set.gauge("vmlat_gate_status", "Gate verdict: 1 pass (or flaky: passed on retest), 0 fail (or could not be evaluated)",
+                LG, verdict == "pass" || verdict == "flaky" ? 1 : 0);
+      set.gauge("vmlat_gate_flaky", "1 when the gate failed and then passed on a retest ([plan] retest)", LG,
+                verdict == "flaky" ? 1 : 0);
       set.gauge("vmlat_gate_bound_seconds", "The gate's bound", LG, ns_to_s(at_or_null(g, "bound_ns")));
       set.gauge("vmlat_gate_value_seconds", "The statistic the gate bounds, as measured", LG,
                 ns_to_s(at_or_null(g, "value_ns")));

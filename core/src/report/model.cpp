@@ -27,6 +27,7 @@ long long period_ns(const std::string& text) {
 int verdict_rank(const std::string& v) {
   if (v == "fail") return 4;
   if (v == "error") return 3;
+  if (v == "flaky") return 2;  // failed, then passed on a retest
   if (v == "skipped") return 2;
   if (v == "pass") return 1;
   return 0;
@@ -123,6 +124,7 @@ Run make_run(const StoredRun& stored) {
     for (const json* g : c.gates) {
       std::string v = text_of(*g, "verdict");
       if (v == "pass") ++r.gates.pass;
+      else if (v == "flaky") ++r.gates.flaky;
       else if (v == "fail") ++r.gates.fail;
       else if (v == "skipped") ++r.gates.skipped;
       else ++r.gates.error;
@@ -160,6 +162,7 @@ Run make_run(const StoredRun& stored) {
     r.verdict = {"PASS", plural(r.gates.pass, "gate") + " passed"};
   }
   if (r.gates.skipped) r.verdict.detail += ", " + plural(r.gates.skipped, "gate") + " skipped";
+  if (r.gates.flaky) r.verdict.detail += ", " + plural(r.gates.flaky, "gate") + " flaky (failed, then passed on retest)";
   return r;
 }
 
