@@ -17,6 +17,11 @@
 //
 // The measurement loop makes no system calls other than clock_nanosleep and
 // clock_gettime (a vDSO call), takes no locks and does no allocation or I/O.
+// Two things happen only on rare samples: a wake-up among the N worst so far
+// (--spikes) is inserted into a preallocated, sorted array of N entries with
+// its CLOCK_REALTIME time; and the first wake-up over --trace-above-ns writes
+// one trace marker and stops ftrace (two write()s to files opened before
+// measuring, once per run).
 
 #include <vmlat/frame.hpp>
 
@@ -64,6 +69,8 @@ constexpr std::int64_t kNsPerSec = 1000000000;
 constexpr std::size_t kThreadStackSize = 256 * 1024;
 constexpr std::size_t kStackPrefault = 64 * 1024;
 constexpr std::uint64_t kMaxHistogramUs = 1000000;
+constexpr std::uint64_t kMaxSpikes = 1000;
+constexpr std::uint64_t kDefaultSpikes = 10;
 
 // ---------------------------------------------------------------------------
 // Options
@@ -78,6 +85,9 @@ struct Options {
   bool mlock = true;
   long cpu_dma_latency_us = 0;  // -1: leave /dev/cpu_dma_latency alone
   std::string output;           // empty: stdout
+  std::uint64_t spikes = kDefaultSpikes;  // worst wake-ups kept per thread
+  std::int64_t trace_above_ns = 0;        // 0: no trace marker / stop
+  std::string tracefs = "/sys/kernel/tracing";
 };
 
 void print_help() {
@@ -109,6 +119,13 @@ void print_help() {
       "                      (default 0; -1 leaves it alone; skipped with a warning\n"
       "                      if the device is missing or cannot be opened)\n"
       "  --output FILE       write the frame to FILE instead of standard output\n"
+      "  --spikes N          keep the N worst wake-ups of each thread with their\n"
+      "                      CLOCK_MONOTONIC and CLOCK_REALTIME times (default %" PRIu64 ",\n"
+      "                      at most %" PRIu64 "; 0 keeps none)\n"
+      "  --trace-above-ns N  at the first wake-up later than N ns, write a marker to\n"
+      "                      TRACEFS/trace_marker and stop ftrace (0 to TRACEFS/tracing_on);\n"
+      "                      the measurement goes on. Arming ftrace is the caller's job\n"
+      "  --tracefs DIR       the tracefs mount (default /sys/kernel/tracing)\n"
       "  --version           print the version and exit\n"
       "  --help              print this help and exit\n"
       "\n"
@@ -129,7 +146,7 @@ void print_help() {
       "  3    setup failure (mlockall, affinity, scheduling policy, output file,\n"
       "       thread creation); the message names the failing call and errno\n"
       "  130  interrupted by SIGINT/SIGTERM (a complete frame was still written)\n",
-      kProgram, kFrameKind, kSchema, kMaxHistogramUs);
+      kProgram, kFrameKind, kSchema, kMaxHistogramUs, kDefaultSpikes, kMaxSpikes);
 }
 
 [[noreturn]] void usage_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -221,6 +238,9 @@ Options parse_options(int argc, char** argv) {
     kOptNoMlock,
     kOptCpuDmaLatency,
     kOptOutput,
+    kOptSpikes,
+    kOptTraceAboveNs,
+    kOptTracefs,
     kOptVersion,
     kOptHelp,
   };
@@ -235,6 +255,9 @@ Options parse_options(int argc, char** argv) {
       {"no-mlock", no_argument, nullptr, kOptNoMlock},
       {"cpu-dma-latency", required_argument, nullptr, kOptCpuDmaLatency},
       {"output", required_argument, nullptr, kOptOutput},
+      {"spikes", required_argument, nullptr, kOptSpikes},
+      {"trace-above-ns", required_argument, nullptr, kOptTraceAboveNs},
+      {"tracefs", required_argument, nullptr, kOptTracefs},
       {"version", no_argument, nullptr, kOptVersion},
       {"help", no_argument, nullptr, kOptHelp},
       {nullptr, 0, nullptr, 0},
@@ -276,6 +299,14 @@ Options parse_options(int argc, char** argv) {
         if (optarg == nullptr || *optarg == '\0') usage_error("option '--output' needs a file name");
         o.output = optarg;
         break;
+      case kOptSpikes: o.spikes = parse_uint("spikes", optarg, 0, kMaxSpikes); break;
+      case kOptTraceAboveNs:
+        o.trace_above_ns = static_cast<std::int64_t>(parse_uint("trace-above-ns", optarg, 1, 3600ULL * kNsPerSec));
+        break;
+      case kOptTracefs:
+        if (optarg == nullptr || *optarg == '\0') usage_error("option '--tracefs' needs a directory");
+        o.tracefs = optarg;
+        break;
       case kOptVersion:
         std::printf("%s %s\n", kProgram, kVersion);
         std::exit(kExitOk);
@@ -314,10 +345,22 @@ std::int64_t clock_ns(clockid_t clock) {
 
 // Per-thread state. Written only by its own thread while measuring; read by
 // the main thread after joining. Cache-line aligned against false sharing.
+// One of the worst wake-ups.
+struct SpikeRecord {
+  std::int64_t latency_ns;
+  std::int64_t mono_ns;
+  std::int64_t real_ns;
+};
+
 struct alignas(64) ThreadState {
   int cpu = -1;
   pid_t tid = 0;
   std::uint64_t* histogram = nullptr;  // histogram_us buckets
+  SpikeRecord* spikes = nullptr;       // capacity Shared::spikes, ascending by latency
+  std::uint64_t spike_count = 0;
+  bool trace_fired = false;            // this thread wrote the marker and stopped the trace
+  std::int64_t trace_latency_ns = 0;
+  std::int64_t trace_mono_ns = 0;
 
   std::uint64_t samples = 0;
   std::uint64_t overflows = 0;
@@ -338,6 +381,11 @@ struct Shared {
   std::int64_t duration_ns = 0;  // 0: unlimited
   std::uint64_t loops = 0;       // 0: unlimited
   std::uint64_t histogram_us = 0;
+  std::uint64_t spikes = 0;        // capacity per thread
+  std::int64_t trace_above_ns = 0; // 0: off
+  int trace_marker_fd = -1;
+  int tracing_on_fd = -1;
+  std::atomic<bool> trace_taken{false};  // the first thread over the bound claims it
   int policy = SCHED_FIFO;
   int priority = 0;
   int nthreads = 0;
@@ -363,12 +411,58 @@ __attribute__((noinline)) void prefault_stack() {
   for (std::size_t i = 0; i < sizeof buf; i += 256) buf[i] = 0;
 }
 
+// Inserts a wake-up into the thread's sorted worst-N array (full: replaces
+// the least bad). Returns the latency a wake-up must now exceed to enter.
+__attribute__((noinline)) std::int64_t record_spike(ThreadState& st, std::uint64_t capacity, std::int64_t latency,
+                                                    std::int64_t mono_ns) {
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  const SpikeRecord rec{latency, mono_ns, to_ns(t)};
+  SpikeRecord* const a = st.spikes;
+  std::uint64_t n = st.spike_count;
+  std::uint64_t i;
+  if (n < capacity) {
+    i = n++;
+  } else {
+    i = 0;  // drop a[0], the least bad
+    for (; i + 1 < n && a[i + 1].latency_ns < latency; ++i) a[i] = a[i + 1];
+    a[i] = rec;
+    st.spike_count = n;
+    return a[0].latency_ns;
+  }
+  for (; i > 0 && a[i - 1].latency_ns > latency; --i) a[i] = a[i - 1];
+  a[i] = rec;
+  st.spike_count = n;
+  return n < capacity ? -1 : a[0].latency_ns;
+}
+
+// The first wake-up over --trace-above-ns (of any thread): a marker at the
+// spike, then ftrace stopped so that the trace ends there.
+__attribute__((noinline)) void trace_spike(ThreadState& st, std::int64_t latency, std::int64_t mono_ns) {
+  Shared& sh = g_shared;
+  if (sh.trace_taken.exchange(true)) return;
+  char marker[192];
+  const int len = std::snprintf(marker, sizeof marker,
+                                "vmlat-probe spike: cpu=%d latency_ns=%" PRId64 " monotonic_ns=%" PRId64
+                                " trace_above_ns=%" PRId64,
+                                st.cpu, latency, mono_ns, sh.trace_above_ns);
+  if (sh.trace_marker_fd >= 0 && len > 0) (void)!write(sh.trace_marker_fd, marker, static_cast<std::size_t>(len));
+  if (sh.tracing_on_fd >= 0) (void)!write(sh.tracing_on_fd, "0", 1);
+  st.trace_fired = true;
+  st.trace_latency_ns = latency;
+  st.trace_mono_ns = mono_ns;
+}
+
 void measure(ThreadState& st) {
   Shared& sh = g_shared;
   const std::int64_t period = sh.period_ns;
   const std::uint64_t limit = sh.histogram_us;
   const std::uint64_t max_samples = sh.loops;
   std::uint64_t* const hist = st.histogram;
+  const std::uint64_t spike_capacity = sh.spikes;
+  // A wake-up enters the worst-N list when later than this (INT64_MAX: no list).
+  std::int64_t spike_floor = spike_capacity > 0 ? -1 : INT64_MAX;
+  std::int64_t trace_above = sh.trace_above_ns > 0 ? sh.trace_above_ns : INT64_MAX;
 
   std::uint64_t samples = 0;
   std::uint64_t overflows = 0;
@@ -411,6 +505,11 @@ void measure(ThreadState& st) {
       ++hist[bucket];
     } else {
       ++overflows;
+    }
+    if (latency > spike_floor) spike_floor = record_spike(st, spike_capacity, latency, now);
+    if (latency > trace_above) {
+      trace_spike(st, latency, now);
+      trace_above = INT64_MAX;
     }
 
     next += period;
@@ -456,6 +555,7 @@ void* worker_main(void* arg) {
   }
   // Pre-fault (and zero) the histogram from the CPU that will use it.
   std::memset(st.histogram, 0, sh.histogram_us * sizeof(std::uint64_t));
+  std::memset(st.spikes, 0, sh.spikes * sizeof(SpikeRecord));
   prefault_stack();
 
   pthread_mutex_lock(&sh.mutex);
@@ -509,10 +609,32 @@ std::string result_json(const Options& o, const std::vector<ThreadState>& thread
       appendf(j, "%s[%" PRIu64 ",%" PRIu64 "]", first_bucket ? "" : ",", b, st.histogram[b]);
       first_bucket = false;
     }
+    // Worst first: [latency_ns, monotonic_ns, realtime_ns].
+    j += "],\"spikes\":[";
+    for (std::uint64_t k = st.spike_count; k > 0; --k) {
+      const SpikeRecord& r = st.spikes[k - 1];
+      appendf(j, "%s[%" PRId64 ",%" PRId64 ",%" PRId64 "]", k == st.spike_count ? "" : ",", r.latency_ns, r.mono_ns,
+              r.real_ns);
+    }
     j += "]}";
     first_thread = false;
   }
-  j += "]}";
+  j += "]";
+  appendf(j, ",\"spikes_per_thread\":%" PRIu64, o.spikes);
+  if (o.trace_above_ns > 0) {
+    appendf(j, ",\"trace\":{\"above_ns\":%" PRId64 ",\"marker\":%s,\"stop\":%s", o.trace_above_ns,
+            g_shared.trace_marker_fd >= 0 ? "true" : "false", g_shared.tracing_on_fd >= 0 ? "true" : "false");
+    const ThreadState* fired = nullptr;
+    for (const ThreadState& st : threads)
+      if (st.trace_fired) fired = &st;
+    if (fired != nullptr) {
+      appendf(j, ",\"fired\":{\"cpu\":%d,\"latency_ns\":%" PRId64 ",\"monotonic_ns\":%" PRId64 "}}", fired->cpu,
+              fired->trace_latency_ns, fired->trace_mono_ns);
+    } else {
+      j += ",\"fired\":null}";
+    }
+  }
+  j += "}";
   return j;
 }
 
@@ -598,15 +720,33 @@ int run(const Options& o) {
   const std::size_t n = cpus.size();
   std::vector<ThreadState> threads(n);
   std::vector<std::uint64_t> histograms(n * o.histogram_us);
+  std::vector<SpikeRecord> spike_store(n * o.spikes + 1);
   for (std::size_t i = 0; i < n; ++i) {
     threads[i].cpu = cpus[i];
     threads[i].histogram = histograms.data() + i * o.histogram_us;
+    threads[i].spikes = spike_store.data() + i * o.spikes;
+  }
+  if (o.trace_above_ns > 0) {
+    // Opened now, so that the spike path only writes. Without them the run
+    // still measures; the result says which could not be opened.
+    const std::string marker = o.tracefs + "/trace_marker";
+    const std::string on = o.tracefs + "/tracing_on";
+    sh.trace_marker_fd = open(marker.c_str(), O_WRONLY | O_CLOEXEC);
+    if (sh.trace_marker_fd < 0)
+      std::fprintf(stderr, "%s: warning: open(%s) failed: %s; no trace marker\n", kProgram, marker.c_str(),
+                   errno_text(errno).c_str());
+    sh.tracing_on_fd = open(on.c_str(), O_WRONLY | O_CLOEXEC);
+    if (sh.tracing_on_fd < 0)
+      std::fprintf(stderr, "%s: warning: open(%s) failed: %s; the trace is not stopped at the spike\n", kProgram,
+                   on.c_str(), errno_text(errno).c_str());
   }
 
   sh.period_ns = o.period_ns;
   sh.duration_ns = o.duration_ns;
   sh.loops = o.loops;
   sh.histogram_us = o.histogram_us;
+  sh.spikes = o.spikes;
+  sh.trace_above_ns = o.trace_above_ns;
   sh.policy = o.priority > 0 ? SCHED_FIFO : SCHED_OTHER;
   sh.priority = o.priority;
   sh.nthreads = static_cast<int>(n);
