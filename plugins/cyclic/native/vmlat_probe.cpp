@@ -31,6 +31,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -88,6 +89,10 @@ struct Options {
   std::uint64_t spikes = kDefaultSpikes;  // worst wake-ups kept per thread
   std::int64_t trace_above_ns = 0;        // 0: no trace marker / stop
   std::string tracefs = "/sys/kernel/tracing";
+  std::string trace_command;  // "arm" or "disarm": set up / undo ftrace and exit
+  std::string trace_restore;  // --trace-disarm CLOCK:KB
+  std::uint64_t trace_buffer_kb = 1024;
+  std::vector<std::string> trace_events;
 };
 
 void print_help() {
@@ -126,6 +131,17 @@ void print_help() {
       "                      TRACEFS/trace_marker and stop ftrace (0 to TRACEFS/tracing_on);\n"
       "                      the measurement goes on. Arming ftrace is the caller's job\n"
       "  --tracefs DIR       the tracefs mount (default /sys/kernel/tracing)\n"
+      "  --clocks            print \"MONOTONIC_NS REALTIME_NS\" (the two clocks at one\n"
+      "                      moment) and exit: maps monotonic times to wall-clock time\n"
+      "  --trace-arm         arm ftrace for a spike trace and exit, without trace-cmd:\n"
+      "                      in TRACEFS: tracing off, trace_clock mono, buffer_size_kb\n"
+      "                      (--trace-buffer-kb N), the trace cleared, only the events\n"
+      "                      given with --trace-event SYS[:EVENT] (repeatable) enabled,\n"
+      "                      then tracing on. Mounts tracefs at /sys/kernel/tracing if\n"
+      "                      nothing is mounted there. Prints the previous trace_clock\n"
+      "                      and buffer_size_kb (\"CLOCK KB\") for --trace-disarm\n"
+      "  --trace-disarm CLOCK:KB  disable every event, restore trace_clock CLOCK and\n"
+      "                      buffer_size_kb KB, turn tracing on again (the default), exit\n"
       "  --version           print the version and exit\n"
       "  --help              print this help and exit\n"
       "\n"
@@ -226,6 +242,8 @@ std::vector<int> parse_cpu_list(const char* text) {
   return cpus;
 }
 
+std::int64_t to_ns(const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * kNsPerSec + t.tv_nsec; }
+
 Options parse_options(int argc, char** argv) {
   enum {
     kOptPeriodUs = 1000,
@@ -242,6 +260,11 @@ Options parse_options(int argc, char** argv) {
     kOptTraceAboveNs,
     kOptTracefs,
     kOptVersion,
+    kOptTraceArm,
+    kOptTraceDisarm,
+    kOptTraceBufferKb,
+    kOptTraceEvent,
+    kOptClocks,
     kOptHelp,
   };
   static const option long_options[] = {
@@ -259,6 +282,11 @@ Options parse_options(int argc, char** argv) {
       {"trace-above-ns", required_argument, nullptr, kOptTraceAboveNs},
       {"tracefs", required_argument, nullptr, kOptTracefs},
       {"version", no_argument, nullptr, kOptVersion},
+      {"clocks", no_argument, nullptr, kOptClocks},
+      {"trace-arm", no_argument, nullptr, kOptTraceArm},
+      {"trace-disarm", required_argument, nullptr, kOptTraceDisarm},
+      {"trace-buffer-kb", required_argument, nullptr, kOptTraceBufferKb},
+      {"trace-event", required_argument, nullptr, kOptTraceEvent},
       {"help", no_argument, nullptr, kOptHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -310,6 +338,28 @@ Options parse_options(int argc, char** argv) {
       case kOptVersion:
         std::printf("%s %s\n", kProgram, kVersion);
         std::exit(kExitOk);
+      case kOptTraceArm: o.trace_command = "arm"; break;
+      case kOptTraceDisarm:
+        o.trace_command = "disarm";
+        o.trace_restore = optarg != nullptr ? optarg : "";
+        break;
+      case kOptTraceBufferKb: o.trace_buffer_kb = parse_uint("trace-buffer-kb", optarg, 16, 1u << 20); break;
+      case kOptTraceEvent:
+        if (optarg == nullptr || *optarg == '\0' || std::strchr(optarg, '/') != nullptr || optarg[0] == '.')
+          usage_error("option '--trace-event': '%s' is not SYSTEM or SYSTEM:EVENT", optarg ? optarg : "");
+        o.trace_events.emplace_back(optarg);
+        break;
+      case kOptClocks: {
+        // Realtime read between two monotonic reads: the pair's error is
+        // half their distance (tens of ns).
+        timespec m1{}, r{}, m2{};
+        clock_gettime(CLOCK_MONOTONIC, &m1);
+        clock_gettime(CLOCK_REALTIME, &r);
+        clock_gettime(CLOCK_MONOTONIC, &m2);
+        const std::int64_t mono = to_ns(m1) + (to_ns(m2) - to_ns(m1)) / 2;
+        std::printf("%" PRId64 " %" PRId64 "\n", mono, to_ns(r));
+        std::exit(kExitOk);
+      }
       case kOptHelp:
         print_help();
         std::exit(kExitOk);
@@ -320,6 +370,7 @@ Options parse_options(int argc, char** argv) {
     }
   }
   if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+  if (!o.trace_command.empty()) return o;
   if (period_us_given && period_ns_given) usage_error("--period-us and --period-ns are mutually exclusive");
   if (o.duration_ns == 0 && o.loops == 0) usage_error("one of --duration-ms or --loops is required");
   return o;
@@ -328,7 +379,6 @@ Options parse_options(int argc, char** argv) {
 // ---------------------------------------------------------------------------
 // Measurement
 
-std::int64_t to_ns(const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * kNsPerSec + t.tv_nsec; }
 
 timespec from_ns(std::int64_t ns) {
   timespec t{};
@@ -676,7 +726,77 @@ int request_cpu_dma_latency(long us, bool quiet_if_denied) {
   return fd;
 }
 
+// ---------------------------------------------------------------------------
+// ftrace set-up without trace-cmd (which insists on writing
+// /proc/sys/kernel/ftrace_enabled, refused in some containers and VMs).
+
+bool write_file(const std::string& path, const std::string& value, bool append = false) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | (append ? O_APPEND : O_TRUNC));
+  if (fd < 0) return false;
+  const bool ok = value.empty() || write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  const int saved = errno;
+  close(fd);
+  errno = saved;
+  return ok;
+}
+
+std::string read_file(const std::string& path) {
+  std::string out;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  close(fd);
+  return out;
+}
+
+[[noreturn]] void trace_failure(const std::string& what) {
+  std::fprintf(stderr, "%s: %s failed: %s\n", kProgram, what.c_str(), errno_text(errno).c_str());
+  std::exit(kExitSetup);
+}
+
+int trace_command(const Options& o) {
+  const std::string& dir = o.tracefs;
+  struct stat st{};
+  if (stat((dir + "/trace").c_str(), &st) != 0 && dir == "/sys/kernel/tracing" &&
+      mount("nodev", dir.c_str(), "tracefs", 0, nullptr) != 0)
+    trace_failure("mount(tracefs, " + dir + ")");
+  if (o.trace_command == "disarm") {
+    const auto colon = o.trace_restore.find(':');
+    const std::string clock = o.trace_restore.substr(0, colon);
+    const std::string kb = colon == std::string::npos ? "" : o.trace_restore.substr(colon + 1);
+    int failures = 0;
+    failures += !write_file(dir + "/set_event", "");
+    if (!clock.empty()) failures += !write_file(dir + "/trace_clock", clock);
+    if (!kb.empty()) failures += !write_file(dir + "/buffer_size_kb", kb);
+    failures += !write_file(dir + "/tracing_on", "1");
+    if (failures > 0) trace_failure("restoring ftrace in " + dir);
+    return kExitOk;
+  }
+  // The previous clock is the bracketed one: "[local] global counter ...".
+  std::string clocks = read_file(dir + "/trace_clock");
+  std::string previous_clock = "local";
+  if (auto a = clocks.find('['), b = clocks.find(']'); a != std::string::npos && b != std::string::npos && b > a)
+    previous_clock = clocks.substr(a + 1, b - a - 1);
+  std::string previous_kb = read_file(dir + "/buffer_size_kb");
+  while (!previous_kb.empty() && (previous_kb.back() == '\n' || previous_kb.back() == ' ')) previous_kb.pop_back();
+  if (previous_kb.find_first_not_of("0123456789") != std::string::npos) previous_kb = "1408";  // "7 (expanded: 1408)"
+  if (!write_file(dir + "/tracing_on", "0")) trace_failure("write(" + dir + "/tracing_on)");
+  if (!write_file(dir + "/trace_clock", "mono")) trace_failure("write(" + dir + "/trace_clock, mono)");
+  if (!write_file(dir + "/buffer_size_kb", std::to_string(o.trace_buffer_kb))) trace_failure("write(buffer_size_kb)");
+  if (!write_file(dir + "/set_event", "")) trace_failure("write(" + dir + "/set_event)");
+  for (const std::string& e : o.trace_events) {
+    const std::string spec = e.find(':') == std::string::npos ? e + ":*" : e;
+    if (!write_file(dir + "/set_event", spec + "\n", /*append=*/true)) trace_failure("enabling event " + spec);
+  }
+  if (!write_file(dir + "/trace", "")) trace_failure("clearing " + dir + "/trace");
+  if (!write_file(dir + "/tracing_on", "1")) trace_failure("write(" + dir + "/tracing_on, 1)");
+  std::printf("%s:%s\n", previous_clock.c_str(), previous_kb.c_str());
+  return kExitOk;
+}
+
 int run(const Options& o) {
+  if (!o.trace_command.empty()) return trace_command(o);
   Shared& sh = g_shared;
 
   // SIGINT/SIGTERM are only ever taken synchronously by the main thread
