@@ -38,6 +38,9 @@ constexpr milliseconds kInterruptGrace = 5s;   // to print a partial result afte
 // cyclictest --spike-nodes: preallocated by cyclictest; spikes beyond it are
 // counted, not kept.
 constexpr std::uint64_t kCyclictestSpikeNodes = 10000;
+// The host-side ring buffer of a VM's vCPU threads, per CPU: it runs for the
+// whole measurement, so it must hold the time back to the guest's spike.
+constexpr std::uint64_t kHostTraceKb = 8192;
 const std::vector<std::string> kDefaultTraceEvents = {
     "sched:sched_switch", "sched:sched_wakeup", "sched:sched_waking", "irq",
     "timer:hrtimer_start", "timer:hrtimer_expire_entry", "timer:hrtimer_expire_exit"};
@@ -503,10 +506,16 @@ class CyclicProbe final : public Probe {
     if (!mlock_) argv.push_back("--no-mlock");
     argv.insert(argv.end(), {"--spikes", std::to_string(spikes_)});
     std::optional<TargetTrace> trace;
+    std::optional<HostTrace> host_trace;
     if (trace_.above > 0ns) {
       trace.emplace(target, trace_, ctx);
       facts_["trace"]["ftrace"] = trace->facts();
       argv.insert(argv.end(), {"--trace-above-ns", std::to_string(trace_.above.count()), "--tracefs", trace->tracefs()});
+      // A guest: its vCPU threads' host-side events go to a host trace.
+      if (auto vcpus = ctx.target_threads(); !vcpus.empty()) {
+        host_trace.emplace(ctx.host(), vcpus, kHostTraceKb, ctx);
+        host_trace->exchange(target);
+      }
     }
     facts_["argv"] = argv;
 
@@ -547,6 +556,11 @@ class CyclicProbe final : public Probe {
       facts_["trace"]["fired"] = fired;
       // The trace stopped at the spike; the measurement went on.
       if (!fired.is_null() && trace->save("trace.txt")) result.traces.push_back("trace.txt");
+      if (host_trace) {
+        if (!fired.is_null() && host_trace->save_around(target, fired["monotonic_ns"].get<std::int64_t>(), "host-trace.txt"))
+          result.traces.push_back("host-trace.txt");
+        facts_["trace"]["host"] = host_trace->facts();
+      }
     }
     return result;
   }

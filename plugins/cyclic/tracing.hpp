@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,5 +59,50 @@ std::string find_tracefs(Executor& target);
 // Checks event arguments: "system" or "system:event" made of
 // [a-z0-9_*]. Returns what is wrong, or "".
 std::string check_trace_event(const std::string& event);
+
+}  // namespace vmlat::cyclic
+
+namespace vmlat::cyclic {
+
+// The host side of a VM target: ftrace instance "vmlat-host" on the host
+// (vmlat-probe --trace-arm --trace-instance) recording the scheduling and
+// KVM events of the vCPU threads (CellContext::target_threads()) while the
+// guest measures; afterwards the events around a guest spike are cut out.
+class HostTrace {
+ public:
+  static constexpr const char* kInstance = "vmlat-host";
+  // Window kept around the spike, in host CLOCK_MONOTONIC.
+  static constexpr std::int64_t kBeforeNs = 20'000'000, kAfterNs = 5'000'000;
+
+  HostTrace(Executor& host, const std::vector<int>& threads, std::uint64_t buffer_kb, CellContext& ctx);
+  ~HostTrace();
+  HostTrace(const HostTrace&) = delete;
+  HostTrace& operator=(const HostTrace&) = delete;
+
+  json facts() const { return facts_; }
+  // Maps `guest_mono_ns` (a spike on `guest`) to host time through one
+  // clock exchange, cuts the host trace to the window around it and saves
+  // it as `name`. Returns false (with a warning) when it cannot.
+  bool save_around(Executor& guest, std::int64_t guest_mono_ns, const std::string& name);
+  // One clock exchange with `guest` (vmlat-probe --clocks on both sides);
+  // save_around() uses the most precise one (call it before measuring too).
+  bool exchange(Executor& guest);
+
+ private:
+  struct Exchange {
+    std::int64_t offset_ns, uncertainty_ns;  // host mono - guest mono, +- uncertainty
+  };
+  void disarm() noexcept;
+  std::optional<Exchange> best_;
+  Executor& host_;
+  CellContext& ctx_;
+  std::string probe_, tracefs_;
+  bool armed_ = false;
+  json facts_;
+};
+
+// Lines of an ftrace text trace whose timestamp lies in [from_s, to_s]
+// (header lines starting with '#' are kept); `kept` counts the events.
+std::string trace_window(const std::string& trace, double from_s, double to_s, std::size_t* kept);
 
 }  // namespace vmlat::cyclic

@@ -93,6 +93,8 @@ struct Options {
   std::string trace_restore;  // --trace-disarm CLOCK:KB
   std::uint64_t trace_buffer_kb = 1024;
   std::vector<std::string> trace_events;
+  std::string trace_instance;  // empty: the top level
+  std::vector<std::uint64_t> trace_pids;
 };
 
 void print_help() {
@@ -140,6 +142,11 @@ void print_help() {
       "                      then tracing on. Mounts tracefs at /sys/kernel/tracing if\n"
       "                      nothing is mounted there. Prints the previous trace_clock\n"
       "                      and buffer_size_kb (\"CLOCK KB\") for --trace-disarm\n"
+      "  --trace-instance NAME  with --trace-arm/--trace-disarm: work in the ftrace\n"
+      "                      instance TRACEFS/instances/NAME (created by arm, removed\n"
+      "                      by disarm) instead of the top level\n"
+      "  --trace-pid PID     with --trace-arm: record events of these threads only\n"
+      "                      (set_event_pid; repeatable)\n"
       "  --trace-disarm CLOCK:KB  disable every event, restore trace_clock CLOCK and\n"
       "                      buffer_size_kb KB, turn tracing on again (the default), exit\n"
       "  --version           print the version and exit\n"
@@ -264,6 +271,8 @@ Options parse_options(int argc, char** argv) {
     kOptTraceDisarm,
     kOptTraceBufferKb,
     kOptTraceEvent,
+    kOptTraceInstance,
+    kOptTracePid,
     kOptClocks,
     kOptHelp,
   };
@@ -287,6 +296,8 @@ Options parse_options(int argc, char** argv) {
       {"trace-disarm", required_argument, nullptr, kOptTraceDisarm},
       {"trace-buffer-kb", required_argument, nullptr, kOptTraceBufferKb},
       {"trace-event", required_argument, nullptr, kOptTraceEvent},
+      {"trace-instance", required_argument, nullptr, kOptTraceInstance},
+      {"trace-pid", required_argument, nullptr, kOptTracePid},
       {"help", no_argument, nullptr, kOptHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -349,6 +360,12 @@ Options parse_options(int argc, char** argv) {
           usage_error("option '--trace-event': '%s' is not SYSTEM or SYSTEM:EVENT", optarg ? optarg : "");
         o.trace_events.emplace_back(optarg);
         break;
+      case kOptTraceInstance:
+        if (optarg == nullptr || *optarg == '\0' || std::strchr(optarg, '/') != nullptr || optarg[0] == '.')
+          usage_error("option '--trace-instance': '%s' is not a plain name", optarg ? optarg : "");
+        o.trace_instance = optarg;
+        break;
+      case kOptTracePid: o.trace_pids.push_back(parse_uint("trace-pid", optarg, 1, 1u << 30)); break;
       case kOptClocks: {
         // Realtime read between two monotonic reads: the pair's error is
         // half their distance (tens of ns).
@@ -756,11 +773,21 @@ std::string read_file(const std::string& path) {
 }
 
 int trace_command(const Options& o) {
-  const std::string& dir = o.tracefs;
+  std::string dir = o.tracefs;
   struct stat st{};
   if (stat((dir + "/trace").c_str(), &st) != 0 && dir == "/sys/kernel/tracing" &&
       mount("nodev", dir.c_str(), "tracefs", 0, nullptr) != 0)
     trace_failure("mount(tracefs, " + dir + ")");
+  if (!o.trace_instance.empty()) {
+    dir += "/instances/" + o.trace_instance;
+    if (o.trace_command == "disarm") {
+      write_file(dir + "/tracing_on", "0");
+      write_file(dir + "/set_event", "");
+      if (rmdir(dir.c_str()) != 0 && errno != ENOENT) trace_failure("rmdir(" + dir + ")");
+      return kExitOk;
+    }
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) trace_failure("mkdir(" + dir + ")");
+  }
   if (o.trace_command == "disarm") {
     const auto colon = o.trace_restore.find(':');
     const std::string clock = o.trace_restore.substr(0, colon);
@@ -789,6 +816,9 @@ int trace_command(const Options& o) {
     const std::string spec = e.find(':') == std::string::npos ? e + ":*" : e;
     if (!write_file(dir + "/set_event", spec + "\n", /*append=*/true)) trace_failure("enabling event " + spec);
   }
+  std::string pids;
+  for (auto pid : o.trace_pids) pids += std::to_string(pid) + " ";
+  if (!write_file(dir + "/set_event_pid", pids)) trace_failure("write(" + dir + "/set_event_pid)");
   if (!write_file(dir + "/trace", "")) trace_failure("clearing " + dir + "/trace");
   if (!write_file(dir + "/tracing_on", "1")) trace_failure("write(" + dir + "/tracing_on, 1)");
   std::printf("%s:%s\n", previous_clock.c_str(), previous_kb.c_str());

@@ -173,4 +173,52 @@ bound = "10s"
   EXPECT_EQ(vmlat::testing::count_leftovers(), 0);
 }
 
+// trace_above in a guest (native engine, a bound any TCG guest exceeds): the
+// guest's trace stops at the spike with the marker, and the host's trace of
+// the vCPU threads is cut to the same moment (guest clock mapped to the host's).
+TEST_F(ProbeE2E, SpikeInAGuestIsTracedInTheGuestAndOnTheHost) {
+  if (find_in_path("qemu-system-x86_64").empty()) GTEST_SKIP() << "qemu-system-x86 not installed";
+  auto plan = write_plan("plan.toml", R"([plan]
+name = "guest-trace"
+duration = "2s"
+cpus = "all"
+[timeouts]
+prepare = "15m"
+boot = "180s"
+[matrix]
+backend = ["kvm"]
+probe = ["native"]
+guest_kernel = ["rt"]
+[backend.kvm]
+memory_mb = 512
+vcpus = 2
+[probe.native]
+plugin = "cyclic"
+engine = "native"
+trace_above = "10us"
+)");
+  auto r = vmlat({"run", plan.string(), "--results", (dir_ / "results").string()});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  auto run_dir = only_run_dir();
+  auto run = json::parse(read_file(run_dir / "run.json"));
+  const auto cell_dir = run_dir / run["cells"][0]["dir"].get<std::string>();
+  auto result = json::parse(read_file(cell_dir / "result.json"));
+  EXPECT_EQ(result["traces"], (json{"trace.txt", "host-trace.txt"}));
+  const json& trace = result["facts"]["probe"]["trace"];
+  ASSERT_TRUE(trace["fired"].is_object()) << trace.dump();
+  const std::string marker = "vmlat-probe spike: cpu=" + std::to_string(trace["fired"]["cpu"].get<int>()) +
+                             " latency_ns=" + std::to_string(trace["fired"]["latency_ns"].get<long long>());
+  EXPECT_NE(read_file(cell_dir / "trace.txt").find(marker), std::string::npos);
+  const json& host = trace["host"];
+  EXPECT_EQ(host["threads"].size(), 2u) << host.dump();  // the two vCPU threads
+  const std::string host_trace = read_file(cell_dir / "host-trace.txt");
+  EXPECT_EQ(host_trace.rfind("# vmlat: host-side events of the vCPU threads around the guest's spike", 0), 0u);
+  EXPECT_GT(host["clock_uncertainty_ns"].get<long long>(), 0);
+  EXPECT_EQ(host["spike_host_monotonic_ns"].get<long long>(),
+            trace["fired"]["monotonic_ns"].get<long long>() + host["clock_offset_ns"].get<long long>());
+  // The host instance is gone again.
+  EXPECT_FALSE(fs::exists("/sys/kernel/tracing/instances/vmlat-host"));
+  EXPECT_EQ(vmlat::testing::count_leftovers(), 0);
+}
+
 }  // namespace
