@@ -30,6 +30,26 @@ class ProbeE2E : public vmlat::testing::CliTest {
   }
 };
 
+// 2 s cells of `probe` in kvm guests (2 vCPUs, TCG here) of the given kernels.
+std::string kvm_plan(const std::string& probe, const std::string& guest_kernels) {
+  return R"([plan]
+name = "kvm-)" + probe + R"("
+duration = "2s"
+period = "1ms"
+cpus = "all"
+[timeouts]
+prepare = "15m"
+boot = "180s"
+[matrix]
+backend = ["kvm"]
+probe = [")" + probe + R"("]
+guest_kernel = [)" + guest_kernels + R"(]
+[backend.kvm]
+memory_mb = 512
+vcpus = 2
+)";
+}
+
 // result.json "spikes": per CPU at most N, worst first, the worst exactly the
 // CPU's maximum; over all CPUs the first is the merged maximum.
 void expect_spikes(const json& result, std::size_t n) {
@@ -104,22 +124,7 @@ bound = "1ms"
 // series); Debian's nrt 6.1 kernel has none, and the cell says so, naming it.
 TEST_F(ProbeE2E, TimerlatInKvmGuests) {
   if (find_in_path("qemu-system-x86_64").empty()) GTEST_SKIP() << "qemu-system-x86 not installed";
-  auto plan = write_plan("plan.toml", R"([plan]
-name = "timerlat-kvm"
-duration = "2s"
-period = "1ms"
-cpus = "all"
-[timeouts]
-prepare = "15m"
-boot = "180s"
-[matrix]
-backend = ["kvm"]
-probe = ["timerlat"]
-guest_kernel = ["nrt", "rt"]
-[backend.kvm]
-memory_mb = 512
-vcpus = 2
-[probe.timerlat]
+  auto plan = write_plan("plan.toml", kvm_plan("timerlat", "\"nrt\", \"rt\"") + R"([probe.timerlat]
 plugin = "cyclic"
 engine = "timerlat"
 [[gate]]
@@ -178,21 +183,7 @@ bound = "10s"
 // the vCPU threads is cut to the same moment (guest clock mapped to the host's).
 TEST_F(ProbeE2E, SpikeInAGuestIsTracedInTheGuestAndOnTheHost) {
   if (find_in_path("qemu-system-x86_64").empty()) GTEST_SKIP() << "qemu-system-x86 not installed";
-  auto plan = write_plan("plan.toml", R"([plan]
-name = "guest-trace"
-duration = "2s"
-cpus = "all"
-[timeouts]
-prepare = "15m"
-boot = "180s"
-[matrix]
-backend = ["kvm"]
-probe = ["native"]
-guest_kernel = ["rt"]
-[backend.kvm]
-memory_mb = 512
-vcpus = 2
-[probe.native]
+  auto plan = write_plan("plan.toml", kvm_plan("native", "\"rt\"") + R"([probe.native]
 plugin = "cyclic"
 engine = "native"
 trace_above = "10us"
