@@ -14,6 +14,7 @@
 #include "../src/export/metrics.hpp"
 #include "../src/export/monitor.hpp"
 #include "../src/export/push.hpp"
+#include "../src/report/commands.hpp"
 #include "vmlat/units.hpp"
 #include "vmlat/version.hpp"
 
@@ -30,8 +31,12 @@ commands:
   run PLAN        run every cell of the plan, store results, apply gates
   validate PLAN   check a plan (and each plugin's settings) without running it
   plan PLAN       print the plan's expanded cells without running anything
+  hosts PLAN      list the plan's hosts: reachable or not, tags, facts
+  provision PLAN  provision the plan's remote hosts with Ansible, measure nothing
   push RUN_DIR    push a stored run's metrics to a Prometheus Pushgateway
   metrics RUN_DIR print a stored run's metrics (Prometheus text format)
+  report RUN_DIR  write a stored run's report (HTML with plots, Markdown, JSON)
+  compare BASE NEW  compare two stored runs: regressions beyond a tolerance
   monitor PLAN    measure one cell continuously, serve live /metrics
   plugins         list the plugins found, with kind, version, ABI and file
   version         print the version and the plugin ABI
@@ -41,7 +46,7 @@ exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
             3 infrastructure error (a cell could not be measured),
             4 measured and gated fine but the metrics export failed, 130 interrupted
 docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md,
-      docs/metrics.md
+      docs/metrics.md, docs/report.md
 )";
 
 const std::map<std::string, std::string> kHelp = {
@@ -82,6 +87,54 @@ options:
                       at a time: the host lock, /run/vmlat/measure.lock)
   --lock-dir DIR      directory of the host lock (default $VMLAT_LOCK_DIR,
                       else /run/vmlat)
+  --inventory FILE    take the hosts from this Ansible inventory (INI, YAML,
+                      a script: whatever ansible-inventory reads) instead of
+                      the plan's [hosts]: its hosts are vmlat hosts, its groups
+                      their tags (docs/plan-format.md, "Hosts")
+  --no-provision      do not run ansible/provision.yml on the remote hosts
+                      before their first cell (they are provisioned already)
+  --bundle FILE       the vmlat bundle provisioning installs on the hosts
+                      (default: made from this build tree with
+                      ansible/make-bundle)
+
+With [hosts] in the plan (or --inventory), cells are placed on hosts whose
+tags and facts fit (docs/plan-format.md, "Placement"; a cell no host can take
+is refused before anything runs, exit 3), every remote host is provisioned
+once, and hosts run in parallel, one cell at a time each; remote cells run
+there over ssh and their directories come back into the run directory.
+)"},
+    {"hosts", R"(usage: vmlat hosts PLAN [--inventory FILE] [--json]
+
+Lists the plan's hosts (or the inventory's) with their address, whether they
+answer over ssh, their tags and their facts: kernel, preemption model
+(PREEMPT_RT or not), CPUs, hypervisor (/dev/kvm, Xen dom0). Nothing is
+changed on them. Exits 0 if every host answered, 3 if one did not, 2 for a
+bad plan or inventory.
+)"},
+    {"provision", R"(usage: vmlat provision PLAN [--inventory FILE] [--bundle FILE] [--results DIR]
+
+Runs ansible/provision.yml on every remote host of the plan (or inventory),
+in parallel, as `vmlat run` does before a host's first cell, and measures
+nothing. The Ansible log of each host goes to DIR/<host>.log (default
+results/provision/). Exits 0 if every host was provisioned, 3 if not.
+)"},
+    {"run-cell", R"(usage: vmlat run-cell PLAN --cell ID --out DIR [options]
+
+Internal: what `vmlat run` starts on a remote host over ssh to measure one
+cell of its run there. Runs the cell with this machine's plugins, inside the
+host lock, into DIR/cells/ID/ (the layout of a local cell), printing its
+phases as "vmlat-event {json}" lines. Exits as a run of that cell would.
+
+options:
+  --cell ID            the cell ('vmlat plan PLAN' lists them)
+  --out DIR            the run directory on this host
+  --index N            the cell's index in the controller's run
+  --run-id ID          the controller's run id (recorded in result.json)
+  --host-name NAME     the plan's name for this host
+  --duration D         the controller's --duration
+  --lock-dir DIR       the host lock's directory
+  --expect-version V   refuse (exit 2) unless this vmlat is V ("version/abi")
+  --cancel-on-eof      EOF on stdin interrupts the cell (the controller's Ctrl-C)
 )"},
     {"push", R"(usage: vmlat push RUN_DIR --url URL [options]
 
@@ -101,6 +154,48 @@ options:
 Prints the metrics of a stored run (results/<run-id>, or a results root: its
 "latest" run), every cell, in the Prometheus text format: what --push sends
 and --textfile writes. See docs/metrics.md.
+)"},
+    {"report", R"(usage: vmlat report RUN_DIR [options]
+
+Renders a stored run (results/<run-id>, or a results root: its "latest" run).
+HTML (the default) is one self-contained file, no script and nothing loaded
+from the network: the verdict and the system first, the gates (failures and
+by how much they exceeded their bound), the seed study's worst-case table,
+the period sweep, then per cell its statistics per CPU, a histogram (1us bins,
+log count axis) and the complementary CDF (log-log), host facts and plugin
+versions. Markdown is for a CI job summary or a merge-request comment: gates
+not passed, the worst-case tables, the cells (failing first). See
+docs/report.md. Exits 0 when written, 2 for a bad directory or usage, 3 if the
+output cannot be written. The run's verdict is not the exit code: use the exit
+code of 'vmlat run' (or 'vmlat compare') to gate.
+
+options:
+  --format F          html (default), markdown or json
+  --output FILE       where to write (default: RUN_DIR/report.html for html,
+                      stdout for markdown and json; '-' is stdout)
+  --baseline RUN_DIR  compare with this run: a comparison table (tolerance 10%),
+                      and the baseline's CCDF overlaid on each cell's
+)"},
+    {"compare", R"(usage: vmlat compare BASE_RUN NEW_RUN [options]
+
+Compares two stored runs (run directories, or results roots: their "latest"
+run) cell by cell (cells are matched by id): the change of p50, p99, p99.9
+and max, absolute and relative, and a verdict against a tolerance. A
+statistic regresses when NEW > BASE + tolerance; a percentile's tolerance is
+never below 1us, its resolution. Cells only in one run are listed. Regressions
+come first, one line each naming the cell and the change.
+
+exit codes: 0 no regression; 1 a regression beyond tolerance; 3 a cell of
+BASE not measured in NEW (absent, infra error, interrupted, skipped), or a
+cell of NEW not measured (1 wins over 3); 2 bad usage or directory.
+
+options:
+  --tolerance T       for every statistic: a percentage ("10%", the default)
+                      or a duration ("20us")
+  --tolerance STAT=T  for one statistic (p50, p99, p99.9, max), e.g. max=50us;
+                      repeatable
+  --format F          text (default), markdown or json
+  --output FILE       write there instead of stdout
 )"},
     {"monitor", R"(usage: vmlat monitor PLAN [options]
 
@@ -160,6 +255,9 @@ struct Args {
   std::string push_url;
   std::optional<std::chrono::milliseconds> push_timeout;
   exporter::MonitorOptions monitor;
+  CellRunOptions cell_run;
+  std::string format, output, baseline;  // report, compare
+  std::vector<std::string> tolerances;
 };
 
 [[noreturn]] void usage_error(const std::string& message, const std::string& command) {
@@ -190,9 +288,16 @@ Args parse_args(int argc, char** argv) {
   };
   const std::map<std::string, std::vector<std::string>> allowed = {
       {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push",
-               "--push-timeout", "--textfile", "--resume", "--no-wait", "--lock-dir"}},
+               "--push-timeout", "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision",
+               "--bundle"}},
+      {"hosts", {"--inventory", "--json", "--plugin-dir"}},
+      {"provision", {"--inventory", "--bundle", "--results", "--plugin-dir"}},
+      {"run-cell", {"--cell", "--out", "--index", "--run-id", "--host-name", "--duration", "--lock-dir", "--expect-version",
+                    "--cancel-on-eof", "--plugin-dir"}},
       {"push", {"--url", "--push-timeout", "--textfile"}},
       {"metrics", {}},
+      {"report", {"--format", "--output", "--baseline"}},
+      {"compare", {"--tolerance", "--format", "--output"}},
       {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir"}},
       {"validate", {"--plugin-dir"}},
       {"plan", {"--json", "--plugin-dir"}},
@@ -232,7 +337,7 @@ Args parse_args(int argc, char** argv) {
       std::string why;
       auto d = parse_duration(arg(), &why);
       if (!d || d->count() <= 0) usage_error("--duration: " + (why.empty() ? "must be positive" : why), a.command);
-      a.run.duration = *d;
+      a.run.duration = a.cell_run.duration = *d;
     } else if (opt == "--push" || opt == "--url") {
       a.push_url = arg();
       exporter::ParsedUrl parsed;
@@ -247,12 +352,35 @@ Args parse_args(int argc, char** argv) {
     } else if (opt == "--textfile") a.textfile = std::filesystem::path(arg());
     else if (opt == "--resume") a.run.resume_dir = std::filesystem::path(arg());
     else if (opt == "--no-wait") a.run.no_wait = a.monitor.no_wait = true;
-    else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = std::filesystem::path(arg());
+    else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = a.cell_run.lock_dir = std::filesystem::path(arg());
+    else if (opt == "--inventory") a.run.inventory = std::filesystem::path(arg());
+    else if (opt == "--no-provision") a.run.no_provision = true;
+    else if (opt == "--bundle") a.run.bundle = std::filesystem::path(arg());
+    else if (opt == "--cell" && a.command == "run-cell") a.cell_run.cell_id = arg();
+    else if (opt == "--out") a.cell_run.out_dir = std::filesystem::path(arg());
+    else if (opt == "--run-id") a.cell_run.run_id = arg();
+    else if (opt == "--host-name") a.cell_run.host_name = arg();
+    else if (opt == "--expect-version") a.cell_run.expect_version = arg();
+    else if (opt == "--cancel-on-eof") a.cell_run.cancel_on_eof = true;
+    else if (opt == "--index") {
+      auto v = arg();
+      try {
+        std::size_t used = 0;
+        a.cell_run.index = std::stoi(v, &used);
+        if (used != v.size() || a.cell_run.index < 1) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        usage_error("--index takes a positive number, got '" + v + "'", a.command);
+      }
+    }
     else if (opt == "--listen") a.monitor.listen = arg();
     else if (opt == "--cell") a.monitor.cell_id = arg();
     else if (opt == "--progress") a.progress = true;
     else if (opt == "--quiet") a.quiet = true;
     else if (opt == "--json") a.json = true;
+    else if (opt == "--format") a.format = arg();
+    else if (opt == "--output") a.output = arg();
+    else if (opt == "--baseline") a.baseline = arg();
+    else if (opt == "--tolerance") a.tolerances.push_back(arg());
   }
   if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root))
     usage_error("--resume reuses the run's own directory, --only and --duration: do not combine them", a.command);
@@ -454,8 +582,28 @@ int dispatch(Args& a) {
       }
       return run_plan(*plan, registry, a.run, std::cout, std::cerr);
     }
+    if (a.command == "hosts" || a.command == "provision" || a.command == "run-cell") {
+      auto path = need_plan(a);
+      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
+      auto plan = load_valid(path, registry);
+      if (!plan) return exit_code::usage;
+      if (a.command == "hosts") return list_hosts(*plan, a.run.inventory, a.json, std::cout, std::cerr);
+      if (a.command == "provision") return provision_hosts(*plan, a.run, std::cout, std::cerr);
+      if (a.cell_run.cell_id.empty() || a.cell_run.out_dir.empty()) usage_error("run-cell needs --cell ID and --out DIR", a.command);
+      if (a.cell_run.run_id.empty()) a.cell_run.run_id = "run-cell";
+      return run_single_cell(*plan, registry, a.cell_run, std::cout, std::cerr);
+    }
     if (a.command == "push") return cmd_push(a);
     if (a.command == "metrics") return cmd_metrics(a);
+    if (a.command == "report") {
+      report::ReportCommand c{need_run_dir(a), a.format.empty() ? "html" : a.format, a.output, a.baseline};
+      return report::report_command(c, std::cout, std::cerr);
+    }
+    if (a.command == "compare") {
+      if (a.positional.size() != 2) usage_error("compare needs BASE_RUN and NEW_RUN", a.command);
+      report::CompareCommand c{a.positional[0], a.positional[1], a.tolerances, a.format.empty() ? "text" : a.format, a.output};
+      return report::compare_command(c, std::cout, std::cerr);
+    }
     if (a.command == "monitor") {
       auto path = need_plan(a);
       PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));

@@ -4,7 +4,11 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <sstream>
+
+#include "facts.hpp"
 
 #include "vmlat/errors.hpp"
 #include "vmlat/process.hpp"
@@ -145,27 +149,21 @@ std::unique_ptr<Executor> make_local_executor(std::filesystem::path scratch_dir,
   return std::make_unique<LocalExecutor>(std::move(scratch_dir), std::move(name));
 }
 
-json collect_system_facts(Executor& where) {
-  auto read = [&](std::vector<std::string> argv) -> std::optional<std::string> {
-    Command c{std::move(argv), std::chrono::seconds(20)};
-    auto r = where.run(c);
-    if (!r.ok()) return std::nullopt;
-    return trim(r.out);
-  };
-  auto or_null = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
+json system_facts_from(const std::function<std::optional<std::string>(const std::string&)>& read) {
+  auto or_null = [](const std::optional<std::string>& v) { return v ? json(trim(*v)) : json(nullptr); };
   json facts = json::object();
-  auto release = read({"uname", "-r"});
-  auto version = read({"uname", "-v"});
-  facts["hostname"] = or_null(read({"uname", "-n"}));
-  facts["machine"] = or_null(read({"uname", "-m"}));
+  auto release = read("kernel_release");
+  auto version = read("kernel_version");
+  facts["hostname"] = or_null(read("hostname"));
+  facts["machine"] = or_null(read("machine"));
   facts["kernel_release"] = or_null(release);
   facts["kernel_version"] = or_null(version);
-  facts["kernel_cmdline"] = or_null(read({"cat", "/proc/cmdline"}));
-  auto realtime = read({"cat", "/sys/kernel/realtime"});
+  facts["kernel_cmdline"] = or_null(read("kernel_cmdline"));
+  auto realtime = read("realtime");
   // /sys/kernel/realtime exists (and reads 1) only on PREEMPT_RT kernels;
   // older RT kernels only say so in uname -v.
   std::string model = "unknown";
-  if (realtime && *realtime == "1") model = "PREEMPT_RT";
+  if (realtime && trim(*realtime) == "1") model = "PREEMPT_RT";
   else if (version) {
     if (version->find("PREEMPT_RT") != std::string::npos) model = "PREEMPT_RT";
     else if (version->find("PREEMPT_DYNAMIC") != std::string::npos) model = "PREEMPT_DYNAMIC";
@@ -175,15 +173,15 @@ json collect_system_facts(Executor& where) {
   facts["preempt_model"] = model;
   facts["preempt_rt"] = model == "PREEMPT_RT";
   json cpu_count = nullptr;
-  if (auto n = read({"nproc", "--all"})) {
+  if (auto n = read("cpu_count")) {
     try {
-      cpu_count = std::stoi(*n);
+      cpu_count = std::stoi(trim(*n));
     } catch (...) {
     }
   }
   facts["cpu_count"] = cpu_count;
   json cpu_model = nullptr;
-  if (auto info = read({"cat", "/proc/cpuinfo"})) {
+  if (auto info = read("cpuinfo")) {
     std::istringstream lines(*info);
     std::string line;
     while (std::getline(lines, line)) {
@@ -196,6 +194,28 @@ json collect_system_facts(Executor& where) {
   }
   facts["cpu_model"] = cpu_model;
   return facts;
+}
+
+const std::vector<std::pair<std::string, std::vector<std::string>>>& system_fact_commands() {
+  static const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
+      {"hostname", {"uname", "-n"}},
+      {"machine", {"uname", "-m"}},
+      {"kernel_release", {"uname", "-r"}},
+      {"kernel_version", {"uname", "-v"}},
+      {"kernel_cmdline", {"cat", "/proc/cmdline"}},
+      {"realtime", {"cat", "/sys/kernel/realtime"}},
+      {"cpu_count", {"nproc", "--all"}},
+      {"cpuinfo", {"cat", "/proc/cpuinfo"}}};
+  return commands;
+}
+
+json collect_system_facts(Executor& where) {
+  std::map<std::string, std::vector<std::string>> argv_of(system_fact_commands().begin(), system_fact_commands().end());
+  return system_facts_from([&](const std::string& key) -> std::optional<std::string> {
+    auto r = where.run(Command{argv_of.at(key), std::chrono::seconds(20)});
+    if (!r.ok()) return std::nullopt;
+    return r.out;
+  });
 }
 
 }  // namespace vmlat

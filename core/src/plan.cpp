@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "loader.hpp"
+#include "regression.hpp"
 #include "sha256.hpp"
 #include "vmlat/cpus.hpp"
 #include "vmlat/errors.hpp"
@@ -410,26 +411,90 @@ struct PlanParser {
       plan.hosts.push_back(HostSpec{});
       return;
     }
+    plan.hosts_declared = true;
     for (auto&& [name, node] : *t) {
       auto* h = node.as_table();
+      std::string host_name(name.str());
       if (!h) {
-        diags.error(location_of(name.source(), file), "[hosts." + std::string(name.str()) + "] must be a table");
+        diags.error(location_of(name.source(), file), "[hosts." + host_name + "] must be a table");
         continue;
       }
-      auto s = settings(h, "[hosts." + std::string(name.str()) + "]");
+      if (!valid_name(host_name))
+        diags.error(location_of(name.source(), file), "host name '" + host_name + "' may only contain letters, digits, '-', '_' and '.'");
+      auto s = settings(h, "[hosts." + host_name + "]");
       HostSpec spec;
-      spec.name = std::string(name.str());
-      spec.address = s.string("address", "localhost");
-      if (spec.address != "localhost" && spec.address != "127.0.0.1" && spec.address != "local")
-        s.error("address", "host '" + spec.name + "' has address '" + spec.address +
-                               "': only this machine (\"localhost\") can run cells in this version; remote hosts reached "
-                               "through SSH/Ansible are on the roadmap (docs/ARCHITECTURE.md)");
+      spec.name = host_name;
+      spec.location = at(*h);
+      // Everything here may reach ssh's or Ansible's command line or a
+      // generated inventory: a leading '-' would be an option, a newline a
+      // new entry. Refuse what no host name, user or path needs.
+      auto plain = [&](const char* key, const std::string& value, const std::string& what) {
+        bool ok = !value.empty() && value.front() != '-' &&
+                  std::none_of(value.begin(), value.end(), [](unsigned char c) { return c <= ' ' || c == 0x7f; });
+        if (!ok) s.error(key, "'" + std::string(key) + "' in [hosts." + host_name + "] must be " + what + " (no spaces or control characters, not starting with '-')");
+        return ok;
+      };
+      spec.address = s.string("address", "");
+      if (spec.address == "local") spec.address.clear();  // this machine, in-process
+      if (!spec.address.empty()) {
+        bool ok = plain("address", spec.address, "a host name or IP address");
+        if (ok && std::any_of(spec.address.begin(), spec.address.end(), [](char c) { return c == '@' || c == '/' || c == '"' || c == '\'' || c == '\\'; }))
+          s.error("address", "'address' in [hosts." + host_name + "] must be a host name or IP address; put the user in 'user'");
+      }
+      spec.port = static_cast<int>(s.integer("port", 0, 0, 65535));
+      spec.user = s.string("user", "");
+      if (!spec.user.empty() && plain("user", spec.user, "a user name") &&
+          !std::all_of(spec.user.begin(), spec.user.end(), [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-' || c == '.'; }))
+        s.error("user", "'user' in [hosts." + host_name + "] may only contain letters, digits, '_', '-' and '.'");
+      spec.identity_file = s.string("identity_file", "");
+      if (!spec.identity_file.empty()) plain("identity_file", spec.identity_file, "a path to a private key file");
+      spec.known_hosts = s.string("known_hosts", "");
+      if (!spec.known_hosts.empty()) plain("known_hosts", spec.known_hosts, "a path to a known_hosts file");
+      spec.tags = s.string_list("tags", {});
+      for (const auto& tag : spec.tags)
+        if (tag.empty() || tag.size() > 64 ||
+            !std::all_of(tag.begin(), tag.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; }))
+          s.error("tags", "tag '" + tag + "' of host '" + host_name + "' may only contain letters, digits and '_' (it becomes an Ansible group)");
+      spec.provision = s.boolean("provision", true);
+      s.allow({"vars"});
+      if (auto* v = h->get("vars")) {
+        if (auto* vt = v->as_table()) {
+          for (auto&& [vk, vv] : *vt) {
+            std::string key(vk.str());
+            bool key_ok = !key.empty() && key.size() <= 64 && !std::isdigit(static_cast<unsigned char>(key[0])) &&
+                          std::all_of(key.begin(), key.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+            if (!key_ok) {
+              diags.error(location_of(vk.source(), file), "host variable '" + key + "' of host '" + host_name + "' must be an Ansible variable name (letters, digits, '_')");
+              continue;
+            }
+            if (key.rfind("ansible_", 0) == 0) {
+              diags.error(location_of(vk.source(), file), "host variable '" + key + "' of host '" + host_name +
+                                                              "': set the connection with address, port, user and identity_file, not ansible_* variables");
+              continue;
+            }
+            if (auto str = vv.as_string()) spec.vars[key] = str->get();
+            else if (auto i = vv.as_integer()) spec.vars[key] = i->get();
+            else if (auto b = vv.as_boolean()) spec.vars[key] = b->get();
+            else if (auto f = vv.as_floating_point()) spec.vars[key] = f->get();
+            else if (auto a = vv.as_array()) {
+              json list = json::array();
+              for (auto&& item : *a) {
+                if (auto si = item.as_string()) list.push_back(si->get());
+                else if (auto ii = item.as_integer()) list.push_back(ii->get());
+                else diags.error(at(item), "host variable '" + key + "' of host '" + host_name + "': list items must be strings or integers");
+              }
+              spec.vars[key] = list;
+            } else diags.error(at(vv), "host variable '" + key + "' of host '" + host_name + "' must be a string, number, boolean or list");
+          }
+        } else diags.error(at(*v), "'vars' in [hosts." + host_name + "] must be a table, e.g. vars = { isolated_cpus = \"2-3\" }");
+      }
       s.finish();
       plan.hosts.push_back(spec);
     }
-    if (plan.hosts.size() > 1)
-      diags.error(at_key(*root, "hosts"), "more than one host: this version runs every cell on one host (this machine)");
-    if (plan.hosts.empty()) plan.hosts.push_back(HostSpec{});
+    if (plan.hosts.empty()) {
+      diags.error(at_key(*root, "hosts"), "[hosts] declares no host: add [hosts.<name>] tables or remove [hosts]");
+      plan.hosts.push_back(HostSpec{});
+    }
   }
 
   void parse_instances() {
@@ -578,6 +643,16 @@ struct PlanParser {
       if (!d) diags.error(where, "matrix.period: " + why);
       else if (*d < std::chrono::microseconds(1) || *d > std::chrono::seconds(10))
         diags.error(where, "matrix.period value '" + value + "' must be between 1us and 10s");
+    } else if (axis == "host") {
+      // Pins cells to named hosts (placement, docs/plan-format.md).
+      if (std::none_of(plan.hosts.begin(), plan.hosts.end(), [&](const HostSpec& h) { return h.name == value; })) {
+        std::vector<std::string> names;
+        for (const auto& h : plan.hosts) names.push_back(h.name);
+        std::string message = "matrix.host names '" + value + "', but there is no [hosts." + value + "] table";
+        auto close = did_you_mean(value, names);
+        message += close.empty() ? " (hosts: " + join(names, ", ") + ")" : "; did you mean '" + close + "'?";
+        diags.error(where, message);
+      }
     } else if (axis == "host_kernel") {
       if (value != "rt" && value != "nrt" && value != "any") {
         std::string message = "matrix.host_kernel value '" + value + "' must be \"rt\", \"nrt\" or \"any\"";
@@ -711,12 +786,22 @@ struct PlanParser {
         if (!close.empty()) message += "; did you mean '" + close + "'?";
         s.error("stat", message);
       }
-      if (!s.has("bound")) s.error("", "a gate needs a bound, e.g. bound = \"200us\"");
-      g.bound = s.duration("bound", std::chrono::nanoseconds(0), std::chrono::nanoseconds(1), std::chrono::hours(1));
+      s.allow({"match", "regression"});
+      if (t && t->contains("regression")) g.regression = parse_regression(*t->get("regression"), "[[gate]] #" + std::to_string(index));
+      if (g.regression && s.has("bound")) {
+        s.allow({"bound"});
+        s.error("bound", "a gate has a bound or a regression, not both: write two [[gate]] tables");
+      } else if (!g.regression && !s.has("bound") && !(t && t->contains("regression")))
+        s.error("", "a gate needs a bound, e.g. bound = \"200us\"");
+      if (!g.regression)
+        g.bound = s.duration("bound", std::chrono::nanoseconds(0), std::chrono::nanoseconds(1), std::chrono::hours(1));
       g.series = s.string("series", "");
       if (t && t->contains("series")) g.series_location = at(*t->get("series"));
-      g.name = s.string("name", (g.series.empty() ? "" : g.series + ":") + g.stat + "<=" + format_duration(g.bound));
-      s.allow({"match"});
+      if (g.regression && !g.series.empty())
+        s.error("series", "regression gates compare the default series only: drop series, or use a bound");
+      g.name = s.string("name", (g.series.empty() ? "" : g.series + ":") +
+                                    (g.regression ? g.stat + "<=baseline+" + g.regression->tolerance.text
+                                                  : g.stat + "<=" + format_duration(g.bound)));
       if (t && t->contains("match")) {
         if (auto sel = parse_selector(*t->get("match"), "gate '" + g.name + "': match")) g.match = *sel;
       }
@@ -727,6 +812,24 @@ struct PlanParser {
     }
   }
 
+  // regression = { baseline = "results/last-good", tolerance = "10%" }
+  std::shared_ptr<const RegressionSpec> parse_regression(const toml::node& node, const std::string& gate) {
+    auto* t = node.as_table();
+    if (!t) {
+      diags.error(at(node), "regression in " + gate + " must be a table, e.g. regression = { baseline = \"results/last-good\", tolerance = \"10%\" }");
+      return nullptr;
+    }
+    auto s = settings(t, "regression of " + gate);
+    std::string baseline = s.string("baseline", "");
+    if (baseline.empty())
+      s.error(s.has("baseline") ? "baseline" : "", "regression needs a baseline: a run directory or a results directory with a 'latest' link, e.g. baseline = \"results/last-good\"");
+    std::string why;
+    auto tolerance = parse_tolerance(s.string("tolerance", "10%"), &why);
+    if (!tolerance) s.error("tolerance", why);
+    s.finish();
+    if (baseline.empty() || !tolerance) return nullptr;
+    return std::make_shared<const RegressionSpec>(RegressionSpec{baseline_run(baseline), *tolerance});
+  }
 
   void parse_export() {
     auto* node = root->get("export");
@@ -884,7 +987,9 @@ std::vector<Cell> expand(const Plan& plan) {
   while (true) {
     CellSpec spec;
     spec.plan_name = plan.name;
-    spec.host_name = plan.hosts.empty() ? "local" : plan.hosts.front().name;
+    // The host axis pins a cell; otherwise placement (hosts.cpp) picks one
+    // when the plan has several hosts.
+    spec.host_name = plan.hosts.size() == 1 ? plan.hosts.front().name : "";
     spec.duration = plan.duration;
     spec.period = plan.period;
     spec.cpus = plan.cpus;
@@ -895,6 +1000,7 @@ std::vector<Cell> expand(const Plan& plan) {
       id_parts.push_back(sanitize(value));
       if (plan.axes[i].name == "period")
         if (auto d = parse_duration(value)) spec.period = *d;
+      if (plan.axes[i].name == "host") spec.host_name = value;
     }
     spec.id = join(id_parts, "-");
     bool excluded = false;

@@ -10,11 +10,13 @@
 #include <vector>
 
 #include "vmlat/context.hpp"
+#include "vmlat/json.hpp"
 #include "vmlat/settings.hpp"
 
 namespace vmlat {
 
 class PluginRegistry;
+struct RegressionSpec;  // regression.hpp
 
 struct Instance {
   std::string kind;    // "backend", "workload", "probe"
@@ -40,6 +42,9 @@ struct GateSpec {
   std::string series;      // a named series of the cell ("irq"); empty: the default series
   Location series_location;
   std::vector<std::pair<std::string, std::vector<std::string>>> match;  // axis -> accepted values
+  // Set for `regression = { baseline = ..., tolerance = ... }`: the bound is
+  // then the baseline's statistic plus the tolerance (regression.hpp).
+  std::shared_ptr<const RegressionSpec> regression;
   Location location;
   bool matches(const CellSpec& cell) const;
 };
@@ -52,9 +57,22 @@ struct Timeouts {
   std::chrono::nanoseconds stop = std::chrono::seconds(60);
 };
 
+// A machine cells run on (docs/plan-format.md, [hosts]). Without an
+// address it is this machine, and its cells run inside this vmlat process;
+// with one, cells run there over SSH (vmlat is installed there by the
+// vmlat_common Ansible role).
 struct HostSpec {
   std::string name = "local";
-  std::string address = "localhost";
+  std::string address;        // empty: this machine
+  int port = 0;               // 0: ssh's default
+  std::string user;           // empty: ssh's default
+  std::string identity_file;  // a path handed to ssh -i; the key itself never enters vmlat
+  std::string known_hosts;    // a path; empty: ssh's own
+  std::vector<std::string> tags;
+  json vars = json::object();  // Ansible host variables (vmlat_common_prefix, ...)
+  bool provision = true;       // run ansible/provision.yml before its first cell
+  Location location;
+  bool local() const { return address.empty(); }
 };
 
 // [export.prometheus]: defaults for `vmlat run --push/--textfile` (the
@@ -77,7 +95,8 @@ struct Plan {
   std::vector<int> cpus;  // empty = all
   std::string results_dir = "results";
   Timeouts timeouts;
-  std::vector<HostSpec> hosts;
+  std::vector<HostSpec> hosts;  // at least one; the implicit "local" host when there is no [hosts]
+  bool hosts_declared = false;  // the plan has a [hosts] table: placement rules apply
   std::vector<Axis> axes;  // backend, workload, probe, period first, then free axes
   std::vector<std::vector<std::pair<std::string, std::string>>> excludes;
   std::map<std::string, Instance> backends, workloads, probes;

@@ -152,8 +152,18 @@ Process Process::spawn(const ProcessSpec& spec) {
   bool same_file = out_path == err_path && out_path != "/dev/null";
   std::string cwd = spec.working_dir.string();
 
+  std::string in_path = spec.stdin_path.empty() ? "/dev/null" : spec.stdin_path.string();
+  int input_pipe[2] = {-1, -1};
+  if (spec.stdin_pipe && ::pipe2(input_pipe, O_CLOEXEC) != 0) throw InfraError(std::string("pipe2: ") + std::strerror(errno));
   int error_pipe[2];
-  if (::pipe2(error_pipe, O_CLOEXEC) != 0) throw InfraError(std::string("pipe2: ") + std::strerror(errno));
+  if (::pipe2(error_pipe, O_CLOEXEC) != 0) {
+    int saved = errno;
+    if (spec.stdin_pipe) {
+      ::close(input_pipe[0]);
+      ::close(input_pipe[1]);
+    }
+    throw InfraError(std::string("pipe2: ") + std::strerror(saved));
+  }
   pid_t parent = ::getpid();
 
   pid_t pid = ::fork();
@@ -161,6 +171,10 @@ Process Process::spawn(const ProcessSpec& spec) {
     int saved = errno;
     ::close(error_pipe[0]);
     ::close(error_pipe[1]);
+    if (spec.stdin_pipe) {
+      ::close(input_pipe[0]);
+      ::close(input_pipe[1]);
+    }
     throw InfraError("cannot fork to start '" + program + "': " + std::strerror(saved));
   }
   if (pid == 0) {
@@ -180,7 +194,7 @@ Process Process::spawn(const ProcessSpec& spec) {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int in = ::open("/dev/null", O_RDONLY);
+    int in = spec.stdin_pipe ? input_pipe[0] : ::open(in_path.c_str(), O_RDONLY);
     if (in < 0 || ::dup2(in, 0) < 0) die(1);
     int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
     if (out < 0 || ::dup2(out, 1) < 0) die(2);
@@ -197,6 +211,7 @@ Process Process::spawn(const ProcessSpec& spec) {
   ::setpgid(pid, pid);  // also from the parent: no race with an early kill
   register_group(pid);
   ::close(error_pipe[1]);
+  if (spec.stdin_pipe) ::close(input_pipe[0]);
   int payload[2] = {0, 0};
   ssize_t n;
   do n = ::read(error_pipe[0], payload, sizeof payload);
@@ -207,8 +222,9 @@ Process Process::spawn(const ProcessSpec& spec) {
     ::waitpid(pid, &status, 0);
     unregister_group(pid);
     std::string where;
+    if (spec.stdin_pipe) ::close(input_pipe[1]);
     switch (payload[0]) {
-      case 1: where = "open /dev/null"; break;
+      case 1: where = "open " + in_path; break;
       case 2: where = "open " + out_path; break;
       case 3: where = "open " + err_path; break;
       case 4: where = "change directory to " + cwd; break;
@@ -218,17 +234,23 @@ Process Process::spawn(const ProcessSpec& spec) {
   }
   Process p;
   p.pid_ = pid;
+  p.stdin_fd_ = spec.stdin_pipe ? input_pipe[1] : -1;
   p.program_ = program;
   return p;
 }
 
 Process::Process(Process&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), program_(std::move(other.program_)), status_(std::move(other.status_)) {}
+    : pid_(std::exchange(other.pid_, -1)),
+      stdin_fd_(std::exchange(other.stdin_fd_, -1)),
+      program_(std::move(other.program_)),
+      status_(std::move(other.status_)) {}
 
 Process& Process::operator=(Process&& other) noexcept {
   if (this != &other) {
     if (pid_ > 0 && !status_) stop(std::chrono::milliseconds(2000));
+    close_stdin();
     pid_ = std::exchange(other.pid_, -1);
+    stdin_fd_ = std::exchange(other.stdin_fd_, -1);
     program_ = std::move(other.program_);
     status_ = std::move(other.status_);
   }
@@ -237,6 +259,12 @@ Process& Process::operator=(Process&& other) noexcept {
 
 Process::~Process() {
   if (pid_ > 0 && !status_) stop(std::chrono::milliseconds(2000));
+  close_stdin();
+}
+
+void Process::close_stdin() noexcept {
+  if (stdin_fd_ >= 0) ::close(stdin_fd_);
+  stdin_fd_ = -1;
 }
 
 std::optional<ExitStatus> Process::poll() {
@@ -275,6 +303,7 @@ ExitStatus Process::wait(Deadline deadline, bool interruptible) {
 }
 
 ExitStatus Process::stop(std::chrono::milliseconds grace, int first_signal) noexcept {
+  close_stdin();
   if (pid_ <= 0) return ExitStatus{};
   if (auto s = poll()) return *s;
   // Ask the leader alone first: tools that manage workers (stress-ng) shut

@@ -16,6 +16,9 @@
 #include "cell_support.hpp"
 #include "loader.hpp"
 #include "locks.hpp"
+#include "hosts.hpp"
+#include "regression.hpp"
+#include "remote.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/local.hpp"
@@ -48,6 +51,10 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, c
   std::vector<GateResult> results;
   for (const auto& gate : plan.gates) {
     if (!gate.matches(cell)) continue;
+    if (gate.regression) {
+      results.push_back(evaluate_regression_gate(gate, cell, cell_status, cell_error, default_merged));
+      continue;
+    }
     const Histogram* merged = default_merged;
     if (!gate.series.empty()) {
       merged = nullptr;
@@ -126,6 +133,7 @@ json gate_results_json(const std::vector<GateResult>& gates) {
       j["excess_ns"] = std::max<long long>(0, (g.value - g.bound).count());
     }
     if (!g.message.empty()) j["message"] = g.message;
+    for (auto it = g.extra.begin(); it != g.extra.end(); ++it) j[it.key()] = it.value();
     arr.push_back(j);
   }
   return arr;
@@ -146,13 +154,19 @@ json plugin_json(const Instance& instance, const PluginRegistry& registry) {
   return j;
 }
 
-// Live progress on a terminal: "[i/N] axes  phase  elapsed, ~remaining",
-// redrawn on every phase change and once a second in between.
+// Live progress on a terminal, redrawn on every phase change and once a
+// second in between: "[i/N] axes  phase  elapsed, ~remaining" with one host;
+// with several, each host's state ("lab1: cell 2/4 measure | lab2:
+// provisioning"). Finished cells get a line of their own. In `events` mode
+// (a remote `vmlat run-cell`), phases go to `err` as "vmlat-event {json}"
+// lines for the controller instead.
 class Progress {
  public:
-  Progress(bool enabled, std::ostream& err, std::size_t total, std::chrono::nanoseconds per_cell_estimate)
-      : enabled_(enabled), err_(err), total_(total), estimate_(per_cell_estimate), start_(Clock::now()) {
-    if (enabled_) ticker_ = std::thread([this] { tick(); });
+  Progress(bool enabled, std::ostream& err, std::size_t total, std::chrono::nanoseconds per_cell_estimate,
+           bool events = false)
+      : enabled_(enabled || events), events_(events), err_(err), total_(total), estimate_(per_cell_estimate),
+        start_(Clock::now()) {
+    if (enabled_ && !events_) ticker_ = std::thread([this] { tick(); });
   }
   ~Progress() {
     {
@@ -162,44 +176,78 @@ class Progress {
     wake_.notify_all();
     if (ticker_.joinable()) ticker_.join();
   }
+  // A host's state outside of cells: "connecting", "provisioning", "idle", "failed: ...".
+  void host(const std::string& name, const std::string& state) {
+    std::lock_guard lock(mutex_);
+    hosts_[name].state = state;
+    if (enabled_ && !events_) draw();
+  }
   void cell(std::size_t index, const Cell& c, const std::string& phase) {
     if (!enabled_) return;
     std::lock_guard lock(mutex_);
-    index_ = index;
-    axes_.clear();
-    for (const auto& [k, v] : c.spec.axes) axes_ += (axes_.empty() ? "" : " ") + k + "=" + v;
-    phase_ = phase;
+    if (events_) {
+      err_ << "vmlat-event " << dump_json(json{{"cell", c.spec.id}, {"index", index}, {"phase", phase}}) << "\n" << std::flush;
+      return;
+    }
+    auto& h = hosts_[c.spec.host_name];
+    h.index = index;
+    h.axes.clear();
+    for (const auto& [k, v] : c.spec.axes) h.axes += (h.axes.empty() ? "" : " ") + k + "=" + v;
+    h.state = phase;
+    h.in_cell = true;
     draw();
   }
-  void begin_cell() {
+  void begin_cell(const std::string& host) {
     std::lock_guard lock(mutex_);
-    cell_start_ = Clock::now();
+    hosts_[host].cell_start = Clock::now();
   }
   void end_cell(std::size_t index, const Cell& c, const CellOutcome& o) {
     std::lock_guard lock(mutex_);
     ++done_;
-    phase_.clear();
-    if (!enabled_) return;
+    auto& h = hosts_[c.spec.host_name];
+    h.in_cell = false;
+    h.state = "idle";
+    if (!enabled_ || events_) return;
     std::string verdict = o.status;
     for (const auto& g : o.gates)
       if (g.verdict == Verdict::fail) verdict = "gate failed";
-    err_ << "\r\033[K[" << index << "/" << total_ << "] " << c.spec.id << ": " << verdict;
+    err_ << "\r\033[K[" << index << "/" << total_ << "] " << c.spec.id;
+    if (hosts_.size() > 1) err_ << " on " << c.spec.host_name;
+    err_ << ": " << verdict;
     if (o.merged && !o.merged->empty()) err_ << " (max " << format_latency(o.merged->max()) << ")";
     if (!o.error.empty()) err_ << ": " << o.error;
     err_ << "\n" << std::flush;
+    draw();
   }
 
  private:
+  struct HostView {
+    std::string state = "idle";
+    std::size_t index = 0;
+    std::string axes;
+    bool in_cell = false;
+    Clock::time_point cell_start = Clock::now();
+  };
   void draw() {  // with mutex_ held
-    if (phase_.empty()) return;
     auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start_);
-    // Remaining: the average of finished cells, or the plan's estimate before any.
-    double per_cell = done_ > 0 ? std::chrono::duration<double>(Clock::now() - start_).count() / static_cast<double>(done_)
-                                : std::chrono::duration<double>(estimate_).count();
-    double in_cell = std::chrono::duration<double>(Clock::now() - cell_start_).count();
-    double remaining = std::max(0.0, per_cell * static_cast<double>(total_ - done_) - in_cell);
-    err_ << "\r\033[K[" << index_ << "/" << total_ << "] " << axes_ << "  " << phase_ << "  elapsed " << clock_text(elapsed)
-         << ", ~" << clock_text(std::chrono::seconds(static_cast<long long>(remaining))) << " left" << std::flush;
+    if (hosts_.size() <= 1) {
+      if (hosts_.empty() || !hosts_.begin()->second.in_cell) return;
+      const auto& h = hosts_.begin()->second;
+      // Remaining: the average of finished cells, or the plan's estimate before any.
+      double per_cell = done_ > 0 ? std::chrono::duration<double>(Clock::now() - start_).count() / static_cast<double>(done_)
+                                  : std::chrono::duration<double>(estimate_).count();
+      double in_cell = std::chrono::duration<double>(Clock::now() - h.cell_start).count();
+      double remaining = std::max(0.0, per_cell * static_cast<double>(total_ - done_) - in_cell);
+      err_ << "\r\033[K[" << h.index << "/" << total_ << "] " << h.axes << "  " << h.state << "  elapsed "
+           << clock_text(elapsed) << ", ~" << clock_text(std::chrono::seconds(static_cast<long long>(remaining)))
+           << " left" << std::flush;
+      return;
+    }
+    std::string line = "[" + std::to_string(done_) + "/" + std::to_string(total_) + " done]";
+    for (const auto& [name, h] : hosts_)
+      line += " " + name + ": " + (h.in_cell ? "cell " + std::to_string(h.index) + " " + h.state : h.state) + " |";
+    line.pop_back();
+    err_ << "\r\033[K" << line << " elapsed " << clock_text(elapsed) << std::flush;
   }
   void tick() {
     std::unique_lock lock(mutex_);
@@ -210,14 +258,13 @@ class Progress {
   }
 
   bool enabled_;
+  bool events_;
   std::ostream& err_;
   std::size_t total_;
   std::size_t done_ = 0;
   std::chrono::nanoseconds estimate_;
   Clock::time_point start_;
-  Clock::time_point cell_start_ = Clock::now();
-  std::size_t index_ = 0;
-  std::string axes_, phase_;
+  std::map<std::string, HostView> hosts_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
@@ -608,12 +655,12 @@ std::string pad(std::string s, std::size_t width) {
   return s;
 }
 
-void print_summary(std::ostream& out, const std::vector<Cell>& cells, const std::vector<CellOutcome>& outcomes) {
-  struct Row { std::string cell, samples, p99, max, gate, bound, verdict; };
+void print_summary(std::ostream& out, const std::vector<Cell>& cells, const std::vector<CellOutcome>& outcomes, bool with_hosts) {
+  struct Row { std::string cell, host, samples, p99, max, gate, bound, verdict; };
   std::vector<Row> rows;
   for (std::size_t i = 0; i < cells.size(); ++i) {
     const auto& o = outcomes[i];
-    Row base{cells[i].spec.id, "-", "-", "-", "-", "-", o.status};
+    Row base{cells[i].spec.id, cells[i].spec.host_name, "-", "-", "-", "-", "-", o.status};
     if (o.merged && !o.merged->empty()) {
       auto s = o.merged->stats();
       base.samples = std::to_string(s.samples);
@@ -630,24 +677,28 @@ void print_summary(std::ostream& out, const std::vector<Cell>& cells, const std:
       Row r = base;
       r.gate = g.gate;
       r.bound = g.stat + " <= " + format_latency(g.bound);
-      r.verdict = g.verdict == Verdict::pass ? "PASS" : g.verdict == Verdict::fail ? "FAIL: " + g.message : std::string(verdict_name(g.verdict));
+      if (g.extra.contains("tolerance") && (g.verdict == Verdict::skipped || g.verdict == Verdict::error))
+        r.bound = g.stat + " <= baseline+" + g.extra["tolerance"].get<std::string>();
+      r.verdict = g.verdict == Verdict::pass ? "PASS" : g.verdict == Verdict::fail ? "FAIL: " + g.message : std::string(verdict_name(g.verdict)) + (g.message.empty() ? "" : ": " + g.message);
       rows.push_back(r);
     }
   }
-  std::vector<std::size_t> w = {4, 7, 3, 3, 4, 5};
+  std::vector<std::size_t> w = {4, 4, 7, 3, 3, 4, 5};
   for (const auto& r : rows) {
     w[0] = std::max(w[0], r.cell.size());
-    w[1] = std::max(w[1], r.samples.size());
-    w[2] = std::max(w[2], r.p99.size());
-    w[3] = std::max(w[3], r.max.size());
-    w[4] = std::max(w[4], r.gate.size());
-    w[5] = std::max(w[5], r.bound.size());
+    w[1] = std::max(w[1], r.host.size());
+    w[2] = std::max(w[2], r.samples.size());
+    w[3] = std::max(w[3], r.p99.size());
+    w[4] = std::max(w[4], r.max.size());
+    w[5] = std::max(w[5], r.gate.size());
+    w[6] = std::max(w[6], r.bound.size());
   }
-  out << pad("CELL", w[0]) << "  " << pad("SAMPLES", w[1]) << "  " << pad("P99", w[2]) << "  " << pad("MAX", w[3]) << "  "
-      << pad("GATE", w[4]) << "  " << pad("BOUND", w[5]) << "  VERDICT\n";
+  out << pad("CELL", w[0]) << "  " << (with_hosts ? pad("HOST", w[1]) + "  " : "") << pad("SAMPLES", w[2]) << "  "
+      << pad("P99", w[3]) << "  " << pad("MAX", w[4]) << "  " << pad("GATE", w[5]) << "  " << pad("BOUND", w[6]) << "  VERDICT\n";
   for (const auto& r : rows)
-    out << pad(r.cell, w[0]) << "  " << pad(r.samples, w[1]) << "  " << pad(r.p99, w[2]) << "  " << pad(r.max, w[3]) << "  "
-        << pad(r.gate, w[4]) << "  " << pad(r.bound, w[5]) << "  " << r.verdict << "\n";
+    out << pad(r.cell, w[0]) << "  " << (with_hosts ? pad(r.host, w[1]) + "  " : "") << pad(r.samples, w[2]) << "  "
+        << pad(r.p99, w[3]) << "  " << pad(r.max, w[4]) << "  " << pad(r.gate, w[5]) << "  " << pad(r.bound, w[6]) << "  "
+        << r.verdict << "\n";
 }
 
 }  // namespace
@@ -725,6 +776,112 @@ std::optional<CellOutcome> kept_outcome(const Plan& plan, const Cell& cell, cons
 
 }  // namespace
 
+namespace {
+
+// Writes the cell's result.json; a cell whose result cannot be written is
+// not measured, whatever it measured (docs/results-format.md).
+void store_result(const Plan& plan, const Cell& cell, const std::filesystem::path& cell_dir, CellOutcome& o,
+                  FileLogger& cell_log, std::ostream& err) {
+  try {
+    write_file_atomic(cell_dir / "result.json", dump_json(o.result, 2) + "\n");
+  } catch (const std::exception& e) {
+    std::string why = std::string("cannot write result.json: ") + e.what();
+    err << "vmlat: " << cell.spec.id << ": " << why << "\n";
+    cell_log.error(why);
+    if (o.status == "measured" || o.status == "skipped") {
+      o.status = "infra-error";
+      o.error = why;
+      o.error_phase = "store";
+      o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, nullptr);
+      o.result["status"] = o.status;
+      o.result["error"] = o.error;
+      o.result["error_phase"] = o.error_phase;
+      o.result["gates"] = gate_results_json(o.gates);
+    }
+    o.result_missing = true;
+  }
+}
+
+// One cell on this machine, inside this process: result.json written.
+CellOutcome local_cell(RunState& st, const Cell& cell, std::size_t total, const std::filesystem::path& cell_dir,
+                       FileLogger& cell_log, Executor& host, const json& host_facts, Progress& progress, bool skip_wrong_kernel,
+                       std::ostream& err) {
+  const Plan& plan = st.plan;
+  CellOutcome o;
+  // Without [hosts] (no placement), a cell that needs another kind of host
+  // kernel is not runnable here.
+  auto needs = cell.spec.axis("host_kernel");
+  bool host_rt = flag_or(host_facts, "preempt_rt", false);
+  if (skip_wrong_kernel && needs && *needs != "any" && (*needs == "rt") != host_rt) {
+    std::string why = "not runnable here: the cell needs a" + std::string(*needs == "rt" ? " PREEMPT_RT" : " non-RT") +
+                      " host kernel, this host runs " + text_or(host_facts, "kernel_release", "?") + " (" +
+                      text_or(host_facts, "preempt_model", "?") + ")";
+    cell_log.info(why);
+    o = unmeasured_outcome(plan, cell, st.run_id, "skipped", why, "", host_facts);
+  } else {
+    cell_log.info("cell " + std::to_string(cell.index) + (total ? "/" + std::to_string(total) : "") + " " + cell.spec.id);
+    try {
+      o = run_cell(st, cell, cell_dir, cell_log, host, host_facts, progress);
+    } catch (...) {  // the core's own failure around the cell (e.g. its directories): not a measurement
+      o = unmeasured_outcome(plan, cell, st.run_id, "infra-error", describe_current_exception(), "setup", host_facts);
+    }
+  }
+  store_result(plan, cell, cell_dir, o, cell_log, err);
+  return o;
+}
+
+// The outcome of a cell a remote host ran, from the result.json that came
+// back; gates are the controller's (the same plan, and baselines live here).
+CellOutcome remote_outcome(RunState& st, const Cell& cell, const std::filesystem::path& cell_dir, const std::string& failure,
+                           FileLogger& cell_log, std::ostream& err) {
+  std::string why;
+  auto result = read_json(cell_dir / "result.json", &why);
+  CellOutcome o;
+  if (!result || !result->is_object()) {
+    o = unmeasured_outcome(st.plan, cell, st.run_id, "infra-error",
+                           failure.empty() ? "the cell's result did not come back from host " + cell.spec.host_name + ": " + why : failure,
+                           "remote", nullptr);
+  } else {
+    o.result = *result;
+    o.status = text_or(o.result, "status", "infra-error");
+    if (o.result.contains("error") && o.result["error"].is_string()) o.error = o.result["error"].get<std::string>();
+    if (o.result.contains("error_phase") && o.result["error_phase"].is_string()) o.error_phase = o.result["error_phase"].get<std::string>();
+    try {
+      if (o.result.contains("merged") && o.result["merged"].is_object())
+        o.merged = Histogram::from_json(o.result["merged"]["histogram"]);
+    } catch (const std::exception& e) {
+      o.status = "infra-error";
+      o.error = std::string("the result from host ") + cell.spec.host_name + " has an unreadable histogram: " + e.what();
+    }
+    if (!failure.empty() && o.status == "measured") {  // the host failed after writing it
+      o.status = "infra-error";
+      o.error = failure;
+      o.error_phase = "remote";
+    }
+    // A cell that came back as something else than asked for is not this cell.
+    if (!o.result.contains("cell") || text_or(o.result["cell"], "id", "") != cell.spec.id) {
+      o.status = "infra-error";
+      o.error = "host " + cell.spec.host_name + " returned the result of another cell";
+    }
+    o.gates = evaluate_gates(st.plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr);
+    o.result["status"] = o.status;
+    o.result["error"] = o.error.empty() ? json(nullptr) : json(o.error);
+    o.result["error_phase"] = o.error_phase.empty() ? json(nullptr) : json(o.error_phase);
+    o.result["gates"] = gate_results_json(o.gates);
+  }
+  if (!o.error.empty()) cell_log.error(o.error);
+  store_result(st.plan, cell, cell_dir, o, cell_log, err);
+  return o;
+}
+
+std::string one_line(std::string s) {
+  for (auto& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s.size() > 300 ? s.substr(0, 300) + "..." : s;
+}
+
+}  // namespace
+
 int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& options_in, std::ostream& out, std::ostream& err) {
   install_cancel_handlers();
   RunOptions options = options_in;
@@ -736,18 +893,22 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       err << "vmlat: --resume: " << (previous ? options.resume_dir->string() + "/run.json is not a vmlat run" : why) << "\n";
       return exit_code::usage;
     }
-    std::string sha = (*previous)["plan"].value("sha256", "");
+    std::string sha = previous->contains("plan") ? text_or((*previous)["plan"], "sha256", "") : "";
     if (sha != plan.sha256) {
       err << "vmlat: --resume: the plan changed since run " << previous->value("run_id", "?") << " (sha256 " << sha.substr(0, 12)
           << "... then, " << plan.sha256.substr(0, 12) << "... now): start a new run\n";
       return exit_code::usage;
     }
-    // The run's own selection and duration.
-    const json& o = previous->contains("options") ? (*previous)["options"] : json::object();
+    // The run's own selection, duration and inventory.
+    const json o = previous->contains("options") && (*previous)["options"].is_object() ? (*previous)["options"] : json::object();
     options.only.clear();
-    for (const auto& pair : o.value("only", json::array())) options.only.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
+    if (o.contains("only") && o["only"].is_array())
+      for (const auto& pair : o["only"])
+        if (pair.is_array() && pair.size() == 2 && pair[0].is_string() && pair[1].is_string())
+          options.only.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
     options.duration.reset();
     if (o.contains("duration_ns") && o["duration_ns"].is_number()) options.duration = std::chrono::nanoseconds(o["duration_ns"].get<long long>());
+    if (o.contains("inventory") && o["inventory"].is_string() && !options.inventory) options.inventory = o["inventory"].get<std::string>();
   }
   auto all_cells = expand(plan);
   std::vector<Cell> cells;
@@ -792,11 +953,70 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       err << "vmlat: run " << run_id << " was abandoned (its vmlat, pid " << previous->value("pid", 0LL)
           << ", stopped without finishing: killed?); resuming it\n";
   }
+
+  // The hosts (the plan's, or the user's inventory), what they are, and
+  // which cells each takes: all decided before anything runs.
+  std::vector<HostSpec> host_specs = plan.hosts;
+  bool placed = plan.hosts_declared;
+  auto discovery = std::filesystem::temp_directory_path() / ("vmlat-hosts-" + std::to_string(::getpid()));
+  struct RemoveDiscovery {
+    std::filesystem::path dir;
+    ~RemoveDiscovery() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } remove_discovery{discovery};
+  if (options.inventory) {
+    try {
+      host_specs = hosts_from_inventory(*options.inventory, discovery / "inventory");
+      placed = true;
+    } catch (const std::exception& e) {
+      err << "vmlat: --inventory: " << e.what() << "\n";
+      return exit_code::usage;
+    }
+  }
+  std::vector<HostState> hosts;
+  if (placed) {
+    if (options.progress) err << "vmlat: looking at " << host_specs.size() << " host(s)...\n" << std::flush;
+    try {
+      hosts = discover_hosts(host_specs, discovery);
+    } catch (const Cancelled&) {
+      err << "vmlat: interrupted while looking at the hosts\n";
+      return exit_code::interrupted;
+    }
+  } else {
+    HostState local;
+    local.spec = host_specs.front();
+    hosts.push_back(local);  // facts below, in the run's own work dir
+  }
+  Placement placement = place_cells(plan, cells, hosts, placed, registry);
+  if (!placement.problems.empty()) {
+    err << "vmlat: refused before anything ran: " << placement.problems.size() << " cell(s) cannot be placed on any host\n";
+    for (const auto& p : placement.problems) err << "  " << p << "\n";
+    for (const auto& h : hosts)
+      err << "  host " << h.spec.name << ": tags [" << [&] {
+        std::string t;
+        for (const auto& tag : h.spec.tags) t += (t.empty() ? "" : ", ") + tag;
+        return t;
+      }() << "], " << h.summary() << "\n";
+    return exit_code::infra;
+  }
+  auto host_of = [&](const std::string& name) -> HostState& {
+    for (auto& h : hosts)
+      if (h.spec.name == name) return h;
+    return hosts.front();
+  };
+  bool any_local = std::any_of(cells.begin(), cells.end(), [&](const Cell& c) { return host_of(c.spec.host_name).spec.local(); });
+  bool any_remote = std::any_of(cells.begin(), cells.end(), [&](const Cell& c) { return !host_of(c.spec.host_name).spec.local(); });
+
   // One measurement per host at a time: wait for (or, --no-wait, give up
-  // on) whoever measures here now.
-  HostLockFailure lock_failure;
-  std::optional<FileLock> host_lock = acquire_host_lock(options.lock_dir, options.no_wait, holder("run"), err, &lock_failure);
-  if (!host_lock) return lock_failure == HostLockFailure::interrupted ? exit_code::interrupted : exit_code::infra;
+  // on) whoever measures here now. Remote hosts take their own.
+  std::optional<FileLock> host_lock;
+  if (any_local) {
+    HostLockFailure lock_failure;
+    host_lock = acquire_host_lock(options.lock_dir, options.no_wait, holder("run"), err, &lock_failure);
+    if (!host_lock) return lock_failure == HostLockFailure::interrupted ? exit_code::interrupted : exit_code::infra;
+  }
   if (!previous) {
     // A fresh directory, atomically: two runs started in the same second
     // never share one.
@@ -823,17 +1043,42 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
 
   RunState st{plan, registry, run_dir, run_id, json::object()};
   auto host = make_local_executor(run_dir / ".work" / "host", "host");
-  json host_facts;
-  try {
-    host_facts = collect_system_facts(*host);
-  } catch (const std::exception& e) {
-    host_facts = json{{"error", e.what()}};
+  for (auto& h : hosts) {
+    if (!h.spec.local() || !h.facts.empty()) continue;
+    try {
+      h.facts = collect_system_facts(*host);
+    } catch (const std::exception& e) {
+      h.facts = json{{"error", e.what()}};
+    }
+  }
+  // The inventory of this run, for Ansible (the user's own, when given).
+  std::filesystem::path inventory = options.inventory ? std::filesystem::absolute(*options.inventory) : run_dir / "inventory.json";
+  if (placed && !options.inventory) {
+    try {
+      write_file_atomic(inventory, dump_json(inventory_for(host_specs), 2) + "\n");
+    } catch (const std::exception& e) {
+      err << "vmlat: cannot write " << inventory.string() << ": " << e.what() << "\n";
+      return exit_code::infra;
+    }
+  }
+  json hosts_json = json::object();
+  for (const auto& h : hosts) {
+    json j = h.facts.is_object() ? h.facts : json::object();
+    if (placed) {
+      j["vmlat_host"] = json{{"address", h.spec.local() ? json("local") : json(h.spec.address)},
+                             {"port", h.spec.port ? json(h.spec.port) : json(nullptr)},
+                             {"user", h.spec.user.empty() ? json(nullptr) : json(h.spec.user)},
+                             {"tags", h.spec.tags},
+                             {"reachable", h.reachable}};
+      if (!h.reachable) j["vmlat_host"]["error"] = one_line(h.unreachable);
+    }
+    hosts_json[h.spec.name] = j;
   }
   json command_line = options.command_line;
   json cells_json = json::array();
   for (const auto& c : cells)
-    cells_json.push_back(json{{"id", c.spec.id}, {"index", c.index}, {"axes", axes_json(c.spec)}, {"status", "pending"},
-                              {"dir", "cells/" + c.spec.id}});
+    cells_json.push_back(json{{"id", c.spec.id}, {"index", c.index}, {"axes", axes_json(c.spec)}, {"host", c.spec.host_name},
+                              {"status", "pending"}, {"dir", "cells/" + c.spec.id}});
   json run_options = json::object();
   if (!options.only.empty()) {
     json only = json::array();
@@ -841,13 +1086,14 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     run_options["only"] = only;
   }
   if (options.duration) run_options["duration_ns"] = options.duration->count();
+  if (options.inventory) run_options["inventory"] = inventory.string();
   if (previous) {
     st.run = *previous;
     st.run["status"] = "running";
     st.run["pid"] = static_cast<long long>(::getpid());
     st.run["finished"] = nullptr;
     st.run["exit_code"] = nullptr;
-    st.run["hosts"][plan.hosts.front().name] = host_facts;
+    for (auto it = hosts_json.begin(); it != hosts_json.end(); ++it) st.run["hosts"][it.key()] = it.value();
     if (!st.run.contains("resumed")) st.run["resumed"] = json::array();
     st.run["resumed"].push_back(json{{"at", iso_now()}, {"command_line", command_line}, {"vmlat_version", version_string}});
     st.run["cells"] = cells_json;  // statuses filled in below, kept cells first
@@ -864,7 +1110,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
                   {"finished", nullptr},
                   {"status", "running"},
                   {"exit_code", nullptr},
-                  {"hosts", {{plan.hosts.front().name, host_facts}}},
+                  {"hosts", hosts_json},
                   {"cells", cells_json},
                   {"summary", nullptr}};
   }
@@ -874,94 +1120,186 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     err << "vmlat: cannot write " << (run_dir / "run.json").string() << ": " << e.what() << "\n";
     return exit_code::infra;
   }
+  preload_baselines(plan, err);
 
   auto estimate = plan.duration + std::chrono::seconds(3);
-  bool show_progress = options.progress;
-  Progress progress(show_progress, err, cells.size(), options.duration ? *options.duration + std::chrono::seconds(3) : estimate);
+  Progress progress(options.progress, err, cells.size(), options.duration ? *options.duration + std::chrono::seconds(3) : estimate);
   std::vector<CellOutcome> outcomes(cells.size());
-  std::vector<json> cell_results;
+  std::mutex run_mutex;  // st.run, run.json, exporter hooks
+
+  // Kept cells of a resumed run; the others queue on their host, in plan order.
+  std::map<std::string, std::vector<std::size_t>> queues;
   for (std::size_t i = 0; i < cells.size(); ++i) {
     const Cell& cell = cells[i];
-    CellOutcome& o = outcomes[i];
     if (previous) {
       auto cell_dir = run_dir / "cells" / cell.spec.id;
       if (auto kept = kept_outcome(plan, cell, cell_dir)) {
-        o = *kept;
-        cell_results.push_back(o.result);
-        record_in_run(st.run["cells"][i], o);
+        outcomes[i] = *kept;
+        record_in_run(st.run["cells"][i], outcomes[i]);
         st.run["cells"][i]["kept"] = true;
-        progress.end_cell(static_cast<std::size_t>(cell.index), cell, o);
+        progress.end_cell(static_cast<std::size_t>(cell.index), cell, outcomes[i]);
         continue;
       }
       // Measured again: the earlier attempt is kept aside, never overwritten.
-      if (std::filesystem::exists(cell_dir)) {
+      std::error_code ec;
+      if (std::filesystem::exists(cell_dir, ec)) {
         auto aside = run_dir / "attempts" / cell.spec.id;
         int n = 1;
-        while (std::filesystem::exists(aside.string() + "." + std::to_string(n))) ++n;
-        std::filesystem::create_directories(aside.parent_path());
-        std::filesystem::rename(cell_dir, aside.string() + "." + std::to_string(n));
+        while (std::filesystem::exists(aside.string() + "." + std::to_string(n), ec)) ++n;
+        std::filesystem::create_directories(aside.parent_path(), ec);
+        std::filesystem::rename(cell_dir, aside.string() + "." + std::to_string(n), ec);
       }
     }
-    if (cancel_requested()) {
-      o.status = "not-run";
-      o.error = "the run was interrupted before this cell";
-      st.run["cells"][i]["status"] = o.status;
-      continue;
-    }
-    auto cell_dir = run_dir / "cells" / cell.spec.id;
-    std::error_code dir_error;
-    std::filesystem::create_directories(cell_dir, dir_error);
-    FileLogger cell_log(cell_dir / "cell.log", &run_log, cell.spec.id);
-    progress.begin_cell();
-    st.run["cells"][i]["status"] = "running";
-    write_run_or_warn(st, err);
-
-    // A cell that needs another kind of host kernel is not runnable here.
-    auto needs = cell.spec.axis("host_kernel");
-    bool host_rt = host_facts.value("preempt_rt", false);
-    if (needs && *needs != "any" && (*needs == "rt") != host_rt) {
-      o.status = "skipped";
-      o.error = "not runnable here: the cell needs a" + std::string(*needs == "rt" ? " PREEMPT_RT" : " non-RT") +
-                " host kernel, this host runs " + host_facts.value("kernel_release", std::string("?")) + " (" +
-                host_facts.value("preempt_model", std::string("?")) + ")";
-      cell_log.info(o.error);
-      o = unmeasured_outcome(plan, cell, run_id, "skipped", o.error, "", host_facts);
-    } else {
-      cell_log.info("cell " + std::to_string(cell.index) + "/" + std::to_string(cells.size()) + " " + cell.spec.id);
-      try {
-        o = run_cell(st, cell, cell_dir, cell_log, *host, host_facts, progress);
-      } catch (...) {  // the core's own failure around the cell (e.g. its directories): not a measurement
-        o = unmeasured_outcome(plan, cell, run_id, "infra-error", describe_current_exception(), "setup", host_facts);
-      }
-    }
-    try {
-      write_file_atomic(cell_dir / "result.json", dump_json(o.result, 2) + "\n");
-    } catch (const std::exception& e) {
-      // A cell without its result file is not measured, whatever it measured.
-      std::string why = std::string("cannot write result.json: ") + e.what();
-      err << "vmlat: " << cell.spec.id << ": " << why << "\n";
-      cell_log.error(why);
-      if (o.status == "measured" || o.status == "skipped") {
-        o.status = "infra-error";
-        o.error = why;
-        o.error_phase = "store";
-        o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, nullptr);
-        o.result["status"] = o.status;
-        o.result["error"] = o.error;
-        o.result["error_phase"] = o.error_phase;
-        o.result["gates"] = gate_results_json(o.gates);
-      }
-      o.result_missing = true;
-    }
-    cell_results.push_back(o.result);
-    record_in_run(st.run["cells"][i], o);
-    write_run_or_warn(st, err);
-    if (options.on_cell_done) options.on_cell_done(st.run, o.result, run_dir);
-    progress.end_cell(static_cast<std::size_t>(cell.index), cell, o);
+    queues[cell.spec.host_name].push_back(i);
   }
 
-  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0;
+  // The bundle the remote hosts are provisioned with, made once.
+  RemoteRun remote_run{run_id, std::filesystem::absolute(plan.path), std::filesystem::absolute(run_dir), inventory, {}, {}, options.duration};
+  std::string provisioning_problem;
+  bool provision_any = false;
+  for (const auto& [name, queue] : queues) {
+    const auto& h = host_of(name).spec;
+    if (!h.local() && h.provision && !options.no_provision) provision_any = true;
+  }
+  if (provision_any) {
+    if (auto dir = find_ansible_dir()) remote_run.ansible_dir = *dir;
+    else provisioning_problem = "cannot find vmlat's ansible/ (provision.yml) beside this vmlat";
+    if (provisioning_problem.empty()) {
+      try {
+        if (options.bundle) {
+          remote_run.bundle = std::filesystem::absolute(*options.bundle);
+        } else {
+          std::filesystem::create_directories(run_dir / ".work");
+          remote_run.bundle = std::filesystem::absolute(run_dir / ".work" / "vmlat-bundle.tar.gz");
+          progress.host("controller", "making the vmlat bundle");
+          make_bundle(remote_run.ansible_dir, remote_run.bundle, run_dir / "bundle.log");
+        }
+      } catch (const std::exception& e) {
+        provisioning_problem = e.what();
+      }
+    }
+  }
+  std::filesystem::path socket_dir;
+  if (any_remote) {
+    try {
+      socket_dir = control_socket_dir(run_dir / ".work" / "ssh");
+    } catch (const std::exception& e) {
+      err << "vmlat: " << e.what() << "\n";
+      return exit_code::infra;
+    }
+  }
+
+  // Records a finished cell: run.json, exporters, progress.
+  auto finish_cell = [&](std::size_t i, CellOutcome o) {
+    std::lock_guard lock(run_mutex);
+    outcomes[i] = std::move(o);
+    record_in_run(st.run["cells"][i], outcomes[i]);
+    write_run_or_warn(st, err);
+    if (options.on_cell_done && outcomes[i].result.is_object()) options.on_cell_done(st.run, outcomes[i].result, run_dir);
+    progress.end_cell(static_cast<std::size_t>(cells[i].index), cells[i], outcomes[i]);
+  };
+  auto mark_running = [&](std::size_t i) {
+    std::lock_guard lock(run_mutex);
+    st.run["cells"][i]["status"] = "running";
+    write_run_or_warn(st, err);
+  };
+  auto not_run = [&](std::size_t i) {
+    std::lock_guard lock(run_mutex);
+    outcomes[i].status = "not-run";
+    outcomes[i].error = "the run was interrupted before this cell";
+    st.run["cells"][i]["status"] = "not-run";
+  };
+
+  // One worker per host: hosts in parallel, one cell at a time on each.
+  auto work_on = [&](const std::string& name, const std::vector<std::size_t>& queue) {
+    HostState& h = host_of(name);
+    auto host_dir = run_dir / "hosts" / name;
+    std::unique_ptr<RemoteHost> remote;
+    std::string host_problem;  // every cell of the host fails with it
+    if (!h.spec.local()) {
+      std::error_code ec;
+      std::filesystem::create_directories(host_dir, ec);
+      remote = std::make_unique<RemoteHost>(h.spec, remote_run, run_dir / ".work" / "hosts" / name, socket_dir);
+      try {
+        if (!h.reachable) throw InfraError(h.unreachable);
+        progress.host(name, "connecting");
+        remote->connect();
+        if (h.spec.provision && !options.no_provision) {
+          if (!provisioning_problem.empty()) throw InfraError("cannot provision " + name + ": " + provisioning_problem);
+          progress.host(name, "provisioning");
+          run_log.info("provisioning host " + name + " (ansible-playbook provision.yml --limit " + name + ")");
+          remote->provision(host_dir / "provision.log");
+        }
+        remote->upload_plan();
+      } catch (const Cancelled&) {
+        host_problem = "interrupted while preparing host " + name;
+      } catch (const std::exception& e) {
+        host_problem = one_line(e.what());
+      }
+      if (!host_problem.empty()) {
+        progress.host(name, "failed");
+        run_log.error("host " + name + ": " + host_problem);
+      }
+    }
+    for (std::size_t i : queue) {
+      const Cell& cell = cells[i];
+      if (cancel_requested()) {
+        not_run(i);
+        continue;
+      }
+      auto cell_dir = run_dir / "cells" / cell.spec.id;
+      std::error_code dir_error;
+      std::filesystem::create_directories(cell_dir, dir_error);
+      FileLogger cell_log(cell_dir / "cell.log", &run_log, cell.spec.id);
+      progress.begin_cell(name);
+      mark_running(i);
+      CellOutcome o;
+      if (h.spec.local()) {
+        o = local_cell(st, cell, cells.size(), cell_dir, cell_log, *host, h.facts, progress, !placed, err);
+      } else if (!host_problem.empty()) {
+        o = unmeasured_outcome(plan, cell, run_id, "infra-error", "host " + name + ": " + host_problem, "host", h.facts);
+        cell_log.error(o.error + (std::filesystem::exists(host_dir / "provision.log") ? " (see hosts/" + name + "/provision.log)" : ""));
+        store_result(plan, cell, cell_dir, o, cell_log, err);
+      } else {
+        std::string failure;
+        progress.cell(static_cast<std::size_t>(cell.index), cell, "remote");
+        try {
+          int code = remote->run_cell(cell.spec.id, cell.index, host_dir / ("cell-" + cell.spec.id + ".ssh.log"),
+                                      [&](const std::string& phase) { progress.cell(static_cast<std::size_t>(cell.index), cell, phase); });
+          if (code == exit_code::usage)
+            failure = "vmlat on host " + name + " refused the cell (exit 2): see hosts/" + name + "/cell-" + cell.spec.id + ".ssh.log";
+        } catch (const std::exception& e) {
+          failure = one_line(e.what());
+        }
+        // The cell log that came back replaces ours; add what the controller saw.
+        FileLogger back(cell_dir / "cell.log", nullptr, "controller");
+        if (!failure.empty()) back.error(failure);
+        o = remote_outcome(st, cell, cell_dir, failure, back, err);
+      }
+      finish_cell(i, std::move(o));
+    }
+    if (remote) {
+      progress.host(name, "cleaning up");
+      remote->cleanup();
+    }
+    progress.host(name, host_problem.empty() ? "done" : "failed");
+  };
+  {
+    std::vector<std::thread> workers;
+    for (const auto& [name, queue] : queues) workers.emplace_back(work_on, name, queue);
+    for (auto& w : workers) w.join();
+  }
+  if (!socket_dir.empty() && socket_dir.string().rfind("/tmp/vmlat-ssh-", 0) == 0) {
+    std::error_code ec;
+    std::filesystem::remove_all(socket_dir, ec);
+  }
+
+  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0, gate_errors = 0;
+  std::vector<json> cell_results;
   for (const auto& o : outcomes) {
+    // A gate of a measured cell that could not be evaluated (its baseline is unreadable): exit 3.
+    for (const auto& g : o.gates)
+      if (o.status == "measured" && g.verdict == Verdict::error) ++gate_errors;
     if (o.status == "measured") ++measured;
     else if (o.status == "infra-error") ++infra;
     else if (o.status == "skipped") ++skipped;
@@ -970,11 +1308,12 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       if (g.verdict == Verdict::fail) ++failed_gates;
       if (g.verdict == Verdict::pass) ++passed_gates;
     }
+    if (o.result.is_object()) cell_results.push_back(o.result);
   }
   int code = exit_code::pass;
   if (cancel_requested()) code = exit_code::interrupted;
   else if (failed_gates) code = exit_code::gate_failed;
-  else if (infra) code = exit_code::infra;
+  else if (infra || gate_errors) code = exit_code::infra;
 
   st.run["finished"] = iso_now();
   st.run["status"] = cancel_requested() ? "interrupted" : "complete";
@@ -984,6 +1323,10 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
                            {"gates_failed", failed_gates}};
   if (!write_run_or_warn(st, err) && code == exit_code::pass) code = exit_code::infra;
   std::error_code ec;
+  // The bundle is made again from the build whenever needed; the remote
+  // sessions' scratch only matters while they run (their logs are in hosts/).
+  if (!remote_run.bundle.empty() && !options.bundle) std::filesystem::remove(remote_run.bundle, ec);
+  std::filesystem::remove_all(run_dir / ".work" / "hosts", ec);
   remove_empty_dirs(run_dir / ".work");
   // A "latest" link next to the runs, for humans and CI scripts.
   auto latest = root / "latest";
@@ -1006,16 +1349,223 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       write_run_or_warn(st, err);
     }
   }
-  print_summary(out, cells, outcomes);
+  print_summary(out, cells, outcomes, placed);
   out << "\n" << measured << "/" << cells.size() << " cells measured";
   if (infra) out << ", " << infra << " infrastructure error(s)";
   if (skipped) out << ", " << skipped << " not runnable here";
   if (interrupted) out << ", " << interrupted << " interrupted/not run";
-  out << "; gates: " << passed_gates << " passed, " << failed_gates << " failed\n";
+  out << "; gates: " << passed_gates << " passed, " << failed_gates << " failed";
+  if (gate_errors) out << ", " << gate_errors << " could not be evaluated";
+  out << "\n";
   out << "results: " << run_dir.string() << "\n";
   run_log.info("finished with exit code " + std::to_string(code));
   kill_all_children();
   return code;
+}
+
+int run_single_cell(const Plan& plan, PluginRegistry& registry, const CellRunOptions& options, std::ostream& out,
+                    std::ostream& err) {
+  install_cancel_handlers();
+  const std::string mine = std::string(version_string) + "/" + std::to_string(abi_version);
+  if (!options.expect_version.empty() && options.expect_version != mine) {
+    err << "vmlat run-cell: the controller runs vmlat " << options.expect_version << ", this host has " << mine
+        << ": provision the host again (vmlat provision PLAN) so that both run the same build\n";
+    return exit_code::usage;
+  }
+  if (options.cancel_on_eof) {
+    // The controller keeps our stdin open for the whole cell: EOF means it
+    // wants the cell stopped, or it is gone.
+    std::thread([] {
+      char buf[256];
+      while (true) {
+        ssize_t n = ::read(0, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EINTR)) break;
+      }
+      request_cancel();
+    }).detach();
+  }
+  auto cells = expand(plan);
+  auto it = std::find_if(cells.begin(), cells.end(), [&](const Cell& c) { return c.spec.id == options.cell_id; });
+  if (it == cells.end()) {
+    err << "vmlat run-cell: plan " << plan.name << " has no cell '" << options.cell_id << "'\n";
+    return exit_code::usage;
+  }
+  Cell cell = *it;
+  cell.index = options.index;
+  cell.spec.host_name = options.host_name.empty() ? cell.spec.host_name : options.host_name;
+  if (options.duration) cell.spec.duration = *options.duration;
+
+  json who{{"what", "cell"}, {"run_id", options.run_id + "/" + cell.spec.id}, {"plan", plan.name},
+           {"pid", static_cast<long long>(::getpid())}, {"since", iso_now()}};
+  HostLockFailure lock_failure;
+  std::ostringstream lock_messages;
+  auto host_lock = acquire_host_lock(options.lock_dir, false, who, lock_messages, &lock_failure);
+  if (!lock_messages.str().empty()) err << lock_messages.str();
+  if (!host_lock) return lock_failure == HostLockFailure::interrupted ? exit_code::interrupted : exit_code::infra;
+
+  auto cell_dir = options.out_dir / "cells" / cell.spec.id;
+  try {
+    std::filesystem::create_directories(cell_dir);
+  } catch (const std::exception& e) {
+    err << "vmlat run-cell: cannot create " << cell_dir.string() << ": " << e.what() << "\n";
+    return exit_code::infra;
+  }
+  FileLogger run_log(options.out_dir / "run.log", nullptr, "");
+  FileLogger cell_log(cell_dir / "cell.log", &run_log, cell.spec.id);
+  RunState st{plan, registry, options.out_dir, options.run_id, json::object()};
+  auto host = make_local_executor(options.out_dir / ".work" / cell.spec.id / "host", "host");
+  json host_facts;
+  try {
+    host_facts = collect_system_facts(*host);
+  } catch (const std::exception& e) {
+    host_facts = json{{"error", e.what()}};
+  }
+  Progress progress(false, out, 1, cell.spec.duration, /*events=*/true);
+  auto o = local_cell(st, cell, 0, cell_dir, cell_log, *host, host_facts, progress, false, err);
+  remove_empty_dirs(options.out_dir / ".work");
+  kill_all_children();
+  if (cancel_requested()) return exit_code::interrupted;
+  for (const auto& g : o.gates)
+    if (g.verdict == Verdict::fail) return exit_code::gate_failed;
+  return o.status == "measured" || o.status == "skipped" ? exit_code::pass : exit_code::infra;
+}
+
+namespace {
+
+// The hosts of a plan (or inventory) and what they are; nullopt after
+// printing why not.
+std::optional<std::vector<HostState>> hosts_of(const Plan& plan, const std::optional<std::filesystem::path>& inventory,
+                                               const std::filesystem::path& scratch, std::ostream& err, int* code) {
+  std::vector<HostSpec> specs = plan.hosts;
+  if (inventory) {
+    try {
+      specs = hosts_from_inventory(*inventory, scratch / "inventory");
+    } catch (const std::exception& e) {
+      err << "vmlat: --inventory: " << e.what() << "\n";
+      *code = exit_code::usage;
+      return std::nullopt;
+    }
+  }
+  try {
+    return discover_hosts(specs, scratch);
+  } catch (const Cancelled&) {
+    *code = exit_code::interrupted;
+    return std::nullopt;
+  }
+}
+
+struct ScratchDir {
+  std::filesystem::path dir;
+  explicit ScratchDir(const std::string& what)
+      : dir(std::filesystem::temp_directory_path() / ("vmlat-" + what + "-" + std::to_string(::getpid()))) {
+    std::filesystem::create_directories(dir);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+}  // namespace
+
+int list_hosts(const Plan& plan, const std::optional<std::filesystem::path>& inventory, bool as_json, std::ostream& out,
+               std::ostream& err) {
+  install_cancel_handlers();
+  ScratchDir scratch("hosts");
+  int code = exit_code::pass;
+  auto hosts = hosts_of(plan, inventory, scratch.dir, err, &code);
+  if (!hosts) return code;
+  json list = json::array();
+  bool all_reachable = true;
+  for (const auto& h : *hosts) {
+    all_reachable = all_reachable && h.reachable;
+    list.push_back(json{{"name", h.spec.name},
+                        {"address", h.spec.local() ? json("local") : json(h.spec.address)},
+                        {"port", h.spec.port ? json(h.spec.port) : json(nullptr)},
+                        {"user", h.spec.user.empty() ? json(nullptr) : json(h.spec.user)},
+                        {"tags", h.spec.tags},
+                        {"reachable", h.reachable},
+                        {"error", h.reachable ? json(nullptr) : json(one_line(h.unreachable))},
+                        {"facts", h.facts}});
+  }
+  if (as_json) {
+    out << dump_json(list, 2) << "\n";
+  } else {
+    std::vector<std::size_t> w = {4, 7, 9, 4};
+    auto address = [](const HostState& h) {
+      return h.spec.local() ? std::string("local") : (h.spec.user.empty() ? "" : h.spec.user + "@") + h.spec.address +
+                                                        (h.spec.port ? ":" + std::to_string(h.spec.port) : "");
+    };
+    auto tags = [](const HostState& h) {
+      std::string t;
+      for (const auto& tag : h.spec.tags) t += (t.empty() ? "" : ",") + tag;
+      return t.empty() ? std::string("-") : t;
+    };
+    for (const auto& h : *hosts) {
+      w[0] = std::max(w[0], h.spec.name.size());
+      w[1] = std::max(w[1], address(h).size());
+      w[3] = std::max(w[3], tags(h).size());
+    }
+    out << pad("HOST", w[0]) << "  " << pad("ADDRESS", w[1]) << "  " << pad("REACHABLE", w[2]) << "  " << pad("TAGS", w[3])
+        << "  FACTS\n";
+    for (const auto& h : *hosts)
+      out << pad(h.spec.name, w[0]) << "  " << pad(address(h), w[1]) << "  " << pad(h.reachable ? "yes" : "no", w[2]) << "  "
+          << pad(tags(h), w[3]) << "  " << one_line(h.summary()) << "\n";
+  }
+  return all_reachable ? exit_code::pass : exit_code::infra;
+}
+
+int provision_hosts(const Plan& plan, const RunOptions& options, std::ostream& out, std::ostream& err) {
+  install_cancel_handlers();
+  ScratchDir scratch("provision");
+  int code = exit_code::pass;
+  auto hosts = hosts_of(plan, options.inventory, scratch.dir, err, &code);
+  if (!hosts) return code;
+  auto ansible_dir = find_ansible_dir();
+  if (!ansible_dir) {
+    err << "vmlat provision: cannot find vmlat's ansible/ (provision.yml) beside this vmlat\n";
+    return exit_code::infra;
+  }
+  std::vector<HostSpec> specs;
+  for (const auto& h : *hosts) specs.push_back(h.spec);
+  auto inventory = options.inventory ? std::filesystem::absolute(*options.inventory) : scratch.dir / "inventory.json";
+  if (!options.inventory) write_file_atomic(inventory, dump_json(inventory_for(specs), 2) + "\n");
+  RemoteRun run{"provision-" + compact_utc(), std::filesystem::absolute(plan.path), scratch.dir, inventory, *ansible_dir, {}, {}};
+  try {
+    run.bundle = options.bundle ? std::filesystem::absolute(*options.bundle) : scratch.dir / "vmlat-bundle.tar.gz";
+    if (!options.bundle) make_bundle(*ansible_dir, run.bundle, scratch.dir / "bundle.log");
+  } catch (const std::exception& e) {
+    err << "vmlat provision: " << e.what() << "\n";
+    return exit_code::infra;
+  }
+  auto logs = options.results_root ? *options.results_root : std::filesystem::path(plan.results_dir) / "provision";
+  std::filesystem::create_directories(logs);
+  auto socket_dir = control_socket_dir(scratch.dir / "ssh");
+  std::mutex out_mutex;
+  std::vector<std::thread> workers;
+  int failures = 0;
+  for (const auto& h : *hosts) {
+    if (h.spec.local() || !h.spec.provision) continue;
+    workers.emplace_back([&, h] {
+      std::string verdict = "provisioned";
+      auto log = logs / (h.spec.name + ".log");
+      try {
+        if (!h.reachable) throw InfraError(h.unreachable);
+        RemoteHost remote(h.spec, run, scratch.dir / "hosts" / h.spec.name, socket_dir);
+        remote.connect();
+        remote.provision(log);
+      } catch (const std::exception& e) {
+        verdict = "FAILED: " + one_line(e.what());
+      }
+      std::lock_guard lock(out_mutex);
+      if (verdict != "provisioned") ++failures;
+      out << h.spec.name << ": " << verdict << " (log: " << log.string() << ")\n";
+    });
+  }
+  for (auto& w : workers) w.join();
+  if (workers.empty()) out << "no remote host to provision (hosts without an address are this machine)\n";
+  if (cancel_requested()) return exit_code::interrupted;
+  return failures ? exit_code::infra : exit_code::pass;
 }
 
 }  // namespace vmlat

@@ -42,6 +42,10 @@ struct RunOptions {
   // /run/vmlat) and whether to give up at once when another run holds it.
   std::optional<std::filesystem::path> lock_dir;
   bool no_wait = false;
+  // Hosts from the user's Ansible inventory instead of the plan's [hosts].
+  std::optional<std::filesystem::path> inventory;
+  bool no_provision = false;                      // skip ansible/provision.yml
+  std::optional<std::filesystem::path> bundle;    // the vmlat bundle for provisioning (default: made from the build tree)
   // Exporter hooks. on_cell_done runs after each cell's result.json is
   // written (e.g. push that cell's metrics); on_run_done after run.json is
   // final, and may return a different exit code (an export failure). Neither
@@ -63,6 +67,7 @@ struct GateResult {
   std::chrono::nanoseconds value{0};
   Verdict verdict = Verdict::error;
   std::string message;
+  json extra = json::object();  // more fields for result.json (a regression gate's baseline)
 };
 
 // Whether a probe's data fits its cell (docs/results-format.md,
@@ -97,6 +102,35 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, c
 // Runs the plan; returns the exit code. Writes the summary to `out` and
 // progress/errors to `err`.
 int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& options, std::ostream& out, std::ostream& err);
+
+// `vmlat run-cell`: what a controller runs on a remote host over ssh for one
+// cell of a run (remote.hpp). Runs the cell with this machine's plugins,
+// inside the host lock, into out_dir/cells/<id>/ (the layout of a local
+// cell); phases go to `out` as "vmlat-event {json}" lines. With
+// cancel_on_eof, EOF on stdin (the controller's Ctrl-C, or its death)
+// interrupts the cell: it is torn down and keeps what it measured. Exits as
+// a run of that one cell would (0, 1, 3, 130; 2 for a bad plan, an unknown
+// cell or another vmlat version than expect_version).
+struct CellRunOptions {
+  std::string cell_id;
+  int index = 1;
+  std::string run_id;
+  std::string host_name;
+  std::filesystem::path out_dir;
+  std::optional<std::chrono::nanoseconds> duration;
+  std::optional<std::filesystem::path> lock_dir;
+  std::string expect_version;  // "<version>/<abi>" of the controller; empty: any
+  bool cancel_on_eof = false;
+};
+int run_single_cell(const Plan& plan, PluginRegistry& registry, const CellRunOptions& options, std::ostream& out,
+                    std::ostream& err);
+
+// `vmlat hosts PLAN`: every host with its address, reachability, tags and
+// facts; `vmlat provision PLAN`: provision.yml on each remote host, nothing
+// measured. Both accept the user's inventory instead of [hosts].
+int list_hosts(const Plan& plan, const std::optional<std::filesystem::path>& inventory, bool as_json, std::ostream& out,
+               std::ostream& err);
+int provision_hosts(const Plan& plan, const RunOptions& options, std::ostream& out, std::ostream& err);
 
 // JUnit XML of a finished (or partial) run directory's cells.
 std::string junit_xml(const std::string& plan_name, const json& run, const std::vector<json>& cell_results);

@@ -44,31 +44,8 @@ class E2E : public vmlat::testing::CliTest {
   }
 };
 
-// One native-probe cell on CPU 0 for 1s; tests append gates and exports.
-const std::string kOneNativeCell = R"([plan]
-duration = "1s"
-cpus = [0]
-[backend.host]
-[probe.native]
-plugin = "cyclic"
-engine = "native"
-)";
-
-// Two cells on CPU 0 for 1s, one per engine, with a gate any measurement passes.
-const std::string kBothEngines = R"([plan]
-duration = "1s"
-cpus = [0]
-[matrix]
-probe = ["cyclictest", "native"]
-[backend.host]
-[probe.cyclictest]
-plugin = "cyclic"
-[probe.native]
-plugin = "cyclic"
-engine = "native"
-[[gate]]
-bound = "10s"
-)";
+const std::string& kOneNativeCell = vmlat::testing::kOneNativeCellPlan;
+const std::string& kBothEngines = vmlat::testing::kBothEnginesPlan;
 
 std::string quick_plan(const std::string& gates, const std::string& duration = "2s") {
   return R"([plan]

@@ -29,7 +29,6 @@ Usage: prometheus_it.py --vmlat build/vmlat --source-dir .  (python3 stdlib only
 
 import argparse
 import calendar
-import ctypes
 import json
 import math
 import os
@@ -45,28 +44,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from vmlat_it import CHECKS, FAILURES, check, die_with_parent, log  # noqa: E402
+
 PROCS = []
-FAILURES = []
-CHECKS = [0]
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, msg):
-    CHECKS[0] += 1
-    if not cond:
-        FAILURES.append(msg)
-        log("FAIL: " + msg)
-    return cond
-
-
-def die_with_parent():
-    # The child gets SIGKILL when this script dies, even by SIGKILL (ctest timeout).
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    os.setpgrp()
 
 
 def start(argv, logfile):

@@ -23,6 +23,33 @@ namespace vmlat::testing {
 inline const std::filesystem::path kVmlat = std::filesystem::path(VMLAT_BINARY_DIR) / "vmlat";
 inline const std::filesystem::path kSource = VMLAT_SOURCE_DIR;
 
+// One native-probe cell on CPU 0 for 1s; tests append gates and exports.
+inline const std::string kOneNativeCellPlan = R"([plan]
+duration = "1s"
+cpus = [0]
+[backend.host]
+[probe.native]
+plugin = "cyclic"
+engine = "native"
+)";
+
+// Two host cells on CPU 0 for 1s, one per probe engine, with a gate any
+// measurement passes.
+inline const std::string kBothEnginesPlan = R"([plan]
+duration = "1s"
+cpus = [0]
+[matrix]
+probe = ["cyclictest", "native"]
+[backend.host]
+[probe.cyclictest]
+plugin = "cyclic"
+[probe.native]
+plugin = "cyclic"
+engine = "native"
+[[gate]]
+bound = "10s"
+)";
+
 inline std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::ostringstream ss;

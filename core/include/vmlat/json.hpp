@@ -14,4 +14,15 @@ using json = nlohmann::ordered_json;
 inline std::string dump_json(const json& j, int indent = -1) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
+// A fact that may be missing, null or of another type (facts are read from
+// machines and files, never guessed): its value, else `fallback`. Unlike
+// json::value(), never throws.
+inline std::string text_or(const json& j, const char* key, const std::string& fallback) {
+  if (j.is_object() && j.contains(key) && j[key].is_string()) return j[key].get<std::string>();
+  return fallback;
+}
+inline bool flag_or(const json& j, const char* key, bool fallback) {
+  if (j.is_object() && j.contains(key) && j[key].is_boolean()) return j[key].get<bool>();
+  return fallback;
+}
 }  // namespace vmlat

@@ -22,6 +22,12 @@ struct ProcessSpec {
   std::filesystem::path stdout_path;           // empty: /dev/null
   std::filesystem::path stderr_path;           // empty: /dev/null; may equal stdout_path
   std::filesystem::path working_dir;           // empty: inherit
+  // Standard input: a file to read (empty: /dev/null), or, with stdin_pipe,
+  // a pipe whose writing end the parent keeps (Process::close_stdin() gives
+  // the child EOF: how a remote vmlat learns that its controller wants it to
+  // stop, or died).
+  std::filesystem::path stdin_path;
+  bool stdin_pipe = false;
 };
 
 struct ExitStatus {
@@ -55,9 +61,14 @@ class Process {
   // throws; safe to call twice.
   ExitStatus stop(std::chrono::milliseconds grace, int first_signal = 15) noexcept;
   const std::string& program() const { return program_; }
+  // With ProcessSpec::stdin_pipe: closes our end of the child's stdin (the
+  // child reads EOF). Safe to call twice; also done by stop() and the
+  // destructor.
+  void close_stdin() noexcept;
 
  private:
   pid_t pid_ = -1;
+  int stdin_fd_ = -1;
   std::string program_;
   std::optional<ExitStatus> status_;
 };

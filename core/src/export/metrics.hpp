@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "../run_store.hpp"
 #include "vmlat/json.hpp"
 
 namespace vmlat::exporter {
@@ -69,13 +70,8 @@ std::string to_text(const std::vector<prometheus::MetricFamily>& families);
 // prometheus-cpp's TextSerializer itself (tests, benchmark).
 std::string to_text_reference(const std::vector<prometheus::MetricFamily>& families);
 
-// A stored run: run.json and the result.json of every cell that has one, in
-// run order. `dir` is a run directory, or a results root holding "latest".
-struct StoredRun {
-  std::string dir;
-  json run;
-  std::vector<json> cells;
-};
-StoredRun load_run_dir(const std::string& dir);  // throws std::runtime_error
+// A stored run (run_store.hpp: shared with reports and compare).
+using vmlat::StoredRun;
+using vmlat::load_run_dir;
 
 }  // namespace vmlat::exporter

@@ -130,6 +130,8 @@ class KvmBackend final : public Backend {
   void configure(Settings& settings) override { config_ = read_settings(settings); }
 
   std::vector<std::string> placements() const override { return {"host", "guest"}; }
+  // Placement (docs/plan-format.md): kvm cells go to hosts tagged "kvm".
+  std::vector<std::string> required_host_tags() const override { return {"kvm"}; }
 
   void prepare(CellContext& ctx) override {
     facts_ = json::object();

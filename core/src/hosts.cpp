@@ -1,0 +1,360 @@
+#include "hosts.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "cell_support.hpp"
+#include "facts.hpp"
+#include "loader.hpp"
+#include "vmlat/errors.hpp"
+#include "vmlat/local.hpp"
+#include "vmlat/plugin.hpp"
+#include "vmlat/process.hpp"
+#include "vmlat/text.hpp"
+
+namespace vmlat {
+
+RemoteLayout remote_layout(const HostSpec& host) {
+  RemoteLayout layout;
+  auto var = [&](const char* key, std::string& into) {
+    if (host.vars.contains(key) && host.vars[key].is_string() && !host.vars[key].get<std::string>().empty())
+      into = host.vars[key].get<std::string>();
+  };
+  var("vmlat_common_prefix", layout.prefix);
+  var("vmlat_common_work_dir", layout.work_dir);
+  var("vmlat_common_lock_dir", layout.lock_dir);
+  return layout;
+}
+
+namespace {
+
+bool plain_name(const std::string& s) {
+  return !s.empty() && s.size() <= 64 && s.front() != '-' && s.front() != '.' &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; });
+}
+
+bool plain_word(const std::string& s) {
+  return !s.empty() && s.front() != '-' &&
+         std::none_of(s.begin(), s.end(), [](unsigned char c) { return c <= ' ' || c == 0x7f; });
+}
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::vector<HostSpec> hosts_from_inventory(const std::filesystem::path& inventory, const std::filesystem::path& scratch) {
+  std::error_code ec;
+  if (!std::filesystem::exists(inventory, ec))
+    throw PlanError(inventory.string() + ": no such inventory file");
+  std::filesystem::create_directories(scratch);
+  auto out = scratch / "inventory.out", err = scratch / "inventory.err";
+  // ansible-inventory reads every format Ansible does (INI, YAML, scripts).
+  auto p = Process::spawn(ProcessSpec{{"ansible-inventory", "-i", inventory.string(), "--list"}, {}, out, err, {}});
+  auto status = p.wait(Clock::now() + std::chrono::seconds(120));
+  std::string text = read_text(out);
+  std::filesystem::remove(out, ec);  // it may hold the inventory's secrets
+  if (!status.success()) {
+    std::string why = trim(read_text(err));
+    std::filesystem::remove(err, ec);
+    throw PlanError(inventory.string() + ": ansible-inventory failed (" + status.describe() + ")" + (why.empty() ? "" : ": " + why));
+  }
+  std::filesystem::remove(err, ec);
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const std::exception& e) {
+    throw PlanError(inventory.string() + ": ansible-inventory printed unreadable JSON: " + e.what());
+  }
+  json hostvars = doc.contains("_meta") ? doc["_meta"].value("hostvars", json::object()) : json::object();
+  std::map<std::string, std::set<std::string>> tags;
+  std::set<std::string> names;
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    if (it.key() == "_meta" || !it.value().is_object()) continue;
+    for (const auto& h : it.value().value("hosts", json::array())) {
+      if (!h.is_string()) continue;
+      names.insert(h.get<std::string>());
+      if (it.key() != "all" && it.key() != "ungrouped") tags[h.get<std::string>()].insert(it.key());
+    }
+  }
+  for (auto it = hostvars.begin(); it != hostvars.end(); ++it) names.insert(it.key());
+  std::vector<HostSpec> hosts;
+  for (const auto& name : names) {
+    if (!plain_name(name))
+      throw PlanError(inventory.string() + ": host '" + name +
+                      "' cannot be a vmlat host: its name may only contain letters, digits, '-', '_' and '.'");
+    HostSpec h;
+    h.name = name;
+    h.location = Location{inventory.string(), 0, 0};
+    const json vars = hostvars.value(name, json::object());
+    auto str = [&](const char* key) -> std::string {
+      if (!vars.contains(key)) return {};
+      if (vars[key].is_string()) return vars[key].get<std::string>();
+      if (vars[key].is_number_integer()) return std::to_string(vars[key].get<long long>());
+      return {};
+    };
+    auto check = [&](const std::string& value, const char* what) {
+      if (!value.empty() && !plain_word(value))
+        throw PlanError(inventory.string() + ": host '" + name + "': " + what + " '" + value +
+                        "' has spaces or control characters or starts with '-'");
+    };
+    if (str("ansible_connection") == "local") {
+      h.address.clear();
+    } else {
+      h.address = str("ansible_host").empty() ? name : str("ansible_host");
+      check(h.address, "ansible_host");
+    }
+    if (!str("ansible_port").empty()) {
+      try {
+        h.port = std::stoi(str("ansible_port"));
+      } catch (const std::exception&) {
+        throw PlanError(inventory.string() + ": host '" + name + "': ansible_port is not a number");
+      }
+      if (h.port < 1 || h.port > 65535) throw PlanError(inventory.string() + ": host '" + name + "': ansible_port out of range");
+    }
+    h.user = str("ansible_user");
+    check(h.user, "ansible_user");
+    h.identity_file = str("ansible_ssh_private_key_file");
+    if (h.identity_file.empty()) h.identity_file = str("ansible_private_key_file");
+    check(h.identity_file, "ansible_ssh_private_key_file");
+    // vmlat_known_hosts: the known_hosts file for this host (the plan's
+    // known_hosts); else ssh's own.
+    h.known_hosts = str("vmlat_known_hosts");
+    check(h.known_hosts, "vmlat_known_hosts");
+    for (const auto& t : tags[name]) h.tags.push_back(t);
+    for (const char* key : {"vmlat_common_prefix", "vmlat_common_work_dir", "vmlat_common_lock_dir"})
+      if (!str(key).empty()) {
+        check(str(key), key);
+        h.vars[key] = str(key);
+      }
+    hosts.push_back(std::move(h));
+  }
+  if (hosts.empty()) throw PlanError(inventory.string() + ": the inventory has no hosts");
+  return hosts;
+}
+
+json inventory_for(const std::vector<HostSpec>& hosts) {
+  json all_hosts = json::object();
+  std::map<std::string, json> groups;
+  for (const auto& h : hosts) {
+    json vars = h.vars;  // validated names; values are data in JSON, never lines
+    if (h.local()) {
+      vars["ansible_connection"] = "local";
+    } else {
+      vars["ansible_host"] = h.address;
+      if (h.port) vars["ansible_port"] = h.port;
+      if (!h.user.empty()) vars["ansible_user"] = h.user;
+      // The roles need root; another user needs sudo (ansible/README.md).
+      if (!h.user.empty() && h.user != "root") vars["ansible_become"] = true;
+      if (!h.identity_file.empty()) vars["ansible_ssh_private_key_file"] = h.identity_file;
+      // The same host key policy as vmlat's own ssh commands (ssh.cpp).
+      std::string extra = "-o StrictHostKeyChecking=accept-new";
+      if (!h.known_hosts.empty()) extra += " -o UserKnownHostsFile=" + h.known_hosts;
+      vars["ansible_ssh_extra_args"] = extra;
+    }
+    all_hosts[h.name] = vars;
+    for (const auto& t : h.tags) groups[t]["hosts"][h.name] = json::object();
+  }
+  json children = json::object();
+  for (auto& [name, group] : groups) children[name] = group;
+  return json{{"all", {{"hosts", all_hosts}, {"children", children}}}};
+}
+
+std::string HostState::summary() const {
+  if (!reachable) return "unreachable: " + unreachable;
+  auto text = [&](const char* key) {
+    return facts.contains(key) && facts[key].is_string() ? facts[key].get<std::string>() : std::string("?");
+  };
+  std::string s = text("kernel_release") + " " + text("preempt_model");
+  if (facts.contains("cpu_count") && facts["cpu_count"].is_number()) s += ", " + std::to_string(facts["cpu_count"].get<int>()) + " CPUs";
+  if (facts.contains("hypervisor") && facts["hypervisor"].is_object()) {
+    const auto& hv = facts["hypervisor"];
+    if (hv.contains("xen") && hv["xen"].is_string()) s += ", Xen " + hv["xen"].get<std::string>();
+    if (hv.contains("kvm_device") && hv["kvm_device"].is_boolean() && hv["kvm_device"].get<bool>()) s += ", /dev/kvm";
+  }
+  return s;
+}
+
+namespace {
+
+// Facts of a host in one round trip (each command over ssh costs a session):
+// a constant script of ours runs the commands collect_system_facts runs and
+// prints "key RS value US" records (GS as the value: the command failed).
+json remote_facts(Executor& there) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> commands = system_fact_commands();
+  commands.push_back({"kvm_device", {"test", "-c", "/dev/kvm"}});
+  commands.push_back({"hypervisor_type", {"cat", "/sys/hypervisor/type"}});
+  commands.push_back({"xen_capabilities", {"cat", "/proc/xen/capabilities"}});
+  std::string script =
+      "r() { k=$1; shift; if o=$(\"$@\" 2>/dev/null); then printf '%s\\036%s\\037' \"$k\" \"$o\"; "
+      "else printf '%s\\036\\035\\037' \"$k\"; fi; }";
+  for (const auto& [key, argv] : commands) script += "; r " + remote_command_line({key}) + " " + remote_command_line(argv);
+  auto r = there.run(Command{{"sh", "-c", script}, std::chrono::seconds(60)});
+  if (!r.ok()) throw InfraError("cannot read the facts of " + there.name() + ": " + r.describe());
+  std::map<std::string, std::optional<std::string>> raw;
+  std::size_t at = 0;
+  while (at < r.out.size()) {
+    auto end = r.out.find('\037', at);
+    if (end == std::string::npos) break;
+    std::string record = r.out.substr(at, end - at);
+    at = end + 1;
+    auto sep = record.find('\036');
+    if (sep == std::string::npos) continue;
+    std::string value = record.substr(sep + 1);
+    raw[record.substr(0, sep)] = value == "\035" ? std::nullopt : std::optional<std::string>(value);
+  }
+  auto read = [&](const std::string& key) -> std::optional<std::string> {
+    auto it = raw.find(key);
+    return it == raw.end() ? std::nullopt : it->second;
+  };
+  json facts = system_facts_from(read);
+  json xen = nullptr;
+  if (auto type = read("hypervisor_type"); type && trim(*type) == "xen") {
+    auto caps = read("xen_capabilities");
+    xen = caps && caps->find("control_d") != std::string::npos ? "dom0" : "domU";
+  }
+  facts["hypervisor"] = json{{"kvm_device", raw.count("kvm_device") && raw["kvm_device"].has_value()}, {"xen", xen}};
+  return facts;
+}
+
+// What runs guests here: /dev/kvm, and Xen (dom0 or a domU).
+json hypervisor_facts(Executor& where) {
+  auto ok = [&](std::vector<std::string> argv, std::string* out = nullptr) {
+    try {
+      auto r = where.run(Command{std::move(argv), std::chrono::seconds(20)});
+      if (out) *out = trim(r.out);
+      return r.ok();
+    } catch (const InfraError&) {
+      return false;
+    }
+  };
+  json hv = json::object();
+  hv["kvm_device"] = ok({"test", "-c", "/dev/kvm"});
+  std::string type, caps;
+  json xen = nullptr;
+  if (ok({"cat", "/sys/hypervisor/type"}, &type) && type == "xen")
+    xen = ok({"cat", "/proc/xen/capabilities"}, &caps) && caps.find("control_d") != std::string::npos ? "dom0" : "domU";
+  hv["xen"] = xen;
+  return hv;
+}
+
+HostState discover_one(const HostSpec& spec, const std::filesystem::path& scratch) {
+  HostState state;
+  state.spec = spec;
+  auto dir = scratch / spec.name;
+  std::filesystem::create_directories(dir);
+  try {
+    if (spec.local()) {
+      auto here = make_local_executor(dir, spec.name);
+      state.facts = collect_system_facts(*here);
+      state.facts["hypervisor"] = hypervisor_facts(*here);
+      return state;
+    }
+    SshTarget target{spec.name, spec.address, spec.port, spec.user, spec.identity_file, spec.known_hosts,
+                     control_socket_dir(scratch / "ssh") / spec.name};
+    SshMaster master(target, dir / "ssh.log", std::chrono::seconds(30));
+    auto there = make_ssh_executor(target, dir, remote_layout(spec).work_dir + "/tmp");
+    state.facts = remote_facts(*there);
+  } catch (const Cancelled&) {
+    throw;
+  } catch (const std::exception& e) {
+    state.reachable = false;
+    state.unreachable = e.what();
+  }
+  return state;
+}
+
+}  // namespace
+
+std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const std::filesystem::path& scratch) {
+  std::vector<HostState> states(hosts.size());
+  std::vector<std::exception_ptr> errors(hosts.size());
+  {
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < hosts.size(); ++i)
+      threads.emplace_back([&, i] {
+        try {
+          states[i] = discover_one(hosts[i], scratch);
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    for (auto& t : threads) t.join();
+  }
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  return states;
+}
+
+Placement place_cells(const Plan& plan, std::vector<Cell>& cells, const std::vector<HostState>& hosts, bool placed,
+                      PluginRegistry& registry) {
+  Placement placement;
+  if (!placed) {  // the implicit local host: every cell, as always
+    for (auto& c : cells) c.spec.host_name = hosts.front().spec.name;
+    return placement;
+  }
+  // What each backend instance asks of a host.
+  std::map<std::string, std::vector<std::string>> needs;
+  for (const auto& [name, instance] : plan.backends) {
+    try {
+      auto plugin = make_plugin(instance, registry);
+      if (auto* backend = dynamic_cast<Backend*>(plugin.get())) needs[name] = backend->required_host_tags();
+    } catch (...) {
+      needs[name] = {};
+    }
+  }
+  std::map<std::string, std::size_t> load;
+  for (auto& cell : cells) {
+    std::vector<std::string> why_not;
+    const HostState* best = nullptr;
+    auto pinned = cell.spec.axis("host");
+    auto kernel = cell.spec.axis("host_kernel");
+    for (const auto& h : hosts) {
+      if (pinned && *pinned != h.spec.name) continue;
+      std::vector<std::string> missing;
+      for (const auto& tag : needs[cell.backend])
+        if (std::find(h.spec.tags.begin(), h.spec.tags.end(), tag) == h.spec.tags.end()) missing.push_back(tag);
+      if (!missing.empty()) {
+        std::string list;
+        for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+        why_not.push_back(h.spec.name + " lacks the tag " + list + " (backend " + plan.backends.at(cell.backend).plugin +
+                          " needs it)");
+        continue;
+      }
+      // A host that cannot be reached may still be the right one: its cells
+      // then fail as infrastructure errors, with ssh's reason.
+      if (kernel && *kernel != "any" && h.reachable) {
+        bool rt = flag_or(h.facts, "preempt_rt", false);
+        if ((*kernel == "rt") != rt) {
+          why_not.push_back(h.spec.name + " runs " + text_or(h.facts, "kernel_release", "?") + " (" +
+                            text_or(h.facts, "preempt_model", "?") + "), the cell needs a" +
+                            (*kernel == "rt" ? " PREEMPT_RT" : " non-RT") + " host kernel");
+          continue;
+        }
+      }
+      // The least loaded of the hosts that can take it; reachable first.
+      if (!best || (h.reachable && !best->reachable) ||
+          (h.reachable == best->reachable && load[h.spec.name] < load[best->spec.name]))
+        best = &h;
+    }
+    if (!best) {
+      std::string reasons;
+      for (const auto& w : why_not) reasons += (reasons.empty() ? "" : "; ") + w;
+      placement.problems.push_back("cell " + cell.spec.id + ": no host can take it: " +
+                                   (reasons.empty() ? "no host is named " + pinned.value_or("?") : reasons));
+      continue;
+    }
+    cell.spec.host_name = best->spec.name;
+    ++load[best->spec.name];
+  }
+  return placement;
+}
+
+}  // namespace vmlat

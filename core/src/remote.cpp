@@ -1,0 +1,261 @@
+#include "remote.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "self_path.hpp"
+#include "vmlat/errors.hpp"
+#include "vmlat/interrupt.hpp"
+#include "vmlat/process.hpp"
+#include "vmlat/text.hpp"
+#include "vmlat/units.hpp"
+#include "vmlat/version.hpp"
+
+namespace vmlat {
+
+namespace {
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string last_line(const std::string& text) {
+  std::istringstream lines(text);
+  std::string line, last;
+  while (std::getline(lines, line))
+    if (!trim(line).empty()) last = trim(line);
+  return last.substr(0, 400);
+}
+
+// The line of Ansible's output that says what went wrong.
+std::string ansible_reason(const std::string& output) {
+  std::istringstream lines(output);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto t = trim(line);
+    if (t.rfind("fatal:", 0) == 0 || t.find("UNREACHABLE!") != std::string::npos || t.rfind("ERROR!", 0) == 0)
+      return t.substr(0, 400);
+  }
+  return last_line(output);
+}
+
+// Runs a local process to its end (bounded, interruptible unless told not
+// to be); returns its exit status.
+ExitStatus run_to_end(const ProcessSpec& spec, std::chrono::seconds timeout, bool interruptible = true) {
+  auto p = Process::spawn(spec);
+  ExitStatus status;
+  try {
+    status = p.wait(Clock::now() + timeout, interruptible);
+  } catch (...) {
+    p.stop(std::chrono::milliseconds(2000));
+    throw;
+  }
+  if (status.timed_out) p.stop(std::chrono::milliseconds(2000));
+  return status;
+}
+
+}  // namespace
+
+RemoteHost::RemoteHost(const HostSpec& spec, const RemoteRun& run, const std::filesystem::path& scratch,
+                       const std::filesystem::path& socket_dir)
+    : spec_(spec), run_(run), layout_(remote_layout(spec)), scratch_(scratch) {
+  remote_dir_ = layout_.work_dir + "/runs/" + run_.run_id;
+  target_ = SshTarget{spec.name, spec.address, spec.port, spec.user, spec.identity_file, spec.known_hosts,
+                      socket_dir / spec.name};
+  std::filesystem::create_directories(scratch_);
+}
+
+RemoteHost::~RemoteHost() = default;
+
+void RemoteHost::connect() {
+  master_ = std::make_unique<SshMaster>(target_, scratch_ / "ssh-master.log", std::chrono::seconds(30));
+  ssh_ = make_ssh_executor(target_, scratch_, remote_dir_ + "/tmp");
+}
+
+void RemoteHost::provision(const std::filesystem::path& log) {
+  std::vector<std::string> argv{"ansible-playbook", "-i", run_.inventory.string(),
+                                (run_.ansible_dir / "provision.yml").string(), "--limit", spec_.name};
+  if (!run_.bundle.empty()) argv.insert(argv.end(), {"-e", "vmlat_common_bundle=" + run_.bundle.string()});
+  // Ansible's ssh rides on this run's master connection: no second
+  // handshake, and nothing of Ansible's stays connected after the run.
+  std::map<std::string, std::string> env{{"ANSIBLE_CONFIG", (run_.ansible_dir / "ansible.cfg").string()},
+                                         {"ANSIBLE_SSH_ARGS", "-o ControlMaster=no -o ControlPersist=no"},
+                                         {"ANSIBLE_SSH_CONTROL_PATH", target_.control_path.string()},
+                                         {"ANSIBLE_NOCOLOR", "1"},
+                                         {"ANSIBLE_RETRY_FILES_ENABLED", "0"}};
+  auto status = run_to_end(ProcessSpec{argv, env, log, log, run_.ansible_dir}, std::chrono::seconds(3600));
+  if (!status.success())
+    throw InfraError("provisioning " + spec_.name + " failed (ansible-playbook " + status.describe() + "): " +
+                     ansible_reason(read_text(log)));
+}
+
+void RemoteHost::upload_plan() {
+  // Our own command: the quoted directory, then the plan on stdin.
+  std::string command = "mkdir -p -- " + shell_quote(remote_dir_ + "/cells") + " && cat > " + shell_quote(remote_dir_ + "/plan.toml");
+  auto log = scratch_ / "upload.log";
+  ProcessSpec spec{ssh_argv(target_, command), {}, log, log, {}};
+  spec.stdin_path = run_.plan_file;
+  auto status = run_to_end(spec, std::chrono::seconds(120));
+  if (!status.success())
+    throw InfraError("cannot copy the plan to " + target_.describe() + ": " + (last_line(read_text(log)).empty() ? status.describe() : last_line(read_text(log))));
+}
+
+int RemoteHost::run_cell(const std::string& cell_id, int index, const std::filesystem::path& log,
+                         const std::function<void(const std::string&)>& progress) {
+  std::vector<std::string> argv{layout_.vmlat(), "run-cell", remote_dir_ + "/plan.toml",
+                                "--cell", cell_id,
+                                "--index", std::to_string(index),
+                                "--run-id", run_.run_id,
+                                "--host-name", spec_.name,
+                                "--out", remote_dir_,
+                                "--lock-dir", layout_.lock_dir,
+                                "--expect-version", std::string(version_string) + "/" + std::to_string(abi_version),
+                                "--cancel-on-eof"};
+  if (run_.duration) argv.insert(argv.end(), {"--duration", std::to_string(run_.duration->count()) + "ns"});
+  auto out = scratch_ / ("cell-" + cell_id + ".events");
+  ProcessSpec spec{ssh_argv(target_, remote_command_line(argv)), {}, out, log, {}};
+  spec.stdin_pipe = true;  // open for the whole cell: its EOF tells the remote vmlat to stop
+  auto p = Process::spawn(spec);
+
+  // Phase events ("vmlat-event {...}") as the remote vmlat prints them.
+  std::size_t seen = 0;
+  std::string pending;
+  auto read_events = [&] {
+    std::ifstream in(out, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(seen));
+    std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    seen += chunk.size();
+    pending += chunk;
+    for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+      std::string line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      if (line.rfind("vmlat-event ", 0) != 0) continue;
+      try {
+        auto event = json::parse(line.substr(12));
+        if (event.contains("phase") && event["phase"].is_string()) progress(event["phase"].get<std::string>());
+      } catch (const std::exception&) {
+      }
+    }
+  };
+
+  bool asked_to_stop = false;
+  Clock::time_point stop_deadline{};
+  std::optional<ExitStatus> status;
+  while (!(status = p.poll())) {
+    read_events();
+    if (cancel_requested() && !asked_to_stop) {
+      // The remote vmlat stops its cell, tears it down and writes what it
+      // has; give it the time a teardown takes.
+      p.close_stdin();
+      asked_to_stop = true;
+      stop_deadline = Clock::now() + std::chrono::seconds(90);
+    }
+    if (asked_to_stop && Clock::now() > stop_deadline) {
+      status = p.stop(std::chrono::milliseconds(2000));
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  read_events();
+  const std::string why = last_line(read_text(log));
+  if (status->signal || (status->exit_code == 255 && ssh_failed(status->exit_code))) {
+    // ssh itself failed: the host dropped, or never answered. Bring back
+    // whatever the remote side wrote before, if the host still answers.
+    try {
+      copy_back(cell_id, scratch_ / ("copy-" + cell_id + ".log"));
+    } catch (const std::exception&) {
+    }
+    throw InfraError("host " + target_.describe() + " failed during the cell (ssh " + status->describe() + ")" +
+                     (why.empty() ? "" : ": " + why));
+  }
+  PhaseScope collect("collect", Clock::now() + std::chrono::seconds(300), /*interruptible=*/false);
+  copy_back(cell_id, scratch_ / ("copy-" + cell_id + ".log"));
+  return status->exit_code;
+}
+
+void RemoteHost::copy_back(const std::string& cell_id, const std::filesystem::path& log) {
+  auto archive = scratch_ / ("cell-" + cell_id + ".tar");
+  std::string command = "tar -C " + shell_quote(remote_dir_ + "/cells") + " -cf - -- " + shell_quote(cell_id);
+  auto status = run_to_end(ProcessSpec{ssh_argv(target_, command), {}, archive, log, {}}, std::chrono::seconds(300), false);
+  if (!status.success())
+    throw InfraError("the cell's results did not come back from " + target_.describe() + ": " +
+                     (last_line(read_text(log)).empty() ? status.describe() : last_line(read_text(log))));
+  // The archive comes from another machine: only plain files and
+  // directories under <cell_id>/ are unpacked, never links or paths out.
+  auto listing = scratch_ / ("cell-" + cell_id + ".list");
+  auto listed = run_to_end(ProcessSpec{{"tar", "-tvf", archive.string()}, {}, listing, log, {}}, std::chrono::seconds(60), false);
+  if (!listed.success()) throw InfraError("the cell archive from " + target_.describe() + " is unreadable");
+  std::istringstream lines(read_text(listing));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    char type = line[0];
+    auto name_at = line.find(" " + cell_id);
+    std::string name = name_at == std::string::npos ? "" : line.substr(name_at + 1);
+    bool inside = name == cell_id || name == cell_id + "/" || name.rfind(cell_id + "/", 0) == 0;
+    if ((type != '-' && type != 'd') || !inside || name.find("/../") != std::string::npos ||
+        name.size() >= 3 && name.compare(name.size() - 3, 3, "/..") == 0)
+      throw InfraError("the cell archive from " + target_.describe() + " holds '" + line.substr(0, 200) +
+                       "': only files and directories of the cell are accepted");
+  }
+  auto cells = run_.run_dir / "cells";
+  std::filesystem::create_directories(cells);
+  std::error_code ec;
+  std::filesystem::remove_all(cells / cell_id, ec);
+  auto unpacked = run_to_end(ProcessSpec{{"tar", "-xf", archive.string(), "-C", cells.string(), "--no-same-owner",
+                                          "--no-same-permissions", "--no-overwrite-dir", "--"},
+                                         {},
+                                         log,
+                                         log,
+                                         {}},
+                             std::chrono::seconds(120), false);
+  std::filesystem::remove(archive, ec);
+  std::filesystem::remove(listing, ec);
+  if (!unpacked.success()) throw InfraError("cannot unpack the cell's results from " + target_.describe() + ": " + last_line(read_text(log)));
+  // The host's copy goes with the run's directory there (cleanup()).
+}
+
+void RemoteHost::cleanup() noexcept {
+  try {
+    if (!master_) return;
+    auto log = scratch_ / "cleanup.log";
+    run_to_end(ProcessSpec{ssh_argv(target_, "rm -rf -- " + shell_quote(remote_dir_)), {}, log, log, {}},
+               std::chrono::seconds(60), false);
+  } catch (...) {
+  }
+  ssh_.reset();
+  master_.reset();
+}
+
+std::optional<std::filesystem::path> find_ansible_dir() {
+#ifdef VMLAT_SOURCE_DIR_FOR_ANSIBLE
+  // A vmlat in its build tree: the source tree's ansible/.
+  if (!beside_executable(VMLAT_RELATIVE_PLUGIN_DIR)) {
+    std::filesystem::path source = VMLAT_SOURCE_DIR_FOR_ANSIBLE;
+    if (std::filesystem::exists(source / "ansible" / "provision.yml")) return source / "ansible";
+  }
+#endif
+  if (auto installed = beside_executable("../share/vmlat/ansible"))
+    if (std::filesystem::exists(*installed / "provision.yml")) return *installed;
+  return std::nullopt;
+}
+
+void make_bundle(const std::filesystem::path& ansible_dir, const std::filesystem::path& out, const std::filesystem::path& log) {
+  // The build tree this vmlat runs from (build/vmlat: its directory).
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  auto build_dir = exe.parent_path();
+  if (ec || !std::filesystem::exists(build_dir / "CMakeCache.txt"))
+    throw InfraError("provisioning needs a vmlat bundle: this vmlat is not in a build tree, so make one with "
+                     "ansible/make-bundle BUILD_DIR FILE and pass it with --bundle FILE (or use --no-provision)");
+  auto status = run_to_end(ProcessSpec{{(ansible_dir / "make-bundle").string(), build_dir.string(), out.string()}, {}, log, log, {}},
+                           std::chrono::seconds(600));
+  if (!status.success()) throw InfraError("ansible/make-bundle failed (" + status.describe() + "): " + last_line(read_text(log)));
+}
+
+}  // namespace vmlat

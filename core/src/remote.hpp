@@ -1,0 +1,73 @@
+// Cells on a remote host (docs/ARCHITECTURE.md, "Hosts"): the controller
+// provisions the host (ansible/provision.yml), copies the plan there, and
+// for each cell runs `vmlat run-cell` on the host over ssh — every backend,
+// workload and probe then runs there locally, without knowing it is
+// remote — and copies the cell directory back into the run directory. Its
+// stdin stays open for the whole cell: closing it (Ctrl-C on the
+// controller, or the controller dying) makes the remote vmlat stop the cell,
+// tear it down and write what it measured.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "hosts.hpp"
+#include "ssh.hpp"
+
+namespace vmlat {
+
+struct RemoteRun {
+  std::string run_id;
+  std::filesystem::path plan_file;    // the plan, as read by the controller
+  std::filesystem::path run_dir;      // on this machine
+  std::filesystem::path inventory;    // for ansible-playbook
+  std::filesystem::path ansible_dir;  // provision.yml and ansible.cfg
+  std::filesystem::path bundle;       // vmlat_common_bundle; empty: not provisioning
+  std::optional<std::chrono::nanoseconds> duration;  // --duration
+};
+
+// One host's session for the whole run (one per host thread).
+class RemoteHost {
+ public:
+  RemoteHost(const HostSpec& spec, const RemoteRun& run, const std::filesystem::path& scratch,
+             const std::filesystem::path& socket_dir);
+  ~RemoteHost();
+
+  // Each throws InfraError with the reason (ssh's or Ansible's words; the
+  // full output is in `log`).
+  void connect();
+  void provision(const std::filesystem::path& log);
+  void upload_plan();
+  // Runs the cell there and brings its directory back to
+  // run_dir/cells/<id>. `progress` gets the remote phase names. Returns the
+  // remote vmlat's exit code (0, 1, 3, 130); throws InfraError when the host
+  // could not run it (ssh failed, the host dropped, nothing came back).
+  int run_cell(const std::string& cell_id, int index, const std::filesystem::path& log,
+               const std::function<void(const std::string&)>& progress);
+  // Removes the run's directory on the host (best effort, never throws).
+  void cleanup() noexcept;
+  const SshTarget& target() const { return target_; }
+
+ private:
+  void copy_back(const std::string& cell_id, const std::filesystem::path& log);
+  HostSpec spec_;
+  RemoteRun run_;
+  RemoteLayout layout_;
+  std::string remote_dir_;  // <work_dir>/runs/<run_id>
+  std::filesystem::path scratch_;
+  SshTarget target_;
+  std::unique_ptr<SshMaster> master_;
+  std::unique_ptr<Executor> ssh_;
+};
+
+// The directory of ansible/ (provision.yml): the source tree's when this
+// vmlat runs from its build tree, else the installed share/vmlat/ansible.
+std::optional<std::filesystem::path> find_ansible_dir();
+// Makes the bundle the vmlat_common role installs (ansible/make-bundle over
+// the build tree this vmlat runs from) at `out`. Throws InfraError.
+void make_bundle(const std::filesystem::path& ansible_dir, const std::filesystem::path& out, const std::filesystem::path& log);
+
+}  // namespace vmlat

@@ -1,0 +1,118 @@
+#include "commands.hpp"
+
+#include <filesystem>
+#include <optional>
+#include <ostream>
+
+#include "report.hpp"
+#include "run_store.hpp"
+#include "vmlat/atomic_file.hpp"
+
+namespace vmlat::report {
+
+namespace {
+
+constexpr int kUsage = 2, kInfra = 3;
+
+std::optional<StoredRun> load(const std::string& dir, const char* what, std::ostream& err) {
+  try {
+    return load_run_dir(dir);
+  } catch (const std::exception& e) {
+    err << "vmlat: " << what << ": " << e.what() << "\n";
+    return std::nullopt;
+  }
+}
+
+// "" or "-": stdout; else an atomic write.
+int emit(const std::string& content, const std::string& path, std::ostream& out, std::ostream& err) {
+  if (path.empty() || path == "-") {
+    out << content;
+    return 0;
+  }
+  try {
+    write_file_atomic(path, content);
+  } catch (const std::exception& e) {
+    err << "vmlat: cannot write " << path << ": " << e.what() << "\n";
+    return kInfra;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int report_command(const ReportCommand& c, std::ostream& out, std::ostream& err) {
+  if (c.format != "html" && c.format != "markdown" && c.format != "json") {
+    err << "vmlat: --format must be html, markdown or json (got '" << c.format << "')\n";
+    return kUsage;
+  }
+  auto stored = load(c.run_dir, "report", err);
+  if (!stored) return kUsage;
+  std::optional<StoredRun> base_stored;
+  if (!c.baseline.empty()) {
+    base_stored = load(c.baseline, "--baseline", err);
+    if (!base_stored) return kUsage;
+  }
+  Run run = make_run(*stored);
+  std::optional<Run> base;
+  std::optional<Comparison> comparison;
+  if (base_stored) {
+    base = make_run(*base_stored);
+    comparison = compare_runs(*base, run, CompareOptions{});
+  }
+  ReportInput in{&run, base ? &*base : nullptr, comparison ? &*comparison : nullptr};
+  std::string output = c.output;
+  if (c.format == "html") {
+    if (output.empty()) output = (std::filesystem::path(stored->dir) / "report.html").string();
+    int code = emit(render_html(in), output, out, err);
+    if (code == 0 && output != "-") out << "report: " << output << "\n";
+    return code;
+  }
+  if (c.format == "markdown") return emit(render_markdown(in), output, out, err);
+  return emit(render_json(in).dump(2) + "\n", output, out, err);
+}
+
+int compare_command(const CompareCommand& c, std::ostream& out, std::ostream& err) {
+  if (c.format != "text" && c.format != "markdown" && c.format != "json") {
+    err << "vmlat: --format must be text, markdown or json (got '" << c.format << "')\n";
+    return kUsage;
+  }
+  CompareOptions options;
+  for (const auto& t : c.tolerances) {
+    std::string stat, value = t;
+    if (auto eq = t.find('='); eq != std::string::npos) {
+      stat = t.substr(0, eq);
+      value = t.substr(eq + 1);
+    }
+    std::string why;
+    auto tolerance = parse_tolerance(value, &why);
+    if (!tolerance) {
+      err << "vmlat: --tolerance " << t << ": " << why << "\n";
+      return kUsage;
+    }
+    if (stat.empty()) {
+      options.tolerance = *tolerance;
+      continue;
+    }
+    bool known = false;
+    for (const auto& s : options.stats) known = known || s.name == stat;
+    if (!known) {
+      err << "vmlat: --tolerance " << t << ": compare reports p50, p99, p99.9 and max; '" << stat << "' is none of them\n";
+      return kUsage;
+    }
+    options.per_stat[stat] = *tolerance;
+  }
+  auto base_stored = load(c.base, "BASE_RUN", err);
+  if (!base_stored) return kUsage;
+  auto new_stored = load(c.now, "NEW_RUN", err);
+  if (!new_stored) return kUsage;
+  Run base = make_run(*base_stored), now = make_run(*new_stored);
+  Comparison comparison = compare_runs(base, now, options);
+  std::string text = c.format == "text"       ? compare_text(comparison)
+                     : c.format == "markdown" ? compare_markdown(comparison)
+                                              : compare_json(comparison).dump(2) + "\n";
+  int code = emit(text, c.output, out, err);
+  if (code) return code;
+  return comparison.exit_code();
+}
+
+}  // namespace vmlat::report

@@ -1,0 +1,294 @@
+#include "compare.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "text_escape.hpp"
+#include "vmlat/units.hpp"
+
+namespace vmlat::report {
+
+namespace {
+
+const Series* find_series(const Cell& c, const std::string& name) {
+  for (const auto& s : c.series)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+bool series_measured(const Series* s) {
+  if (!s || !s->merged) return false;
+  const json& stats = s->merged->contains("stats") ? (*s->merged)["stats"] : json();
+  return stats.is_object() && stats.value("samples", 0LL) > 0;
+}
+
+std::string percent_text(double r) {
+  if (std::isnan(r)) return "n/a";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%+.1f%%", 100.0 * r);
+  return buf;
+}
+
+std::string signed_latency(std::chrono::nanoseconds d) {
+  return (d.count() < 0 ? "-" : "+") + format_latency(std::chrono::nanoseconds(std::llabs(d.count())));
+}
+
+std::string verdict_of(const StatChange& s) {
+  return s.regression() ? "REGRESSION" : s.improvement() ? "improved" : "ok";
+}
+
+std::string cell_name(const std::string& id, const std::string& series) {
+  return series == kDefaultSeries ? id : id + " [" + series + "]";
+}
+
+std::vector<const CellComparison*> regressions_first(const Comparison& c) {
+  std::vector<const CellComparison*> out;
+  for (const auto& x : c.cells) out.push_back(&x);
+  std::stable_sort(out.begin(), out.end(), [](const CellComparison* a, const CellComparison* b) {
+    return a->regression() > b->regression();
+  });
+  return out;
+}
+
+std::string pad(std::string s, std::size_t w) {
+  // Width in code points (format_latency prints ASCII; ids are ASCII by construction).
+  if (s.size() < w) s += std::string(w - s.size(), ' ');
+  return s;
+}
+
+}  // namespace
+
+const Tolerance& CompareOptions::tolerance_of(const std::string& stat) const {
+  auto it = per_stat.find(stat);
+  return it == per_stat.end() ? tolerance : it->second;
+}
+
+bool CellComparison::regression() const {
+  return std::any_of(changes.begin(), changes.end(), [](const StatChange& s) { return s.regression(); });
+}
+
+bool CellComparison::improvement() const {
+  return !regression() && std::any_of(changes.begin(), changes.end(), [](const StatChange& s) { return s.improvement(); });
+}
+
+int Comparison::regressions() const {
+  return static_cast<int>(std::count_if(cells.begin(), cells.end(), [](const CellComparison& c) { return c.regression(); }));
+}
+
+int Comparison::improvements() const {
+  return static_cast<int>(std::count_if(cells.begin(), cells.end(), [](const CellComparison& c) { return c.improvement(); }));
+}
+
+int Comparison::exit_code() const {
+  if (regressions()) return 1;
+  if (!not_measured_in_new.empty()) return 3;
+  return 0;
+}
+
+Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& options) {
+  Comparison out;
+  out.base_dir = base.stored ? base.stored->dir : "";
+  out.new_dir = now.stored ? now.stored->dir : "";
+  out.base_run_id = base.run_id;
+  out.new_run_id = now.run_id;
+  out.base_plan = base.plan_name;
+  out.new_plan = now.plan_name;
+  out.options = options;
+  std::map<std::string, const Cell*> base_cells, new_cells;
+  for (const auto& c : base.cells) base_cells.emplace(c.id, &c);
+  for (const auto& c : now.cells) new_cells.emplace(c.id, &c);
+
+  for (const auto& n : now.cells) {
+    auto b_it = base_cells.find(n.id);
+    const Cell* b = b_it == base_cells.end() ? nullptr : b_it->second;
+    if (n.status == "skipped") {
+      bool base_measured = b && b->status == "measured";
+      if (base_measured)
+        out.not_measured_in_new.push_back({n.id, kDefaultSeries, b->status, n.status, n.error});
+      else
+        out.skipped_in_both.push_back({n.id, kDefaultSeries, b ? b->status : "", n.status, n.error});
+      continue;
+    }
+    // Every series either run has, the default first.
+    std::vector<std::string> names;
+    for (const auto& s : n.series) names.push_back(s.name);
+    if (b)
+      for (const auto& s : b->series)
+        if (std::find(names.begin(), names.end(), s.name) == names.end()) names.push_back(s.name);
+    if (names.empty()) names.push_back(kDefaultSeries);
+    for (const auto& name : names) {
+      const Series* ns = find_series(n, name);
+      const Series* bs = b ? find_series(*b, name) : nullptr;
+      bool new_ok = n.status == "measured" && series_measured(ns);
+      bool base_ok = b && b->status == "measured" && series_measured(bs);
+      if (!new_ok) {
+        out.not_measured_in_new.push_back({n.id, name, b ? b->status : "", n.status,
+                                           n.status == "measured" ? "no samples" : n.error});
+        continue;
+      }
+      if (!base_ok) {
+        out.only_in_new.push_back({n.id, name, b ? b->status : "", n.status, ""});
+        continue;
+      }
+      CellComparison cc;
+      cc.id = n.id;
+      cc.series = name;
+      cc.axes = n.axes;
+      for (const auto& stat : options.stats) {
+        auto bv = stored_statistic(*bs->merged, stat);
+        auto nv = stored_statistic(*ns->merged, stat);
+        if (!bv || !nv) continue;
+        cc.changes.push_back(compare_statistic(stat, *bv, *nv, options.tolerance_of(stat.name)));
+      }
+      out.cells.push_back(std::move(cc));
+    }
+  }
+  for (const auto& b : base.cells) {
+    if (new_cells.count(b.id)) continue;
+    if (b.status == "skipped") out.skipped_in_both.push_back({b.id, kDefaultSeries, b.status, "", b.error});
+    else out.not_measured_in_new.push_back({b.id, kDefaultSeries, b.status, "", ""});
+  }
+  return out;
+}
+
+namespace {
+
+std::string tolerance_summary(const CompareOptions& o) {
+  std::string s;
+  for (const auto& stat : o.stats) s += (s.empty() ? "" : ", ") + stat.name + " " + o.tolerance_of(stat.name).text;
+  return s + " (percentiles: at least 1us, their resolution)";
+}
+
+}  // namespace
+
+std::string compare_text(const Comparison& c) {
+  std::ostringstream out;
+  out << "vmlat compare: " << line_safe(c.base_run_id) << " (base, " << line_safe(c.base_dir) << ") -> "
+      << line_safe(c.new_run_id) << " (new, " << line_safe(c.new_dir) << ")\n";
+  out << "tolerance: " << tolerance_summary(c.options) << "\n";
+  int code = c.exit_code();
+  out << (code == 0 ? "OK" : code == 1 ? "REGRESSION" : "NOT MEASURED") << ": " << c.cells.size() << " cell"
+      << (c.cells.size() == 1 ? "" : "s") << " compared, " << c.regressions() << " regressed, " << c.improvements()
+      << " improved; " << c.not_measured_in_new.size() << " not measured in new, " << c.only_in_new.size()
+      << " without baseline, " << c.skipped_in_both.size() << " not runnable in either\n";
+  // The answer first: every regression as one line naming the cell and the change.
+  for (const auto* cc : regressions_first(c)) {
+    if (!cc->regression()) break;
+    for (const auto& s : cc->changes)
+      if (s.regression())
+        out << "REGRESSION " << line_safe(cell_name(cc->id, cc->series)) << ": " << s.stat.name << " "
+            << format_latency(s.base) << " -> " << format_latency(s.value) << " (" << signed_latency(s.delta()) << ", "
+            << percent_text(s.relative()) << "; allowed +" << format_latency(s.allowed) << ")\n";
+  }
+  for (const auto& u : c.not_measured_in_new)
+    out << "NOT MEASURED in new: " << line_safe(cell_name(u.id, u.series)) << " ("
+        << (u.new_status.empty() ? "absent" : line_safe(u.new_status)) << (u.error.empty() ? "" : ": " + line_safe(u.error))
+        << ")\n";
+  for (const auto& u : c.only_in_new)
+    out << "NO BASELINE: " << line_safe(cell_name(u.id, u.series)) << " ("
+        << (u.base_status.empty() ? "not in base" : "base: " + line_safe(u.base_status)) << ")\n";
+  if (!c.cells.empty()) {
+    struct Row { std::string cell, stat, base, now, change, pct, allowed, verdict; };
+    std::vector<Row> rows;
+    for (const auto* cc : regressions_first(c))
+      for (const auto& s : cc->changes)
+        rows.push_back({line_safe(cell_name(cc->id, cc->series)), s.stat.name, format_latency(s.base), format_latency(s.value),
+                        signed_latency(s.delta()), percent_text(s.relative()), "+" + format_latency(s.allowed), verdict_of(s)});
+    Row head{"CELL", "STAT", "BASE", "NEW", "CHANGE", "REL", "ALLOWED", "VERDICT"};
+    std::vector<std::size_t> w(7, 0);
+    auto widen = [&](const Row& r) {
+      const std::string* f[] = {&r.cell, &r.stat, &r.base, &r.now, &r.change, &r.pct, &r.allowed};
+      for (std::size_t i = 0; i < 7; ++i) w[i] = std::max(w[i], f[i]->size());
+    };
+    widen(head);
+    for (const auto& r : rows) widen(r);
+    auto line = [&](const Row& r) {
+      out << pad(r.cell, w[0]) << "  " << pad(r.stat, w[1]) << "  " << pad(r.base, w[2]) << "  " << pad(r.now, w[3]) << "  "
+          << pad(r.change, w[4]) << "  " << pad(r.pct, w[5]) << "  " << pad(r.allowed, w[6]) << "  " << r.verdict << "\n";
+    };
+    out << "\n";
+    line(head);
+    for (const auto& r : rows) line(r);
+  }
+  return out.str();
+}
+
+std::string compare_markdown(const Comparison& c) {
+  std::ostringstream out;
+  int code = c.exit_code();
+  out << "### Comparison with " << markdown_escape(c.base_run_id) << ": "
+      << (code == 0 ? "no regression" : code == 1 ? "**REGRESSION**" : "**cells not measured**") << "\n\n";
+  out << c.cells.size() << " cells compared (" << markdown_escape(c.base_run_id) << " → " << markdown_escape(c.new_run_id)
+      << "), " << c.regressions() << " regressed, " << c.improvements() << " improved; tolerance "
+      << markdown_escape(tolerance_summary(c.options)) << "\n\n";
+  for (const auto& u : c.not_measured_in_new)
+    out << "- not measured in new: " << markdown_escape(cell_name(u.id, u.series)) << " ("
+        << markdown_escape(u.new_status.empty() ? "absent" : u.new_status) << (u.error.empty() ? "" : ": " + markdown_escape(u.error))
+        << ")\n";
+  for (const auto& u : c.only_in_new) out << "- no baseline: " << markdown_escape(cell_name(u.id, u.series)) << "\n";
+  if (!c.not_measured_in_new.empty() || !c.only_in_new.empty()) out << "\n";
+  if (c.cells.empty()) return out.str();
+  out << "| cell | ";
+  for (const auto& s : c.options.stats) out << markdown_escape(s.name) << " | ";
+  out << "verdict |\n|---|";
+  for (std::size_t i = 0; i < c.options.stats.size(); ++i) out << "---:|";
+  out << "---|\n";
+  for (const auto* cc : regressions_first(c)) {
+    out << "| " << markdown_escape(cell_name(cc->id, cc->series)) << " | ";
+    for (const auto& stat : c.options.stats) {
+      auto s = std::find_if(cc->changes.begin(), cc->changes.end(), [&](const StatChange& x) { return x.stat.name == stat.name; });
+      if (s == cc->changes.end()) out << "– | ";
+      else
+        out << (s->regression() ? "**" : "") << format_latency(s->base) << " → " << format_latency(s->value) << " ("
+            << percent_text(s->relative()) << ")" << (s->regression() ? "**" : "") << " | ";
+    }
+    out << (cc->regression() ? "**REGRESSION**" : cc->improvement() ? "improved" : "ok") << " |\n";
+  }
+  return out.str();
+}
+
+json compare_json(const Comparison& c) {
+  auto unpaired = [](const std::vector<Unpaired>& list) {
+    json a = json::array();
+    for (const auto& u : list)
+      a.push_back(json{{"cell", u.id}, {"series", u.series},
+                       {"base_status", u.base_status.empty() ? json(nullptr) : json(u.base_status)},
+                       {"new_status", u.new_status.empty() ? json(nullptr) : json(u.new_status)},
+                       {"error", u.error.empty() ? json(nullptr) : json(u.error)}});
+    return a;
+  };
+  json tolerances = json::object();
+  for (const auto& s : c.options.stats) tolerances[s.name] = c.options.tolerance_of(s.name).text;
+  json cells = json::array();
+  for (const auto* cc : regressions_first(c)) {
+    json changes = json::object();
+    for (const auto& s : cc->changes) {
+      double rel = s.relative();
+      changes[s.stat.name] = json{{"base_ns", s.base.count()}, {"new_ns", s.value.count()}, {"delta_ns", s.delta().count()},
+                                  {"relative", std::isnan(rel) ? json(nullptr) : json(rel)},
+                                  {"allowed_ns", s.allowed.count()}, {"verdict", verdict_of(s) == "REGRESSION" ? "regression" : verdict_of(s)}};
+    }
+    json axes = json::object();
+    for (const auto& [k, v] : cc->axes) axes[k] = v;
+    cells.push_back(json{{"cell", cc->id}, {"series", cc->series}, {"axes", axes},
+                         {"verdict", cc->regression() ? "regression" : cc->improvement() ? "improved" : "ok"},
+                         {"stats", changes}});
+  }
+  return json{{"schema", "vmlat-compare/1"},
+              {"base", {{"dir", c.base_dir}, {"run_id", c.base_run_id}, {"plan", c.base_plan}}},
+              {"new", {{"dir", c.new_dir}, {"run_id", c.new_run_id}, {"plan", c.new_plan}}},
+              {"tolerance", tolerances},
+              {"exit_code", c.exit_code()},
+              {"summary",
+               {{"compared", c.cells.size()}, {"regressed", c.regressions()}, {"improved", c.improvements()},
+                {"not_measured_in_new", c.not_measured_in_new.size()}, {"without_baseline", c.only_in_new.size()},
+                {"skipped_in_both", c.skipped_in_both.size()}}},
+              {"cells", cells},
+              {"not_measured_in_new", unpaired(c.not_measured_in_new)},
+              {"without_baseline", unpaired(c.only_in_new)},
+              {"skipped_in_both", unpaired(c.skipped_in_both)}};
+}
+
+}  // namespace vmlat::report

@@ -1,0 +1,58 @@
+// `vmlat compare BASE NEW`: per cell (and series) present in both runs, the
+// change of p50, p99, p99.9 and max with a verdict against a tolerance; cells
+// found in only one run or not measured are listed. docs/report.md.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model.hpp"
+#include "regression.hpp"
+
+namespace vmlat::report {
+
+struct CompareOptions {
+  Tolerance tolerance;                     // every statistic (default 10%)
+  std::map<std::string, Tolerance> per_stat;  // overrides: "max" -> 20us
+  std::vector<StatName> stats = {{"p50", 0.50}, {"p99", 0.99}, {"p99.9", 0.999}, {"max", 0}};
+  const Tolerance& tolerance_of(const std::string& stat) const;
+};
+
+struct CellComparison {
+  std::string id;
+  std::string series;
+  std::vector<std::pair<std::string, std::string>> axes;
+  std::vector<StatChange> changes;
+  bool regression() const;
+  bool improvement() const;  // something improved and nothing regressed
+};
+
+struct Unpaired {
+  std::string id;
+  std::string series;
+  std::string base_status, new_status;  // "" where the cell is absent
+  std::string error;                    // NEW's error for a cell not measured there
+};
+
+struct Comparison {
+  std::string base_dir, new_dir, base_run_id, new_run_id, base_plan, new_plan;
+  CompareOptions options;
+  std::vector<CellComparison> cells;       // measured in both, run order of NEW; regressions first when rendered
+  std::vector<Unpaired> not_measured_in_new;  // in BASE but not measured (or absent) in NEW: exit 3
+  std::vector<Unpaired> only_in_new;       // no baseline for it (absent or not measured in BASE)
+  std::vector<Unpaired> skipped_in_both;   // not runnable on either host
+  int regressions() const;
+  int improvements() const;
+  // 1 a regression beyond tolerance (wins: a measured regression is
+  // evidence), else 3 a cell of BASE not measured in NEW, else 0.
+  int exit_code() const;
+};
+
+Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& options);
+
+std::string compare_text(const Comparison& c);
+std::string compare_markdown(const Comparison& c);
+json compare_json(const Comparison& c);
+
+}  // namespace vmlat::report

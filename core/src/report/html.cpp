@@ -1,0 +1,448 @@
+// The HTML report: verdict and system identity first, then the gates, the
+// comparison with a baseline, the seed study's tables, the period sweep, and
+// one section per cell with its statistics, histogram and CCDF (rteval's and
+// OSADL's order: the answer, then the evidence).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "json_access.hpp"
+#include "plots.hpp"
+#include "report.hpp"
+#include "text_escape.hpp"
+#include "vmlat/units.hpp"
+
+namespace vmlat::report {
+
+namespace {
+
+std::string esc(std::string_view s) { return html_escape(s); }
+
+std::string latency(std::optional<long long> ns) {
+  return ns ? format_latency(std::chrono::nanoseconds(*ns)) : std::string("–");
+}
+
+std::string count(const json& j, const char* key) {
+  const json& v = member(j, key);
+  return v.is_number() ? v.dump() : std::string("–");
+}
+
+std::string percent(double r) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%+.1f%%", 100.0 * r);
+  return buf;
+}
+
+constexpr const char* kStyle = R"(
+body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 48px;color:#1d1d1f}
+h1{font-size:22px;margin:0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}h3{font-size:15px;margin:0 0 6px}
+table{border-collapse:collapse;margin:6px 0}caption{text-align:left;font-weight:600;padding:2px 0}td,th{border:1px solid #ccc;padding:2px 7px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+header.verdict{padding:14px 18px;margin:16px 0;border-radius:6px;color:#fff}
+header.pass{background:#2f7d32}header.fail{background:#b3261e}header.error{background:#b26a00}header.incomplete{background:#5f6368}
+.word{font-size:28px;font-weight:700;margin:4px 0}.small{color:#555;font-size:12px}
+.badge{display:inline-block;padding:0 6px;border-radius:3px;font-size:12px;background:#e0e0e0;margin-left:6px}
+.v-pass{background:#d7ecd8}.v-fail{background:#f6d5d2}.v-error{background:#fbe3bf}.v-skipped{background:#e8e8e8}
+section.cell{border:1px solid #ddd;border-radius:6px;padding:10px 12px;margin:14px 0}
+.error{color:#8a1c14;white-space:pre-wrap}.axes{color:#444}.plots{display:flex;flex-wrap:wrap;gap:8px}
+svg.plot{background:#fff;border:1px solid #eee}svg .frame{fill:none;stroke:#888}svg .grid{stroke:#eee}
+svg text{font:10px sans-serif;fill:#333}svg .axis-title{font-size:11px}svg .note{fill:#b3261e}
+svg .bars{fill:#3465a4}svg .max{stroke:#b3261e;stroke-dasharray:3 2}svg .line{fill:none;stroke-width:1}svg .merged{stroke:#1d1d1f;stroke-width:2}
+svg .baseline{stroke:#e37400;stroke-width:1.5;stroke-dasharray:5 3}
+svg .cpu0{stroke:#3465a4}svg .cpu1{stroke:#4e9a06}svg .cpu2{stroke:#c4a000}svg .cpu3{stroke:#75507b}
+svg .cpu4{stroke:#ce5c00}svg .cpu5{stroke:#06989a}svg .cpu6{stroke:#cc0000}svg .cpu7{stroke:#8f5902}
+details{margin:6px 0}summary{cursor:pointer;color:#333}
+)";
+
+struct GateRow {
+  const Cell* cell;
+  const json* gate;
+};
+
+int verdict_order(const std::string& v) { return v == "fail" ? 0 : v == "error" ? 1 : v == "skipped" ? 2 : 3; }
+
+std::string cell_link(const Cell& c) {
+  return "<a href=\"#cell-" + std::to_string(c.index) + "\">" + esc(c.id) + "</a>";
+}
+
+void system_section(std::string& out, const Run& run) {
+  const json& r = run.stored->run;
+  out += "<section id=\"system\"><h2>System</h2><table class=\"identity\">";
+  auto row = [&](const std::string& k, const std::string& v) {
+    if (!v.empty()) out += "<tr><th>" + esc(k) + "</th><td>" + esc(v) + "</td></tr>";
+  };
+  row("plan", run.plan_name);
+  row("description", run.plan_description);
+  row("run", run.run_id);
+  row("vmlat", run.vmlat_version);
+  row("started", run.started);
+  row("finished", run.finished);
+  row("status", run.status);
+  if (run.exit_code) row("exit code", std::to_string(*run.exit_code));
+  std::string argv;
+  for (const auto& a : member(r, "command_line"))
+    if (a.is_string()) argv += (argv.empty() ? "" : " ") + a.get<std::string>();
+  row("command line", argv);
+  out += "</table>";
+  const json& hosts = member(r, "hosts");
+  if (hosts.is_object()) {
+    for (auto it = hosts.begin(); it != hosts.end(); ++it) {
+      out += "<h3>host " + esc(it.key()) + "</h3><table class=\"host-facts\">";
+      if (it.value().is_object())
+        for (auto f = it.value().begin(); f != it.value().end(); ++f)
+          out += "<tr><th>" + esc(f.key()) + "</th><td>" +
+                 esc(f.value().is_string() ? f.value().get<std::string>() : f.value().dump()) + "</td></tr>";
+      out += "</table>";
+    }
+  }
+  out += "</section>";
+}
+
+void gates_section(std::string& out, const Run& run) {
+  out += "<section id=\"gates\"><h2>Gates</h2><p class=\"gate-counts\">" + std::to_string(run.gates.pass) + " passed, " +
+         std::to_string(run.gates.fail) + " failed, " + std::to_string(run.gates.error) + " could not be evaluated, " +
+         std::to_string(run.gates.skipped) + " skipped; " + std::to_string(run.measured) + " of " +
+         std::to_string(run.cells.size()) + " cells measured</p>";
+  std::vector<GateRow> rows;
+  for (const auto& c : run.cells)
+    for (const json* g : c.gates) rows.push_back({&c, g});
+  std::stable_sort(rows.begin(), rows.end(), [](const GateRow& a, const GateRow& b) {
+    return verdict_order(text_of(*a.gate, "verdict")) < verdict_order(text_of(*b.gate, "verdict"));
+  });
+  auto table = [&](auto begin, auto end) {
+    out += "<table class=\"gates\"><tr><th>verdict</th><th>cell</th><th>gate</th><th>stat</th><th class=\"num\">value</th>"
+           "<th class=\"num\">bound</th><th class=\"num\">exceeded by</th><th>message</th></tr>";
+    for (auto it = begin; it != end; ++it) {
+      const json& g = *it->gate;
+      std::string v = text_of(g, "verdict");
+      auto value = integer_at(g, "value_ns"), bound = integer_at(g, "bound_ns"), excess = integer_at(g, "excess_ns");
+      std::string by = "–";
+      if (v == "fail" && excess) {
+        by = latency(excess);
+        if (bound && *bound > 0) by += " (" + percent(static_cast<double>(*excess) / static_cast<double>(*bound)) + ")";
+      }
+      out += "<tr class=\"gate v-" + esc(v) + "\"><td>" + esc(v) + "</td><td>" + cell_link(*it->cell) + "</td><td>" +
+             esc(text_of(g, "gate")) + "</td><td>" + esc(text_of(g, "stat")) + "</td><td class=\"num\">" +
+             (v == "pass" || v == "fail" ? latency(value) : "–") + "</td><td class=\"num\">" +
+             (v == "pass" || v == "fail" || !member(g, "baseline").is_string() ? latency(bound) : "baseline+" + esc(text_of(g, "tolerance"))) +
+             "</td><td class=\"num\">" + by + "</td><td>" + esc(text_of(g, "message")) + "</td></tr>";
+    }
+    out += "</table>";
+  };
+  auto first_pass = std::find_if(rows.begin(), rows.end(), [](const GateRow& r) { return text_of(*r.gate, "verdict") == "pass"; });
+  if (first_pass != rows.begin()) table(rows.begin(), first_pass);
+  if (first_pass != rows.end()) {
+    out += "<details class=\"passed\"" + std::string(first_pass == rows.begin() ? " open" : "") + "><summary>" +
+           std::to_string(rows.end() - first_pass) + " passed</summary>";
+    table(first_pass, rows.end());
+    out += "</details>";
+  }
+  if (rows.empty()) out += "<p>The plan has no gates.</p>";
+  out += "</section>";
+}
+
+void comparison_section(std::string& out, const Comparison& c) {
+  int code = c.exit_code();
+  out += "<section id=\"comparison\"><h2>Comparison with " + esc(c.base_run_id) + "</h2><p class=\"compare-verdict v-" +
+         std::string(code == 0 ? "pass" : code == 1 ? "fail" : "error") + "\">" +
+         (code == 0 ? "no regression" : code == 1 ? "REGRESSION" : "cells not measured") + ": " +
+         std::to_string(c.cells.size()) + " cells compared, " + std::to_string(c.regressions()) + " regressed, " +
+         std::to_string(c.improvements()) + " improved, " + std::to_string(c.not_measured_in_new.size()) +
+         " not measured, " + std::to_string(c.only_in_new.size()) + " without baseline. Tolerance:";
+  for (const auto& s : c.options.stats) out += " " + esc(s.name) + " " + esc(c.options.tolerance_of(s.name).text);
+  out += " (percentiles at least 1 µs).</p>";
+  for (const auto& u : c.not_measured_in_new)
+    out += "<p class=\"error\">not measured in this run: " + esc(u.id) + " (" + esc(u.new_status.empty() ? "absent" : u.new_status) +
+           (u.error.empty() ? "" : ": " + esc(u.error)) + ")</p>";
+  if (!c.only_in_new.empty()) {
+    out += "<p>no baseline:";
+    for (const auto& u : c.only_in_new) out += " " + esc(u.id);
+    out += "</p>";
+  }
+  out += "<table class=\"comparison\"><tr><th>cell</th>";
+  for (const auto& s : c.options.stats) out += "<th class=\"num\">" + esc(s.name) + "</th>";
+  out += "<th>verdict</th></tr>";
+  std::vector<const CellComparison*> rows;
+  for (const auto& x : c.cells) rows.push_back(&x);
+  std::stable_sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->regression() > b->regression(); });
+  for (const auto* cc : rows) {
+    out += "<tr class=\"" + std::string(cc->regression() ? "v-fail" : "") + "\"><td>" + esc(cc->id) + "</td>";
+    for (const auto& stat : c.options.stats) {
+      auto s = std::find_if(cc->changes.begin(), cc->changes.end(), [&](const StatChange& x) { return x.stat.name == stat.name; });
+      if (s == cc->changes.end()) {
+        out += "<td class=\"num\">–</td>";
+        continue;
+      }
+      double rel = s->relative();
+      out += "<td class=\"num" + std::string(s->regression() ? " v-fail" : "") + "\">" + format_latency(s->base) + " → " +
+             format_latency(s->value) + (std::isnan(rel) ? "" : " (" + percent(rel) + ")") + "</td>";
+    }
+    out += "<td>" + std::string(cc->regression() ? "REGRESSION" : cc->improvement() ? "improved" : "ok") + "</td></tr>";
+  }
+  out += "</table></section>";
+}
+
+void entry_cell(std::string& out, const Run& run, const SeedEntry* e) {
+  if (!e) {
+    out += "<td class=\"num worst empty\">–</td>";
+    return;
+  }
+  std::string ids;
+  for (int i : e->cells) ids += (ids.empty() ? "" : " ") + run.cells[static_cast<std::size_t>(i)].id;
+  out += "<td class=\"num worst\" data-cells=\"" + esc(ids) + "\"";
+  if (e->worst_ns) out += " data-ns=\"" + std::to_string(*e->worst_ns) + "\"";
+  out += ">";
+  if (e->worst_ns) out += esc(worst_case_text(*e->worst_ns));
+  else out += esc(run.cells[static_cast<std::size_t>(e->cells.front())].status);
+  if (e->not_measured && e->worst_ns) out += " <span class=\"small\">(" + std::to_string(e->not_measured) + " not measured)</span>";
+  out += "</td>";
+}
+
+void seed_section(std::string& out, const Run& run) {
+  auto tables = seed_tables(run);
+  if (tables.empty()) return;
+  out += "<section id=\"seed\"><h2>Worst cases (the seed study's layout)</h2><p class=\"small\">Rows: host kernel / guest "
+         "kernel (NRT or RT; bare metal: the host kernel alone). Columns: backend, without and with stress. Entries: the "
+         "worst case (max) of the cells that fall there.</p>";
+  for (const auto& t : tables) {
+    std::string caption;
+    for (const auto& [k, v] : t.fixed) caption += (caption.empty() ? "" : ", ") + k + " = " + v;
+    out += "<table class=\"seed\"><caption>" + esc(caption) + "</caption><tr><th rowspan=\"2\">kernels</th>";
+    for (std::size_t i = 0; i < t.columns.size();) {
+      std::size_t j = i;
+      while (j < t.columns.size() && t.columns[j].backend == t.columns[i].backend) ++j;
+      std::string accel = accelerators(run, t.columns[i].backend);
+      out += "<th colspan=\"" + std::to_string(j - i) + "\">" + esc(t.columns[i].backend) +
+             (accel.empty() || accel == "kvm" ? "" : " <span class=\"small\">(" + esc(accel) + ")</span>") + "</th>";
+      i = j;
+    }
+    out += "</tr><tr>";
+    for (const auto& c : t.columns) out += "<th>" + esc(c.label()) + "</th>";
+    out += "</tr>";
+    for (std::size_t r = 0; r < t.rows.size(); ++r) {
+      out += "<tr><th>" + esc(t.rows[r]) + "</th>";
+      for (std::size_t c = 0; c < t.columns.size(); ++c) {
+        auto it = t.entries.find({r, c});
+        entry_cell(out, run, it == t.entries.end() ? nullptr : &it->second);
+      }
+      out += "</tr>";
+    }
+    out += "</table>";
+  }
+  out += "</section>";
+}
+
+void sweep_section(std::string& out, const Run& run) {
+  auto sweep = period_sweep(run);
+  if (sweep.periods.empty()) return;
+  out += "<section id=\"sweep\"><h2>Period sweep (worst cases)</h2><p class=\"small\">A latency that does not shrink "
+         "with the period is timer resolution latency (the seed found Xen's 100 µs timer slop this way).</p>"
+         "<table class=\"sweep\"><tr><th>cells</th>";
+  for (const auto& p : sweep.periods) out += "<th class=\"num\">" + esc(p) + "</th>";
+  out += "</tr>";
+  for (const auto& row : sweep.rows) {
+    std::string label;
+    for (const auto& [k, v] : row.axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
+    out += "<tr><th>" + esc(label) + "</th>";
+    for (const auto& p : sweep.periods) {
+      auto it = row.by_period.find(p);
+      entry_cell(out, run, it == row.by_period.end() ? nullptr : &it->second);
+    }
+    out += "</tr>";
+  }
+  out += "</table></section>";
+}
+
+void index_section(std::string& out, const Run& run) {
+  std::vector<const Cell*> cells;
+  for (const auto& c : run.cells) cells.push_back(&c);
+  auto rank = [](const Cell* c) {
+    std::string v = c->worst_verdict();
+    if (v == "fail") return 0;
+    if (!c->measured() && c->status != "skipped") return 1;
+    if (v == "error") return 1;
+    return 2;
+  };
+  std::stable_sort(cells.begin(), cells.end(), [&](const Cell* a, const Cell* b) { return rank(a) < rank(b); });
+  out += "<section id=\"index\"><h2>Cells</h2><table class=\"cells\"><tr><th>#</th><th>cell</th><th>status</th>"
+         "<th class=\"num\">samples</th><th class=\"num\">p99</th><th class=\"num\">max</th><th>gates</th></tr>";
+  for (const Cell* c : cells) {
+    const json* merged = c->series.empty() ? nullptr : c->series.front().merged;
+    const json& stats = merged ? member(*merged, "stats") : member(json(), "");
+    std::string v = c->worst_verdict();
+    out += "<tr class=\"v-" + esc(v.empty() ? "none" : v) + "\"><td class=\"num\">" + std::to_string(c->index + 1) + "</td><td>" +
+           cell_link(*c) + "</td><td>" + esc(c->status) + "</td><td class=\"num\">" + count(stats, "samples") +
+           "</td><td class=\"num\">" + latency(integer_at(stats, "p99_ns")) + "</td><td class=\"num\">" + latency(c->max_ns) +
+           "</td><td>" + esc(v.empty() ? "–" : v) + "</td></tr>";
+  }
+  out += "</table></section>";
+}
+
+void stats_row(std::string& out, const std::string& label, const json& doc) {
+  const json& s = member(doc, "stats");
+  out += "<tr><th>" + esc(label) + "</th><td class=\"num\">" + count(s, "samples") + "</td>";
+  for (const char* k : {"min_ns", "mean_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "p99_99_ns"})
+    out += "<td class=\"num\">" + latency(integer_at(s, k)) + "</td>";
+  auto max = integer_at(s, "max_ns");
+  out += "<td class=\"num max\"" + (max ? " data-ns=\"" + std::to_string(*max) + "\"" : std::string()) + ">" + latency(max) +
+         "</td><td class=\"num\">" + count(s, "overflows") + "</td><td class=\"num\">" + count(s, "missed_periods") + "</td></tr>";
+}
+
+// Scalar facts of one plugin, flattened to dotted keys (arrays such as argv left out).
+void flat_facts(std::string& out, const std::string& prefix, const json& j, int depth) {
+  if (!j.is_object()) return;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (it.value().is_object()) {
+      if (depth < 3) flat_facts(out, key, it.value(), depth + 1);
+    } else if (!it.value().is_array() && !it.value().is_null()) {
+      out += "<tr><th>" + esc(key) + "</th><td>" +
+             esc(it.value().is_string() ? it.value().get<std::string>() : it.value().dump()) + "</td></tr>";
+    }
+  }
+}
+
+void facts_details(std::string& out, const Run& run, const Cell& c) {
+  const json& r = *c.result;
+  out += "<details class=\"facts\"><summary>host facts, plugins and timings</summary><table class=\"facts\">";
+  const json& plugins = member(r, "plugins");
+  for (const char* kind : {"backend", "workload", "probe"}) {
+    const json& p = member(plugins, kind);
+    if (!p.is_object()) continue;
+    std::string text = text_of(p, "plugin") + " " + text_of(p, "version") + " (instance " + text_of(p, "instance") +
+                       (p.contains("where") ? ", where " + text_of(p, "where") : "") + ")";
+    out += "<tr><th>" + std::string(kind) + " plugin</th><td>" + esc(text) + "</td></tr>";
+  }
+  // Usually the run's host: said in one row instead of repeated per cell.
+  const json& host_facts = member(r, "host_facts");
+  std::string host = text_of(member(r, "cell"), "host");
+  const json& run_host = member(member(run.stored->run, "hosts"), host.c_str());
+  if (host_facts.is_object() && host_facts == run_host)
+    out += "<tr><th>host</th><td>" + esc(host) + ": as in <a href=\"#system\">System</a> (" +
+           esc(text_of(host_facts, "kernel_release")) + ", " + esc(text_of(host_facts, "preempt_model")) + ")</td></tr>";
+  else
+    flat_facts(out, "host", host_facts, 1);
+  const json& facts = member(r, "facts");
+  for (const char* kind : {"backend", "workload", "probe"}) flat_facts(out, kind, member(facts, kind), 1);
+  flat_facts(out, "timings", member(r, "timings"), 1);
+  out += "</table></details>";
+}
+
+void cell_section(std::string& out, const Run& run, const Cell& c, const Run* baseline,
+                  const std::map<std::string, const Cell*>& baseline_cells) {
+  std::string v = c.worst_verdict();
+  out += "<section class=\"cell\" id=\"cell-" + std::to_string(c.index) + "\" data-cell-id=\"" + esc(c.id) +
+         "\" data-status=\"" + esc(c.status) + "\"";
+  if (c.max_ns) out += " data-max-ns=\"" + std::to_string(*c.max_ns) + "\"";
+  out += "><h3>" + std::to_string(c.index + 1) + ". " + esc(c.id) + "<span class=\"badge\">" + esc(c.status) + "</span>";
+  if (!v.empty()) out += "<span class=\"badge v-" + esc(v) + "\">gates: " + esc(v) + "</span>";
+  out += "</h3><p class=\"axes\">";
+  for (std::size_t i = 0; i < c.axes.size(); ++i)
+    out += (i ? " · " : "") + esc(c.axes[i].first) + " = <b>" + esc(c.axes[i].second) + "</b>";
+  out += "</p>";
+  if (!c.error.empty()) {
+    std::string phase = c.result ? text_of(*c.result, "error_phase") : "";
+    out += "<p class=\"error\">" + esc(phase.empty() ? "" : phase + ": ") + esc(c.error) + "</p>";
+  }
+  if (!c.gates.empty()) {
+    out += "<p class=\"cell-gates\">";
+    for (const json* g : c.gates) {
+      std::string gv = text_of(*g, "verdict");
+      out += "<span class=\"badge v-" + esc(gv) + "\">" + esc(text_of(*g, "gate")) + ": " + esc(gv) + "</span> ";
+      if (gv != "pass" && !text_of(*g, "message").empty()) out += esc(text_of(*g, "message")) + " ";
+    }
+    out += "</p>";
+  }
+  auto found = baseline_cells.find(c.id);
+  const Cell* base_cell = found == baseline_cells.end() ? nullptr : found->second;
+  for (const auto& s : c.series) {
+    out += "<div class=\"series\" data-series=\"" + esc(s.name) + "\">";
+    if (c.series.size() > 1) out += "<h4>" + esc(s.name) + "</h4>";
+    if (s.merged || !s.per_cpu.empty()) {
+      out += "<table class=\"stats\"><tr><th>CPU</th><th class=\"num\">samples</th><th class=\"num\">min</th><th class=\"num\">"
+             "mean</th><th class=\"num\">p50</th><th class=\"num\">p90</th><th class=\"num\">p99</th><th class=\"num\">p99.9</th>"
+             "<th class=\"num\">p99.99</th><th class=\"num\">max</th><th class=\"num\">overflows</th><th class=\"num\">missed "
+             "periods</th></tr>";
+      if (s.merged) stats_row(out, "all", *s.merged);
+      for (const auto& [cpu, doc] : s.per_cpu) stats_row(out, cpu, *doc);
+      out += "</table>";
+    }
+    auto merged = s.merged ? decode_histogram(member(*s.merged, "histogram")) : std::nullopt;
+    if (merged) {
+      std::vector<HistogramData> cpus;
+      if (s.per_cpu.size() > 1 && s.per_cpu.size() <= 8)
+        for (const auto& [cpu, doc] : s.per_cpu)
+          if (auto h = decode_histogram(member(*doc, "histogram"))) cpus.push_back(std::move(*h));
+      std::optional<HistogramData> base;
+      if (base_cell)
+        for (const auto& bs : base_cell->series)
+          if (bs.name == s.name && bs.merged) base = decode_histogram(member(*bs.merged, "histogram"));
+      std::vector<CcdfLine> lines;
+      lines.push_back({"all CPUs", "merged", &*merged});
+      if (cpus.size() == s.per_cpu.size())
+        for (std::size_t i = 0; i < cpus.size(); ++i)
+          lines.push_back({"CPU " + s.per_cpu[i].first, "cpu cpu" + std::to_string(i % 8), &cpus[i]});
+      if (base) lines.push_back({"baseline " + baseline->run_id, "baseline", &*base});
+      std::string attr = "data-cell-id=\"" + esc(c.id) + "\" data-series=\"" + esc(s.name) + "\"";
+      out += "<div class=\"plots\">" + histogram_svg(*merged, "class=\"plot histogram\" " + attr) +
+             ccdf_svg(lines, "class=\"plot ccdf\" " + attr) + "</div>";
+    }
+    out += "</div>";
+  }
+  if (c.result) {
+    const json& warnings = member(*c.result, "warnings");
+    if (warnings.is_array() && !warnings.empty()) {
+      out += "<details class=\"warnings\"><summary>" + std::to_string(warnings.size()) + " warning" +
+             (warnings.size() == 1 ? "" : "s") + "</summary><ul>";
+      for (const auto& w : warnings) out += "<li>" + esc(w.is_string() ? w.get<std::string>() : w.dump()) + "</li>";
+      out += "</ul></details>";
+    }
+    facts_details(out, run, c);
+  }
+  out += "</section>";
+}
+
+}  // namespace
+
+std::string render_html(const ReportInput& in) {
+  const Run& run = *in.run;
+  std::string out;
+  out.reserve(64 * 1024 + run.cells.size() * 16 * 1024);
+  out += "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+         // Defence in depth: even a value that escaped escaping could not run or fetch anything.
+         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>vmlat report: " +
+         esc(run.plan_name) + " — " + esc(run.verdict.word) + "</title><style>";
+  out += kStyle;
+  out += "</style></head><body>";
+  out += "<header class=\"verdict " + run.verdict.css() + "\" id=\"verdict\" data-verdict=\"" + esc(run.verdict.word) +
+         "\"><h1>vmlat report: " + esc(run.plan_name) + "</h1><p class=\"word\">" + esc(run.verdict.word) + "</p><p>" +
+         esc(run.verdict.detail) + "</p>";
+  // System identity, one line, beside the verdict.
+  std::string identity;
+  const json& hosts = member(run.stored->run, "hosts");
+  if (hosts.is_object())
+    for (auto it = hosts.begin(); it != hosts.end(); ++it) {
+      const json& h = it.value();
+      identity += (identity.empty() ? "" : "; ") + it.key() + ": " + host_identity(h);
+    }
+  out += "<p class=\"identity\">" + esc(identity) + "</p><p>run " + esc(run.run_id) + ", vmlat " + esc(run.vmlat_version) +
+         ", " + esc(run.started) + "</p></header>";
+  gates_section(out, run);
+  if (in.comparison) comparison_section(out, *in.comparison);
+  seed_section(out, run);
+  sweep_section(out, run);
+  index_section(out, run);
+  system_section(out, run);
+  out += "<section id=\"cells\"><h2>Cell details</h2>";
+  std::map<std::string, const Cell*> baseline_cells;
+  if (in.baseline)
+    for (const auto& b : in.baseline->cells) baseline_cells.emplace(b.id, &b);
+  for (const auto& c : run.cells) cell_section(out, run, c, in.baseline, baseline_cells);
+  out += "</section><footer class=\"small\">vmlat report, self-contained: no script, nothing loaded from the network. "
+         "Histograms: 1 µs bins on a log count axis. CCDF: P(latency &gt; x), log-log.</footer></body></html>\n";
+  return out;
+}
+
+}  // namespace vmlat::report

@@ -1,0 +1,312 @@
+#include "model.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "json_access.hpp"
+#include "vmlat/units.hpp"
+
+namespace vmlat::report {
+
+namespace {
+
+std::optional<long long> max_of(const json* series_doc) {
+  if (!series_doc) return std::nullopt;
+  const json* stats = object_at(*series_doc, "stats");
+  if (!stats || !stats->contains("max_ns") || !(*stats)["max_ns"].is_number_integer()) return std::nullopt;
+  if (stats->value("samples", 0LL) <= 0) return std::nullopt;
+  return (*stats)["max_ns"].get<long long>();
+}
+
+long long period_ns(const std::string& text) {
+  auto d = parse_duration(text);
+  return d ? d->count() : -1;
+}
+
+int verdict_rank(const std::string& v) {
+  if (v == "fail") return 4;
+  if (v == "error") return 3;
+  if (v == "skipped") return 2;
+  if (v == "pass") return 1;
+  return 0;
+}
+
+void add_to_entry(SeedEntry& e, const Cell& c) {
+  e.cells.push_back(c.index);
+  if (c.measured()) e.worst_ns = std::max(e.worst_ns.value_or(0), *c.max_ns);
+  else ++e.not_measured;
+}
+
+}  // namespace
+
+std::vector<Series> cell_series(const json& result) {
+  // One series from an object holding "merged" and "per_cpu": the result
+  // itself (its default series) or an entry of its "series".
+  auto read = [](const json& holder, std::string name) {
+    Series s;
+    s.name = std::move(name);
+    s.merged = object_at(holder, "merged");
+    if (const json* per_cpu = object_at(holder, "per_cpu")) {
+      for (auto it = per_cpu->begin(); it != per_cpu->end(); ++it)
+        if (it.value().is_object()) s.per_cpu.emplace_back(it.key(), &it.value());
+      std::stable_sort(s.per_cpu.begin(), s.per_cpu.end(), [](const auto& a, const auto& b) {
+        if (a.first.size() != b.first.size()) return a.first.size() < b.first.size();  // "2" before "10"
+        return a.first < b.first;
+      });
+    }
+    return s;
+  };
+  std::string default_name = text_of(result, "default_series");
+  std::vector<Series> all{read(result, default_name.empty() ? kDefaultSeries : default_name)};
+  if (const json* named = object_at(result, "series"))
+    for (auto it = named->begin(); it != named->end(); ++it)
+      if (it.value().is_object()) all.push_back(read(it.value(), it.key()));
+  return all;
+}
+
+std::string Cell::axis(const std::string& name) const {
+  for (const auto& [k, v] : axes)
+    if (k == name) return v;
+  return {};
+}
+
+std::string Cell::worst_verdict() const {
+  std::string worst;
+  for (const json* g : gates) {
+    std::string v = text_of(*g, "verdict");
+    if (verdict_rank(v) > verdict_rank(worst)) worst = v;
+  }
+  return worst;
+}
+
+std::string RunVerdict::css() const {
+  if (word == "FAIL") return "fail";
+  if (word == "INFRA ERROR") return "error";
+  if (word == "INCOMPLETE") return "incomplete";
+  return "pass";
+}
+
+Run make_run(const StoredRun& stored) {
+  Run r;
+  r.stored = &stored;
+  const json& run = stored.run;
+  r.run_id = text_of(run, "run_id");
+  if (const json* plan = object_at(run, "plan")) {
+    r.plan_name = text_of(*plan, "name");
+    r.plan_description = text_of(*plan, "description");
+  }
+  r.status = text_of(run, "status");
+  r.started = text_of(run, "started");
+  r.finished = text_of(run, "finished");
+  r.vmlat_version = text_of(run, "vmlat_version");
+  if (run.contains("exit_code") && run["exit_code"].is_number_integer()) r.exit_code = run["exit_code"].get<int>();
+
+  std::map<std::string, const json*> results;
+  for (const auto& c : stored.cells)
+    if (const json* cell = object_at(c, "cell")) results[text_of(*cell, "id")] = &c;
+  const json& listed = run.contains("cells") && run["cells"].is_array() ? run["cells"] : json::array();
+  for (const auto& entry : listed) {
+    Cell c;
+    c.index = static_cast<int>(r.cells.size());
+    c.id = text_of(entry, "id");
+    c.status = text_of(entry, "status");
+    c.error = text_of(entry, "error");
+    auto found = results.find(c.id);
+    if (found != results.end()) {
+      c.result = found->second;
+      c.status = text_of(*c.result, "status");
+      c.error = text_of(*c.result, "error");
+    }
+    const json* cell_doc = c.result ? object_at(*c.result, "cell") : nullptr;
+    const json* axes = cell_doc ? object_at(*cell_doc, "axes") : object_at(entry, "axes");
+    if (axes)
+      for (auto it = axes->begin(); it != axes->end(); ++it)
+        c.axes.emplace_back(it.key(), it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+    if (c.result) {
+      c.series = cell_series(*c.result);
+      if (!c.series.empty()) c.max_ns = max_of(c.series.front().merged);
+      if (c.result->contains("gates") && (*c.result)["gates"].is_array())
+        for (const auto& g : (*c.result)["gates"])
+          if (g.is_object()) c.gates.push_back(&g);
+    }
+    for (const json* g : c.gates) {
+      std::string v = text_of(*g, "verdict");
+      if (v == "pass") ++r.gates.pass;
+      else if (v == "fail") ++r.gates.fail;
+      else if (v == "skipped") ++r.gates.skipped;
+      else ++r.gates.error;
+    }
+    if (c.measured()) ++r.measured;
+    if (c.result) {
+      const json* facts = object_at(*c.result, "facts");
+      std::string a = facts ? text_of(member(*facts, "backend"), "accelerator") : "";
+      std::string& known = r.accelerators[c.axis("backend")];
+      if (!a.empty() && ("/" + known + "/").find("/" + a + "/") == std::string::npos) known += (known.empty() ? "" : "/") + a;
+    }
+    r.cells.push_back(std::move(c));
+  }
+
+  int failing_cells = 0, unmeasured = 0, incomplete = 0;
+  for (const auto& c : r.cells) {
+    if (c.worst_verdict() == "fail") ++failing_cells;
+    if (c.status == "infra-error" || (c.status == "measured" && !c.measured())) ++unmeasured;
+    if (c.status == "interrupted" || c.status == "not-run" || c.status == "pending" || c.status == "running") ++incomplete;
+  }
+  auto plural = [](int n, const char* word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); };
+  if (r.gates.fail) {
+    r.verdict = {"FAIL", plural(r.gates.fail, "gate") + " failed in " + plural(failing_cells, "cell")};
+  } else if (unmeasured || r.gates.error) {
+    std::string d;
+    if (unmeasured) d = plural(unmeasured, "cell") + " not measured";
+    if (r.gates.error) d += (d.empty() ? "" : ", ") + plural(r.gates.error, "gate") + " not evaluated";
+    r.verdict = {"INFRA ERROR", d};
+  } else if (incomplete || (r.status != "complete" && !r.status.empty())) {
+    r.verdict = {"INCOMPLETE", "run " + (r.status.empty() ? std::string("?") : r.status) + ", " +
+                                   plural(incomplete, "cell") + " interrupted or not run"};
+  } else if (r.gates.total() == 0) {
+    r.verdict = {"MEASURED", "no gates"};
+  } else {
+    r.verdict = {"PASS", plural(r.gates.pass, "gate") + " passed"};
+  }
+  if (r.gates.skipped) r.verdict.detail += ", " + plural(r.gates.skipped, "gate") + " skipped";
+  return r;
+}
+
+std::string host_kernel_label(const Cell& c) {
+  std::string axis = c.axis("host_kernel");
+  if (axis == "rt") return "RT";
+  if (axis == "nrt") return "NRT";
+  if (c.result)
+    if (const json* facts = object_at(*c.result, "host_facts"))
+      if (facts->contains("preempt_rt") && (*facts)["preempt_rt"].is_boolean())
+        return (*facts)["preempt_rt"].get<bool>() ? "RT" : "NRT";
+  return axis.empty() || axis == "any" ? "?" : axis;
+}
+
+std::string guest_kernel_label(const Cell& c) {
+  for (const auto& [k, v] : c.axes)
+    if (k == "guest_kernel") return v == "rt" ? "RT" : v == "nrt" ? "NRT" : v;
+  if (c.result)
+    if (const json* facts = object_at(*c.result, "facts"))
+      if (const json* backend = object_at(*facts, "backend"))
+        if (const json* guest = object_at(*backend, "guest"))
+          if (const json* system = object_at(*guest, "system"))
+            if (system->contains("preempt_rt") && (*system)["preempt_rt"].is_boolean())
+              return (*system)["preempt_rt"].get<bool>() ? "RT" : "NRT";
+  return {};
+}
+
+std::string accelerators(const Run& run, const std::string& backend) {
+  auto it = run.accelerators.find(backend);
+  return it == run.accelerators.end() ? std::string() : it->second;
+}
+
+std::string SeedColumn::label() const { return workload == "none" ? "no stress" : workload; }
+
+std::vector<SeedTable> seed_tables(const Run& run) {
+  static const std::set<std::string> placed = {"backend", "workload", "host_kernel", "guest_kernel"};
+  std::vector<SeedTable> tables;
+  for (const auto& c : run.cells) {
+    if (c.axes.empty()) continue;
+    std::vector<std::pair<std::string, std::string>> fixed;
+    for (const auto& a : c.axes)
+      if (!placed.count(a.first)) fixed.push_back(a);
+    auto table = std::find_if(tables.begin(), tables.end(), [&](const SeedTable& t) { return t.fixed == fixed; });
+    if (table == tables.end()) {
+      tables.push_back(SeedTable{fixed, {}, {}, {}});
+      table = tables.end() - 1;
+    }
+    std::string guest = guest_kernel_label(c);
+    std::string row = host_kernel_label(c) + (guest.empty() ? "" : "/" + guest);
+    SeedColumn column{c.axis("backend"), c.axis("workload")};
+    auto r = std::find(table->rows.begin(), table->rows.end(), row);
+    if (r == table->rows.end()) r = table->rows.insert(table->rows.end(), row);
+    auto col = std::find_if(table->columns.begin(), table->columns.end(),
+                            [&](const SeedColumn& k) { return k.backend == column.backend && k.workload == column.workload; });
+    if (col == table->columns.end()) col = table->columns.insert(table->columns.end(), column);
+    add_to_entry(table->entries[{static_cast<std::size_t>(r - table->rows.begin()), static_cast<std::size_t>(col - table->columns.begin())}], c);
+  }
+  // The seed's order: rows NRT/NRT, NRT/RT, RT/NRT, RT/RT, then bare metal;
+  // columns grouped by backend, "no stress" first.
+  auto row_rank = [](const std::string& row) {
+    static const std::vector<std::string> order = {"NRT/NRT", "NRT/RT", "RT/NRT", "RT/RT", "NRT", "RT"};
+    auto it = std::find(order.begin(), order.end(), row);
+    return it == order.end() ? order.size() : static_cast<std::size_t>(it - order.begin());
+  };
+  for (auto& t : tables) {
+    std::vector<std::size_t> row_order(t.rows.size()), col_order(t.columns.size());
+    for (std::size_t i = 0; i < row_order.size(); ++i) row_order[i] = i;
+    for (std::size_t i = 0; i < col_order.size(); ++i) col_order[i] = i;
+    std::stable_sort(row_order.begin(), row_order.end(), [&](std::size_t a, std::size_t b) {
+      auto ra = row_rank(t.rows[a]), rb = row_rank(t.rows[b]);
+      return ra != rb ? ra < rb : t.rows[a] < t.rows[b];
+    });
+    std::vector<std::string> backends;
+    for (const auto& c : t.columns)
+      if (std::find(backends.begin(), backends.end(), c.backend) == backends.end()) backends.push_back(c.backend);
+    std::stable_sort(col_order.begin(), col_order.end(), [&](std::size_t a, std::size_t b) {
+      const auto& ca = t.columns[a];
+      const auto& cb = t.columns[b];
+      auto ba = std::find(backends.begin(), backends.end(), ca.backend) - backends.begin();
+      auto bb = std::find(backends.begin(), backends.end(), cb.backend) - backends.begin();
+      if (ba != bb) return ba < bb;
+      return (ca.workload == "none") > (cb.workload == "none");
+    });
+    SeedTable sorted{t.fixed, {}, {}, {}};
+    for (auto i : row_order) sorted.rows.push_back(t.rows[i]);
+    for (auto i : col_order) sorted.columns.push_back(t.columns[i]);
+    for (auto& [key, entry] : t.entries) {
+      auto r = std::find(row_order.begin(), row_order.end(), key.first) - row_order.begin();
+      auto c = std::find(col_order.begin(), col_order.end(), key.second) - col_order.begin();
+      sorted.entries[{static_cast<std::size_t>(r), static_cast<std::size_t>(c)}] = std::move(entry);
+    }
+    t = std::move(sorted);
+  }
+  return tables;
+}
+
+PeriodSweep period_sweep(const Run& run) {
+  PeriodSweep sweep;
+  for (const auto& c : run.cells) {
+    std::string p = c.axis("period");
+    if (!p.empty() && std::find(sweep.periods.begin(), sweep.periods.end(), p) == sweep.periods.end())
+      sweep.periods.push_back(p);
+  }
+  if (sweep.periods.size() < 2) return {};
+  std::stable_sort(sweep.periods.begin(), sweep.periods.end(),
+                   [](const std::string& a, const std::string& b) { return period_ns(a) < period_ns(b); });
+  for (const auto& c : run.cells) {
+    std::string p = c.axis("period");
+    if (p.empty()) continue;
+    std::vector<std::pair<std::string, std::string>> axes;
+    for (const auto& a : c.axes)
+      if (a.first != "period") axes.push_back(a);
+    auto row = std::find_if(sweep.rows.begin(), sweep.rows.end(), [&](const SweepRow& r) { return r.axes == axes; });
+    if (row == sweep.rows.end()) row = sweep.rows.insert(sweep.rows.end(), SweepRow{axes, {}});
+    add_to_entry(row->by_period[p], c);
+  }
+  return sweep;
+}
+
+std::string host_identity(const json& h) {
+  std::string out = text_of(h, "hostname");
+  auto add = [&](const std::string& part) {
+    if (!part.empty()) out += (out.empty() ? "" : ", ") + part;
+  };
+  std::string kernel = text_of(h, "kernel_release"), model = text_of(h, "preempt_model");
+  if (!kernel.empty()) add("kernel " + kernel + (model.empty() ? "" : " (" + model + ")"));
+  std::string cpus = text_of(h, "cpu_count"), cpu = text_of(h, "cpu_model");
+  if (!cpu.empty() || !cpus.empty()) add((cpus.empty() ? "" : cpus + " x ") + cpu);
+  return out;
+}
+
+std::string worst_case_text(long long ns) {
+  char buf[48];
+  double us = static_cast<double>(ns) / 1000.0;
+  if (us < 100) std::snprintf(buf, sizeof buf, "%.1f µs", us);
+  else std::snprintf(buf, sizeof buf, "%.0f µs", us);
+  return buf;
+}
+
+}  // namespace vmlat::report

@@ -1,0 +1,126 @@
+// What a report shows, built once from a stored run and rendered as HTML,
+// Markdown or JSON (report.hpp). docs/report.md describes the result.
+//
+// A cell holds named series of latency histograms. Today every cell has one,
+// "latency" (result.json's `merged` and `per_cpu`); probes that measure more
+// than one latency per wake-up (timerlat's IRQ and thread latency) add
+// series, and everything here iterates over them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "run_store.hpp"
+#include "vmlat/json.hpp"
+
+namespace vmlat::report {
+
+inline constexpr const char* kDefaultSeries = "latency";
+
+// One series of a cell: {"stats", "histogram"} documents, merged and per CPU.
+struct Series {
+  std::string name;
+  const json* merged = nullptr;                              // null: nothing measured
+  std::vector<std::pair<std::string, const json*>> per_cpu;  // CPU number (as text) -> document, numeric order
+};
+// The series of a result.json (the default series first).
+std::vector<Series> cell_series(const json& result);
+
+struct Cell {
+  int index = 0;
+  std::string id;
+  std::vector<std::pair<std::string, std::string>> axes;
+  std::string status;  // measured, infra-error, skipped, interrupted, not-run, pending
+  std::string error;
+  const json* result = nullptr;  // null when run.json lists the cell but it has no result.json
+  std::vector<Series> series;
+  std::vector<const json*> gates;       // result.json gates[]
+  std::optional<long long> max_ns;      // the default series' merged max
+  std::string axis(const std::string& name) const;  // "" if absent
+  bool measured() const { return status == "measured" && max_ns.has_value(); }
+  // Worst gate verdict: "fail" > "error" > "skipped" > "pass"; "" without gates.
+  std::string worst_verdict() const;
+};
+
+struct GateCounts {
+  int pass = 0, fail = 0, error = 0, skipped = 0;
+  int total() const { return pass + fail + error + skipped; }
+};
+
+// The answer first: FAIL (a gate failed), INFRA ERROR (a cell or a gate
+// could not be measured or evaluated), INCOMPLETE (interrupted or still
+// running), PASS, or MEASURED (no gates).
+struct RunVerdict {
+  std::string word;
+  std::string detail;  // "2 gates failed in 1 cell", ...
+  std::string css() const;  // pass, fail, error, incomplete
+};
+
+struct Run {
+  const StoredRun* stored = nullptr;
+  std::string run_id, plan_name, plan_description, status, started, finished, vmlat_version;
+  std::optional<int> exit_code;
+  std::vector<Cell> cells;
+  GateCounts gates;
+  RunVerdict verdict;
+  int measured = 0;
+  std::map<std::string, std::string> accelerators;  // backend -> "tcg", ... (see accelerators())
+};
+Run make_run(const StoredRun& stored);
+
+// One table in the seed study's layout: rows are host/guest kernels
+// (NRT/NRT, NRT/RT, RT/NRT, RT/RT; bare-metal cells as NRT or RT), columns
+// per backend, no stress vs each stress workload; entries the worst case of
+// the cells that fall in them. One table per combination of the other axes
+// (probe, period, ...), listed in `fixed`.
+struct SeedEntry {
+  std::optional<long long> worst_ns;  // over its measured cells
+  std::vector<int> cells;             // indices into Run::cells
+  int not_measured = 0;
+};
+struct SeedColumn {
+  std::string backend, workload;  // axis values
+  std::string label() const;      // "no stress" or the workload's name
+};
+// The accelerators the cells of a backend ran on (facts.backend.accelerator,
+// e.g. "tcg" for a kvm guest emulated in software), joined by "/"; "" if none
+// say. The seed table shows it beside the backend: TCG numbers are not KVM's.
+std::string accelerators(const Run& run, const std::string& backend);  // from Run::accelerators
+struct SeedTable {
+  std::vector<std::pair<std::string, std::string>> fixed;
+  std::vector<std::string> rows;
+  std::vector<SeedColumn> columns;
+  std::map<std::pair<std::size_t, std::size_t>, SeedEntry> entries;  // (row, column)
+};
+std::vector<SeedTable> seed_tables(const Run& run);
+
+// Kernel labels of a cell: host from the host_kernel axis (else the host
+// facts' preempt_rt), guest from the guest_kernel axis (else the backend's
+// guest facts); "" when there is no guest (the host backend).
+std::string host_kernel_label(const Cell& cell);
+std::string guest_kernel_label(const Cell& cell);
+
+// The period sweep: rows are the combinations of every other axis, columns
+// the periods (shortest first), entries worst cases. Empty when the run has
+// fewer than two periods.
+struct SweepRow {
+  std::vector<std::pair<std::string, std::string>> axes;
+  std::map<std::string, SeedEntry> by_period;
+};
+struct PeriodSweep {
+  std::vector<std::string> periods;
+  std::vector<SweepRow> rows;
+};
+PeriodSweep period_sweep(const Run& run);
+
+// "vm, kernel 6.1.0-18-amd64 (PREEMPT_DYNAMIC), 2 x AMD EPYC": what is known of a host.
+std::string host_identity(const json& facts);
+
+// "12.3 µs" below 100us, "851 µs" above: the seed's worst-case cells.
+std::string worst_case_text(long long ns);
+
+}  // namespace vmlat::report

@@ -1,0 +1,64 @@
+// Inline SVG plots drawn by our own code (no script, no network at view
+// time): a latency histogram with 1us bins on a log count axis (as OSADL's
+// latency plots), and the complementary CDF on log-log axes, where the rare
+// long tail is what you see rather than a flat line at zero.
+//
+// The axes are small classes so that other plots (e.g. the worst case per
+// interval of a monitoring session) reuse them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vmlat/json.hpp"
+
+namespace vmlat::report {
+
+// A stored histogram (results-format.md "histogram"), decoded once.
+struct HistogramData {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> buckets;  // [k, k+1) us -> count, ascending
+  std::uint64_t overflows = 0;
+  long long min_ns = 0, max_ns = 0;
+  std::uint64_t samples() const;
+};
+// nullopt if `h` is not a histogram document (or holds no samples).
+std::optional<HistogramData> decode_histogram(const json& h);
+
+// Maps a value to a pixel on a linear or a log10 scale.
+class Axis {
+ public:
+  static Axis linear(double lo, double hi, double px_lo, double px_hi);
+  static Axis log10(double lo, double hi, double px_lo, double px_hi);  // lo, hi > 0
+  double px(double value) const;
+  double lo() const { return lo_; }
+  double hi() const { return hi_; }
+  bool is_log() const { return log_; }
+  // Tick values: decades on a log axis, 1/2/5 steps (about `target` of them) on a linear one.
+  std::vector<double> ticks(int target = 6) const;
+
+ private:
+  bool log_ = false;
+  double lo_ = 0, hi_ = 1, px_lo_ = 0, px_hi_ = 1;
+};
+
+// "5us", "250us", "1.5ms", "20ms" for axis labels.
+std::string short_latency_us(double us);
+
+// The histogram of one series: bars of 1us bins (bins narrower than a pixel
+// are drawn as the tallest bin of that pixel column), overflows noted.
+// `attributes` go into the <svg> tag as they are (the caller escapes them).
+std::string histogram_svg(const HistogramData& h, const std::string& attributes);
+
+struct CcdfLine {
+  std::string label;      // legend text (escaped here)
+  std::string css_class;  // "merged", "cpu", "baseline"
+  const HistogramData* data = nullptr;
+};
+// P(latency > x) of each line on log-log axes; the first line sets the range
+// together with the others.
+std::string ccdf_svg(const std::vector<CcdfLine>& lines, const std::string& attributes);
+
+}  // namespace vmlat::report

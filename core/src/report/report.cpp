@@ -1,0 +1,224 @@
+// Markdown (a CI job summary or merge-request comment) and JSON renderings of
+// the report; html.cpp has the HTML page.
+#include "report.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "json_access.hpp"
+#include "text_escape.hpp"
+#include "vmlat/units.hpp"
+
+namespace vmlat::report {
+
+namespace {
+
+std::string md(std::string_view s) { return markdown_escape(s); }
+
+std::string latency(const json& j, const char* key) {
+  const json& v = member(j, key);
+  return v.is_number_integer() ? format_latency(std::chrono::nanoseconds(v.get<long long>())) : std::string("–");
+}
+
+std::string entry_text(const Run& run, const SeedEntry* e) {
+  if (!e) return "–";
+  if (!e->worst_ns) return md(run.cells[static_cast<std::size_t>(e->cells.front())].status);
+  std::string s = worst_case_text(*e->worst_ns);
+  if (e->not_measured) s += " (" + std::to_string(e->not_measured) + " not measured)";
+  return s;
+}
+
+const char* emoji(const std::string& css) {
+  if (css == "pass") return "✅";
+  if (css == "fail") return "❌";
+  if (css == "error") return "⚠️";
+  return "⏸️";
+}
+
+int cell_rank(const Cell& c) {
+  std::string v = c.worst_verdict();
+  if (v == "fail") return 0;
+  if (v == "error" || (!c.measured() && c.status != "skipped")) return 1;
+  return 2;
+}
+
+json axes_json(const std::vector<std::pair<std::string, std::string>>& axes) {
+  json a = json::object();
+  for (const auto& [k, v] : axes) a[k] = v;
+  return a;
+}
+
+json entry_json(const Run& run, const SeedEntry& e) {
+  json ids = json::array();
+  for (int i : e.cells) ids.push_back(run.cells[static_cast<std::size_t>(i)].id);
+  return json{{"max_ns", e.worst_ns ? json(*e.worst_ns) : json(nullptr)}, {"cells", ids}, {"not_measured", e.not_measured}};
+}
+
+}  // namespace
+
+std::string render_markdown(const ReportInput& in) {
+  const Run& run = *in.run;
+  std::ostringstream out;
+  out << "## " << emoji(run.verdict.css()) << " vmlat " << md(run.plan_name) << ": **" << run.verdict.word << "** — "
+      << md(run.verdict.detail) << "\n\n";
+  const json& hosts = member(run.stored->run, "hosts");
+  std::string identity;
+  if (hosts.is_object())
+    for (auto it = hosts.begin(); it != hosts.end(); ++it) {
+      const json& h = it.value();
+      identity += (identity.empty() ? "" : "; ") + md(host_identity(h));
+    }
+  out << "Run " << md(run.run_id) << " · vmlat " << md(run.vmlat_version) << " · " << identity << " · " << run.measured
+      << "/" << run.cells.size() << " cells measured · gates: " << run.gates.pass << " passed, " << run.gates.fail
+      << " failed, " << run.gates.error << " not evaluated, " << run.gates.skipped << " skipped\n\n";
+
+  // Gates that did not pass, failures first; passes are only counted.
+  std::vector<std::pair<const Cell*, const json*>> gates;
+  for (const auto& c : run.cells)
+    for (const json* g : c.gates)
+      if (text_of(*g, "verdict") != "pass") gates.emplace_back(&c, g);
+  std::stable_sort(gates.begin(), gates.end(), [](const auto& a, const auto& b) {
+    auto rank = [](const std::string& v) { return v == "fail" ? 0 : v == "error" ? 1 : 2; };
+    return rank(text_of(*a.second, "verdict")) < rank(text_of(*b.second, "verdict"));
+  });
+  if (!gates.empty()) {
+    out << "### Gates not passed\n\n| verdict | cell | gate | value | bound | exceeded by | message |\n|---|---|---|---:|---:|---:|---|\n";
+    for (const auto& [c, g] : gates) {
+      std::string v = text_of(*g, "verdict");
+      bool measured = v == "fail" || v == "pass";
+      out << "| " << (v == "fail" ? "**fail**" : md(v)) << " | " << md(c->id) << " | " << md(text_of(*g, "gate")) << " ("
+          << md(text_of(*g, "stat")) << ") | " << (measured ? latency(*g, "value_ns") : "–") << " | "
+          << (measured ? latency(*g, "bound_ns") : "–") << " | " << (v == "fail" ? latency(*g, "excess_ns") : "–") << " | "
+          << md(text_of(*g, "message")) << " |\n";
+    }
+    out << "\n";
+  }
+  if (in.comparison) out << compare_markdown(*in.comparison) << "\n";
+
+  for (const auto& t : seed_tables(run)) {
+    std::string caption;
+    for (const auto& [k, v] : t.fixed) caption += (caption.empty() ? "" : ", ") + k + " = " + v;
+    out << "### Worst cases" << (caption.empty() ? "" : ": " + md(caption)) << "\n\n| kernels |";
+    for (const auto& c : t.columns) {
+      std::string accel = accelerators(run, c.backend);
+      out << " " << md(c.backend) << (accel.empty() || accel == "kvm" ? "" : " (" + md(accel) + ")") << ", " << md(c.label()) << " |";
+    }
+    out << "\n|---|";
+    for (std::size_t i = 0; i < t.columns.size(); ++i) out << "---:|";
+    out << "\n";
+    for (std::size_t r = 0; r < t.rows.size(); ++r) {
+      out << "| " << md(t.rows[r]) << " |";
+      for (std::size_t c = 0; c < t.columns.size(); ++c) {
+        auto it = t.entries.find({r, c});
+        out << " " << entry_text(run, it == t.entries.end() ? nullptr : &it->second) << " |";
+      }
+      out << "\n";
+    }
+    out << "\n";
+  }
+  auto sweep = period_sweep(run);
+  if (!sweep.periods.empty()) {
+    out << "### Period sweep (worst cases)\n\n| cells |";
+    for (const auto& p : sweep.periods) out << " " << md(p) << " |";
+    out << "\n|---|";
+    for (std::size_t i = 0; i < sweep.periods.size(); ++i) out << "---:|";
+    out << "\n";
+    for (const auto& row : sweep.rows) {
+      std::string label;
+      for (const auto& [k, v] : row.axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
+      out << "| " << md(label) << " |";
+      for (const auto& p : sweep.periods) {
+        auto it = row.by_period.find(p);
+        out << " " << entry_text(run, it == row.by_period.end() ? nullptr : &it->second) << " |";
+      }
+      out << "\n";
+    }
+    out << "\n";
+  }
+
+  std::vector<const Cell*> cells;
+  for (const auto& c : run.cells) cells.push_back(&c);
+  std::stable_sort(cells.begin(), cells.end(), [](const Cell* a, const Cell* b) { return cell_rank(*a) < cell_rank(*b); });
+  out << "### Cells\n\n| cell | status | samples | p50 | p99 | p99.9 | max | overflows | missed | gates |\n"
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  for (const Cell* c : cells) {
+    const json* merged = c->series.empty() ? nullptr : c->series.front().merged;
+    const json& s = merged ? member(*merged, "stats") : member(json(), "");
+    std::string v = c->worst_verdict();
+    out << "| " << md(c->id) << " | " << md(c->status) << (c->error.empty() ? "" : ": " + md(c->error)) << " | "
+        << (s.is_object() ? text_of(s, "samples") : "–") << " | " << latency(s, "p50_ns") << " | " << latency(s, "p99_ns")
+        << " | " << latency(s, "p99_9_ns") << " | " << latency(s, "max_ns") << " | "
+        << (s.is_object() ? text_of(s, "overflows") : "–") << " | " << (s.is_object() ? text_of(s, "missed_periods") : "–")
+        << " | " << (v == "fail" ? "**fail**" : v.empty() ? "–" : md(v)) << " |\n";
+  }
+  return out.str();
+}
+
+json render_json(const ReportInput& in) {
+  const Run& run = *in.run;
+  json cells = json::array();
+  json failures = json::array();
+  for (const auto& c : run.cells) {
+    json series = json::array();
+    for (const auto& s : c.series) {
+      json per_cpu = json::object();
+      for (const auto& [cpu, doc] : s.per_cpu) per_cpu[cpu] = member(*doc, "stats");
+      series.push_back(json{{"name", s.name}, {"stats", s.merged ? member(*s.merged, "stats") : json(nullptr)}, {"per_cpu", per_cpu}});
+    }
+    json gates = json::array();
+    for (const json* g : c.gates) {
+      gates.push_back(*g);
+      if (text_of(*g, "verdict") != "pass") {
+        json f = *g;
+        f["cell"] = c.id;
+        failures.push_back(f);
+      }
+    }
+    cells.push_back(json{{"index", c.index + 1}, {"id", c.id}, {"axes", axes_json(c.axes)}, {"status", c.status},
+                         {"error", c.error.empty() ? json(nullptr) : json(c.error)},
+                         {"max_ns", c.max_ns ? json(*c.max_ns) : json(nullptr)}, {"series", series}, {"gates", gates}});
+  }
+  std::stable_sort(failures.begin(), failures.end(), [](const json& a, const json& b) {
+    auto rank = [](const json& g) { std::string v = g.value("verdict", ""); return v == "fail" ? 0 : v == "error" ? 1 : 2; };
+    return rank(a) < rank(b);
+  });
+  json seed = json::array();
+  for (const auto& t : seed_tables(run)) {
+    json columns = json::array();
+    for (const auto& c : t.columns) columns.push_back(json{{"backend", c.backend}, {"workload", c.workload}, {"label", c.label()}});
+    json entries = json::array();
+    for (const auto& [key, e] : t.entries) {
+      json j = entry_json(run, e);
+      j["row"] = t.rows[key.first];
+      j["column"] = key.second;
+      entries.push_back(j);
+    }
+    seed.push_back(json{{"fixed", axes_json(t.fixed)}, {"rows", t.rows}, {"columns", columns}, {"entries", entries}});
+  }
+  json sweep_json = nullptr;
+  auto sweep = period_sweep(run);
+  if (!sweep.periods.empty()) {
+    json rows = json::array();
+    for (const auto& r : sweep.rows) {
+      json by = json::object();
+      for (const auto& [p, e] : r.by_period) by[p] = entry_json(run, e);
+      rows.push_back(json{{"axes", axes_json(r.axes)}, {"periods", by}});
+    }
+    sweep_json = json{{"periods", sweep.periods}, {"rows", rows}};
+  }
+  const json& r = run.stored->run;
+  return json{{"schema", "vmlat-report/1"},
+              {"run", {{"dir", run.stored->dir}, {"run_id", run.run_id}, {"plan", run.plan_name}, {"status", run.status},
+                       {"exit_code", run.exit_code ? json(*run.exit_code) : json(nullptr)}, {"started", run.started},
+                       {"finished", run.finished}, {"vmlat_version", run.vmlat_version}, {"hosts", member(r, "hosts")}}},
+              {"verdict", {{"word", run.verdict.word}, {"detail", run.verdict.detail}}},
+              {"gates", {{"pass", run.gates.pass}, {"fail", run.gates.fail}, {"error", run.gates.error},
+                         {"skipped", run.gates.skipped}, {"not_passed", failures}}},
+              {"seed_tables", seed},
+              {"period_sweep", sweep_json},
+              {"cells", cells},
+              {"comparison", in.comparison ? compare_json(*in.comparison) : json(nullptr)}};
+}
+
+}  // namespace vmlat::report

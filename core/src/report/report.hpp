@@ -1,0 +1,25 @@
+// `vmlat report RUN_DIR`: one stored run as a self-contained HTML page
+// (inline SVG, no script, no network), as Markdown for a CI job summary or a
+// merge-request comment, or as JSON. docs/report.md.
+#pragma once
+
+#include <string>
+
+#include "compare.hpp"
+#include "model.hpp"
+
+namespace vmlat::report {
+
+// What to render: the run, and optionally a baseline run and the comparison
+// with it (its table, and the baseline's CCDF overlaid on each cell's).
+struct ReportInput {
+  const Run* run = nullptr;
+  const Run* baseline = nullptr;
+  const Comparison* comparison = nullptr;
+};
+
+std::string render_html(const ReportInput& in);
+std::string render_markdown(const ReportInput& in);
+json render_json(const ReportInput& in);
+
+}  // namespace vmlat::report

@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Integration test of `vmlat report`: reports of real runs loaded in Debian's
+headless Chromium (docs/report.md).
+
+  1. a self-check: a page that logs to the console is caught by the same
+     console check the reports go through (so the check can fail);
+  2. real runs: plans/quickstart.toml (host backend, stress off/on, both probe
+     engines, 1s cells) and, when QEMU is installed, plans/kvm-quick.toml
+     without stress (nrt and rt guests, 1s cells);
+  3. a hostile run: a copy of the host run whose plan name, an axis value, a
+     cell's error message and a host fact carry markup;
+  4. for each: `vmlat report`, then Chromium --dump-dom with its console log
+     (every console message is a failure: the page has no script, and a
+     blocked script or fetch is logged as a Content-Security-Policy
+     violation), and a --screenshot kept in --artifacts;
+  5. in the DOM: the verdict, every cell's section with its histogram and CCDF
+     plots, the exact max of result.json (merged and per CPU), and the seed
+     table with the worst case of each of its groups, computed here from the
+     result.json files; for the hostile run, no element that the markup would
+     have made, and the markup shown as text.
+
+Usage: report_browser_it.py --vmlat build/vmlat --source-dir . --artifacts DIR
+(python3 stdlib only; needs root for the probes' SCHED_FIFO, as vmlat run).
+"""
+
+import argparse
+import html.parser
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from vmlat_it import CHECKS, FAILURES, check, die_with_parent, log  # noqa: E402
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def run(argv, timeout, **kw):
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        raise RuntimeError("timed out after %ss: %s\n%s" % (timeout, " ".join(argv), err.decode(errors="replace")[-2000:]))
+    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+class Chromium:
+    # Without these flags Debian's chromium waits for the network on this closed machine.
+    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-extensions", "--disable-default-apps", "--hide-scrollbars"]
+
+    def __init__(self, binary, scratch):
+        self.binary = binary
+        self.scratch = scratch
+        self.n = 0
+
+    def _profile(self):
+        self.n += 1
+        d = os.path.join(self.scratch, "chromium-profile-%d" % self.n)
+        os.makedirs(d)
+        return d
+
+    def dom(self, page):
+        """The DOM after load, and every console message Chromium logged."""
+        code, out, err = run([self.binary] + self.FLAGS + ["--user-data-dir=" + self._profile(), "--enable-logging=stderr",
+                                                           "--v=0", "--dump-dom", "file://" + page], timeout=120)
+        if code != 0:
+            raise RuntimeError("chromium --dump-dom exited %d:\n%s" % (code, err[-2000:]))
+        console = [line for line in err.splitlines() if ":CONSOLE" in line]
+        return out, console
+
+    def screenshot(self, page, png, height):
+        code, _, err = run([self.binary] + self.FLAGS + ["--user-data-dir=" + self._profile(), "--window-size=1280,%d" % height,
+                                                         "--screenshot=" + png, "file://" + page], timeout=120)
+        if code != 0:
+            raise RuntimeError("chromium --screenshot exited %d:\n%s" % (code, err[-2000:]))
+
+
+class Node:
+    def __init__(self, tag, attrs, parent):
+        self.tag, self.attrs, self.parent, self.children, self.text = tag, dict(attrs), parent, [], []
+
+    def classes(self):
+        return set((self.attrs.get("class") or "").split())
+
+    def find_all(self, tag=None, cls=None, **attrs):
+        out = []
+        stack = list(reversed(self.children))
+        while stack:
+            n = stack.pop()
+            if (tag is None or n.tag == tag) and (cls is None or cls in n.classes()) and \
+                    all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items()):
+                out.append(n)
+            stack.extend(reversed(n.children))
+        return out
+
+    def text_content(self):
+        return "".join(self.text) + "".join(c.text_content() for c in self.children)
+
+    def ancestor(self, tag):
+        n = self.parent
+        while n is not None and n.tag != tag:
+            n = n.parent
+        return n
+
+
+class DomBuilder(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {}, None)
+        self.cur = self.root
+
+    def handle_starttag(self, tag, attrs):
+        n = Node(tag, attrs, self.cur)
+        self.cur.children.append(n)
+        if tag not in VOID:
+            self.cur = n
+
+    def handle_startendtag(self, tag, attrs):
+        self.cur.children.append(Node(tag, attrs, self.cur))
+
+    def handle_endtag(self, tag):
+        n = self.cur
+        while n is not None and n.tag != tag:
+            n = n.parent
+        if n is not None and n.parent is not None:
+            self.cur = n.parent
+
+    def handle_data(self, data):
+        self.cur.text.append(data)
+
+
+def parse(dom_text):
+    b = DomBuilder()
+    b.feed(dom_text)
+    b.close()
+    return b.root
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def results_of(run_dir):
+    run = load(os.path.join(run_dir, "run.json"))
+    cells = []
+    for c in run["cells"]:
+        p = os.path.join(run_dir, c.get("dir", "cells/" + c["id"]), "result.json")
+        cells.append(load(p) if os.path.exists(p) else {"cell": {"id": c["id"], "axes": c.get("axes", {})}, "status": c["status"]})
+    return run, cells
+
+
+def kernel_label(result):
+    """The seed table's row of a cell: host kernel / guest kernel (docs/report.md)."""
+    axes = result["cell"].get("axes", {})
+    hk = axes.get("host_kernel")
+    host = {"rt": "RT", "nrt": "NRT"}.get(hk)
+    if host is None:
+        rt = (result.get("host_facts") or {}).get("preempt_rt")
+        host = "?" if rt is None else ("RT" if rt else "NRT")
+    if "guest_kernel" in axes:
+        gk = axes["guest_kernel"]
+        return host + "/" + {"rt": "RT", "nrt": "NRT"}.get(gk, gk)
+    rt = (((result.get("facts") or {}).get("backend") or {}).get("guest") or {}).get("system", {}).get("preempt_rt")
+    return host if rt is None else host + "/" + ("RT" if rt else "NRT")
+
+
+def measured_max(result):
+    m = result.get("merged") or {}
+    s = m.get("stats") or {}
+    return s.get("max_ns") if result.get("status") == "measured" and s.get("samples", 0) > 0 else None
+
+
+def check_report(name, run_dir, chromium, artifacts, expect_verdict):
+    log("== %s: %s" % (name, run_dir))
+    code, out, err = run([ARGS.vmlat, "report", run_dir], timeout=120)
+    if not check(code == 0, "%s: vmlat report exited %d: %s" % (name, code, err)):
+        return None
+    page = os.path.join(run_dir, "report.html")
+    dom_text, console = chromium.dom(page)
+    check(not console, "%s: console messages while loading the report:\n  %s" % (name, "\n  ".join(console)))
+    png = os.path.join(artifacts, "report-%s.png" % name)
+    chromium.screenshot(page, png, 2400)
+    with open(png, "rb") as f:
+        check(f.read(8) == b"\x89PNG\r\n\x1a\n", "%s: %s is not a PNG" % (name, png))
+    log("   screenshot: %s (%d bytes), DOM %d bytes" % (png, os.path.getsize(png), len(dom_text)))
+    shutil.copy(page, os.path.join(artifacts, "report-%s.html" % name))
+    doc = parse(dom_text)
+    run_json, results = results_of(run_dir)
+
+    header = doc.find_all("header", id="verdict")
+    check(len(header) == 1 and header[0].attrs.get("data-verdict") == expect_verdict,
+          "%s: verdict header %s, expected %s" % (name, [h.attrs for h in header], expect_verdict))
+
+    sections = {s.attrs.get("data-cell-id"): s for s in doc.find_all("section", cls="cell")}
+    check(len(sections) == len(run_json["cells"]), "%s: %d cell sections for %d cells" % (name, len(sections), len(run_json["cells"])))
+    for r in results:
+        cid = r["cell"]["id"]
+        s = sections.get(cid)
+        if not check(s is not None, "%s: no section for cell %r" % (name, cid)):
+            continue
+        check(s.attrs.get("data-status") == r["status"], "%s: %s status %s, result.json says %s" % (name, cid, s.attrs.get("data-status"), r["status"]))
+        mx = measured_max(r)
+        if mx is None:
+            check(not s.find_all("svg"), "%s: %s was not measured but has plots" % (name, cid))
+            continue
+        check(s.attrs.get("data-max-ns") == str(mx), "%s: %s data-max-ns %s, result.json max_ns %s" % (name, cid, s.attrs.get("data-max-ns"), mx))
+        hist = s.find_all("svg", cls="histogram")
+        ccdf = s.find_all("svg", cls="ccdf")
+        check(len(hist) == 1 and hist[0].find_all("path", cls="bars") and "Z" in hist[0].find_all("path", cls="bars")[0].attrs.get("d", ""),
+              "%s: %s: no histogram with bars" % (name, cid))
+        check(len(ccdf) == 1 and ccdf[0].find_all("path", cls="merged") and "V" in ccdf[0].find_all("path", cls="merged")[0].attrs.get("d", ""),
+              "%s: %s: no CCDF line" % (name, cid))
+        # The stats table: the merged row and every CPU's, each with its exact max.
+        rows = {}
+        for td in s.find_all("td", cls="max"):
+            tr = td.parent
+            th = tr.find_all("th")
+            rows[th[0].text_content() if th else "?"] = td.attrs.get("data-ns")
+        expected = {"all": str(mx)}
+        for cpu, doc_cpu in (r.get("per_cpu") or {}).items():
+            expected[cpu] = str(doc_cpu["stats"]["max_ns"])
+        check(rows == expected, "%s: %s stats table max per CPU %s, result.json %s" % (name, cid, rows, expected))
+
+    # The seed table: every group of cells (other axes, kernels, backend,
+    # workload) appears once, with the worst case of its measured cells.
+    placed = {"backend", "workload", "host_kernel", "guest_kernel"}
+    groups = {}
+    for r in results:
+        axes = r["cell"].get("axes", {})
+        fixed = ", ".join("%s = %s" % (k, v) for k, v in axes.items() if k not in placed)
+        key = (fixed, kernel_label(r), axes.get("backend"), axes.get("workload"))
+        g = groups.setdefault(key, {"ids": set(), "max": None})
+        g["ids"].add(r["cell"]["id"])
+        mx = measured_max(r)
+        if mx is not None:
+            g["max"] = mx if g["max"] is None else max(g["max"], mx)
+    found = {}
+    tables = doc.find_all("table", cls="seed")
+    check(tables, "%s: no seed table" % name)
+    for t in tables:
+        caption = t.find_all("caption")[0].text_content() if t.find_all("caption") else ""
+        for td in t.find_all("td", cls="worst"):
+            if "data-cells" not in td.attrs:
+                continue
+            row = td.parent.find_all("th")[0].text_content()
+            found[(caption, row, frozenset(td.attrs["data-cells"].split()))] = td.attrs.get("data-ns")
+    for (fixed, row, backend, workload), g in groups.items():
+        got = found.get((fixed, row, frozenset(g["ids"])), "missing")
+        want = None if g["max"] is None else str(g["max"])
+        check(got == want, "%s: seed table [%s] row %s %s/%s: %s, expected worst case %s" % (name, fixed, row, backend, workload, got, want))
+    check(len(found) == len(groups), "%s: %d seed entries for %d groups" % (name, len(found), len(groups)))
+    log("   %d cells, %d seed entries checked" % (len(results), len(found)))
+    return doc
+
+
+def poison(run_dir, markup):
+    """Markup in the plan name, an axis value, an error message and a host fact."""
+    run = load(os.path.join(run_dir, "run.json"))
+    run["plan"]["name"] = "plan " + markup
+    run["hosts"]["local"]["cpu_model"] = markup
+    first, second = run["cells"][0], run["cells"][1]
+    first["axes"]["probe"] = markup
+    with open(os.path.join(run_dir, "run.json"), "w") as f:
+        json.dump(run, f)
+    p = os.path.join(run_dir, first["dir"], "result.json")
+    r = load(p)
+    r["cell"]["axes"]["probe"] = markup
+    r["host_facts"]["kernel_release"] = markup
+    with open(p, "w") as f:
+        json.dump(r, f)
+    p = os.path.join(run_dir, second["dir"], "result.json")
+    r = load(p)
+    r["status"] = "infra-error"
+    r["error"] = "guest said " + markup
+    r["error_phase"] = "boot"
+    r["merged"] = None
+    r["per_cpu"] = {}
+    for g in r.get("gates", []):
+        g.update({"verdict": "error", "message": "not measured: " + markup})
+        g.pop("value_ns", None)
+        g.pop("excess_ns", None)
+    with open(p, "w") as f:
+        json.dump(r, f)
+    return first["id"], second["id"]
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vmlat", required=True)
+    ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--artifacts", required=True, help="directory for the screenshots and pages")
+    ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    ap.add_argument("--skip-kvm", action="store_true")
+    ARGS = ap.parse_args()
+    os.makedirs(ARGS.artifacts, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="vmlat-report-it-")
+    chromium = Chromium(ARGS.chromium, scratch)
+    t0 = time.time()
+    try:
+        # 1. The console check catches what it is meant to catch.
+        probe_page = os.path.join(scratch, "console.html")
+        with open(probe_page, "w") as f:
+            f.write("<!DOCTYPE html><html><body><script>console.error('vmlat-console-self-check')</script></body></html>")
+        _, console = chromium.dom(probe_page)
+        check(any("vmlat-console-self-check" in line for line in console),
+              "the console check did not see a page's console.error (Chromium's log format changed?)")
+
+        # 2. Real runs.
+        host_root = os.path.join(scratch, "host")
+        code, out, err = run([ARGS.vmlat, "run", os.path.join(ARGS.source_dir, "plans/quickstart.toml"), "--duration", "1s",
+                              "--results", host_root], timeout=600)
+        check(code == 0, "quickstart run exited %d:\n%s\n%s" % (code, out, err))
+        host_run = os.path.realpath(os.path.join(host_root, "latest"))
+        check_report("host", host_run, chromium, ARGS.artifacts, "PASS")
+
+        if ARGS.skip_kvm or not shutil.which("qemu-system-x86_64"):
+            log("== kvm: skipped (%s)" % ("--skip-kvm" if ARGS.skip_kvm else "qemu-system-x86_64 not installed"))
+        else:
+            kvm_root = os.path.join(scratch, "kvm")
+            code, out, err = run([ARGS.vmlat, "run", os.path.join(ARGS.source_dir, "plans/kvm-quick.toml"), "--duration", "1s",
+                                  "--only", "workload=none", "--results", kvm_root], timeout=900)
+            check(code == 0, "kvm-quick run exited %d:\n%s\n%s" % (code, out, err))
+            kvm_run = os.path.realpath(os.path.join(kvm_root, "latest"))
+            doc = check_report("kvm", kvm_run, chromium, ARGS.artifacts, "PASS")
+            if doc is not None:
+                rows = [th.text_content() for t in doc.find_all("table", cls="seed") for tr in t.find_all("tr")
+                        for th in tr.find_all("th")[:1]]
+                check("NRT/NRT" in rows and "NRT/RT" in rows, "kvm: seed rows %s lack NRT/NRT and NRT/RT" % rows)
+
+        # 3. Hostile values.
+        markup = "<script>document.title='pwned'</script><img src=x onerror=alert(1)><b>bold</b>"
+        hostile = os.path.join(scratch, "hostile")
+        shutil.copytree(host_run, hostile, symlinks=True)
+        os.remove(os.path.join(hostile, "report.html"))
+        first, second = poison(hostile, markup)
+        doc = check_report("hostile", hostile, chromium, ARGS.artifacts, "INFRA ERROR")
+        if doc is not None:
+            for tag in ("script", "img"):
+                check(not doc.find_all(tag), "hostile: the report has a <%s> element: markup got through" % tag)
+            check(not [b for b in doc.find_all("b") if b.text_content() == "bold"], "hostile: <b>bold</b> became an element")
+            title = doc.find_all("title")
+            check(title and markup in title[0].text_content() and "pwned" not in title[0].text_content().split("—")[-1],
+                  "hostile: the title does not show the plan name as text: %r" % (title[0].text_content() if title else None))
+            s1 = [s for s in doc.find_all("section", cls="cell") if s.attrs.get("data-cell-id") == first]
+            check(s1 and markup in s1[0].find_all("p", cls="axes")[0].text_content(), "hostile: the axis value is not shown as text")
+            s2 = [s for s in doc.find_all("section", cls="cell") if s.attrs.get("data-cell-id") == second]
+            check(s2 and ("guest said " + markup) in s2[0].find_all("p", cls="error")[0].text_content(),
+                  "hostile: the error message is not shown as text")
+    except Exception as e:  # noqa: BLE001 - reported as a failure with its message
+        check(False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log("%d checks, %d failed, %.0f s; artefacts in %s" % (CHECKS[0], len(FAILURES), time.time() - t0, ARGS.artifacts))
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+// End to end: `vmlat compare`, `vmlat report` and regression gates on real
+// runs (host backend, both probe engines, 1s cells). A "worse" run is a copy
+// of a real one with one cell's max made worse, so that the verdicts do not
+// depend on this noisy machine; latency itself is never asserted to be low.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cli_fixture.hpp"
+#include "vmlat/json.hpp"
+
+using namespace vmlat;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read(const fs::path& p) { return vmlat::testing::read_file(p); }
+
+json read_json(const fs::path& p) { return json::parse(read(p)); }
+
+void write_json(const fs::path& p, const json& j) { std::ofstream(p) << j.dump(1); }
+
+// Sets the merged and per-CPU max of a cell (stats, histogram, run.json)
+// to `max_ns`, with a sample in the bucket of the new max.
+void set_max(const fs::path& run_dir, const std::string& cell_id, long long max_ns) {
+  auto path = run_dir / "cells" / cell_id / "result.json";
+  json r = read_json(path);
+  auto update = [&](json& series) {
+    series["stats"]["max_ns"] = max_ns;
+    series["histogram"]["max_ns"] = max_ns;
+    auto& buckets = series["histogram"]["buckets"];
+    auto k = static_cast<std::uint64_t>(max_ns / 1000);
+    if (buckets.empty() || buckets.back()[0].get<std::uint64_t>() < k) buckets.push_back({k, 1});
+  };
+  update(r["merged"]);
+  for (auto& [cpu, doc] : r["per_cpu"].items()) update(doc);
+  write_json(path, r);
+  json run = read_json(run_dir / "run.json");
+  for (auto& c : run["cells"])
+    if (c["id"] == cell_id) c["max_ns"] = max_ns;
+  write_json(run_dir / "run.json", run);
+}
+
+long long max_of(const fs::path& run_dir, const std::string& cell_id) {
+  return read_json(run_dir / "cells" / cell_id / "result.json")["merged"]["stats"]["max_ns"].get<long long>();
+}
+
+class ReportE2E : public vmlat::testing::CliTest {
+ protected:
+  // One real run of `plan_text` into dir_/name; returns the run directory.
+  fs::path run(const std::string& name, const std::string& plan_text, int expected_code = 0) {
+    auto plan = write_plan(name + ".toml", plan_text);
+    auto r = vmlat({"run", plan.string(), "--results", (dir_ / name).string()});
+    EXPECT_EQ(r.code, expected_code) << r.out << r.err;
+    last_ = r;
+    return fs::canonical(dir_ / name / "latest");
+  }
+  vmlat::testing::CliResult last_;
+};
+
+
+std::string one_cell_with_regression_gate(const fs::path& baseline, const std::string& tolerance = "10%") {
+  return vmlat::testing::kOneNativeCellPlan + R"([[gate]]
+name = "no-regression"
+stat = "max"
+regression = { baseline = ")" + baseline.string() + R"(", tolerance = ")" + tolerance + R"(" }
+)";
+}
+
+}  // namespace
+
+TEST_F(ReportE2E, CompareFindsAMaxMadeWorseAndPassesAnIdenticalPair) {
+  auto base = run("base", vmlat::testing::kBothEnginesPlan);
+  const std::string cell = "host-none-native-1ms";
+  auto worse = dir_ / "worse";
+  fs::copy(base, worse, fs::copy_options::recursive);
+  long long before = max_of(base, cell);
+  long long after = before * 3 + 1000000;  // +200% and 1ms: beyond 10% whatever the machine measured
+  set_max(worse, cell, after);
+
+  auto same = vmlat({"compare", base.string(), base.string()});
+  EXPECT_EQ(same.code, 0) << same.out << same.err;
+  EXPECT_NE(same.out.find("OK: 2 cells compared, 0 regressed"), std::string::npos) << same.out;
+
+  // A results root works as well as a run directory (its "latest").
+  auto r = vmlat({"compare", (dir_ / "base").string(), worse.string()});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("REGRESSION " + cell + ": max "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("REGRESSION host-none-cyclictest-1ms"), std::string::npos) << r.out;
+  auto json_r = vmlat({"compare", base.string(), worse.string(), "--format", "json"});
+  EXPECT_EQ(json_r.code, 1);
+  json j = json::parse(json_r.out);
+  EXPECT_EQ(j["cells"][0]["cell"], cell);
+  EXPECT_EQ(j["cells"][0]["stats"]["max"]["base_ns"], before);
+  EXPECT_EQ(j["cells"][0]["stats"]["max"]["new_ns"], after);
+  EXPECT_EQ(j["cells"][0]["stats"]["max"]["delta_ns"], after - before);
+
+  // A tolerance that covers the change passes; the other direction is an improvement.
+  auto wide = vmlat({"compare", base.string(), worse.string(), "--tolerance", "max=1h"});
+  EXPECT_EQ(wide.code, 0) << wide.out;
+  auto better = vmlat({"compare", worse.string(), base.string(), "--format", "markdown"});
+  EXPECT_EQ(better.code, 0) << better.out;
+  EXPECT_NE(better.out.find("improved"), std::string::npos) << better.out;
+
+  // A cell that NEW did not measure: exit 3, named.
+  auto partial = dir_ / "partial";
+  fs::copy(base, partial, fs::copy_options::recursive);
+  json pr = read_json(partial / "cells" / cell / "result.json");
+  pr["status"] = "infra-error";
+  pr["error"] = "the probe died";
+  pr["merged"] = nullptr;
+  write_json(partial / "cells" / cell / "result.json", pr);
+  auto missing = vmlat({"compare", base.string(), partial.string()});
+  EXPECT_EQ(missing.code, 3) << missing.out;
+  EXPECT_NE(missing.out.find("NOT MEASURED in new: " + cell + " (infra-error: the probe died)"), std::string::npos) << missing.out;
+
+  auto bad = vmlat({"compare", base.string(), (dir_ / "nowhere").string()});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("is not a run directory"), std::string::npos) << bad.err;
+  EXPECT_EQ(vmlat({"compare", base.string()}).code, 2);
+  EXPECT_EQ(vmlat({"compare", base.string(), base.string(), "--tolerance", "10"}).code, 2);
+  EXPECT_EQ(vmlat({"compare", base.string(), base.string(), "--tolerance", "p42=1us"}).code, 2);
+}
+
+TEST_F(ReportE2E, ReportWritesHtmlBesideTheRunAndMarkdownAndJsonToStdout) {
+  auto dir = run("runs", vmlat::testing::kBothEnginesPlan);
+  auto html = vmlat({"report", (dir_ / "runs").string()});
+  ASSERT_EQ(html.code, 0) << html.err;
+  ASSERT_TRUE(fs::exists(dir / "report.html"));
+  std::string page = read(dir / "report.html");
+  for (const std::string cell : {"host-none-cyclictest-1ms", "host-none-native-1ms"}) {
+    EXPECT_NE(page.find("data-max-ns=\"" + std::to_string(max_of(dir, cell)) + "\""), std::string::npos) << cell;
+    EXPECT_NE(page.find("class=\"plot histogram\" data-cell-id=\"" + cell + "\""), std::string::npos) << cell;
+  }
+  auto md = vmlat({"report", dir.string(), "--format", "markdown"});
+  ASSERT_EQ(md.code, 0) << md.err;
+  EXPECT_NE(md.out.find("**PASS**"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("### Worst cases: probe = native, period = 1ms"), std::string::npos) << md.out;
+  auto js = vmlat({"report", dir.string(), "--format", "json", "--output", (dir_ / "r.json").string()});
+  ASSERT_EQ(js.code, 0) << js.err;
+  json j = read_json(dir_ / "r.json");
+  EXPECT_EQ(j["schema"], "vmlat-report/1");
+  EXPECT_EQ(j["cells"].size(), 2u);
+  auto with_base = vmlat({"report", dir.string(), "--baseline", dir.string(), "--output", "-"});
+  ASSERT_EQ(with_base.code, 0);
+  EXPECT_NE(with_base.out.find("<section id=\"comparison\">"), std::string::npos);
+  for (const std::string cmd : {"report", "compare"}) {
+    auto help = vmlat({cmd, "--help"});
+    EXPECT_EQ(help.code, 0);
+    EXPECT_NE(help.out.find("usage: vmlat " + cmd), std::string::npos) << help.out;
+  }
+  EXPECT_EQ(vmlat({"report", (dir_ / "nowhere").string()}).code, 2);
+  EXPECT_EQ(vmlat({"report", dir.string(), "--format", "pdf"}).code, 2);
+  EXPECT_EQ(vmlat({"report", dir.string(), "--output", (dir_ / "no" / "such" / "dir" / "r.html").string()}).code, 3);
+}
+
+TEST_F(ReportE2E, RegressionGateThroughVmlatRun) {
+  auto base = run("base", one_cell_with_regression_gate(dir_ / "none-yet"), 3);  // no baseline yet: exit 3
+  EXPECT_NE(last_.err.find("gate 'no-regression': baseline '" + (dir_ / "none-yet").string() + "' cannot be read"),
+            std::string::npos) << last_.err;
+  EXPECT_NE(last_.out.find("could not be evaluated"), std::string::npos) << last_.out;
+  const std::string cell = "host-none-native-1ms";
+
+  // The baseline as a "last-good" link, as a nightly job keeps it.
+  auto tight = dir_ / "tight", loose = dir_ / "loose";
+  fs::copy(base, tight, fs::copy_options::recursive);
+  fs::copy(base, loose, fs::copy_options::recursive);
+  set_max(tight, cell, 1);                       // no real wake-up is within 10% of 1ns
+  set_max(loose, cell, 3600LL * 1000000000LL);   // nor is any a regression over an hour
+  auto last_good = dir_ / "last-good";
+  fs::create_directory_symlink(tight, last_good);
+
+  auto failed = run("night1", one_cell_with_regression_gate(last_good), 1);
+  EXPECT_NE(last_.out.find("FAIL: max "), std::string::npos) << last_.out;
+  EXPECT_NE(last_.out.find(" vs baseline 1ns ("), std::string::npos) << last_.out;
+  json gate = read_json(failed / "cells" / cell / "result.json")["gates"][0];
+  EXPECT_EQ(gate["verdict"], "fail");
+  EXPECT_EQ(gate["baseline_ns"], 1);
+  EXPECT_EQ(gate["bound_ns"], 1);  // 10% of 1ns rounds to 0
+  EXPECT_EQ(gate["baseline_run"], read_json(base / "run.json")["run_id"]);
+
+  fs::remove(last_good);
+  fs::create_directory_symlink(loose, last_good);
+  auto passed = run("night2", one_cell_with_regression_gate(last_good), 0);
+  EXPECT_EQ(read_json(passed / "cells" / cell / "result.json")["gates"][0]["verdict"], "pass");
+
+  // A cell the baseline does not have: skipped and said, not passed silently.
+  auto renamed = dir_ / "renamed";
+  fs::copy(base, renamed, fs::copy_options::recursive);
+  json run_json = read_json(renamed / "run.json");
+  run_json["cells"][0]["id"] = "host-none-native-2ms";
+  run_json["cells"][0]["dir"] = "cells/host-none-native-2ms";
+  write_json(renamed / "run.json", run_json);
+  fs::rename(renamed / "cells" / cell, renamed / "cells" / "host-none-native-2ms");
+  json result = read_json(renamed / "cells" / "host-none-native-2ms" / "result.json");
+  result["cell"]["id"] = "host-none-native-2ms";
+  write_json(renamed / "cells" / "host-none-native-2ms" / "result.json", result);
+  auto skipped = run("night3", one_cell_with_regression_gate(renamed), 0);
+  EXPECT_NE(last_.out.find("skipped: no baseline: cell " + cell + " is not in baseline run"), std::string::npos) << last_.out;
+  EXPECT_EQ(read_json(skipped / "cells" / cell / "result.json")["gates"][0]["verdict"], "skipped");
+
+  // The report of the failed night says by how much.
+  auto md = vmlat({"report", failed.string(), "--format", "markdown"});
+  EXPECT_NE(md.out.find("**FAIL**"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("| **fail** | " + std::string("host-none-native-1ms") + " | no-regression (max) |"), std::string::npos) << md.out;
+}

@@ -1,0 +1,515 @@
+// Unit tests of reports, compare and regression gates (core/src/report,
+// core/src/regression.cpp) on result documents built in memory or written
+// to a scratch run directory: tolerances, verdicts and exit codes, the seed
+// table layout, the period sweep, escaping of hostile values, the plots.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "compare.hpp"
+#include "model.hpp"
+#include "plots.hpp"
+#include "plan.hpp"
+#include "regression.hpp"
+#include "report.hpp"
+#include "run_store.hpp"
+#include "text_escape.hpp"
+#include "vmlat/histogram.hpp"
+
+using namespace vmlat;
+using namespace vmlat::report;
+using RunView = vmlat::report::Run;  // gtest has a Test::Run
+using std::chrono::microseconds;
+using std::chrono::nanoseconds;
+namespace fs = std::filesystem;
+
+// Cells below are written {id, axes[, status[, max]]}: the other members keep their defaults.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace {
+
+// A histogram with `n` samples spread over [lo_us, hi_us) and an exact max.
+Histogram spread(std::uint64_t n, std::uint64_t lo_us, std::uint64_t hi_us, long long max_ns) {
+  Histogram h;
+  for (std::uint64_t i = 0; i < n; ++i) h.add_bucket(lo_us + i % (hi_us - lo_us), 1);
+  h.add_bucket(static_cast<std::uint64_t>(max_ns / 1000), 1);
+  h.set_exact(nanoseconds(static_cast<long long>(lo_us) * 1000), nanoseconds(max_ns), nanoseconds(static_cast<long long>(n) * lo_us * 1000));
+  return h;
+}
+
+json series(const Histogram& h) { return json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}}; }
+
+struct CellDoc {
+  std::string id;
+  std::vector<std::pair<std::string, std::string>> axes;
+  std::string status = "measured";
+  long long max_ns = 50000;
+  std::string error;
+  json host_facts = json{{"hostname", "h"}, {"kernel_release", "6.1.0"}, {"preempt_model", "PREEMPT_DYNAMIC"}, {"preempt_rt", false}};
+  json facts = json::object();
+  json gates = json::array();
+};
+
+json result_of(const CellDoc& c) {
+  json axes = json::object();
+  for (const auto& [k, v] : c.axes) axes[k] = v;
+  json r{{"schema", "vmlat-cell-result/1"},
+         {"run_id", "r"},
+         {"cell", {{"id", c.id}, {"axes", axes}, {"host", "local"}, {"period_ns", 1000000}}},
+         {"status", c.status},
+         {"error", c.error.empty() ? json(nullptr) : json(c.error)},
+         {"host_facts", c.host_facts},
+         {"facts", c.facts},
+         {"gates", c.gates},
+         {"per_cpu", json::object()}};
+  if (c.status == "measured") {
+    // CPU 1 stays below 9us, so the merged max is the cell's max_ns (>= 10us in every test).
+    Histogram h0 = spread(1000, 4, 9, c.max_ns), h1 = spread(1000, 3, 8, 9000);
+    Histogram merged = h0;
+    merged.merge(h1);
+    r["merged"] = series(merged);
+    r["per_cpu"] = json{{"0", series(h0)}, {"1", series(h1)}};
+  } else {
+    r["merged"] = nullptr;
+  }
+  return r;
+}
+
+json run_of(const std::string& id, const std::string& plan, const std::vector<CellDoc>& cells) {
+  json list = json::array();
+  for (const auto& c : cells) {
+    json axes = json::object();
+    for (const auto& [k, v] : c.axes) axes[k] = v;
+    list.push_back(json{{"id", c.id}, {"axes", axes}, {"status", c.status}, {"dir", "cells/" + c.id}});
+  }
+  return json{{"schema", "vmlat-run/1"}, {"run_id", id}, {"vmlat_version", "0.1.0"}, {"plan", {{"name", plan}}},
+              {"status", "complete"}, {"exit_code", 0}, {"started", "2026-01-01T00:00:00Z"},
+              {"hosts", {{"local", {{"hostname", "h"}, {"kernel_release", "6.1.0"}, {"preempt_rt", false}}}}},
+              {"cells", list}};
+}
+
+StoredRun stored(const std::string& id, const std::vector<CellDoc>& cells, const std::string& plan = "p") {
+  StoredRun s;
+  s.dir = "/runs/" + id;
+  s.run = run_of(id, plan, cells);
+  for (const auto& c : cells) s.cells.push_back(result_of(c));
+  return s;
+}
+
+void write_run(const fs::path& dir, const std::string& id, const std::vector<CellDoc>& cells) {
+  fs::create_directories(dir);
+  std::ofstream(dir / "run.json") << run_of(id, "p", cells).dump(1);
+  for (const auto& c : cells) {
+    fs::create_directories(dir / "cells" / c.id);
+    std::ofstream(dir / "cells" / c.id / "result.json") << result_of(c).dump(1);
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> axes(std::string backend, std::string workload, std::string period = "1ms") {
+  return {{"backend", backend}, {"workload", workload}, {"probe", "cyclictest"}, {"period", period}};
+}
+
+class ScratchDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("vmlat-report-" + std::to_string(getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+}  // namespace
+
+TEST(Tolerance, ParsesPercentagesAndDurations) {
+  auto pct = parse_tolerance("12.5%");
+  ASSERT_TRUE(pct);
+  EXPECT_TRUE(pct->relative);
+  EXPECT_DOUBLE_EQ(pct->fraction, 0.125);
+  auto abs = parse_tolerance("20us");
+  ASSERT_TRUE(abs);
+  EXPECT_FALSE(abs->relative);
+  EXPECT_EQ(abs->absolute, microseconds(20));
+  std::string why;
+  for (const char* bad : {"", "10", "-5%", "%", "ten%", "5 %", "1.2.3%", "nan%"}) {
+    EXPECT_FALSE(parse_tolerance(bad, &why)) << bad;
+    EXPECT_FALSE(why.empty()) << bad;
+  }
+}
+
+TEST(Tolerance, PercentilesAreNeverTighterThanTheirOneMicrosecondResolution) {
+  auto t = *parse_tolerance("10%");
+  StatName max{"max", 0}, p99{"p99", 0.99};
+  EXPECT_EQ(t.allowed(microseconds(5), max), nanoseconds(500));
+  EXPECT_EQ(t.allowed(microseconds(5), p99), microseconds(1));  // 10% of 5us is below one bucket
+  EXPECT_EQ(t.allowed(microseconds(500), p99), microseconds(50));
+  auto zero = *parse_tolerance("0%");
+  auto c = compare_statistic(max, microseconds(10), nanoseconds(10001), zero);
+  EXPECT_TRUE(c.regression());
+  EXPECT_FALSE(compare_statistic(max, microseconds(10), microseconds(10), zero).regression());
+  EXPECT_FALSE(compare_statistic(p99, microseconds(10), microseconds(11), zero).regression());
+  EXPECT_TRUE(compare_statistic(p99, microseconds(10), microseconds(12), zero).regression());
+}
+
+TEST(StatNames, AcceptWhatGatesAccept) {
+  EXPECT_DOUBLE_EQ(parse_stat_name("p99.9")->quantile, 0.999);
+  EXPECT_TRUE(parse_stat_name("max"));
+  EXPECT_FALSE(parse_stat_name("p100"));
+  EXPECT_FALSE(parse_stat_name("p"));
+  EXPECT_FALSE(parse_stat_name("max2"));
+}
+
+TEST(StoredStatistic, ReadsStatsAndOtherPercentilesFromTheHistogram) {
+  Histogram h = spread(1000, 10, 20, 90000);
+  json s = series(h);
+  EXPECT_EQ(*stored_statistic(s, {"max", 0}), nanoseconds(90000));
+  EXPECT_EQ(*stored_statistic(s, {"p99", 0.99}), h.percentile(0.99));
+  EXPECT_EQ(*stored_statistic(s, {"p75", 0.75}), h.percentile(0.75));  // not in stats: from the histogram
+  EXPECT_FALSE(stored_statistic(json(nullptr), {"max", 0}));
+  EXPECT_FALSE(stored_statistic(series(Histogram()), {"max", 0}));  // no samples
+}
+
+TEST(Compare, IdenticalRunsHaveNoRegression) {
+  std::vector<CellDoc> cells = {{"a", axes("host", "none")}, {"b", axes("host", "stress")}};
+  auto s1 = stored("r1", cells), s2 = stored("r1", cells);
+  RunView base = make_run(s1), now = make_run(s2);
+  auto c = compare_runs(base, now, CompareOptions{});
+  EXPECT_EQ(c.exit_code(), 0);
+  EXPECT_EQ(c.cells.size(), 2u);
+  EXPECT_EQ(c.regressions(), 0);
+  for (const auto& cc : c.cells) EXPECT_EQ(cc.changes.size(), 4u);  // p50, p99, p99.9, max
+}
+
+TEST(Compare, AWorseMaxBeyondToleranceIsARegressionNamingTheCellAndTheChange) {
+  auto base_s = stored("r1", {{"a", axes("host", "none")}, {"b", axes("host", "stress"), "measured", 100000}});
+  auto new_s = stored("r2", {{"a", axes("host", "none")}, {"b", axes("host", "stress"), "measured", 150000}});
+  RunView base = make_run(base_s), now = make_run(new_s);
+  auto c = compare_runs(base, now, CompareOptions{});
+  EXPECT_EQ(c.exit_code(), 1);
+  EXPECT_EQ(c.regressions(), 1);
+  std::string text = compare_text(c);
+  EXPECT_NE(text.find("REGRESSION b: max 100us -> 150us (+50.0us, +50.0%; allowed +10.0us)"), std::string::npos) << text;
+  // Regressions first in every rendering.
+  EXPECT_EQ(compare_json(c)["cells"][0]["cell"], "b");
+  EXPECT_EQ(compare_json(c)["cells"][0]["stats"]["max"]["verdict"], "regression");
+  EXPECT_NE(compare_markdown(c).find("**REGRESSION**"), std::string::npos);
+  // The same change within an absolute tolerance for max passes.
+  CompareOptions wide;
+  wide.per_stat["max"] = *parse_tolerance("60us");
+  EXPECT_EQ(compare_runs(base, now, wide).exit_code(), 0);
+  // And the other way round it is an improvement.
+  auto back = compare_runs(now, base, CompareOptions{});
+  EXPECT_EQ(back.exit_code(), 0);
+  EXPECT_EQ(back.improvements(), 1);
+}
+
+TEST(Compare, ACellNotMeasuredInNewExits3AndARegressionStillWins) {
+  std::vector<CellDoc> base_cells = {{"a", axes("host", "none")}, {"b", axes("host", "stress")}, {"c", axes("host", "x")}};
+  auto base_s = stored("r1", base_cells);
+  CellDoc broken{"b", axes("host", "stress"), "infra-error"};
+  broken.error = "guest did not boot";
+  auto new_s = stored("r2", {{"a", axes("host", "none")}, broken, {"d", axes("host", "y")}});  // c absent, d new
+  RunView base = make_run(base_s), now = make_run(new_s);
+  auto c = compare_runs(base, now, CompareOptions{});
+  EXPECT_EQ(c.exit_code(), 3);
+  ASSERT_EQ(c.not_measured_in_new.size(), 2u);
+  EXPECT_EQ(c.not_measured_in_new[0].id, "b");
+  EXPECT_EQ(c.not_measured_in_new[0].error, "guest did not boot");
+  EXPECT_EQ(c.not_measured_in_new[1].id, "c");
+  ASSERT_EQ(c.only_in_new.size(), 1u);
+  EXPECT_EQ(c.only_in_new[0].id, "d");
+  std::string text = compare_text(c);
+  EXPECT_NE(text.find("NOT MEASURED in new: b (infra-error: guest did not boot)"), std::string::npos) << text;
+  EXPECT_NE(text.find("NOT MEASURED in new: c (absent)"), std::string::npos) << text;
+  EXPECT_NE(text.find("NO BASELINE: d"), std::string::npos) << text;
+
+  auto worse_s = stored("r3", {{"a", axes("host", "none"), "measured", 900000}, broken});
+  RunView worse = make_run(worse_s);
+  EXPECT_EQ(compare_runs(base, worse, CompareOptions{}).exit_code(), 1);
+}
+
+TEST(Compare, SkippedInBothIsNeitherARegressionNorMissing) {
+  CellDoc skipped{"rt", axes("host", "none"), "skipped"};
+  skipped.error = "not runnable here";
+  auto base_s = stored("r1", {{"a", axes("host", "none")}, skipped});
+  auto new_s = stored("r2", {{"a", axes("host", "none")}, skipped});
+  RunView base = make_run(base_s), now = make_run(new_s);
+  auto c = compare_runs(base, now, CompareOptions{});
+  EXPECT_EQ(c.exit_code(), 0);
+  EXPECT_EQ(c.skipped_in_both.size(), 1u);
+  // Measured last time, skipped now: coverage was lost.
+  auto measured_s = stored("r0", {{"a", axes("host", "none")}, {"rt", axes("host", "none")}});
+  RunView measured = make_run(measured_s);
+  EXPECT_EQ(compare_runs(measured, now, CompareOptions{}).exit_code(), 3);
+}
+
+TEST(Model, VerdictLeadsWithTheWorstOutcome) {
+  CellDoc failing{"a", axes("host", "none")};
+  failing.gates = json::array({json{{"gate", "g"}, {"stat", "max"}, {"verdict", "fail"}, {"bound_ns", 10}, {"value_ns", 20}, {"excess_ns", 10}}});
+  CellDoc ok{"b", axes("host", "none")};
+  ok.gates = json::array({json{{"gate", "g"}, {"stat", "max"}, {"verdict", "pass"}, {"bound_ns", 10}, {"value_ns", 5}}});
+  CellDoc broken{"c", axes("host", "none"), "infra-error"};
+  auto s1 = stored("r", {failing, ok, broken});
+  EXPECT_EQ(make_run(s1).verdict.word, "FAIL");
+  auto s2 = stored("r", {ok, broken});
+  EXPECT_EQ(make_run(s2).verdict.word, "INFRA ERROR");
+  auto s3 = stored("r", {ok});
+  EXPECT_EQ(make_run(s3).verdict.word, "PASS");
+  auto s4 = stored("r", {{"x", axes("host", "none")}});
+  EXPECT_EQ(make_run(s4).verdict.word, "MEASURED");
+  s3.run["status"] = "interrupted";
+  EXPECT_EQ(make_run(s3).verdict.word, "INCOMPLETE");
+}
+
+TEST(Model, SeedTableHasTheStudysRowsAndColumns) {
+  // host_kernel x guest_kernel x workload for kvm, plus a bare-metal host row.
+  std::vector<CellDoc> cells;
+  long long max = 10000;
+  for (std::string hk : {"rt", "nrt"})
+    for (std::string gk : {"rt", "nrt"})
+      for (std::string w : {"stress", "none"}) {
+        auto a = axes("kvm", w);
+        a.emplace_back("host_kernel", hk);
+        a.emplace_back("guest_kernel", gk);
+        cells.push_back({"kvm-" + w + "-" + hk + "-" + gk, a, "measured", max += 1000});
+      }
+  cells.push_back({"host-none", axes("host", "none"), "measured", 29000});
+  CellDoc rt_host{"host-rt", axes("host", "none")};
+  rt_host.host_facts["preempt_rt"] = true;  // no host_kernel axis: the facts say RT
+  rt_host.max_ns = 31000;
+  cells.push_back(rt_host);
+  auto s = stored("r", cells);
+  RunView run = make_run(s);
+  auto tables = seed_tables(run);
+  ASSERT_EQ(tables.size(), 1u);
+  const auto& t = tables[0];
+  EXPECT_EQ(t.fixed, (std::vector<std::pair<std::string, std::string>>{{"probe", "cyclictest"}, {"period", "1ms"}}));
+  EXPECT_EQ(t.rows, (std::vector<std::string>{"NRT/NRT", "NRT/RT", "RT/NRT", "RT/RT", "NRT", "RT"}));
+  ASSERT_EQ(t.columns.size(), 3u);
+  EXPECT_EQ(t.columns[0].backend, "kvm");
+  EXPECT_EQ(t.columns[0].label(), "no stress");
+  EXPECT_EQ(t.columns[1].label(), "stress");
+  EXPECT_EQ(t.columns[2].backend, "host");
+  // RT/RT x kvm x stress is the cell kvm-stress-rt-rt (the first one added: max 11000).
+  const auto& e = t.entries.at({3, 1});
+  ASSERT_EQ(e.cells.size(), 1u);
+  EXPECT_EQ(run.cells[static_cast<std::size_t>(e.cells[0])].id, "kvm-stress-rt-rt");
+  EXPECT_EQ(*e.worst_ns, 11000);
+  EXPECT_EQ(*t.entries.at({5, 2}).worst_ns, 31000);
+  EXPECT_EQ(t.entries.count({0, 2}), 0u);  // no host cell in a guest row
+  EXPECT_EQ(worst_case_text(11000), "11.0 µs");
+  EXPECT_EQ(worst_case_text(851400), "851 µs");
+}
+
+TEST(Model, GuestKernelComesFromTheBackendsFactsWithoutAnAxis) {
+  CellDoc c{"kvm", axes("kvm", "none")};
+  c.facts = json{{"backend", {{"guest", {{"system", {{"preempt_rt", true}}}}}}}};
+  auto s = stored("r", {c});
+  RunView run = make_run(s);
+  EXPECT_EQ(guest_kernel_label(run.cells[0]), "RT");
+  EXPECT_EQ(host_kernel_label(run.cells[0]), "NRT");
+}
+
+TEST(Model, TheSeedTableSaysWhenAKvmGuestWasEmulated) {
+  CellDoc c{"kvm", axes("kvm", "none")};
+  c.facts = json{{"backend", {{"accelerator", "tcg"}}}};
+  auto s = stored("r", {c, {"host", axes("host", "none")}});
+  RunView run = make_run(s);
+  EXPECT_EQ(accelerators(run, "kvm"), "tcg");
+  EXPECT_EQ(accelerators(run, "host"), "");
+  std::string md = render_markdown(ReportInput{&run, nullptr, nullptr});
+  EXPECT_NE(md.find("| kernels | kvm (tcg), no stress | host, no stress |"), std::string::npos) << md;
+}
+
+TEST(Model, PeriodSweepHasOneColumnPerPeriodShortestFirst) {
+  std::vector<CellDoc> cells = {{"a", axes("kvm", "none", "1ms"), "measured", 130000},
+                                {"b", axes("kvm", "none", "50us"), "measured", 661000},
+                                {"c", axes("kvm", "none", "500us"), "measured", 112000},
+                                {"d", axes("kvm", "stress", "50us"), "measured", 900000}};
+  auto s = stored("r", cells);
+  RunView run = make_run(s);
+  auto sweep = period_sweep(run);
+  EXPECT_EQ(sweep.periods, (std::vector<std::string>{"50us", "500us", "1ms"}));
+  ASSERT_EQ(sweep.rows.size(), 2u);
+  EXPECT_EQ(*sweep.rows[0].by_period.at("50us").worst_ns, 661000);
+  EXPECT_EQ(sweep.rows[1].by_period.count("1ms"), 0u);
+  auto one = stored("r", {{"a", axes("kvm", "none")}});
+  RunView single = make_run(one);
+  EXPECT_TRUE(period_sweep(single).periods.empty());
+}
+
+TEST(Escaping, HtmlAndMarkdownNeutraliseMarkup) {
+  EXPECT_EQ(html_escape("<img src=x onerror='a'>&\""), "&lt;img src=x onerror=&#39;a&#39;&gt;&amp;&quot;");
+  EXPECT_EQ(markdown_escape("a|b\n<b>*c*_[x](y)`"), "a\\|b &lt;b&gt;\\*c\\*\\_\\[x\\](y)\\`");
+  EXPECT_EQ(line_safe("a\nb\x1b[2J"), "a?b?[2J");
+}
+
+TEST(Escaping, HostileValuesInAResultNeverBecomeMarkup) {
+  const std::string evil = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+  CellDoc c{"cell-" + evil, {{"backend", "host"}, {"workload", "none"}, {"probe", evil}, {"period", "1ms"}}, "infra-error"};
+  c.error = "boot failed: " + evil;
+  c.gates = json::array({json{{"gate", evil}, {"stat", "max"}, {"verdict", "error"}, {"message", evil}}});
+  CellDoc ok{"ok", {{"backend", "host"}, {"workload", "none"}, {"probe", "p"}, {"period", "1ms"}, {"x" + evil, evil}}};
+  ok.host_facts["kernel_release"] = evil;
+  auto s = stored("r" + evil, {c, ok}, "plan " + evil);
+  s.run["hosts"]["local"]["cpu_model"] = evil;
+  s.run["command_line"] = json::array({"vmlat", evil});
+  RunView run = make_run(s);
+  ReportInput in{&run, nullptr, nullptr};
+  std::string html = render_html(in);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("<img"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
+  std::string markdown = render_markdown(in);
+  EXPECT_EQ(markdown.find("<script"), std::string::npos);
+  EXPECT_EQ(markdown.find("<img"), std::string::npos);
+  // JSON output is data: the value is there as it was, JSON-encoded.
+  EXPECT_EQ(render_json(in)["cells"][0]["error"], "boot failed: " + evil);
+}
+
+TEST(Report, EveryMeasuredCellHasBothPlotsAndItsExactMax) {
+  std::vector<CellDoc> cells = {{"a", axes("host", "none"), "measured", 123456}, {"b", axes("host", "stress"), "measured", 98765},
+                                {"c", axes("host", "x"), "infra-error"}};
+  auto s = stored("r", cells);
+  RunView run = make_run(s);
+  std::string html = render_html(ReportInput{&run, nullptr, nullptr});
+  for (const std::string id : {"a", "b"}) {
+    EXPECT_NE(html.find("class=\"plot histogram\" data-cell-id=\"" + id + "\""), std::string::npos) << id;
+    EXPECT_NE(html.find("class=\"plot ccdf\" data-cell-id=\"" + id + "\""), std::string::npos) << id;
+  }
+  EXPECT_NE(html.find("data-max-ns=\"123456\""), std::string::npos);
+  EXPECT_NE(html.find("<td class=\"num max\" data-ns=\"98765\">98.8us</td>"), std::string::npos);
+  EXPECT_EQ(html.find("class=\"plot histogram\" data-cell-id=\"c\""), std::string::npos);
+  EXPECT_NE(html.find("<table class=\"seed\">"), std::string::npos);
+  std::string md = render_markdown(ReportInput{&run, nullptr, nullptr});
+  EXPECT_NE(md.find("| NRT | 123 µs | 98.8 µs | infra-error |"), std::string::npos) << md;
+}
+
+TEST(Report, WithABaselineTheComparisonAndTheOverlayAreShown) {
+  auto base_s = stored("base-run", {{"a", axes("host", "none"), "measured", 50000}});
+  auto new_s = stored("new-run", {{"a", axes("host", "none"), "measured", 90000}});
+  RunView base = make_run(base_s), now = make_run(new_s);
+  Comparison c = compare_runs(base, now, CompareOptions{});
+  std::string html = render_html(ReportInput{&now, &base, &c});
+  EXPECT_NE(html.find("<section id=\"comparison\">"), std::string::npos);
+  EXPECT_NE(html.find("REGRESSION"), std::string::npos);
+  EXPECT_NE(html.find("<path class=\"line baseline\""), std::string::npos);
+  EXPECT_EQ(render_json(ReportInput{&now, &base, &c})["comparison"]["exit_code"], 1);
+}
+
+TEST(Plots, DecodeRefusesWhatIsNotAHistogram) {
+  EXPECT_FALSE(decode_histogram(json::object()));
+  EXPECT_FALSE(decode_histogram(json{{"buckets", {{5, 1}, {3, 1}}}}));  // not ascending
+  EXPECT_FALSE(decode_histogram(json{{"buckets", {{5, -1}}}}));
+  EXPECT_FALSE(decode_histogram(json{{"buckets", json::array()}}));  // no samples
+  auto h = decode_histogram(spread(100, 3, 9, 12000).to_json());
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->samples(), 101u);
+}
+
+TEST(Plots, TheCcdfOnlyEverGoesDownAndTheHistogramHasABarPerBinColumn) {
+  Histogram h;
+  for (std::uint64_t k = 2; k < 5000; k += 7) h.add_bucket(k, 1 + k % 13);
+  h.add_overflows(3);
+  h.set_exact(microseconds(2), microseconds(25000), microseconds(1));
+  auto d = *decode_histogram(h.to_json());
+  std::string ccdf = ccdf_svg({{"all", "merged", &d}}, "class=\"plot ccdf\"");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ccdf, m, std::regex("<path class=\"line merged\" d=\"M([^\"]*)\"")));
+  // y grows downwards in SVG: every V moves down (or stays), every H to the right.
+  double last_x = -1, last_y = -1;
+  std::string path = m[1];
+  std::regex cmd("([HV ])?([0-9.]+)");
+  int moves = 0;
+  char mode = 'M';
+  int coordinate = 0;
+  for (auto it = std::sregex_iterator(path.begin(), path.end(), cmd); it != std::sregex_iterator(); ++it) {
+    std::string c = (*it)[1];
+    double v = std::stod((*it)[2]);
+    if (c == "H" || c == "V") mode = c[0];
+    if (mode == 'M') {
+      (coordinate++ == 0 ? last_x : last_y) = v;
+      continue;
+    }
+    if (mode == 'H') {
+      EXPECT_GT(v, last_x);
+      last_x = v;
+    } else {
+      EXPECT_GE(v, last_y);
+      last_y = v;
+    }
+    ++moves;
+  }
+  EXPECT_GT(moves, 20);
+  std::string hist = histogram_svg(d, "class=\"plot histogram\"");
+  EXPECT_NE(hist.find("3 overflows beyond the histogram range, max 25ms"), std::string::npos);
+  auto bars = std::count(hist.begin(), hist.end(), 'Z');
+  // The bins cover 0-5ms of a 0-25ms axis (~100 of its ~490 pixel columns),
+  // seven 1us bins to a column: one bar per column.
+  EXPECT_GT(bars, 80);
+  EXPECT_LE(bars, 110);
+}
+
+TEST_F(ScratchDir, LoadRunDirFollowsLatestAndNeverReadsOutsideTheRun) {
+  write_run(dir_ / "results" / "run1", "run1", {{"a", axes("host", "none")}});
+  fs::create_directory_symlink("run1", dir_ / "results" / "latest");
+  auto s = load_run_dir((dir_ / "results").string());
+  EXPECT_EQ(s.run["run_id"], "run1");
+  EXPECT_EQ(s.cells.size(), 1u);
+  // A result.json outside the run, and a run.json that points at it.
+  write_run(dir_ / "elsewhere", "other", {{"a", axes("host", "none")}});
+  json run = s.run;
+  run["cells"][0]["id"] = "../../elsewhere/cells/a";
+  run["cells"][0]["dir"] = "../../elsewhere/cells/a";
+  std::ofstream(dir_ / "results" / "run1" / "run.json") << run.dump();
+  auto outside = load_run_dir((dir_ / "results" / "run1").string());
+  EXPECT_TRUE(outside.cells.empty());
+  RunView view = make_run(outside);
+  ASSERT_EQ(view.cells.size(), 1u);
+  EXPECT_EQ(view.cells[0].result, nullptr);  // listed, its result not read
+  EXPECT_THROW(load_run_dir((dir_ / "nothing").string()), std::runtime_error);
+}
+
+TEST_F(ScratchDir, RegressionGateVerdicts) {
+  write_run(dir_ / "base", "base-run", {{"a", axes("host", "none"), "measured", 100000}, {"b", axes("host", "x"), "infra-error"}});
+  RegressionSpec spec{baseline_run((dir_ / "base").string()), *parse_tolerance("10%")};
+  GateSpec gate;
+  gate.name = "max-regression";
+  gate.stat = "max";
+  gate.regression = std::make_shared<const RegressionSpec>(spec);
+  CellSpec cell;
+  cell.id = "a";
+  Histogram within = spread(100, 10, 20, 109000), beyond = spread(100, 10, 20, 111000);
+
+  auto pass = evaluate_regression_gate(gate, cell, "measured", "", &within);
+  EXPECT_EQ(pass.verdict, Verdict::pass) << pass.message;
+  EXPECT_EQ(pass.bound, nanoseconds(110000));
+  EXPECT_EQ(pass.extra["baseline_ns"], 100000);
+  EXPECT_EQ(pass.extra["baseline_run"], "base-run");
+
+  auto fail = evaluate_regression_gate(gate, cell, "measured", "", &beyond);
+  EXPECT_EQ(fail.verdict, Verdict::fail);
+  EXPECT_EQ(fail.message, "max 111us vs baseline 100us (+11.0us, +11.0%) exceeds tolerance 10% (+10.0us) by 1.0us");
+
+  cell.id = "new-cell";
+  auto absent = evaluate_regression_gate(gate, cell, "measured", "", &within);
+  EXPECT_EQ(absent.verdict, Verdict::skipped);
+  EXPECT_NE(absent.message.find("no baseline: cell new-cell is not in baseline run base-run"), std::string::npos);
+  cell.id = "b";
+  auto unmeasured = evaluate_regression_gate(gate, cell, "measured", "", &within);
+  EXPECT_EQ(unmeasured.verdict, Verdict::skipped);
+  EXPECT_NE(unmeasured.message.find("was not measured in baseline run base-run (infra-error)"), std::string::npos);
+  auto not_measured_now = evaluate_regression_gate(gate, cell, "infra-error", "boot", nullptr);
+  EXPECT_EQ(not_measured_now.verdict, Verdict::error);
+
+  GateSpec missing = gate;
+  missing.regression = std::make_shared<const RegressionSpec>(RegressionSpec{baseline_run((dir_ / "gone").string()), spec.tolerance});
+  auto error = evaluate_regression_gate(missing, cell, "measured", "", &within);
+  EXPECT_EQ(error.verdict, Verdict::error);
+  EXPECT_NE(error.message.find("cannot be read"), std::string::npos) << error.message;
+}
