@@ -602,9 +602,10 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     o.error_phase = "measure";
   }
   o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr, &o.series_merged);
-  // A gate that cannot be evaluated on measured data never lets the cell pass.
+  // A gate on a series the measured cell lacks never lets the cell pass.
+  // (Regression gates without a baseline have their own rule.)
   for (const auto& g : o.gates) {
-    if (o.status != "measured" || g.verdict != Verdict::error) continue;
+    if (o.status != "measured" || g.verdict != Verdict::error || g.series.empty()) continue;
     o.status = "infra-error";
     o.error = "gate '" + g.gate + "' cannot be evaluated: " + g.message;
     o.error_phase = "measure";
