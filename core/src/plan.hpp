@@ -39,6 +39,8 @@ struct GateSpec {
   std::string stat;        // "max", "mean", "min", "p99", "p99.9", ...
   double quantile = 0;     // for pNN: NN/100
   std::chrono::nanoseconds bound{0};
+  std::string series;      // a named series of the cell ("irq"); empty: the default series
+  Location series_location;
   std::vector<std::pair<std::string, std::vector<std::string>>> match;  // axis -> accepted values
   // Set for `regression = { baseline = ..., tolerance = ... }`: the bound is
   // then the baseline's statistic plus the tolerance (regression.hpp).

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "cell_support.hpp"
@@ -46,17 +47,25 @@ std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& m
 }
 
 std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, const std::string& cell_status,
-                                       const std::string& cell_error, const Histogram* merged) {
+                                       const std::string& cell_error, const Histogram* default_merged,
+                                       const std::map<std::string, Histogram>* named) {
   std::vector<GateResult> results;
   for (const auto& gate : plan.gates) {
     if (!gate.matches(cell)) continue;
     if (gate.regression) {
-      results.push_back(evaluate_regression_gate(gate, cell, cell_status, cell_error, merged));
+      results.push_back(evaluate_regression_gate(gate, cell, cell_status, cell_error, default_merged));
       continue;
+    }
+    const Histogram* merged = default_merged;
+    if (!gate.series.empty()) {
+      merged = nullptr;
+      if (named)
+        if (auto it = named->find(gate.series); it != named->end()) merged = &it->second;
     }
     GateResult r;
     r.gate = gate.name;
     r.stat = gate.stat;
+    r.series = gate.series;
     r.bound = gate.bound;
     if (cell_status == "skipped") {
       r.verdict = Verdict::skipped;
@@ -64,7 +73,9 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, c
     } else if (cell_status != "measured" || !merged || merged->empty()) {
       // A cell that was not measured never counts as passed.
       r.verdict = Verdict::error;
-      r.message = cell_status == "measured" ? "the probe returned no samples" : "not measured: " + cell_error;
+      r.message = cell_status != "measured" ? "not measured: " + cell_error
+                  : !merged && !gate.series.empty() ? "the cell has no series '" + gate.series + "'"
+                                                    : "the probe returned no samples";
     } else {
       r.value = gate_statistic(gate, *merged);
       r.verdict = r.value <= r.bound ? Verdict::pass : Verdict::fail;
@@ -107,6 +118,7 @@ struct CellOutcome {
   std::string error;
   std::string error_phase;
   std::optional<Histogram> merged;
+  std::map<std::string, Histogram> series_merged;  // every series by name, the default included
   std::vector<GateResult> gates;
   json result;
   bool result_missing = false;  // result.json could not be written
@@ -116,6 +128,7 @@ json gate_results_json(const std::vector<GateResult>& gates) {
   json arr = json::array();
   for (const auto& g : gates) {
     json j{{"gate", g.gate}, {"stat", g.stat}, {"bound_ns", g.bound.count()}, {"verdict", verdict_name(g.verdict)}};
+    if (!g.series.empty()) j["series"] = g.series;
     // A value was measured for pass, fail and flaky (the first attempt's),
     // and for an error decided by a retest that could not be measured.
     if (g.verdict == Verdict::pass || g.verdict == Verdict::fail || g.verdict == Verdict::flaky ||
@@ -354,7 +367,42 @@ std::string implausible(const CellSpec& cell, const std::map<int, Histogram>& pe
   return {};
 }
 
+std::string sort_and_check_spikes(std::vector<Spike>& spikes, const std::map<int, Histogram>& per_cpu) {
+  // Worst first; equal latencies in time order.
+  std::stable_sort(spikes.begin(), spikes.end(), [](const Spike& a, const Spike& b) {
+    if (a.latency != b.latency) return a.latency > b.latency;
+    return a.monotonic_ns < b.monotonic_ns;
+  });
+  std::set<int> seen;
+  for (const auto& sp : spikes) {
+    if (!seen.insert(sp.cpu).second) continue;  // the CPU's worst is its first entry
+    auto it = per_cpu.find(sp.cpu);
+    if (it == per_cpu.end())
+      return "the probe listed a spike on CPU " + std::to_string(sp.cpu) + ", which it did not measure";
+    if (sp.latency != it->second.max())
+      return "the worst spike on CPU " + std::to_string(sp.cpu) + " (" + std::to_string(sp.latency.count()) +
+             " ns) is not the histogram's maximum (" + std::to_string(it->second.max().count()) +
+             " ns): the spike list does not belong to this measurement";
+  }
+  return {};
+}
+
 namespace {
+
+// One series as result.json stores it: per CPU stats and histogram, merged.
+struct SeriesDocument {
+  Histogram merged;
+  json per_cpu = json::object();
+};
+
+SeriesDocument series_document(const std::map<int, Histogram>& by_cpu) {
+  SeriesDocument d;
+  for (const auto& [cpu, h] : by_cpu) {
+    d.merged.merge(h);
+    d.per_cpu[std::to_string(cpu)] = json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}};
+  }
+  return d;
+}
 
 template <typename T>
 T* as_kind(Plugin* p, const Instance& instance) {
@@ -419,7 +467,10 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     }
     booted = true;  // from prepare on, teardown is owed (also for a prepare that failed halfway)
     timed("prepare", plan.timeouts.prepare, true, [&] { backend->prepare(ctx); });
-    timed("boot", plan.timeouts.boot, true, [&] { backend->boot(ctx); });
+    timed("boot", plan.timeouts.boot, true, [&] {
+      backend->boot(ctx);
+      ctx.target_threads_ = backend->target_threads();
+    });
     if (workload) {
       timed("start", plan.timeouts.start, true, [&] {
         Executor& where = backend->placement(workload_inst->where);
@@ -511,20 +562,37 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
   }
 
   json per_cpu = json::object();
+  json series_json = json::object();
+  json spikes_json = json::array();
   if (probe_result && !probe_result->per_cpu.empty()) {
-    Histogram merged;
-    for (const auto& [cpu, h] : probe_result->per_cpu) {
-      merged.merge(h);
-      per_cpu[std::to_string(cpu)] = json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}};
+    SeriesDocument doc = series_document(probe_result->per_cpu);
+    per_cpu = doc.per_cpu;
+    o.merged = doc.merged;
+    o.series_merged[probe_result->default_series] = doc.merged;
+    for (const auto& [name, by_cpu] : probe_result->series) {
+      SeriesDocument named = series_document(by_cpu);
+      o.series_merged[name] = named.merged;
+      series_json[name] = json{{"merged", json{{"stats", stats_to_json(named.merged.stats())}, {"histogram", named.merged.to_json()}}},
+                               {"per_cpu", named.per_cpu}};
     }
-    o.merged = merged;
     // Facts of this measurement complete (and override) the plugin's facts().
     if (!facts.contains("probe")) facts["probe"] = json::object();
     for (auto it = probe_result->facts.begin(); it != probe_result->facts.end(); ++it) facts["probe"][it.key()] = it.value();
+    std::string spike_error = sort_and_check_spikes(probe_result->spikes, probe_result->per_cpu);
+    for (const auto& sp : probe_result->spikes)
+      spikes_json.push_back(json{{"cpu", sp.cpu},
+                                 {"latency_ns", sp.latency.count()},
+                                 {"monotonic_ns", sp.monotonic_ns < 0 ? json(nullptr) : json(sp.monotonic_ns)},
+                                 {"realtime_ns", sp.realtime_ns < 0 ? json(nullptr) : json(sp.realtime_ns)}});
     if (o.status == "measured") {
       // Data that does not fit the cell is not a measurement (docs/results-format.md,
-      // "Plausibility"); it stays in result.json for diagnosis.
+      // "Plausibility"), whichever of its series; it stays in result.json for diagnosis.
       std::string why = implausible(cell.spec, probe_result->per_cpu, measured_for);
+      for (auto it = probe_result->series.begin(); why.empty() && it != probe_result->series.end(); ++it) {
+        why = implausible(cell.spec, it->second, measured_for);
+        if (!why.empty()) why = "series '" + it->first + "': " + why;
+      }
+      if (why.empty()) why = spike_error;
       if (!why.empty()) {
         o.status = "infra-error";
         o.error = why;
@@ -537,7 +605,15 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     o.error = "the probe returned no per-CPU results";
     o.error_phase = "measure";
   }
-  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr);
+  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr, &o.series_merged);
+  // A gate on a series the measured cell lacks never lets the cell pass.
+  // (Regression gates without a baseline have their own rule.)
+  for (const auto& g : o.gates) {
+    if (o.status != "measured" || g.verdict != Verdict::error || g.series.empty()) continue;
+    o.status = "infra-error";
+    o.error = "gate '" + g.gate + "' cannot be evaluated: " + g.message;
+    o.error_phase = "measure";
+  }
 
   json plugins{{"backend", plugin_json(backend_inst, st.registry)}, {"probe", plugin_json(probe_inst, st.registry)}};
   if (workload_inst) {
@@ -564,6 +640,10 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
       {"timings", json{{"started", started_at}, {"finished", iso_now()}, {"phases", timings}}},
       {"merged", o.merged ? json{{"stats", stats_to_json(o.merged->stats())}, {"histogram", o.merged->to_json()}} : json(nullptr)},
       {"per_cpu", per_cpu},
+      {"default_series", probe_result ? probe_result->default_series : std::string(default_series_name)},
+      {"series", series_json},
+      {"spikes", spikes_json},
+      {"traces", probe_result ? json(probe_result->traces) : json::array()},
       {"gates", gate_results_json(o.gates)},
       {"artifacts", ctx.artifacts},
       {"warnings", cell_log.warnings}};
@@ -687,13 +767,17 @@ std::optional<CellOutcome> kept_outcome(const Plan& plan, const Cell& cell, cons
   if (o.status != "measured" && o.status != "skipped") return std::nullopt;
   if (result->contains("error") && (*result)["error"].is_string()) o.error = (*result)["error"].get<std::string>();
   try {
-    if (result->contains("merged") && !(*result)["merged"].is_null())
+    if (result->contains("merged") && !(*result)["merged"].is_null()) {
       o.merged = Histogram::from_json((*result)["merged"]["histogram"]);
+      o.series_merged[result->value("default_series", std::string(default_series_name))] = *o.merged;
+    }
+    if (auto it = result->find("series"); it != result->end() && it->is_object())
+      for (const auto& [name, doc] : it->items()) o.series_merged[name] = Histogram::from_json(doc.at("merged").at("histogram"));
   } catch (const std::exception&) {
     return std::nullopt;  // a damaged result is measured again
   }
   if (o.status == "measured" && !o.merged) return std::nullopt;
-  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr);
+  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr, &o.series_merged);
   o.result = *result;
   return o;
 }
