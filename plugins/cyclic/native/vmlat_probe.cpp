@@ -638,6 +638,10 @@ __attribute__((noinline)) void close_windows(ThreadState& st, WindowCounters& c,
     c.use(&b, sh.spikes);
     window_end += sh.window_ns;
   }
+  // Skipped activations of the window now being filled (a late wake-up that
+  // jumped over the boundary) belong to it: count them now, before another
+  // late wake-up replaces the pending range.
+  c.missed += skipped.take_before(window_end, sh.period_ns);
 }
 
 void measure(ThreadState& st) {
