@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -390,9 +391,9 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
       const std::int64_t end = w.start_unix_ns;
       records->append(json{{"type", "gap-end"}, {"gap", open_gap->first}, {"end_unix_ns", end}, {"segment", segment}});
       if (end > open_gap->second) gap_ns_total += end - open_gap->second;
-      log.info("gap " + std::to_string(open_gap->first) + " closed: " +
-               format_duration(std::chrono::nanoseconds(std::max<std::int64_t>(0, end - open_gap->second))) +
-               " not measured");
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%.3fs", static_cast<double>(std::max<std::int64_t>(0, end - open_gap->second)) / 1e9);
+      log.info("gap " + std::to_string(open_gap->first) + " closed: " + secs + " not measured");
       open_gap.reset();
     }
     json per_cpu = json::object();
