@@ -231,7 +231,7 @@ options:
   --max-disk SIZE     bound of the window logs together (default 256MiB); the
                       oldest rotated log is deleted first
   --max-file SIZE     rotate the window log at this size (default 16MiB)
-  --max-age D         delete rotated logs older than D (default 30d)
+  --max-age D         delete rotated logs older than D (default 720h: 30 days)
   --plugin-dir DIR    search DIR for plugins first (repeatable)
   --no-wait           exit 3 at once if another vmlat measures on this host
   --lock-dir DIR      directory of the host lock (default $VMLAT_LOCK_DIR,
