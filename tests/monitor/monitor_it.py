@@ -222,17 +222,35 @@ def host_tests(args, tmp):
     check(not json.load(open(os.path.join(session, "session.json")))["streaming"], "cyclictest: streaming false")
 
 
-def qemu_pids(session_marker):
-    pids = []
+def descendants(root):
+    """Pids of every process below `root`."""
+    children = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
-            cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            stat = open(f"/proc/{d}/stat").read()
+            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(d))
+        except (OSError, ValueError):
+            continue
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def qemu_pids(root=None):
+    """QEMUs below `root` (the monitor), or every QEMU started for a monitor (any root)."""
+    pids = []
+    for p in (descendants(root) if root else [int(d) for d in os.listdir("/proc") if d.isdigit()]):
+        try:
+            cmd = open(f"/proc/{p}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "qemu-system" in cmd and session_marker in cmd:
-            pids.append(int(d))
+        if "qemu-system" in cmd and (root or "vmlat-monitor-" in cmd):
+            pids.append(p)
     return pids
 
 
@@ -249,7 +267,7 @@ def kvm_tests(args, tmp):
         stop(mon, "kvm monitor")
         return
     # The scratch dir holds the QEMU sockets: find QEMU by the monitor's children.
-    qemus = [p for p in qemu_pids("vmlat-monitor-")]
+    qemus = qemu_pids(mon.pid)
     check(len(qemus) == 1, f"one QEMU running: {qemus}")
     for p in qemus:
         os.kill(p, signal.SIGKILL)
@@ -257,6 +275,8 @@ def kvm_tests(args, tmp):
     log(f"QEMU {qemus} killed")
     wait_for(lambda: [r for r in read_records(session) if r["type"] == "gap-end"], 600, "a gap closed by a new guest")
     wait_for(lambda: len(windows_of(read_records(session), 2)) >= 2, 120, "2 windows of the new guest")
+    new_qemus = qemu_pids(mon.pid)
+    check(len(new_qemus) == 1 and new_qemus != qemus, f"a new QEMU runs: {new_qemus}")
     stop(mon, "kvm monitor")
     records = all_files_parse(session)
     first = sorted(windows_of(records, 1), key=lambda w: w["seq"])
@@ -271,7 +291,8 @@ def kvm_tests(args, tmp):
     doc = json.load(open(os.path.join(session, "session.json")))
     check(doc["restarts"] == 1 and doc["gaps"] == 1, f"session.json: restarts {doc['restarts']}, gaps {doc['gaps']}")
     time.sleep(1)
-    check(not qemu_pids("vmlat-monitor-"), "kvm: no QEMU left")
+    left = [p for p in qemus + new_qemus if os.path.exists(f"/proc/{p}")]
+    check(not left, f"kvm: no QEMU left: {left}")
 
 
 def main():
@@ -292,7 +313,7 @@ def main():
             print("skip: no qemu-system-x86_64")
             return 77
         kvm_tests(args, tmp)
-    left = leftovers("vmlat monitor") + leftovers("vmlat-probe") + qemu_pids("vmlat-monitor-")
+    left = leftovers("vmlat monitor") + leftovers("vmlat-probe") + qemu_pids()
     check(not left, f"nothing left running: {left}")
     log(f"{CHECKS[0]} checks, {len(FAILURES)} failed, {time.time() - t0:.0f}s; files in {tmp}")
     if not FAILURES:
