@@ -1,5 +1,6 @@
 #include "vmlat/units.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <utility>
@@ -35,14 +36,12 @@ std::optional<nanoseconds> parse_duration(std::string_view text, std::string* wh
     if (suffix == u.suffix) unit = &u;
   if (!unit)
     return fail("unknown unit '" + std::string(suffix) + "' in '" + std::string(text) + "' (units: ns, us, ms, s, m, h)");
+  // from_chars: the same in every locale (std::stod reads "1.5" as 1 under
+  // a locale whose decimal separator is ',').
   double value = 0;
-  try {
-    std::size_t used = 0;
-    value = std::stod(std::string(number), &used);
-    if (used != number.size()) throw std::invalid_argument("trailing");
-  } catch (const std::exception&) {
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value, std::chars_format::fixed);
+  if (ec != std::errc() || end != number.data() + number.size())
     return fail("'" + std::string(number) + "' is not a number in '" + std::string(text) + "'");
-  }
   double ns = value * static_cast<double>(unit->ns);
   if (ns > 9.2e18) return fail("'" + std::string(text) + "' is too large");
   double rounded = std::round(ns);
