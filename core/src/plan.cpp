@@ -457,10 +457,13 @@ std::optional<std::string> read_plan_file(const std::string& file, Diagnostics& 
     return std::nullopt;
   }
   // The size may have changed since fstat (or be unknown, as in /proc): read
-  // at most one byte past the limit.
-  std::string text(plan_limits::kFileBytes + 1, '\0');
+  // up to one byte past the limit, growing the buffer as data comes.
+  std::string text;
   std::size_t used = 0;
-  while (used < text.size()) {
+  while (used <= plan_limits::kFileBytes) {
+    if (used == text.size())
+      text.resize(std::min<std::size_t>(plan_limits::kFileBytes + 1,
+                                        std::max<std::size_t>({4096, 2 * used, static_cast<std::size_t>(st.st_size) + 1})));
     const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
@@ -487,13 +490,11 @@ std::string codepoint_name(char32_t cp) {
 // The first problem of the text, as file:line:col (columns count code points,
 // as TOML++ does), or true if TOML++ may parse it. Refused: invalid UTF-8;
 // control characters other than tab, CR and LF (TOML allows them nowhere);
-// non-ASCII outside strings and comments (TOML allows it nowhere else, and
-// TOML++ 3.3 reaches __builtin_unreachable() in its Unicode whitespace check
-// on U+00A1..U+0499 there); in a """ string, a non-ASCII character as the
-// first character after a backslash and the white space it skips (the same
-// TOML++ check; valid TOML, but TOML++ 3.3 does not survive it); dotted keys
-// of more than plan_limits::kKeyParts parts (TOML++ nests a table per part
-// and recurses per level: tens of thousands of parts overflow its stack).
+// non-ASCII outside strings and comments (TOML allows it nowhere else; there
+// TOML++ 3.3's Unicode whitespace check is reached, which has undefined
+// behaviour on U+00A1..U+0499: see tests/unit/toml_unicode_test.cpp); dotted
+// keys of more than plan_limits::kKeyParts parts (TOML++ nests a table per
+// part and recurses per level: tens of thousands overflow its stack).
 bool check_plan_text(std::string_view text, const std::string& file, Diagnostics& diags) {
   std::size_t i = 0;
   int line = 1, column = 1;
@@ -505,8 +506,6 @@ bool check_plan_text(std::string_view text, const std::string& file, Diagnostics
 
   enum class In { code, comment, basic, ml_basic, literal, ml_literal } in = In::code;
   bool escaped = false;            // basic strings: the character after a backslash
-  bool after_backslash = false;    // """ strings: right after a backslash
-  bool skipping_space = false;     // """ strings: the white space after a line-ending backslash
   std::size_t key_parts = 0;       // parts of the dotted key being read (code only)
   bool in_part = false, after_dot = false, gap = false;
   auto reset_key = [&] { key_parts = 0, in_part = after_dot = gap = false; };
@@ -555,8 +554,6 @@ bool check_plan_text(std::string_view text, const std::string& file, Diagnostics
       return fail("control character " + codepoint_name(cp) + (cp == 0 ? " (NUL)" : "") +
                   ": TOML allows none but tab and line ends (is this a binary file?)");
     }
-    const bool space = cp == ' ' || cp == '\t' || cp == '\r' || cp == '\n';
-
     switch (in) {
       case In::code:
         if (cp >= 0x80)
@@ -602,25 +599,10 @@ bool check_plan_text(std::string_view text, const std::string& file, Diagnostics
         else if (cp == '\n') in = In::code, reset_key();
         break;
       case In::ml_basic:
-        if (after_backslash) {
-          after_backslash = false;
-          if (space) {
-            skipping_space = true;
-            break;
-          }
-          if (cp >= 0x80) return fail("a backslash before '" + std::string(text.substr(i, length)) + "' in a \"\"\" string is not an escape sequence");
-          break;  // the escaped character (\" does not end the string)
-        }
-        if (skipping_space) {
-          if (space) break;
-          skipping_space = false;
-          if (cp >= 0x80)
-            return fail("character '" + std::string(text.substr(i, length)) + "' (" + codepoint_name(cp) +
-                        ") right after a line-ending backslash in a \"\"\" string: the TOML parser vmlat uses (TOML++ 3.3) "
-                        "mishandles it; put an ASCII character first, or do not end the line with a backslash");
-        }
-        if (cp == '\\') {
-          after_backslash = true;
+        if (escaped) {
+          escaped = false;  // \" does not end the string
+        } else if (cp == '\\') {
+          escaped = true;
         } else if (cp == '"') {
           const std::size_t n = run_of('"');
           if (n >= 3) in = In::code, in_part = true, gap = false;  // up to two more quotes belong to the string
