@@ -638,8 +638,8 @@ bool check_plan_tree(const toml::table& root, const std::string& file, Diagnosti
     if (auto* t = node->as_table()) {
       for (auto&& [k, v] : *t) {
         if (k.str().size() > plan_limits::kKeyChars) {
-          diags.error(location_of(k.source(), file), "key " + quote_short(k.str(), 32) + " is " + std::to_string(k.str().size()) +
-                                                         " bytes long: keys may have at most " + std::to_string(plan_limits::kKeyChars));
+          diags.error(location_of(k.source(), file), "a key of " + std::to_string(k.str().size()) + " bytes (" + std::string(k.str().substr(0, 32)) +
+                                                         "...): keys may have at most " + std::to_string(plan_limits::kKeyChars));
           ok = false;
         }
         pending.push_back(&v);
@@ -849,7 +849,7 @@ struct PlanParser {
         return;
       } else {
         diags.error(instances.begin()->second.location, "the plan declares " + std::to_string(instances.size()) + " " + name + " instances (" +
-                                  join(instance_names(instances), ", ") + "): say which to run with matrix." + name + " = [...]");
+                                  join_some(instance_names(instances)) + "): say which to run with matrix." + name + " = [...]");
         return;
       }
       builtin[name] = a;
