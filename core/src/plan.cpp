@@ -665,6 +665,8 @@ struct PlanParser {
   // Set by parse_matrix: the axes are free of errors and within the limits,
   // and backend, workload and probe are among them, so expand() is meaningful.
   bool matrix_complete = false;
+  std::unordered_map<std::string, const Axis*> axis_by_name;  // into plan.axes, set by parse_matrix
+  std::vector<std::string> axis_name_list;
   std::unordered_map<std::string, std::unordered_set<std::string>> axis_value_sets;  // for selectors
 
   Location at(const toml::node& n) const { return location_of(n.source(), file); }
@@ -861,6 +863,10 @@ struct PlanParser {
     for (const auto& name : kBuiltinAxes)
       if (builtin.count(name)) plan.axes.push_back(builtin[name]);
     for (auto& a : free_axes) plan.axes.push_back(std::move(a));
+    for (const auto& a : plan.axes) {
+      axis_by_name.emplace(a.name, &a);
+      axis_name_list.push_back(a.name);
+    }
     const bool sizes_ok = check_matrix_size(t ? at(*t) : plan_loc);
 
     if (t)
@@ -873,6 +879,11 @@ struct PlanParser {
   // ids, both computable from the axes alone.
   bool check_matrix_size(const Location& where) {
     bool ok = true;
+    if (plan.axes.size() > plan_limits::kAxes) {
+      diags.error(where, "the matrix has " + with_thousands(plan.axes.size()) + " axes (backend, workload, probe and period among them): at most " +
+                             std::to_string(plan_limits::kAxes) + " are allowed");
+      ok = false;
+    }
     const std::uint64_t cells = matrix_cells(plan);
     if (cells > plan_limits::kCells) {
       std::vector<std::string> factors;
@@ -935,17 +946,13 @@ struct PlanParser {
     }
   }
 
+  // By name, once plan.axes is final (selectors look axes up per key).
   const Axis* find_axis(std::string_view name) const {
-    for (const auto& a : plan.axes)
-      if (a.name == name) return &a;
-    return nullptr;
+    auto it = axis_by_name.find(std::string(name));
+    return it == axis_by_name.end() ? nullptr : it->second;
   }
 
-  std::vector<std::string> axis_names() const {
-    std::vector<std::string> names;
-    for (const auto& a : plan.axes) names.push_back(a.name);
-    return names;
-  }
+  const std::vector<std::string>& axis_names() const { return axis_name_list; }
 
   const std::unordered_set<std::string>& axis_values(const Axis& axis) {
     auto [it, fresh] = axis_value_sets.try_emplace(axis.name);
@@ -1034,6 +1041,13 @@ struct PlanParser {
     if (arr->size() > plan_limits::kGates) {
       diags.error(at_key(*root, "gate"), "the plan has " + with_thousands(arr->size()) + " [[gate]] tables: at most " +
                                              with_thousands(plan_limits::kGates) + " are allowed (one gate can match many cells)");
+      return;
+    }
+    const std::uint64_t cells = matrix_cells(plan);
+    if (cells <= plan_limits::kCells && cells * arr->size() > plan_limits::kGateChecks) {
+      diags.error(at_key(*root, "gate"), with_thousands(arr->size()) + " gates over " + with_thousands(cells) + " cells are " +
+                                             with_thousands(cells * arr->size()) + " gate checks: at most " +
+                                             with_thousands(plan_limits::kGateChecks) + " are allowed (each is a verdict in result.json and a JUnit test case)");
       return;
     }
     std::set<std::string> names;
@@ -1178,7 +1192,7 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
                                       "[probe.cyclictest] with plugin = \"cyclic\" (see plans/quickstart.toml, docs/plan-format.md)");
     return plan;
   }
-  PlanParser p{plan, diags, file, root, false, {}};
+  PlanParser p{plan, diags, file, root, false, {}, {}, {}};
   auto top = p.settings(root.get(), "the plan's top level");
   top.allow({"plan", "timeouts", "hosts", "matrix", "backend", "workload", "probe", "gate", "export"});
   top.finish();

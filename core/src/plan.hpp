@@ -41,11 +41,13 @@ inline constexpr std::uintmax_t kFileBytes = 1 << 20;  // TOML++ needs ~40x the 
 inline constexpr std::size_t kKeyChars = 128;
 inline constexpr std::size_t kKeyParts = 16;           // a.b.c: TOML++ nests a table per part
 inline constexpr std::size_t kStringBytes = 64 * 1024;
+inline constexpr std::size_t kAxes = 32;                // backend, workload, probe, period and the rest
 inline constexpr std::uint64_t kCells = 10000;         // before matrix.exclude
 inline constexpr std::size_t kCellIdChars = 200;       // cells/<id>/ is a directory (NAME_MAX 255)
 inline constexpr std::size_t kInstances = 1000;        // per kind (backend, workload, probe)
 inline constexpr std::size_t kExcludes = 1000;
 inline constexpr std::size_t kGates = 1000;
+inline constexpr std::uint64_t kGateChecks = 100000;   // cells (before exclude) x gates
 inline constexpr int kCpu = 4095;                      // highest CPU number a plan may name
 }  // namespace plan_limits
 
