@@ -16,7 +16,6 @@ function(vmlat_add_plugin name)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   install(TARGETS ${target} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/vmlat/plugins)
-  set_property(GLOBAL APPEND PROPERTY VMLAT_PLUGIN_TARGETS ${target})  # for fuzz/CMakeLists.txt
 endfunction()
 
 function(vmlat_add_test name)
