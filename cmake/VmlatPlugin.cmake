@@ -1,22 +1,13 @@
 # Helpers for plugins and tests in this tree.
 #
 #   vmlat_add_plugin(<name> SOURCES a.cpp ... [LIBS ...])
-#     builds vmlat-plugin-<name>.so into build/plugins and installs it.
+#     builds vmlat-plugin-<name>.so into build/plugins and installs it
+#     (cmake/VmlatAddPlugin.cmake: the same helper vmlat-dev installs for
+#     out-of-tree plugins).
 #   vmlat_add_test(<name> SOURCES a.cpp ... [LIBS ...] [LABELS ...])
 #     a GoogleTest executable linked with vmlat::core, registered with CTest.
 
-function(vmlat_add_plugin name)
-  cmake_parse_arguments(P "" "" "SOURCES;LIBS" ${ARGN})
-  set(target vmlat-plugin-${name})
-  add_library(${target} MODULE ${P_SOURCES})
-  target_link_libraries(${target} PRIVATE vmlat::core ${P_LIBS})
-  set_target_properties(${target} PROPERTIES
-    PREFIX ""
-    LIBRARY_OUTPUT_DIRECTORY ${VMLAT_PLUGIN_OUTPUT_DIR}
-    CXX_VISIBILITY_PRESET hidden
-    VISIBILITY_INLINES_HIDDEN ON)
-  install(TARGETS ${target} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/vmlat/plugins)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/VmlatAddPlugin.cmake)
 
 function(vmlat_add_test name)
   if(NOT VMLAT_BUILD_TESTS)

@@ -72,10 +72,16 @@ options:
                       (default 30s); then the failure is reported (exit code 4)
   --textfile DIR      write the run's metrics to DIR/vmlat_<plan>_<host>.prom for
                       node_exporter's textfile collector (atomically)
-  --resume RUN_DIR    continue an interrupted or failed run in RUN_DIR: cells
-                      measured there are kept, the others run again (their
-                      earlier attempt moves to RUN_DIR/attempts/); the plan
-                      must be unchanged
+  --resume RUN_DIR    continue an interrupted, failed or abandoned run in
+                      RUN_DIR: cells measured there are kept, the others run
+                      again (their earlier attempt moves to RUN_DIR/attempts/);
+                      the plan must be unchanged; refused (exit 2) while
+                      another vmlat is still running that run
+  --no-wait           if another vmlat is measuring on this host, exit 3 at
+                      once instead of waiting for it (one measurement per host
+                      at a time: the host lock, /run/vmlat/measure.lock)
+  --lock-dir DIR      directory of the host lock (default $VMLAT_LOCK_DIR,
+                      else /run/vmlat)
 )"},
     {"push", R"(usage: vmlat push RUN_DIR --url URL [options]
 
@@ -114,6 +120,9 @@ options:
                       'vmlat plan PLAN' lists them)
   --for D             stop by itself after D
   --plugin-dir DIR    search DIR for plugins first (repeatable)
+  --no-wait           exit 3 at once if another vmlat measures on this host
+  --lock-dir DIR      directory of the host lock (default $VMLAT_LOCK_DIR,
+                      else /run/vmlat)
 )"},
     {"validate", R"(usage: vmlat validate PLAN [--plugin-dir DIR]
 
@@ -181,10 +190,10 @@ Args parse_args(int argc, char** argv) {
   };
   const std::map<std::string, std::vector<std::string>> allowed = {
       {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push",
-               "--push-timeout", "--textfile", "--resume"}},
+               "--push-timeout", "--textfile", "--resume", "--no-wait", "--lock-dir"}},
       {"push", {"--url", "--push-timeout", "--textfile"}},
       {"metrics", {}},
-      {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir"}},
+      {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir"}},
       {"validate", {"--plugin-dir"}},
       {"plan", {"--json", "--plugin-dir"}},
       {"plugins", {"--plugin-dir"}},
@@ -237,6 +246,8 @@ Args parse_args(int argc, char** argv) {
       else a.monitor.stop_after = *d;
     } else if (opt == "--textfile") a.textfile = std::filesystem::path(arg());
     else if (opt == "--resume") a.run.resume_dir = std::filesystem::path(arg());
+    else if (opt == "--no-wait") a.run.no_wait = a.monitor.no_wait = true;
+    else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = std::filesystem::path(arg());
     else if (opt == "--listen") a.monitor.listen = arg();
     else if (opt == "--cell") a.monitor.cell_id = arg();
     else if (opt == "--progress") a.progress = true;
@@ -318,7 +329,7 @@ int cmd_plan(const Args& a) {
         if (g.matches(c.spec)) gates.push_back(g.name);
       out.push_back(json{{"index", c.index}, {"id", c.spec.id}, {"axes", axes}, {"gates", gates}});
     }
-    std::cout << out.dump(2) << "\n";
+    std::cout << dump_json(out, 2) << "\n";
     return exit_code::pass;
   }
   std::cout << "plan " << plan->name << ": " << cells.size() << " cell" << (cells.size() == 1 ? "" : "s") << ", "

@@ -6,6 +6,11 @@
 #include <ostream>
 #include <sstream>
 
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <memory>
+
 #include "loader.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/errors.hpp"
@@ -62,6 +67,22 @@ void CellContextImpl::save_artifact(std::string_view name, std::string_view cont
     throw std::invalid_argument("artifact name '" + n + "' must be a plain file name");
   write_file_atomic(cell_dir_ / n, content);
   if (std::find(artifacts.begin(), artifacts.end(), n) == artifacts.end()) artifacts.push_back(n);
+}
+
+std::string describe_current_exception() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    std::string type = "unknown";
+    if (const std::type_info* info = abi::__cxa_current_exception_type()) {
+      int status = 0;
+      std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(info->name(), nullptr, nullptr, &status), std::free);
+      type = status == 0 && name ? name.get() : info->name();
+    }
+    return "an exception of type '" + type + "' (not a std::exception)";
+  }
 }
 
 std::unique_ptr<Plugin> make_plugin(const Instance& instance, PluginRegistry& registry) {

@@ -64,6 +64,13 @@ class CellContextImpl final : public CellContext {
   Executor& host_;
 };
 
+// The exception being handled, in words, whatever its type: what() of a
+// std::exception, else "an exception of type 'int' (not a std::exception)".
+// Call only inside a catch block. Plugins may throw anything; the core
+// catches everything at the plugin boundary and turns it into an
+// infrastructure error of the cell.
+std::string describe_current_exception();
+
 // A fresh plugin object for `instance`, configured from its table. Throws
 // PlanError if the table no longer validates.
 std::unique_ptr<Plugin> make_plugin(const Instance& instance, PluginRegistry& registry);

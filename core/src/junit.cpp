@@ -3,13 +3,15 @@
 #include <sstream>
 
 #include "runner.hpp"
+#include "vmlat/text.hpp"
 #include "vmlat/units.hpp"
 
 namespace vmlat {
 
 namespace {
-std::string xml_escape(std::string_view s) {
+std::string xml_escape(std::string_view raw) {
   std::string out;
+  const std::string s = valid_utf8(raw);
   for (char c : s) {
     switch (c) {
       case '&': out += "&amp;"; break;

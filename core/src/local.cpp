@@ -119,6 +119,11 @@ class LocalExecutor final : public Executor {
     return p.string();
   }
 
+  std::string temp_dir() override {
+    std::filesystem::create_directories(scratch_ / "tmp");
+    return (std::filesystem::absolute(scratch_) / "tmp").string();
+  }
+
  private:
   std::pair<std::filesystem::path, std::filesystem::path> output_paths() {
     auto n = std::to_string(counter_++);

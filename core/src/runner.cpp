@@ -14,6 +14,7 @@
 
 #include "cell_support.hpp"
 #include "loader.hpp"
+#include "locks.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/local.hpp"
@@ -100,6 +101,7 @@ struct CellOutcome {
   std::optional<Histogram> merged;
   std::vector<GateResult> gates;
   json result;
+  bool result_missing = false;  // result.json could not be written
 };
 
 json gate_results_json(const std::vector<GateResult>& gates) {
@@ -218,8 +220,90 @@ struct RunState {
 };
 
 void write_run(RunState& st) {
-  write_file_atomic(st.run_dir / "run.json", st.run.dump(2) + "\n");
+  write_file_atomic(st.run_dir / "run.json", dump_json(st.run, 2) + "\n");
 }
+
+// Removes `dir` and the directories below it that hold no file (the
+// scratch tree of cells that left nothing for diagnosis).
+bool remove_empty_dirs(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec) || std::filesystem::is_symlink(dir, ec)) return false;
+  bool empty = true;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec) && !entry.is_symlink(ec) && remove_empty_dirs(entry.path())) continue;
+    empty = false;
+  }
+  return empty && std::filesystem::remove(dir, ec);
+}
+
+// During a run: a run.json that cannot be rewritten (disk full) keeps its
+// previous content, which never says more than was true (a cell "running",
+// never "measured" before its result.json exists); the run goes on.
+bool write_run_or_warn(RunState& st, std::ostream& err) {
+  try {
+    write_run(st);
+    return true;
+  } catch (const std::exception& e) {
+    err << "vmlat: cannot update " << (st.run_dir / "run.json").string() << ": " << e.what() << "\n";
+    return false;
+  }
+}
+
+}  // namespace
+
+std::string implausible(const CellSpec& cell, const std::map<int, Histogram>& per_cpu,
+                        std::optional<Clock::duration> measured_for) {
+  using std::chrono::duration;
+  namespace pl = plausibility;
+  if (cell.period <= std::chrono::nanoseconds(0) || cell.duration <= std::chrono::nanoseconds(0)) return {};
+  char buf[480];
+  const double seconds = duration<double>(cell.duration).count();
+  if (measured_for) {
+    const double took = duration<double>(*measured_for).count();
+    if (took < seconds * pl::min_time_fraction - pl::time_slack_s) {
+      std::snprintf(buf, sizeof buf,
+                    "the probe returned after %.2f s of a %.2f s measurement: it stopped early (killed or signalled "
+                    "from outside?); its data is kept but is not a measurement",
+                    took, seconds);
+      return buf;
+    }
+  }
+  const double expected = static_cast<double>(cell.duration.count()) / static_cast<double>(cell.period.count());
+  const auto period_ns = static_cast<std::uint64_t>(cell.period.count());
+  for (const auto& [cpu, h] : per_cpu) {
+    const auto samples = static_cast<unsigned long long>(h.samples());
+    const auto missed = static_cast<unsigned long long>(h.missed_periods());
+    const double counted = static_cast<double>(samples + missed);
+    const double most = expected * pl::max_fraction + pl::count_slack;
+    if (counted > most) {
+      std::snprintf(buf, sizeof buf,
+                    "implausible result on CPU %d: %llu samples + %llu missed periods, but %s at a period of %s allow "
+                    "at most %.0f: this is not a measurement of the cell",
+                    cpu, samples, missed, format_duration(cell.duration).c_str(), format_duration(cell.period).c_str(),
+                    most);
+      return buf;
+    }
+    // Activations skipped after late wake-ups: counted by probes that count
+    // them (missed_periods); for those that do not (cyclictest skips them
+    // silently) at most floor(latency / period) per sample, from the buckets.
+    unsigned long long skipped = 0;
+    for (const auto& [bucket_us, count] : h.buckets()) skipped += count * (((bucket_us + 1) * 1000 - 1) / period_ns);
+    skipped += h.overflows() * (static_cast<std::uint64_t>(h.max().count()) / period_ns);
+    skipped = std::max(skipped, missed);
+    const double least = expected * pl::min_fraction;
+    if (static_cast<double>(samples + skipped) < least) {
+      std::snprintf(buf, sizeof buf,
+                    "implausible result on CPU %d: %llu samples and at most %llu skipped or missed periods, where %s at "
+                    "a period of %s make %.0f activations: the probe measured less than %.0f%% of the time",
+                    cpu, samples, skipped, format_duration(cell.duration).c_str(), format_duration(cell.period).c_str(),
+                    expected, pl::min_fraction * 100);
+      return buf;
+    }
+  }
+  return {};
+}
+
+namespace {
 
 template <typename T>
 T* as_kind(Plugin* p, const Instance& instance) {
@@ -249,7 +333,15 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
   Probe* probe = nullptr;
   bool workload_running = false, booted = false;
   std::optional<ProbeResult> probe_result;
+  std::optional<Clock::duration> measured_for;
   std::string phase = "configure";
+  // The plugin a phase calls into, for messages about what it threw.
+  auto plugin_of = [&](const std::string& name) -> std::string {
+    if (name == "measure") return probe_inst.plugin;
+    if ((name == "start" || name == "stop") && workload_inst) return workload_inst->plugin;
+    if (name == "configure") return backend_inst.plugin + "/" + probe_inst.plugin + (workload_inst ? "/" + workload_inst->plugin : "");
+    return backend_inst.plugin;
+  };
   auto timed = [&](const std::string& name, std::chrono::nanoseconds timeout, bool interruptible, auto&& fn) {
     phase = name;
     progress.cell(static_cast<std::size_t>(cell.index), cell, name);
@@ -274,8 +366,8 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
       workload_p = make_plugin(*workload_inst, st.registry);
       workload = as_kind<Workload>(workload_p.get(), *workload_inst);
     }
+    booted = true;  // from prepare on, teardown is owed (also for a prepare that failed halfway)
     timed("prepare", plan.timeouts.prepare, true, [&] { backend->prepare(ctx); });
-    booted = true;  // from here on teardown is owed
     timed("boot", plan.timeouts.boot, true, [&] { backend->boot(ctx); });
     if (workload) {
       timed("start", plan.timeouts.start, true, [&] {
@@ -284,18 +376,31 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
         workload->start(where, ctx);
       });
     }
+    auto measure_started = Clock::now();
     timed("measure", cell.spec.duration + plan.timeouts.measure_margin, true,
           [&] { probe_result = probe->run(backend->probe_target(), ctx); });
+    measured_for = Clock::now() - measure_started;
     if (workload) {
       timed("stop", plan.timeouts.stop, false, [&] {
         workload_running = false;
         workload->stop(ctx);
       });
     }
-    if (cancel_requested() || (probe_result && probe_result->interrupted)) {
+    if (cancel_requested()) {
       o.status = "interrupted";
       o.error = "interrupted by signal " + std::to_string(cancel_signal());
       o.error_phase = phase;
+    } else if (probe_result && !probe_result->invalid.empty()) {
+      o.status = "infra-error";
+      o.error = probe_result->invalid;
+      o.error_phase = "measure";
+    } else if (probe_result && probe_result->interrupted) {
+      // Only vmlat's own interrupt makes a cell "interrupted"; a probe that
+      // somebody else stopped (kill -INT/-TERM) measured less than asked.
+      o.status = "infra-error";
+      o.error = "the probe was stopped by a signal vmlat did not send (kill from outside?); its partial data is kept but "
+                "is not a measurement";
+      o.error_phase = "measure";
     } else {
       o.status = "measured";
     }
@@ -307,6 +412,12 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     o.status = "infra-error";
     o.error = e.what();
     o.error_phase = phase;
+  } catch (...) {
+    // Whatever a plugin throws is an infrastructure error of this cell;
+    // cleanup below still runs.
+    o.status = "infra-error";
+    o.error = "plugin '" + plugin_of(phase) + "' threw " + describe_current_exception() + " during " + phase;
+    o.error_phase = phase;
   }
   if (!o.error.empty()) cell_log.error(phase + ": " + o.error);
 
@@ -314,8 +425,8 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
   if (workload && workload_running) {
     try {
       timed("stop", plan.timeouts.stop, false, [&] { workload->stop(ctx); });
-    } catch (const std::exception& e) {
-      cell_log.warn(std::string("stopping the workload after an error: ") + e.what());
+    } catch (...) {
+      cell_log.warn("stopping the workload after an error: " + describe_current_exception());
     }
   }
   if (backend && booted) {
@@ -323,7 +434,18 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     progress.cell(static_cast<std::size_t>(cell.index), cell, "teardown");
     auto t0 = Clock::now();
     PhaseScope scope("teardown", Clock::now() + std::chrono::duration_cast<Clock::duration>(plan.timeouts.stop), false);
-    backend->teardown(ctx);
+    try {
+      backend->teardown(ctx);
+    } catch (...) {
+      // Something may still be running: the cell cannot count as measured.
+      std::string why = "teardown of backend '" + backend_inst.plugin + "' failed: " + describe_current_exception();
+      cell_log.error(why);
+      if (o.status == "measured") {
+        o.status = "infra-error";
+        o.error = why;
+        o.error_phase = "teardown";
+      }
+    }
     timings["teardown_s"] = seconds_since(t0);
   }
   timings["wall_s"] = seconds_since(cell_started);
@@ -332,8 +454,8 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     if (!p) continue;
     try {
       facts[p == backend_p.get() ? "backend" : p == probe_p.get() ? "probe" : "workload"] = p->facts();
-    } catch (const std::exception& e) {
-      cell_log.warn(std::string("plugin facts: ") + e.what());
+    } catch (...) {
+      cell_log.warn("plugin facts: " + describe_current_exception());
     }
   }
 
@@ -348,6 +470,17 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     // Facts of this measurement complete (and override) the plugin's facts().
     if (!facts.contains("probe")) facts["probe"] = json::object();
     for (auto it = probe_result->facts.begin(); it != probe_result->facts.end(); ++it) facts["probe"][it.key()] = it.value();
+    if (o.status == "measured") {
+      // Data that does not fit the cell is not a measurement (docs/results-format.md,
+      // "Plausibility"); it stays in result.json for diagnosis.
+      std::string why = implausible(cell.spec, probe_result->per_cpu, measured_for);
+      if (!why.empty()) {
+        o.status = "infra-error";
+        o.error = why;
+        o.error_phase = "measure";
+        cell_log.error("measure: " + why);
+      }
+    }
   } else if (o.status == "measured") {
     o.status = "infra-error";
     o.error = "the probe returned no per-CPU results";
@@ -466,6 +599,26 @@ void record_in_run(json& entry, const CellOutcome& o) {
   entry["gates"] = verdicts;
 }
 
+// A cell that was not measured (skipped, or the core failed around it),
+// with its result document.
+CellOutcome unmeasured_outcome(const Plan& plan, const Cell& cell, const std::string& run_id, const std::string& status,
+                               const std::string& error, const std::string& phase, const json& host_facts) {
+  CellOutcome o;
+  o.status = status;
+  o.error = error;
+  o.error_phase = phase;
+  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, nullptr);
+  o.result = json{{"schema", "vmlat-cell-result/1"},
+                  {"run_id", run_id},
+                  {"cell", {{"id", cell.spec.id}, {"index", cell.index}, {"axes", axes_json(cell.spec)}, {"host", cell.spec.host_name}}},
+                  {"status", o.status},
+                  {"error", o.error},
+                  {"error_phase", phase.empty() ? json(nullptr) : json(phase)},
+                  {"host_facts", host_facts},
+                  {"gates", gate_results_json(o.gates)}};
+  return o;
+}
+
 // A kept cell of a resumed run, rebuilt from its result.json.
 std::optional<CellOutcome> kept_outcome(const Plan& plan, const Cell& cell, const std::filesystem::path& cell_dir) {
   std::string why;
@@ -531,13 +684,49 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   std::filesystem::path root = options.results_root ? *options.results_root : std::filesystem::path(plan.results_dir);
   std::string run_id = compact_utc() + "-" + plan.name;
   std::filesystem::path run_dir = root / run_id;
+  auto holder = [&](const char* what) {
+    return json{{"what", what}, {"run_id", run_id}, {"plan", plan.name}, {"pid", static_cast<long long>(::getpid())},
+                {"since", iso_now()}, {"run_dir", std::filesystem::absolute(run_dir).string()}};
+  };
+  // The run directory's lock: a run being resumed must not be running.
+  std::optional<FileLock> run_lock;
   if (previous) {
     run_dir = *options.resume_dir;
     root = run_dir.parent_path();
     run_id = previous->value("run_id", run_dir.filename().string());
-  } else {
-    for (int n = 2; std::filesystem::exists(run_dir); ++n) run_dir = root / (run_id + "-" + std::to_string(n));
-    run_id = run_dir.filename().string();
+    try {
+      run_lock = FileLock::try_lock(run_lock_path(run_dir), holder("run"));
+    } catch (const std::exception& e) {
+      err << "vmlat: --resume: " << e.what() << "\n";
+      return exit_code::infra;
+    }
+    if (!run_lock) {
+      err << "vmlat: --resume: run " << run_id << " is in progress: " << describe_holder(FileLock::holder(run_lock_path(run_dir)))
+          << " holds it; wait for it to finish (or stop it) before resuming it\n";
+      return exit_code::usage;
+    }
+    if (previous->value("status", "") == "running")
+      err << "vmlat: run " << run_id << " was abandoned (its vmlat, pid " << previous->value("pid", 0LL)
+          << ", stopped without finishing: killed?); resuming it\n";
+  }
+  // One measurement per host at a time: wait for (or, --no-wait, give up
+  // on) whoever measures here now.
+  HostLockFailure lock_failure;
+  std::optional<FileLock> host_lock = acquire_host_lock(options.lock_dir, options.no_wait, holder("run"), err, &lock_failure);
+  if (!host_lock) return lock_failure == HostLockFailure::interrupted ? exit_code::interrupted : exit_code::infra;
+  if (!previous) {
+    // A fresh directory, atomically: two runs started in the same second
+    // never share one.
+    try {
+      std::filesystem::create_directories(root);
+      const std::string base = run_id;
+      for (int n = 2; !std::filesystem::create_directory(run_dir); ++n) run_dir = root / (base + "-" + std::to_string(n));
+      run_id = run_dir.filename().string();
+      run_lock = FileLock::try_lock(run_lock_path(run_dir), holder("run"));
+    } catch (const std::exception& e) {
+      err << "vmlat: cannot create the results directory " << run_dir << ": " << e.what() << "\n";
+      return exit_code::infra;
+    }
   }
   try {
     std::filesystem::create_directories(run_dir / "cells");
@@ -572,6 +761,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   if (previous) {
     st.run = *previous;
     st.run["status"] = "running";
+    st.run["pid"] = static_cast<long long>(::getpid());
     st.run["finished"] = nullptr;
     st.run["exit_code"] = nullptr;
     st.run["hosts"][plan.hosts.front().name] = host_facts;
@@ -587,6 +777,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
                   {"options", run_options},
                   {"plan", {{"name", plan.name}, {"path", plan.path.string()}, {"sha256", plan.sha256}, {"description", plan.description}, {"text", plan.text}}},
                   {"started", iso_now()},
+                  {"pid", static_cast<long long>(::getpid())},
                   {"finished", nullptr},
                   {"status", "running"},
                   {"exit_code", nullptr},
@@ -594,7 +785,12 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
                   {"cells", cells_json},
                   {"summary", nullptr}};
   }
-  write_run(st);
+  try {
+    write_run(st);
+  } catch (const std::exception& e) {
+    err << "vmlat: cannot write " << (run_dir / "run.json").string() << ": " << e.what() << "\n";
+    return exit_code::infra;
+  }
 
   auto estimate = plan.duration + std::chrono::seconds(3);
   bool show_progress = options.progress;
@@ -630,11 +826,12 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       continue;
     }
     auto cell_dir = run_dir / "cells" / cell.spec.id;
-    std::filesystem::create_directories(cell_dir);
+    std::error_code dir_error;
+    std::filesystem::create_directories(cell_dir, dir_error);
     FileLogger cell_log(cell_dir / "cell.log", &run_log, cell.spec.id);
     progress.begin_cell();
     st.run["cells"][i]["status"] = "running";
-    write_run(st);
+    write_run_or_warn(st, err);
 
     // A cell that needs another kind of host kernel is not runnable here.
     auto needs = cell.spec.axis("host_kernel");
@@ -645,26 +842,37 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
                 " host kernel, this host runs " + host_facts.value("kernel_release", std::string("?")) + " (" +
                 host_facts.value("preempt_model", std::string("?")) + ")";
       cell_log.info(o.error);
-      o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, nullptr);
-      o.result = json{{"schema", "vmlat-cell-result/1"},
-                      {"run_id", run_id},
-                      {"cell", {{"id", cell.spec.id}, {"index", cell.index}, {"axes", axes_json(cell.spec)}, {"host", cell.spec.host_name}}},
-                      {"status", o.status},
-                      {"error", o.error},
-                      {"host_facts", host_facts},
-                      {"gates", gate_results_json(o.gates)}};
+      o = unmeasured_outcome(plan, cell, run_id, "skipped", o.error, "", host_facts);
     } else {
       cell_log.info("cell " + std::to_string(cell.index) + "/" + std::to_string(cells.size()) + " " + cell.spec.id);
-      o = run_cell(st, cell, cell_dir, cell_log, *host, host_facts, progress);
+      try {
+        o = run_cell(st, cell, cell_dir, cell_log, *host, host_facts, progress);
+      } catch (...) {  // the core's own failure around the cell (e.g. its directories): not a measurement
+        o = unmeasured_outcome(plan, cell, run_id, "infra-error", describe_current_exception(), "setup", host_facts);
+      }
     }
     try {
-      write_file_atomic(cell_dir / "result.json", o.result.dump(2) + "\n");
+      write_file_atomic(cell_dir / "result.json", dump_json(o.result, 2) + "\n");
     } catch (const std::exception& e) {
-      err << "vmlat: cannot write " << (cell_dir / "result.json") << ": " << e.what() << "\n";
+      // A cell without its result file is not measured, whatever it measured.
+      std::string why = std::string("cannot write result.json: ") + e.what();
+      err << "vmlat: " << cell.spec.id << ": " << why << "\n";
+      cell_log.error(why);
+      if (o.status == "measured" || o.status == "skipped") {
+        o.status = "infra-error";
+        o.error = why;
+        o.error_phase = "store";
+        o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, nullptr);
+        o.result["status"] = o.status;
+        o.result["error"] = o.error;
+        o.result["error_phase"] = o.error_phase;
+        o.result["gates"] = gate_results_json(o.gates);
+      }
+      o.result_missing = true;
     }
     cell_results.push_back(o.result);
     record_in_run(st.run["cells"][i], o);
-    write_run(st);
+    write_run_or_warn(st, err);
     if (options.on_cell_done) options.on_cell_done(st.run, o.result, run_dir);
     progress.end_cell(static_cast<std::size_t>(cell.index), cell, o);
   }
@@ -691,9 +899,9 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   st.run["summary"] = json{{"cells", cells.size()},   {"measured", measured},       {"infra_errors", infra},
                            {"skipped", skipped},      {"interrupted", interrupted}, {"gates_passed", passed_gates},
                            {"gates_failed", failed_gates}};
-  write_run(st);
+  if (!write_run_or_warn(st, err) && code == exit_code::pass) code = exit_code::infra;
   std::error_code ec;
-  if (std::filesystem::is_empty(run_dir / ".work", ec)) std::filesystem::remove(run_dir / ".work", ec);
+  remove_empty_dirs(run_dir / ".work");
   // A "latest" link next to the runs, for humans and CI scripts.
   auto latest = root / "latest";
   std::filesystem::remove(latest, ec);
@@ -712,7 +920,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     if (after_export != code) {  // e.g. the metrics export failed: run.json says so too
       code = after_export;
       st.run["exit_code"] = code;
-      write_run(st);
+      write_run_or_warn(st, err);
     }
   }
   print_summary(out, cells, outcomes);

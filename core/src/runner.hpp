@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <iosfwd>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ struct RunOptions {
   // the others run again. The plan must be byte-identical (same sha256);
   // the run's own --only/--duration are reapplied.
   std::optional<std::filesystem::path> resume_dir;
+  // The host-wide measurement lock's directory (default $VMLAT_LOCK_DIR or
+  // /run/vmlat) and whether to give up at once when another run holds it.
+  std::optional<std::filesystem::path> lock_dir;
+  bool no_wait = false;
   // Exporter hooks. on_cell_done runs after each cell's result.json is
   // written (e.g. push that cell's metrics); on_run_done after run.json is
   // final, and may return a different exit code (an export failure). Neither
@@ -57,6 +62,22 @@ struct GateResult {
   Verdict verdict = Verdict::error;
   std::string message;
 };
+
+// Whether a probe's data fits its cell (docs/results-format.md,
+// "Plausibility"). Per CPU, samples + missed periods may not exceed
+// duration / period by more than max_fraction (+ count_slack), and samples
+// plus the periods skipped after late wake-ups must reach min_fraction of
+// it; the measure phase must have lasted min_time_fraction of the duration
+// (minus time_slack_s). Returns why not, or "" when it fits.
+namespace plausibility {
+inline constexpr double max_fraction = 1.02;
+inline constexpr double count_slack = 2;
+inline constexpr double min_fraction = 0.5;
+inline constexpr double min_time_fraction = 0.95;
+inline constexpr double time_slack_s = 0.1;
+}  // namespace plausibility
+std::string implausible(const CellSpec& cell, const std::map<int, Histogram>& per_cpu,
+                        std::optional<std::chrono::steady_clock::duration> measured_for);
 
 // The statistic a gate bounds, read from a merged histogram.
 std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& merged);

@@ -202,7 +202,9 @@ class CyclicProbe final : public Probe {
     facts_["engine_version"] = version_line(target, {*program, "--help"});
 
     // The JSON file lives on the target; it is read back through the executor.
-    auto made = target.run(Command{{"mktemp", "/tmp/vmlat-cyclictest.XXXXXX"}, kHelperTimeout});
+    // In the target's temp dir: inside the run's work directory on this
+    // machine (never /tmp), a tmpfs in a guest.
+    auto made = target.run(Command{{"mktemp", "-p", target.temp_dir(), "vmlat-cyclictest.XXXXXX"}, kHelperTimeout});
     const std::string json_path = trim(made.out);
     if (!made.ok() || json_path.empty() || json_path.front() != '/')
       throw InfraError("cyclic probe: mktemp on " + target.name() + " failed: " + made.describe());
@@ -253,7 +255,9 @@ class CyclicProbe final : public Probe {
       // After an interrupt the result must still be read back.
       PhaseScope collect("cyclic-collect", Clock::now() + kHelperTimeout, /*interruptible=*/false);
       auto read = target.run(Command{{"cat", json_path}, kHelperTimeout});
-      if (read.ok()) ctx.save_artifact("cyclictest.json", read.out);
+      // The raw file is evidence either way; it is named .json only if it is
+      // JSON, so that every .json file of a run directory parses.
+      if (read.ok()) ctx.save_artifact(json::accept(read.out) ? "cyclictest.json" : "cyclictest.json.invalid", read.out);
       result.per_cpu = partial_ok(run.interrupted, ctx, [&] {
         if (!read.ok())
           throw InfraError("cyclic probe: cannot read " + json_path + " on " + target.name() + ": " + read.describe());

@@ -143,10 +143,13 @@ class StressWorkload final : public Workload {
     }
 
     // stress-ng puts its temporary files in the current directory unless
-    // told otherwise: give it a scratch directory on the target.
-    auto made = where.run(Command{{"mktemp", "-d", "/tmp/vmlat-stress.XXXXXX"}, kHelperTimeout});
+    // told otherwise: give it a scratch directory in the target's temp dir
+    // (inside the run's work directory on this machine, so nothing is left
+    // outside the run directory even if vmlat is killed).
+    const std::string parent = where.temp_dir();
+    auto made = where.run(Command{{"mktemp", "-d", "-p", parent, "vmlat-stress.XXXXXX"}, kHelperTimeout});
     temp_dir_ = trim(made.out);
-    if (!made.ok() || temp_dir_.rfind("/tmp/vmlat-stress.", 0) != 0) {
+    if (!made.ok() || temp_dir_.rfind(parent + "/vmlat-stress.", 0) != 0) {
       temp_dir_.clear();
       throw InfraError("stress: mktemp -d on " + where.name() + " failed: " + made.describe());
     }

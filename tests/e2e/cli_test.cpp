@@ -31,7 +31,7 @@ class E2E : public vmlat::testing::CliTest {
  protected:
   void SetUp() override {
     CliTest::SetUp();
-    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    become_subreaper();
   }
 
   // A PATH with everything of /usr/bin but cyclictest.
@@ -96,40 +96,7 @@ engine = "native"
 )" + gates;
 }
 
-// Processes vmlat starts; none may survive a run. The test process is a child
-// subreaper (see SetUp), so anything vmlat leaves behind is re-parented to us:
-// count live (non-zombie) probe/workload processes descending from this test.
-pid_t parent_of(pid_t pid, char* state) {
-  auto stat = read("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(stat.substr(close + 2));
-  pid_t ppid = 0;
-  rest >> *state >> ppid;
-  return ppid;
-}
-
-int count_leftovers() {
-  int n = 0;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    auto name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto comm = read(e.path() / "comm");
-    if (comm != "stress-ng\n" && comm != "cyclictest\n" && comm != "vmlat-probe\n" && comm.rfind("stress-ng-", 0) != 0) continue;
-    char state = '?';
-    pid_t pid = std::stoi(name);
-    if (parent_of(pid, &state) == 0 || state == 'Z') continue;
-    for (pid_t p = pid; p > 1;) {
-      char s = '?';
-      p = parent_of(p, &s);
-      if (p == getpid()) {
-        ++n;
-        break;
-      }
-    }
-  }
-  return n;
-}
+using vmlat::testing::count_leftovers;
 
 }  // namespace
 

@@ -59,6 +59,11 @@ class Executor {
   virtual std::unique_ptr<Job> start(const Command& command) = 0;
   // Absolute path of a program as this executor would run it, if present.
   virtual std::optional<std::string> find_program(const std::string& name) = 0;
+  // A directory on the target for temporary files (a probe's output file,
+  // stress-ng's --temp-path). On this machine it lies inside the run's work
+  // directory, never in /tmp, so that a killed vmlat leaves nothing outside
+  // the run directory; in a guest it is a tmpfs that dies with the guest.
+  virtual std::string temp_dir() = 0;
 };
 
 }  // namespace vmlat

@@ -55,8 +55,15 @@ class Backend : public Plugin {
   virtual Executor& probe_target() = 0;
   // An executor for a placement listed by placements().
   virtual Executor& placement(const std::string& where) = 0;
-  // Stops everything prepare/boot started. Must not throw; must finish.
-  virtual void teardown(CellContext& ctx) noexcept = 0;
+  // Stops everything prepare/boot started; must finish. Called whenever
+  // prepare() was called, also when prepare or boot failed halfway, so it
+  // must cope with a partly prepared cell. Should not throw: an
+  // exception from here makes the cell an infrastructure error (something
+  // may be left running), and the core still kills what it started.
+  virtual void teardown(CellContext& ctx) = 0;
+  // Tags a host must carry to run this backend's cells (issue 8's placement):
+  // e.g. {"kvm"}. Empty: any host.
+  virtual std::vector<std::string> required_host_tags() const { return {}; }
 };
 
 // Interference started before the probe and stopped after it.
@@ -72,7 +79,14 @@ class Workload : public Plugin {
 struct ProbeResult {
   std::map<int, Histogram> per_cpu;  // key: CPU number on the probe's target
   json facts = json::object();       // of this measurement; merged over the probe's facts()
-  bool interrupted = false;          // partial: the run was interrupted
+  // Partial: the probe was interrupted. Only an interrupt vmlat itself sent
+  // (SIGINT/SIGTERM to vmlat) makes the cell "interrupted"; a probe stopped
+  // by somebody else's signal makes it an infrastructure error.
+  bool interrupted = false;
+  // Set when data came back but is not a valid measurement (e.g. the
+  // probe stopped early): the cell is an infrastructure error with this
+  // message, and the data is kept in result.json for diagnosis only.
+  std::string invalid;
 };
 
 class Probe : public Plugin {

@@ -1,5 +1,7 @@
 #include "metrics.hpp"
 
+#include "../locks.hpp"
+
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
@@ -463,9 +465,18 @@ StoredRun load_run_dir(const std::string& dir_text) {
   r.run = read(dir / "run.json");
   if (r.run.value("schema", std::string()) != "vmlat-run/1")
     throw std::runtime_error((dir / "run.json").string() + ": not a vmlat-run/1 document");
+  // A run whose vmlat died (SIGKILL, CI timeout) still says "running":
+  // whoever reads it sees it as abandoned.
+  r.run["status"] = effective_run_status(dir, r.run);
   for (const auto& c : r.run.value("cells", json::array())) {
-    std::string sub = c.value("dir", "cells/" + c.value("id", std::string()));
-    fs::path p = dir / sub / "result.json";
+    // Only cells/<id> with a plain id: a run directory may come from
+    // elsewhere, and its run.json must not point the reader outside it.
+    std::string id = c.is_object() ? c.value("id", std::string()) : std::string();
+    bool plain = !id.empty() && id[0] != '.' && std::all_of(id.begin(), id.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+    });
+    if (!plain) continue;
+    fs::path p = dir / "cells" / id / "result.json";
     if (fs::exists(p)) r.cells.push_back(read(p));
   }
   return r;

@@ -3,6 +3,7 @@
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <ctime>
@@ -14,6 +15,7 @@
 
 #include "../cell_support.hpp"
 #include "../loader.hpp"
+#include "../locks.hpp"
 #include "../runner.hpp"
 #include "metrics.hpp"
 #include "vmlat/atomic_file.hpp"
@@ -74,6 +76,14 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
   }
   Cell cell = *chosen;
   cell.spec.duration = options.window;
+
+  // The monitor measures too: one measurement per host at a time.
+  HostLockFailure lock_failure;
+  auto host_lock = acquire_host_lock(options.lock_dir, options.no_wait,
+                                     json{{"what", "monitor"}, {"run_id", cell.spec.id}, {"plan", plan.name},
+                                          {"pid", static_cast<long long>(::getpid())}, {"since", iso_now()}},
+                                     err, &lock_failure);
+  if (!host_lock) return lock_failure == HostLockFailure::interrupted ? exit_code::interrupted : exit_code::infra;
 
   char tmpl[] = "/tmp/vmlat-monitor-XXXXXX";
   if (!mkdtemp(tmpl)) {

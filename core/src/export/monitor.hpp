@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -20,6 +21,8 @@ struct MonitorOptions {
   std::chrono::nanoseconds window = std::chrono::seconds(10);
   std::string cell_id;                               // empty: the plan's first cell
   std::optional<std::chrono::nanoseconds> stop_after;  // --for: stop by itself (tests)
+  std::optional<std::filesystem::path> lock_dir;     // the host lock (as `vmlat run`)
+  bool no_wait = false;
 };
 
 // Prepares and boots the cell's backend, starts its workload once, then runs

@@ -308,6 +308,7 @@ class WithoutProgram final : public Executor {
   std::string name() const override { return "fake-guest"; }
   CommandResult run(const Command& c) override { return inner_.run(c); }
   std::unique_ptr<Job> start(const Command& c) override { return inner_.start(c); }
+  std::string temp_dir() override { return inner_.temp_dir(); }
   std::optional<std::string> find_program(const std::string& name) override {
     if (name == missing_) return std::nullopt;
     return inner_.find_program(name);

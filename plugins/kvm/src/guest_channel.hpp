@@ -74,6 +74,8 @@ class GuestExecutor final : public Executor {
   CommandResult run(const Command& command) override;
   std::unique_ptr<Job> start(const Command& command) override;
   std::optional<std::string> find_program(const std::string& name) override;
+  // The guest's /tmp: a tmpfs of the guest's initramfs, gone with the guest.
+  std::string temp_dir() override { return "/tmp"; }
 
   // Waits for the agent's hello until `deadline` (check_interrupt() between
   // reads, so the phase deadline and Ctrl-C apply). Returns the hello body.

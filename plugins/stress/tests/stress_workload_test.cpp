@@ -167,6 +167,7 @@ class WithoutStressNg final : public Executor {
   std::string name() const override { return "guest"; }
   CommandResult run(const Command& c) override { return inner_.run(c); }
   std::unique_ptr<Job> start(const Command& c) override { return inner_.start(c); }
+  std::string temp_dir() override { return inner_.temp_dir(); }
   std::optional<std::string> find_program(const std::string& name) override {
     return name == "stress-ng" ? std::nullopt : inner_.find_program(name);
   }
