@@ -520,3 +520,38 @@ TEST_F(Verdicts, GitBisectRunFindsTheCommitThatMadeTheGateFail) {
   EXPECT_NE(output.find("exit 3 -> 125, skip"), std::string::npos) << output;
   git({"bisect", "reset"});
 }
+
+// ------------------------------------------------- the guest image cache --
+
+// Two runs that need the same guest image at once: one builds it, the other
+// waits for it (build-guest holds the cache's lock), and both boot the same,
+// intact image. A fresh cache with the kernel .debs of the machine's cache
+// (hard links, no download), so that the build really happens.
+TEST_F(Faults, TwoBuildsOfOneGuestImageAtOnceShareOneIntactImage) {
+  const fs::path machine_debs = "/var/cache/vmlat/guests/debs";
+  if (!fs::exists(machine_debs)) GTEST_SKIP() << "no cached kernel .debs yet (the kvm tests download them)";
+  auto cache = dir_ / "guest-cache";
+  fs::create_directories(cache);
+  fs::copy(machine_debs, cache / "debs", fs::copy_options::create_hard_links | fs::copy_options::recursive);
+  auto build_guest = fs::path(VMLAT_SOURCE_DIR) / "plugins/kvm/guest/build-guest";
+  std::vector<std::string> argv{build_guest.string(), "--flavour", "nrt", "--cache", cache.string(), "--print-json"};
+  auto a = Process::spawn(ProcessSpec{argv, {}, dir_ / "a.json", dir_ / "a.err", {}});
+  auto b = Process::spawn(ProcessSpec{argv, {}, dir_ / "b.json", dir_ / "b.err", {}});
+  auto sa = a.wait(Clock::now() + 600s, false), sb = b.wait(Clock::now() + 600s, false);
+  ASSERT_TRUE(sa.success()) << read_file(dir_ / "a.err");
+  ASSERT_TRUE(sb.success()) << read_file(dir_ / "b.err");
+  auto ja = json::parse(read_file(dir_ / "a.json")), jb = json::parse(read_file(dir_ / "b.json"));
+  EXPECT_EQ(ja["dir"], jb["dir"]);
+  EXPECT_EQ(ja["hash"], jb["hash"]);
+  fs::path image = ja["dir"].get<std::string>();
+  EXPECT_NO_THROW((void)json::parse(read_file(image / "guest.json")));
+  EXPECT_GT(fs::file_size(image / "vmlinuz"), 1000000u);
+  // The initramfs is complete (zstd checks its own frames).
+  auto check = Process::spawn(ProcessSpec{{"zstd", "-t", "-q", (image / "initramfs.img").string()}, {}, dir_ / "z.out", dir_ / "z.err", {}});
+  EXPECT_TRUE(check.wait(Clock::now() + 120s, false).success()) << read_file(dir_ / "z.err");
+  // Nothing half-built left beside it.
+  for (const auto& e : fs::directory_iterator(cache)) {
+    auto name = e.path().filename().string();
+    EXPECT_TRUE(name == "debs" || name == ".lock" || e.path() == image || name.rfind(".stamps", 0) == 0) << name;
+  }
+}
