@@ -292,6 +292,12 @@ def kvm_tests(args, tmp):
     second = windows_of(records, 2)
     end = [r for r in records if r["type"] == "gap-end"]
     check(second and end and second[0]["start_unix_ns"] == end[0]["end_unix_ns"], "kvm: the gap ends at the new guest's first window")
+    rj = subprocess.run([args.vmlat, "report", session, "--format", "json", "--output", "-"], capture_output=True, text=True)
+    rgaps = json.loads(rj.stdout)["gaps"] if rj.returncode == 0 else []
+    check(len(rgaps) == 1 and rgaps[0]["kind"] == "failure" and rgaps[0]["end_unix_ns"], f"report: the gap, closed: {rgaps}")
+    rep = subprocess.run([args.vmlat, "report", session], capture_output=True, text=True)
+    check(rep.returncode == 0 and 'class="gap"' in open(os.path.join(session, "report.html")).read(),
+          "report: the gap shaded in the max-per-window plot")
     doc = json.load(open(os.path.join(session, "session.json")))
     check(doc["restarts"] == 1 and doc["gaps"] == 1, f"session.json: restarts {doc['restarts']}, gaps {doc['gaps']}")
     time.sleep(1)

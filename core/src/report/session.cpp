@@ -225,7 +225,11 @@ std::string render_session_html(const Session& s) {
   o << "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vmlat monitor session "
     << html_escape(field(d, "session_id")) << "</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}"
     << "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
-    << "th{background:#eee}.warn{color:#a00}</style></head><body>";
+    << "th{background:#eee}.warn{color:#a00}"
+    // The plot classes of plots.cpp (as the run report styles them).
+    << "svg.plot{background:#fff;border:1px solid #eee}svg .frame{fill:none;stroke:#888}svg .grid{stroke:#eee}"
+    << "svg text{font:10px sans-serif;fill:#333}svg .axis-title{font-size:11px}svg .note{fill:#b3261e}"
+    << "svg .bars{fill:#3465a4}svg .max{stroke:#b3261e;stroke-dasharray:3 2}</style></head><body>";
   o << "<h1>Monitoring session " << html_escape(field(d, "session_id")) << "</h1>";
   long long max_ns = 0;
   std::uint64_t samples = 0;
@@ -244,7 +248,9 @@ std::string render_session_html(const Session& s) {
   row("status", field(d, "status"));
   row("started", field(d, "started"));
   row("finished", field(d, "finished"));
-  row("window", us(num(d, "window_ns")) + "us");
+  char window_s[32];
+  std::snprintf(window_s, sizeof window_s, "%gs", static_cast<double>(num(d, "window_ns")) / 1e9);
+  row("window", window_s);
   row("windows", std::to_string(s.windows.size()));
   row("samples", std::to_string(samples));
   row("worst case", us(max_ns) + "us");
@@ -263,7 +269,7 @@ std::string render_session_html(const Session& s) {
   if (s.histogram.is_object())
     if (auto m = s.histogram.find("merged"); m != s.histogram.end() && m->is_object())
       h = decode_histogram(m->value("histogram", json(nullptr)));
-  o << (h ? histogram_svg(*h, "class=\"session-histogram\"") : std::string("<p>No samples.</p>"));
+  o << (h ? histogram_svg(*h, "class=\"plot session-histogram\"") : std::string("<p>No samples.</p>"));
   o << "<h2>Worst wake-ups</h2><table class=\"spikes\"><tr><th>latency (us)</th><th>CPU</th><th>time (UTC, "
        "CLOCK_REALTIME)</th><th>window</th></tr>";
   for (const auto& sp : s.spikes)
