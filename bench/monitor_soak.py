@@ -145,6 +145,16 @@ def main():
     mx = max(s[1][0] for s in samples if s[1])
     print(f"  vmlat max RSS {mx} KiB over {len(samples)} samples; RSS end/start {last[1][0] / first[1][0]:.3f}, "
           f"open files end - start {last[1][1] - first[1][1]}")
+    # The trend: RSS every tenth of the run (a leak grows linearly; the
+    # cumulative histogram's buckets, bounded by histogram_range, level off).
+    step = max(1, len(samples) // 10)
+    print("  vmlat RSS KiB over time: " + ", ".join(f"{s[0] / 60:.0f}m {s[1][0]}" for s in samples[::step] if s[1]))
+    try:
+        h = json.load(open(f"{session}/histogram.json"))
+        print("  cumulative histogram buckets per CPU (bounded by histogram_range): " +
+              ", ".join(f"CPU {c}: {len(v['histogram']['buckets'])}" for c, v in h["per_cpu"].items()))
+    except (OSError, ValueError, KeyError):
+        pass
     print(f"  disk: session {du(session)} bytes on disk, window logs {log_bytes} bytes in {len(logs)} files, "
           f"bound --max-disk {args.max_disk} (+ one --max-file {args.max_file} current file)")
     print(f"  windows: {doc['windows']} recorded, {len(windows)} still on disk (oldest pruned), contiguous: "
