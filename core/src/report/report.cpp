@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "decompose.hpp"
 #include "json_access.hpp"
 #include "text_escape.hpp"
 #include "vmlat/units.hpp"
@@ -137,6 +138,27 @@ std::string render_markdown(const ReportInput& in) {
     out << "\n";
   }
 
+  auto decomposition = decompose_run(run);
+  if (!decomposition.empty()) {
+    out << "### Latency decomposition\n\n" << md(kDecompositionMethod)
+        << "\n\n| cells | period | L_timer from | period offset | p50: L_timer + L_np | p99: L_timer + L_np | max: L_timer + L_np |\n"
+           "|---|---|---|---:|---:|---:|---:|\n";
+    for (const auto& g : decomposition)
+      for (const auto& c : g.cells) {
+        std::string label;
+        for (const auto& [k, v] : g.axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
+        out << "| " << md(label) << " | " << md(c.period) << " | " << md(c.d.timer_source) << " | "
+            << (c.d.offset_ns ? format_latency(std::chrono::nanoseconds(*c.d.offset_ns)) : "–") << " |";
+        for (const auto& b : c.d.stats) {
+          out << " " << format_latency(std::chrono::nanoseconds(b.timer_ns)) << " + " << format_latency(std::chrono::nanoseconds(b.np_ns));
+          if (b.irq_np_ns) out << " (" << format_latency(std::chrono::nanoseconds(*b.irq_np_ns)) << " before the IRQ)";
+          out << " |";
+        }
+        out << "\n";
+      }
+    out << "\n";
+  }
+
   std::vector<const Cell*> cells;
   for (const auto& c : run.cells) cells.push_back(&c);
   std::stable_sort(cells.begin(), cells.end(), [](const Cell* a, const Cell* b) { return cell_rank(*a) < cell_rank(*b); });
@@ -217,6 +239,7 @@ json render_json(const ReportInput& in) {
                          {"skipped", run.gates.skipped}, {"not_passed", failures}}},
               {"seed_tables", seed},
               {"period_sweep", sweep_json},
+              {"decomposition", decomposition_json(run, decompose_run(run))},
               {"cells", cells},
               {"comparison", in.comparison ? compare_json(*in.comparison) : json(nullptr)}};
 }
