@@ -53,6 +53,11 @@ std::string label_of(const std::vector<std::pair<std::string, std::string>>& axe
 
 }  // namespace
 
+std::string offset_text(long long ns) {
+  if (ns == 0) return "0";
+  return (ns < 0 ? "-" : "+") + format_latency(std::chrono::nanoseconds(ns < 0 ? -ns : ns));
+}
+
 long long quantile_ns(const HistogramData& h, double q) {
   const std::uint64_t n = h.samples();
   if (n == 0) return 0;
@@ -193,8 +198,8 @@ std::vector<GroupDecomposition> decompose_run(const Run& run) {
 }
 
 std::string breakdown_svg(const Run& run, const std::string& backend, const std::vector<const GroupDecomposition*>& groups) {
-  constexpr double kWidth = 960, kLabel = 300, kGap = 14, kRow = 18, kTop = 34, kAxis = 26, kLegend = 22;
-  const double panel = (kWidth - kLabel - 3 * kGap) / 3;
+  constexpr double kWidth = 960, kLabel = 300, kGap = 30, kRight = 24, kRow = 18, kTop = 34, kAxis = 26, kLegend = 22;
+  const double panel = (kWidth - kLabel - 3 * kGap - kRight) / 3;
   std::size_t rows = 0;
   for (const auto* g : groups) rows += g->cells.size();
   const double height = kTop + kRow * static_cast<double>(rows) + kAxis + kLegend;
@@ -254,8 +259,12 @@ std::string breakdown_svg(const Run& run, const std::string& backend, const std:
     }
   const double ly = kTop + kRow * static_cast<double>(rows) + kAxis + 10;
   double lx = kLabel + kGap;
+  bool timerlat = false;
+  for (const auto* g : groups)
+    for (const auto& c : g->cells) timerlat = timerlat || c.d.irq_p50_ns.has_value();
   for (auto [cls, text] : {std::pair{"timer", "L_timer (timer resolution)"}, std::pair{"irq", "L_np until the timer IRQ (timerlat)"},
-                           std::pair{"np", "L_np + I (after the timer IRQ)"}}) {
+                           std::pair{"np", timerlat ? "L_np + I after the timer IRQ" : "L_np + I"}}) {
+    if (!timerlat && std::string(cls) == "irq") continue;
     out += "<rect class=\"part " + std::string(cls) + "\" x=\"" + coord(lx) + "\" y=\"" + coord(ly - 9) +
            "\" width=\"10\" height=\"10\"/><text class=\"legend\" x=\"" + coord(lx + 14) + "\" y=\"" + coord(ly) + "\">" +
            html_escape(text) + "</text>";

@@ -86,6 +86,9 @@ std::string breakdown_svg(const Run& run, const std::string& backend, const std:
 
 json decomposition_json(const Run& run, const std::vector<GroupDecomposition>& groups);
 
+// "-2.0us", "0ns", "+37.0us": an offset.
+std::string offset_text(long long ns);
+
 // One line: what the method is (for text outputs).
 extern const char* const kDecompositionMethod;
 

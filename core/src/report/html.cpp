@@ -362,7 +362,7 @@ void decomposition_section(std::string& out, const Run& run) {
         for (const auto& [k, v] : g->axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
         out += "<tr data-cell-id=\"" + esc(run.cells[static_cast<std::size_t>(c.cell)].id) + "\"><td>" +
                cell_link(run.cells[static_cast<std::size_t>(c.cell)]) + " <span class=\"small\">" + esc(label) + "</span></td><td>" +
-               esc(c.period) + "</td><td>" + esc(c.d.timer_source) + "</td><td class=\"num\">" + latency(c.d.offset_ns) +
+               esc(c.period) + "</td><td>" + esc(c.d.timer_source) + "</td><td class=\"num\">" + (c.d.offset_ns ? offset_text(*c.d.offset_ns) : "–") +
                "</td><td class=\"num\">" + latency(c.d.irq_p50_ns) + "</td>";
         for (const auto& st : c.d.stats)
           out += "<td class=\"num\">" + latency(st.timer_ns) + " + " + latency(st.np_ns) +

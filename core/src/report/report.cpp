@@ -148,7 +148,7 @@ std::string render_markdown(const ReportInput& in) {
         std::string label;
         for (const auto& [k, v] : g.axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
         out << "| " << md(label) << " | " << md(c.period) << " | " << md(c.d.timer_source) << " | "
-            << (c.d.offset_ns ? format_latency(std::chrono::nanoseconds(*c.d.offset_ns)) : "–") << " |";
+            << (c.d.offset_ns ? offset_text(*c.d.offset_ns) : "–") << " |";
         for (const auto& b : c.d.stats) {
           out << " " << format_latency(std::chrono::nanoseconds(b.timer_ns)) << " + " << format_latency(std::chrono::nanoseconds(b.np_ns));
           if (b.irq_np_ns) out << " (" << format_latency(std::chrono::nanoseconds(*b.irq_np_ns)) << " before the IRQ)";
