@@ -358,6 +358,7 @@ def check_timeline(name, run_dir, doc):
             continue
         with open(os.path.join(run_dir, "cells", cid, "host-trace.txt")) as f:
             events = [line for line in f if not line.startswith("#") and line.strip()]
+        check(len(events) > 0, "%s: host-trace.txt holds no event around the spike (TCG's vCPU threads always run)" % name)
         check(svg[0].attrs.get("data-events") == str(len(events)),
               "%s: time line has %s events, host-trace.txt %d" % (name, svg[0].attrs.get("data-events"), len(events)))
         spike = svg[0].find_all("rect", cls="spike")
