@@ -306,6 +306,13 @@ TEST_F(TraceLinks, LinksStayInsideTheRunDirectoryAndHostileNamesAreText) {
   EXPECT_NE(html.find("class=\"plot timeline\" data-cell-id=\"c1\""), std::string::npos);
   EXPECT_NE(html.find("data-events=\"321\""), std::string::npos);
 
+  ReportInput in;
+  in.run = &run;
+  json j = render_json(in);
+  EXPECT_EQ(j["cells"][0]["traces"][0], (json{{"name", "trace.txt"}, {"path", "cells/c1/trace.txt"}}));
+  EXPECT_EQ(j["cells"][0]["traces"][2], (json{{"name", "../../outside/secret.txt"}, {"path", nullptr}}));
+  EXPECT_EQ(j["cells"][0]["spikes"], result["spikes"]);
+
   // Written outside the run directory: named, not linked.
   std::string elsewhere = cell_traces_html(run, c, false);
   EXPECT_EQ(elsewhere.find("href="), std::string::npos);

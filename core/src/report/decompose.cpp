@@ -268,7 +268,7 @@ std::string breakdown_svg(const Run& run, const std::string& backend, const std:
     out += "<rect class=\"part " + std::string(cls) + "\" x=\"" + coord(lx) + "\" y=\"" + coord(ly - 9) +
            "\" width=\"10\" height=\"10\"/><text class=\"legend\" x=\"" + coord(lx + 14) + "\" y=\"" + coord(ly) + "\">" +
            html_escape(text) + "</text>";
-    lx += 210;
+    lx += 30 + 6.2 * static_cast<double>(std::string_view(text).size());
   }
   out += "</svg>";
   return out;

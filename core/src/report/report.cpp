@@ -9,6 +9,7 @@
 #include "decompose.hpp"
 #include "json_access.hpp"
 #include "text_escape.hpp"
+#include "traces.hpp"
 #include "vmlat/units.hpp"
 
 namespace vmlat::report {
@@ -197,9 +198,19 @@ json render_json(const ReportInput& in) {
         failures.push_back(f);
       }
     }
+    // Trace files with their path in the run directory (null: not a safe file of this cell).
+    json traces = json::array();
+    if (c.result)
+      for (const auto& t : member(*c.result, "traces"))
+        if (t.is_string()) {
+          auto link = artifact_link(run, c, t.get<std::string>());
+          traces.push_back(json{{"name", t}, {"path", link ? json(*link) : json(nullptr)}});
+        }
+    const json& spikes = c.result ? member(*c.result, "spikes") : member(json(), "");
     cells.push_back(json{{"index", c.index + 1}, {"id", c.id}, {"axes", axes_json(c.axes)}, {"status", c.status},
                          {"error", c.error.empty() ? json(nullptr) : json(c.error)},
-                         {"max_ns", c.max_ns ? json(*c.max_ns) : json(nullptr)}, {"series", series}, {"gates", gates}});
+                         {"max_ns", c.max_ns ? json(*c.max_ns) : json(nullptr)}, {"series", series}, {"gates", gates},
+                         {"traces", traces}, {"spikes", spikes.is_array() ? spikes : json::array()}});
   }
   std::stable_sort(failures.begin(), failures.end(), [](const json& a, const json& b) {
     auto rank = [](const json& g) { std::string v = g.value("verdict", ""); return v == "fail" ? 0 : v == "error" ? 1 : 2; };

@@ -273,7 +273,7 @@ std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spi
                 : "<rect class=\"" + std::string(cls) + "\" x=\"" + coord(lx) + "\" y=\"" + coord(ly - 9) +
                       "\" width=\"10\" height=\"10\"/>";
     out += "<text class=\"legend\" x=\"" + coord(lx + 14) + "\" y=\"" + coord(ly) + "\">" + esc(text) + "</text>";
-    lx += 130;
+    lx += 30 + 6.2 * static_cast<double>(std::string_view(text).size());
   }
   out += "</svg>";
   return out;
