@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "json_access.hpp"
 #include "text_escape.hpp"
@@ -128,14 +129,27 @@ std::vector<GroupDecomposition> decompose_run(const Run& run) {
     std::vector<SweepPoint> points;
     std::vector<int> cells;
   };
-  std::vector<Pending> groups;
-  for (const auto& c : run.cells) {
-    if (!c.measured() || c.series.empty() || !c.series.front().merged) continue;
-    auto latency = decode_histogram(member(*c.series.front().merged, "histogram"));
-    if (!latency) continue;
+  auto others = [](const Cell& c) {
     std::vector<std::pair<std::string, std::string>> axes;
     for (const auto& a : c.axes)
       if (a.first != "period") axes.push_back(a);
+    return axes;
+  };
+  auto has_irq = [](const Cell& c) {
+    return std::any_of(c.series.begin(), c.series.end(), [](const Series& s) { return s.name == "irq" && s.merged; });
+  };
+  // Histograms are decoded only where there is something to estimate: a
+  // 1,000-cell run at one period costs nothing here.
+  std::map<std::vector<std::pair<std::string, std::string>>, std::set<std::string>> periods;
+  for (const auto& c : run.cells)
+    if (c.measured() && !c.axis("period").empty()) periods[others(c)].insert(c.axis("period"));
+  std::vector<Pending> groups;
+  for (const auto& c : run.cells) {
+    if (!c.measured() || c.series.empty() || !c.series.front().merged) continue;
+    if (!has_irq(c) && (c.axis("period").empty() || periods[others(c)].size() < 2)) continue;
+    auto latency = decode_histogram(member(*c.series.front().merged, "histogram"));
+    if (!latency) continue;
+    const auto axes = others(c);
     auto g = std::find_if(groups.begin(), groups.end(), [&](const Pending& p) { return p.g.axes == axes; });
     if (g == groups.end() || c.axis("period").empty()) {
       groups.emplace_back();
