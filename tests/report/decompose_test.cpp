@@ -237,8 +237,8 @@ TEST(Traces, TimelinePutsTheSpikeAboveTheVcpuThreads) {
   std::string svg = timeline_svg(t, spike, {25749, 25750}, "class=\"plot timeline\"");
   EXPECT_NE(svg.find("data-events=\"321\""), std::string::npos);
   EXPECT_NE(svg.find("<rect class=\"spike\" data-host-ns=\"7852385605000\" data-latency-ns=\"200490\""), std::string::npos);
-  EXPECT_NE(svg.find(">CPU 0/TCG 25749</text>"), std::string::npos);
-  EXPECT_NE(svg.find(">CPU 1/TCG 25750</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">host: CPU 0/TCG 25749</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">host: CPU 1/TCG 25750</text>"), std::string::npos);
   EXPECT_NE(svg.find("<rect class=\"running\" data-tid=\"25749\""), std::string::npos);
   EXPECT_NE(svg.find("<rect class=\"running\" data-tid=\"25750\""), std::string::npos);
   EXPECT_NE(svg.find("class=\"ev ev-wakeup\""), std::string::npos);
@@ -262,7 +262,8 @@ class TraceLinks : public ::testing::Test {
     fs::create_directories(dir_ / "run" / "cells" / "c1");
     fs::create_directories(dir_ / "outside");
     std::ofstream(dir_ / "outside" / "secret.txt") << "secret";
-    std::ofstream(dir_ / "run" / "cells" / "c1" / "trace.txt") << "# tracer: nop\n";
+    // The guest's trace and the host's excerpt of one real TCG spike (the guest's end cut to its last 30 ms).
+    fs::copy_file(testdata("guest-trace-tcg.txt"), dir_ / "run" / "cells" / "c1" / "trace.txt");
     fs::copy_file(testdata("host-trace-tcg.txt"), dir_ / "run" / "cells" / "c1" / "host-trace.txt");
     fs::create_symlink(dir_ / "outside" / "secret.txt", dir_ / "run" / "cells" / "c1" / "link.txt");
   }
@@ -277,7 +278,7 @@ TEST_F(TraceLinks, LinksStayInsideTheRunDirectoryAndHostileNamesAreText) {
               {"spikes", {{{"cpu", 0}, {"latency_ns", 10190160}, {"monotonic_ns", 4429762590LL}, {"realtime_ns", 1796124633877408030LL}},
                           {{"cpu", 1}, {"latency_ns", 9993670}, {"monotonic_ns", 4429942710LL}, {"realtime_ns", nullptr}}}},
               {"facts", {{"probe", {{"trace", {{"fired", {{"cpu", 0}, {"latency_ns", 200490}, {"monotonic_ns", 3829772920LL}}},
-                                               {"host", {{"threads", {25749, 25750}}, {"clock_uncertainty_ns", 6208000},
+                                               {"host", {{"threads", {25749, 25750}}, {"clock_uncertainty_ns", 6208000}, {"clock_offset_ns", 7848555832239LL},
                                                          {"spike_host_monotonic_ns", 7852385605000LL}}}}}}}}}};
   std::ofstream(dir_ / "run" / "cells" / "c1" / "result.json") << result.dump();
   std::ofstream(dir_ / "run" / "run.json")
@@ -305,6 +306,14 @@ TEST_F(TraceLinks, LinksStayInsideTheRunDirectoryAndHostileNamesAreText) {
   EXPECT_NE(html.find("2026-12-01T"), std::string::npos);  // CLOCK_REALTIME as UTC
   EXPECT_NE(html.find("class=\"plot timeline\" data-cell-id=\"c1\""), std::string::npos);
   EXPECT_NE(html.find("data-events=\"321\""), std::string::npos);
+  // The guest's own events on the same time line, its spike marker among them
+  // (written 590us after the wake-up: inside the window).
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(html, m, std::regex("data-guest-events=\"([0-9]+)\"")));
+  EXPECT_GT(std::stoi(m[1]), 100);
+  EXPECT_NE(html.find(">guest CPU 0 trace</text>"), std::string::npos);
+  EXPECT_NE(html.find("<line class=\"ev guest ev-marker\""), std::string::npos);
+  EXPECT_NE(html.find("vmlat-probe spike: cpu=0 latency_ns=200490"), std::string::npos);
 
   ReportInput in;
   in.run = &run;

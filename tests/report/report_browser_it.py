@@ -365,6 +365,11 @@ def check_timeline(name, run_dir, doc):
         check(spike and spike[0].attrs.get("data-host-ns") == str(trace["host"]["spike_host_monotonic_ns"])
               and spike[0].attrs.get("data-latency-ns") == str(trace["fired"]["latency_ns"]),
               "%s: time line spike %s, result.json %s" % (name, spike[0].attrs if spike else None, trace))
+        # The guest's trace on the same time line: its marker at the spike (written by vmlat-probe).
+        markers = [ln for ln in svg[0].find_all("line", cls="ev-marker") if "guest" in ln.classes()]
+        check(any(("latency_ns=%d" % trace["fired"]["latency_ns"]) in m.text_content() for m in markers),
+              "%s: the guest's trace marker of the spike is not on the time line (guest events: %s)"
+              % (name, svg[0].attrs.get("data-guest-events")))
         threads = {t.text_content() for t in svg[0].find_all("text", cls="row-label")}
         for tid in trace["host"]["threads"]:
             check(any(t.endswith(" %d" % tid) for t in threads), "%s: no time line row for vCPU thread %d: %s" % (name, tid, threads))

@@ -59,6 +59,7 @@ svg .part.timer,svg rect.timer{fill:#c4a000}svg .part.irq{fill:#cc0000}svg .part
 svg .spike{fill:#b3261e}svg .uncertainty{stroke:#b3261e;stroke-width:1}svg .spike-line{stroke:#b3261e;stroke-dasharray:3 2}
 svg .running{fill:#8ae234}svg .ev{stroke-width:1}svg .ev-switch{stroke:#204a87}svg .ev-wakeup{stroke:#f57900}
 svg .ev-exit{stroke:#5c3566}svg .ev-entry{stroke:#06989a}svg .ev-marker{stroke:#b3261e;stroke-width:2}svg .ev-other{stroke:#888}
+svg .ev-irq{stroke:#c4a000}svg .ev-timer{stroke:#4e9a06}
 )";
 
 struct GateRow {

@@ -88,7 +88,9 @@ std::string kind_of(const std::string& event) {
   if (event == "sched_wakeup" || event == "sched_waking" || event == "sched_wakeup_new") return "wakeup";
   if (event == "kvm_exit") return "exit";
   if (event == "kvm_entry") return "entry";
-  if (event == "print") return "marker";
+  if (event == "print" || event == "tracing_mark_write") return "marker";
+  if (event.rfind("irq_", 0) == 0 || event.rfind("softirq_", 0) == 0) return "irq";
+  if (event.rfind("hrtimer_", 0) == 0 || event.rfind("timer_", 0) == 0) return "timer";
   return "other";
 }
 
@@ -153,7 +155,7 @@ HostTraceExcerpt parse_host_trace(const std::string& text) {
 }
 
 std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spike, const std::vector<int>& threads,
-                         const std::string& attributes) {
+                         const std::string& attributes, const std::vector<TraceEvent>& guest_events) {
   constexpr double kWidth = 960, kLeft = 170, kRight = 20, kRow = 22, kTop = 12, kAxis = 34, kLegend = 20;
   const double wake_s = static_cast<double>(spike.spike_host_ns) / 1e9;
   double from = trace.mapped ? trace.from_s : wake_s - 0.020, to = trace.mapped ? trace.to_s : wake_s + 0.005;
@@ -165,7 +167,11 @@ std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spi
   Axis x = Axis::linear((from - wake_s) * 1e3, (to - wake_s) * 1e3, kLeft, kWidth - kRight);
   auto px = [&](double t_s) { return std::clamp(x.px((t_s - wake_s) * 1e3), kLeft, kWidth - kRight); };
 
-  // Rows: the guest's spike, each traced thread, then anyone else who shows up.
+  // Rows: the guest's spike, the guest's CPUs (its own trace), each traced
+  // host thread, then anyone else who shows up on the host.
+  std::set<int> guest_cpus;
+  for (const auto& e : guest_events) guest_cpus.insert(e.cpu);
+  const std::size_t first_host = 1 + guest_cpus.size();
   std::vector<int> rows = threads;
   std::map<int, std::string> comm;
   bool other = false;
@@ -174,7 +180,7 @@ std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spi
     if (traced.count(e.pid)) comm.emplace(e.pid, e.comm);
     else other = true;
   }
-  const double rows_h = kRow * static_cast<double>(1 + rows.size() + (other ? 1 : 0));
+  const double rows_h = kRow * static_cast<double>(first_host + rows.size() + (other ? 1 : 0));
   const double height = kTop + rows_h + kAxis + kLegend;
   const double bottom = kTop + rows_h;
   auto row_y = [&](std::size_t r) { return kTop + kRow * static_cast<double>(r); };
@@ -184,6 +190,9 @@ std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spi
                     std::to_string(trace.events.size()) + "\"><title>host-side events around the guest's spike</title>";
   out += "<rect class=\"frame\" x=\"" + coord(kLeft) + "\" y=\"" + coord(kTop) + "\" width=\"" + coord(kWidth - kRight - kLeft) +
          "\" height=\"" + coord(rows_h) + "\"/>";
+  if (!guest_cpus.empty())
+    out += "<line class=\"grid\" x1=\"" + coord(kLeft) + "\" x2=\"" + coord(kWidth - kRight) + "\" y1=\"" + coord(kTop + kRow * static_cast<double>(first_host)) +
+           "\" y2=\"" + coord(kTop + kRow * static_cast<double>(first_host)) + "\"/>";
   for (double t : x.ticks(8)) {
     double p = x.px(t);
     out += "<line class=\"grid\" x1=\"" + coord(p) + "\" x2=\"" + coord(p) + "\" y1=\"" + coord(kTop) + "\" y2=\"" + coord(bottom) +
@@ -213,12 +222,17 @@ std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spi
   // Thread rows: running intervals from sched_switch, then event ticks.
   std::map<int, std::size_t> row_of;
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    row_of[rows[i]] = i + 1;
+    row_of[rows[i]] = first_host + i;
     auto c = comm.find(rows[i]);
-    label(i + 1, (c == comm.end() ? std::string("thread") : c->second) + " " + std::to_string(rows[i]));
+    label(first_host + i, "host: " + (c == comm.end() ? std::string("thread") : c->second) + " " + std::to_string(rows[i]));
   }
-  const std::size_t other_row = rows.size() + 1;
-  if (other) label(other_row, "other tasks");
+  const std::size_t other_row = first_host + rows.size();
+  if (other) label(other_row, "host: other tasks");
+  std::map<int, std::size_t> guest_row;
+  for (int cpu : guest_cpus) {
+    guest_row[cpu] = 1 + guest_row.size();
+    label(guest_row[cpu], "guest CPU " + std::to_string(cpu) + " trace");
+  }
   std::map<int, double> running_since;
   auto run_bar = [&](int tid, double a, double b) {
     out += "<rect class=\"running\" data-tid=\"" + std::to_string(tid) + "\" x=\"" + coord(px(a)) + "\" y=\"" +
@@ -260,13 +274,24 @@ std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spi
            esc(e.comm + "-" + std::to_string(e.pid) + " [" + std::to_string(e.cpu) + "] " + e.event + ": " + e.details) +
            "</title></line>";
   }
+  for (const auto& e : guest_events) {
+    std::size_t row = guest_row[e.cpu];
+    std::string kind = kind_of(e.event);
+    double p = px(e.t_s);
+    if (kind != "marker" && !drawn.insert({row, kind, std::lround(p)}).second) continue;
+    out += "<line class=\"ev guest ev-" + kind + "\" x1=\"" + coord(p) + "\" x2=\"" + coord(p) + "\" y1=\"" + coord(row_y(row) + 2) +
+           "\" y2=\"" + coord(row_y(row) + kRow - 2) + "\"><title>" +
+           esc("guest " + e.comm + "-" + std::to_string(e.pid) + " [" + std::to_string(e.cpu) + "] " + e.event + ": " + e.details) +
+           "</title></line>";
+  }
   out += "<line class=\"spike-line\" x1=\"" + coord(px(wake_s)) + "\" x2=\"" + coord(px(wake_s)) + "\" y1=\"" + coord(kTop) +
          "\" y2=\"" + coord(bottom) + "\"/>";
-  double lx = kLeft;
+  double lx = 10;
   const double ly = bottom + kAxis + 12;
   for (auto [cls, text] : {std::pair{"spike", "guest: timer due .. wake-up"}, std::pair{"running", "vCPU thread running"},
                            std::pair{"ev-switch", "sched_switch"}, std::pair{"ev-wakeup", "wakeup"},
-                           std::pair{"ev-exit", "kvm_exit"}, std::pair{"ev-entry", "kvm_entry"}}) {
+                           std::pair{"ev-exit", "kvm_exit"}, std::pair{"ev-entry", "kvm_entry"}, std::pair{"ev-irq", "irq"},
+                           std::pair{"ev-timer", "hrtimer"}, std::pair{"ev-marker", "trace marker"}}) {
     bool line = std::string(cls).rfind("ev-", 0) == 0;
     out += line ? "<line class=\"ev " + std::string(cls) + "\" x1=\"" + coord(lx + 5) + "\" x2=\"" + coord(lx + 5) + "\" y1=\"" +
                       coord(ly - 10) + "\" y2=\"" + coord(ly + 1) + "\"/>"
@@ -358,11 +383,32 @@ std::string cell_traces_html(const Run& run, const Cell& c, bool link) {
       std::vector<int> threads;
       for (const auto& t : member(host, "threads"))
         if (t.is_number_integer()) threads.push_back(t.get<int>());
+      // The guest's own trace, moved onto the host's clock by the same mapping.
+      std::vector<TraceEvent> guest_events;
+      auto offset = integer_at(host, "clock_offset_ns");
+      auto guest_href = artifact_link(run, c, "trace.txt");
+      std::optional<std::string> guest_text = offset && guest_href ? read_capped(fs::path(run.stored->dir) / *guest_href) : std::nullopt;
+      if (guest_text && excerpt.mapped) {
+        std::size_t pos = 0;
+        while (pos < guest_text->size()) {
+          auto nl = guest_text->find('\n', pos);
+          if (nl == std::string::npos) nl = guest_text->size();
+          if (auto e = parse_trace_line(guest_text->substr(pos, nl - pos))) {
+            e->t_s += static_cast<double>(*offset) / 1e9;
+            if (e->t_s >= excerpt.from_s && e->t_s <= excerpt.to_s) guest_events.push_back(std::move(*e));
+          }
+          pos = nl + 1;
+        }
+      }
       out += "<h4>the guest's spike and the host</h4><p class=\"small\">The wake-up that stopped the guest's trace (" +
              esc(ns_text(*latency)) + " late), mapped to the host's clock within ±" + esc(ns_text(spike.uncertainty_ns)) +
-             ", above what the host did with the guest's vCPU threads then (" + file("host-trace.txt", "trace") + ", " +
-             std::to_string(excerpt.events.size()) + " events).</p>";
-      out += timeline_svg(excerpt, spike, threads, "class=\"plot timeline\" data-cell-id=\"" + esc(c.id) + "\"");
+             ", with the guest's own trace (" + file("trace.txt", "trace") + ", " + std::to_string(guest_events.size()) +
+             " events in the window) above what the host did with the guest's vCPU threads then (" +
+             file("host-trace.txt", "trace") + ", " + std::to_string(excerpt.events.size()) + " events).</p>";
+      out += timeline_svg(excerpt, spike, threads,
+                          "class=\"plot timeline\" data-cell-id=\"" + esc(c.id) + "\" data-guest-events=\"" +
+                              std::to_string(guest_events.size()) + "\"",
+                          guest_events);
     }
   }
   out += "</div>";

@@ -42,8 +42,10 @@ struct TimelineSpike {
   long long spike_host_ns = 0, latency_ns = 0, uncertainty_ns = 0;
   int guest_cpu = -1;
 };
+// `guest_events`: the guest's own trace (trace.txt) already mapped to host
+// time, drawn as one row per guest CPU above the host's rows.
 std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spike, const std::vector<int>& threads,
-                         const std::string& attributes);
+                         const std::string& attributes, const std::vector<TraceEvent>& guest_events = {});
 
 // The cell's traces (linked), worst wake-ups and host/guest time line, as
 // HTML; "" when the cell has none of them. With `link` false (a report
