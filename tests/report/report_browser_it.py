@@ -31,6 +31,7 @@ Usage: report_browser_it.py --vmlat build/vmlat --source-dir . --artifacts DIR
 
 import argparse
 import html.parser
+import glob
 import json
 import os
 import shutil
@@ -491,7 +492,12 @@ def main():
             with open(plan, "w") as f:
                 f.write(TRACE_PLAN)
             code, out, err = run([ARGS.vmlat, "run", plan, "--results", trace_root], timeout=900)
-            check(code == 0, "guest-trace run exited %d:\n%s\n%s" % (code, out, err))
+            why = ""
+            if code != 0:  # the cells' own errors, which the summary does not spell out
+                for result in glob.glob(os.path.join(trace_root, "latest", "cells", "*", "result.json")):
+                    with open(result) as f:
+                        why += "%s: %s\n" % (result, json.load(f).get("error"))
+            check(code == 0, "guest-trace run exited %d:\n%s\n%s\n%s" % (code, out, err, why))
             trace_run = os.path.realpath(os.path.join(trace_root, "latest"))
             doc = check_report("trace", trace_run, chromium, ARGS.artifacts, "MEASURED")
             if doc is not None:
