@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.10
+CACHE = "/var/cache/vmlat/guests"  # the kvm backend's default cache, which the plan uses
 
 
 def guest_image(build: Path, flavour: str) -> dict:
@@ -100,7 +101,8 @@ def run_vmlat(build: Path, work: Path, duration: int, period_us: int, flavour: s
                 first = min(first, parse_ts(line) - t0) if first is not None else parse_ts(line) - t0
         result = json.loads((cell / "result.json").read_text())
         if not timings or result["cell"]["index"] < timings["index"]:
-            timings = dict(result["timings"]["phases"], index=result["cell"]["index"])
+            timings = dict(result["timings"]["phases"], index=result["cell"]["index"],
+                           resolved=result.get("facts", {}).get("backend", {}).get("image", {}).get("resolved", "?"))
     if first is None:
         raise RuntimeError("no 'running cyclictest on guest' line in cell.log")
     return {"first_sample": first, "total": total, "phases": timings}
@@ -115,6 +117,9 @@ def main() -> int:
     ap.add_argument("--cells", type=int, default=1,
                     help="cells per vmlat run (the shell script then runs that many times)")
     ap.add_argument("--build", default=str(REPO / "build"))
+    ap.add_argument("--no-stamps", action="store_true",
+                    help="remove build-guest's stamps before each vmlat run: the kvm backend then re-checks "
+                         "the image with build-guest while the guest boots (the path before stamps)")
     args = ap.parse_args()
     build = Path(args.build)
     try:
@@ -122,12 +127,15 @@ def main() -> int:
     except (subprocess.CalledProcessError, OSError, ValueError) as e:
         print("kvm_overhead: cannot resolve the guest image: %s" % e, file=sys.stderr)
         return 1
-    print("guest %s (%s), %d rounds of %d cell(s) of %ds cyclictest at %dus, shell then vmlat" % (
-        image["hash"], image["kernel"]["release"], args.rounds, args.cells, args.duration_s, args.period_us))
+    print("guest %s (%s), %d rounds of %d cell(s) of %ds cyclictest at %dus, shell then vmlat%s" % (
+        image["hash"], image["kernel"]["release"], args.rounds, args.cells, args.duration_s, args.period_us,
+        " (build-guest stamps removed before each vmlat run)" if args.no_stamps else ""))
     shell, vm = [], []
     try:
         for i in range(args.rounds):
             s = run_shell(image, args.duration_s, args.period_us, args.cells)
+            if args.no_stamps:
+                Path(CACHE, ".stamps-%s.json" % args.flavour).unlink(missing_ok=True)
             with tempfile.TemporaryDirectory(prefix="vmlat-bench-kvm-") as work:
                 v = run_vmlat(build, Path(work), args.duration_s, args.period_us, args.flavour, args.cells)
             shell.append(s)
@@ -137,6 +145,7 @@ def main() -> int:
                   "(vmlat's first cell: prepare %.2f boot %.2f measure %.2f teardown %.2f)" % (
                       i + 1, s["first_sample"], v["first_sample"], s["total"], v["total"],
                       ph.get("prepare_s", 0), ph.get("boot_s", 0), ph.get("measure_s", 0), ph.get("teardown_s", 0)))
+            print("         image: %s" % ph.get("resolved", "?"))
     except (subprocess.CalledProcessError, RuntimeError, OSError) as e:
         print("kvm_overhead: %s" % e, file=sys.stderr)
         return 1
