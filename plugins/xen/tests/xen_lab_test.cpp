@@ -1,0 +1,268 @@
+// The Xen virtual lab end to end (CTest label xen-lab): one lab for the
+// whole suite (the tests run in order, in one process), booted with the
+// installed vmlat tree of this build in Dom0.
+//   - Dom0 is an SSH host: xl info (Xen 4.17, HVM capable), only Domain-0
+//   - vmlat runs in Dom0 (a host-backend cell with cyclictest), and its run
+//     directory comes back with scp
+//   - the generated xl configs of pv, pvh and hvm pass `xl -N create`
+//   - a PV domU boots, runs a command through the guest agent over its
+//     console, and is destroyed
+//   - SIGINT during a domU command, and a domU that never comes up (boot
+//     timeout, console log kept), both leave no domain in `xl list`
+//   - the lab tears down: no QEMU left
+// Never asserts that anything is fast: TCG only proves the path works.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <vmlat/json.hpp>
+#include <vmlat/process.hpp>
+
+#include "xl_domain.hpp"
+
+namespace {
+
+using namespace vmlat;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+const fs::path kSource = VMLAT_SOURCE_DIR;
+const fs::path kBuild = VMLAT_BINARY_DIR;
+const fs::path kXenLab = kSource / "plugins/xen/lab/xen-lab";
+const std::string kDomu = "/usr/local/libexec/vmlat/vmlat-xen-domu";
+const std::string kImage = "/var/cache/vmlat/guests/nrt";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Ran {
+  int code = -1;
+  std::string out, err;
+};
+
+fs::path g_dir;  // the suite's scratch directory
+fs::path g_lab;  // the lab directory (xen-lab start --dir)
+bool g_lab_up = false;
+int g_counter = 0;
+
+Ran run(std::vector<std::string> argv, std::chrono::seconds timeout = 600s) {
+  const std::string n = std::to_string(g_counter++);
+  const fs::path out = g_dir / ("cmd-" + n + ".out"), err = g_dir / ("cmd-" + n + ".err");
+  auto p = Process::spawn(ProcessSpec{std::move(argv), {}, out, err, g_dir});
+  auto status = p.wait(Clock::now() + timeout, false);
+  if (status.timed_out) p.stop(5s);
+  return Ran{status.signal ? 128 + status.signal : status.exit_code, slurp(out), slurp(err)};
+}
+
+std::vector<std::string> ssh_argv(const std::vector<std::string>& command) {
+  std::vector<std::string> argv{"ssh", "-F", (g_lab / "ssh_config").string(), "xen-lab", "--"};
+  argv.insert(argv.end(), command.begin(), command.end());
+  return argv;
+}
+
+Ran ssh(const std::vector<std::string>& command, std::chrono::seconds timeout = 600s) {
+  return run(ssh_argv(command), timeout);
+}
+
+std::vector<std::string> domains() {
+  auto r = ssh({"xl", "list"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  return xen::parse_xl_list(r.out);
+}
+
+// QEMU processes of this suite's lab (their argv names the lab directory).
+int lab_qemus() {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = slurp(e.path() / "cmdline");
+    for (auto& c : cmdline)
+      if (c == '\0') c = ' ';
+    if (cmdline.find("qemu-system") != std::string::npos && cmdline.find(g_lab.string()) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+json domu_json(const Ran& r) {
+  try {
+    return json::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "vmlat-xen-domu printed no JSON (" << e.what() << "): " << r.out << r.err;
+    return json::object();
+  }
+}
+
+class XenLab : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g_dir = fs::temp_directory_path() / ("vmlat-xen-lab-test-" + std::to_string(::getpid()));
+    fs::remove_all(g_dir);
+    fs::create_directories(g_dir);
+    g_lab = g_dir / "lab";
+    // Dom0 gets this build, installed as a user would install it.
+    auto installed = run({"cmake", "--install", kBuild.string(), "--prefix", (g_dir / "prefix").string()});
+    ASSERT_EQ(installed.code, 0) << installed.out << installed.err;
+    auto up = run({kXenLab.string(), "start", "--dir", g_lab.string(), "--vmlat-prefix", (g_dir / "prefix").string()},
+                  1500s);
+    ASSERT_EQ(up.code, 0) << up.err;
+    g_lab_up = true;
+    const json lab = json::parse(slurp(g_lab / "lab.json"));
+    std::cerr << "xen lab up: build " << lab.value("build_s", -1.0) << "s, QEMU start to Dom0 ready "
+              << lab.value("qemu_start_to_ready_s", -1.0) << "s, to ssh " << lab.value("qemu_start_to_ssh_s", -1.0)
+              << "s\n";
+  }
+  static void TearDownTestSuite() {
+    if (g_lab_up) run({kXenLab.string(), "stop", "--dir", g_lab.string()});
+    if (!::testing::UnitTest::GetInstance()->Failed()) fs::remove_all(g_dir);
+  }
+  void SetUp() override {
+    if (!g_lab_up) GTEST_SKIP() << "the lab did not come up";
+  }
+};
+
+TEST_F(XenLab, Dom0IsAnSshHostRunningXen417) {
+  auto info = ssh({"xl", "info"});
+  ASSERT_EQ(info.code, 0) << info.err;
+  const json facts = xen::parse_xl_info(info.out);
+  EXPECT_EQ(facts.value("xen_version", "").rfind("4.17.", 0), 0u) << info.out;
+  EXPECT_NE(facts.value("virt_caps", "").find("hvm"), std::string::npos) << "HVM needs +svm,+npt: " << info.out;
+  EXPECT_NE(facts.value("virt_caps", "").find("hap"), std::string::npos) << info.out;
+  EXPECT_NE(facts.value("xen_commandline", "").find("dom0_mem=1024M"), std::string::npos) << info.out;
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
+  auto who = ssh({"cat", "/sys/hypervisor/guest_type", "/proc/xen/capabilities"});
+  EXPECT_EQ(who.out, "PV\ncontrol_d\n") << who.err;
+}
+
+TEST_F(XenLab, VmlatRunsInDom0AndItsRunComesBackWithScp) {
+  auto version = ssh({"vmlat", "version"});
+  ASSERT_EQ(version.code, 0) << version.err;
+  auto plugins = ssh({"vmlat", "plugins"});
+  ASSERT_EQ(plugins.code, 0) << plugins.err;
+  for (const char* p : {"host", "cyclic", "stress", "kvm"})
+    EXPECT_NE(plugins.out.find(p), std::string::npos) << p << " not in: " << plugins.out;
+
+  std::ofstream(g_dir / "dom0.toml") << R"([plan]
+name = "dom0-host"
+duration = "2s"
+period = "1ms"
+cpus = [0]
+[matrix]
+backend = ["host"]
+[probe.cyclictest]
+plugin = "cyclic"
+engine = "cyclictest"
+)";
+  auto copy = run({"scp", "-q", "-F", (g_lab / "ssh_config").string(), (g_dir / "dom0.toml").string(),
+                   "xen-lab:/tmp/dom0.toml"});
+  ASSERT_EQ(copy.code, 0) << copy.err;
+  auto ran = ssh({"vmlat", "run", "/tmp/dom0.toml", "--results", "/tmp/dom0-results"});
+  ASSERT_EQ(ran.code, 0) << ran.out << ran.err;
+  auto back = run({"scp", "-q", "-r", "-F", (g_lab / "ssh_config").string(), "xen-lab:/tmp/dom0-results",
+                   (g_dir / "back").string()});
+  ASSERT_EQ(back.code, 0) << back.err;
+  // The run directory, byte for byte as Dom0 wrote it.
+  fs::path run_dir;
+  for (const auto& e : fs::directory_iterator(g_dir / "back"))
+    if (e.is_directory() && !e.is_symlink()) run_dir = e.path();
+  ASSERT_FALSE(run_dir.empty());
+  const json run_json = json::parse(slurp(run_dir / "run.json"));
+  ASSERT_EQ(run_json["cells"].size(), 1u);
+  const json result = json::parse(slurp(run_dir / run_json["cells"][0]["dir"].get<std::string>() / "result.json"));
+  EXPECT_EQ(result["status"], "measured") << result.dump(1);
+  EXPECT_GT(result["per_cpu"]["0"]["stats"]["samples"].get<long>(), 100);
+  EXPECT_EQ(result["facts"]["backend"]["target"]["hostname"], "xen-lab") << result["facts"].dump(1);
+}
+
+TEST_F(XenLab, GeneratedConfigsOfAllThreeTypesPassXlDryRun) {
+  for (const std::string type : {"pv", "pvh", "hvm"}) {
+    auto r = ssh({kDomu, "check", "--type", type, "--image", kImage, "--name", "vmlat-check-" + type});
+    ASSERT_EQ(r.code, 0) << type << ": " << r.out << r.err;
+    const json doc = domu_json(r);
+    const json& parsed = doc["xl_dry_run"];
+    EXPECT_EQ(parsed["c_info"]["type"], type) << parsed.dump(1);
+    EXPECT_EQ(parsed["c_info"]["name"], "vmlat-check-" + type);
+    // What xl understood is what was generated.
+    const std::string kernel = parsed["b_info"].value("kernel", "");
+    EXPECT_EQ(kernel, kImage + (type == "hvm" ? "/vmlinuz" : "/vmlinux")) << parsed["b_info"].dump(1);
+    EXPECT_NE(parsed["b_info"].value("cmdline", "").find("vmlat.port=/dev/hvc0"), std::string::npos);
+  }
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"}) << "xl -N create must not create anything";
+}
+
+TEST_F(XenLab, PvDomuRunsACommandThroughTheAgent) {
+  auto r = ssh({kDomu, "run", "--type", "pv", "--image", kImage, "--name", "vmlat-test-pv", "--work-dir",
+                "/tmp/test-pv", "--", "cat", "/sys/hypervisor/guest_type"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const json doc = domu_json(r);
+  EXPECT_EQ(doc["result"]["exit_code"], 0);
+  EXPECT_EQ(doc["result"]["stdout"], "PV\n") << doc.dump(1);
+  EXPECT_EQ(doc["hello"]["port"], "/dev/hvc0");
+  EXPECT_TRUE(doc["hello"]["probe"].get<bool>()) << "the image has vmlat-probe";
+  EXPECT_EQ(doc["teardown"]["agent_bye"], true) << doc["teardown"].dump();
+  EXPECT_EQ(doc["teardown"]["gone"], true) << doc["teardown"].dump();
+  std::cerr << "pv domU: xl create " << doc["timings"]["xl_create_s"] << "s, create to hello "
+            << doc["timings"]["create_to_hello_s"] << "s, command " << doc["timings"]["command_s"] << "s\n";
+  // The console log is the guest's console: the kernel and /init, no frames.
+  auto console = ssh({"cat", "/tmp/test-pv/console.log"});
+  EXPECT_NE(console.out.find("vmlat-init:"), std::string::npos) << console.out;
+  EXPECT_EQ(console.out.find("@@VMLAT1"), std::string::npos) << console.out;
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
+}
+
+TEST_F(XenLab, SigintDuringADomuCommandLeavesNoDomain) {
+  // The remote shell records the tool's pid, then becomes it.
+  auto job = Process::spawn(ProcessSpec{
+      ssh_argv({"echo $$ >/tmp/sigint.pid; exec", kDomu, "run", "--type", "pv", "--image", kImage, "--name",
+                "vmlat-test-sigint", "--work-dir", "/tmp/test-sigint", "--", "sleep", "600"}),
+      {}, g_dir / "sigint.out", g_dir / "sigint.err", g_dir});
+  const auto deadline = Clock::now() + 300s;
+  while (slurp(g_dir / "sigint.err").find("running sleep") == std::string::npos && Clock::now() < deadline &&
+         job.running())
+    std::this_thread::sleep_for(500ms);
+  ASSERT_NE(slurp(g_dir / "sigint.err").find("running sleep"), std::string::npos) << slurp(g_dir / "sigint.err");
+  EXPECT_EQ(domains(), (std::vector<std::string>{"Domain-0", "vmlat-test-sigint"}));
+  auto kill = ssh({"kill", "-INT", "$(cat /tmp/sigint.pid)"});
+  EXPECT_EQ(kill.code, 0) << kill.err;
+  auto status = job.wait(Clock::now() + 120s, false);
+  EXPECT_EQ(status.exit_code, 130) << slurp(g_dir / "sigint.out") << slurp(g_dir / "sigint.err");
+  const json doc = json::parse(slurp(g_dir / "sigint.out"));
+  EXPECT_TRUE(doc["result"]["interrupted"].get<bool>()) << doc.dump(1);
+  EXPECT_EQ(doc["teardown"]["gone"], true) << doc["teardown"].dump();
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
+}
+
+TEST_F(XenLab, DomuThatNeverComesUpIsAnInfraErrorAtTheBootTimeout) {
+  // A shell instead of /init: the kernel boots, the agent never starts.
+  auto r = ssh({kDomu, "run", "--type", "pv", "--image", kImage, "--name", "vmlat-test-hang", "--work-dir",
+                "/tmp/test-hang", "--append", "rdinit=/bin/sh", "--boot-timeout-s", "60", "--", "true"});
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  const json doc = domu_json(r);
+  EXPECT_NE(doc.value("error", "").find("did not come up within 60s"), std::string::npos) << doc.dump(1);
+  EXPECT_EQ(doc["teardown"]["gone"], true) << doc["teardown"].dump();
+  auto console = ssh({"cat", "/tmp/test-hang/console.log"});
+  EXPECT_NE(console.out.find("Run /bin/sh as init process"), std::string::npos) << console.out;
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
+}
+
+TEST_F(XenLab, LabTearsDownAndLeavesNoQemu) {
+  EXPECT_EQ(lab_qemus(), 1);
+  auto r = run({kXenLab.string(), "stop", "--dir", g_lab.string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  g_lab_up = false;
+  EXPECT_EQ(lab_qemus(), 0);
+  const json lab = json::parse(slurp(g_lab / "lab.json"));
+  EXPECT_EQ(lab.value("teardown", ""), "qmp quit") << lab.dump(1);
+}
+
+}  // namespace
