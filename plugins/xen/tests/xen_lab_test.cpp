@@ -9,7 +9,8 @@
 //     console, and is destroyed
 //   - SIGINT during a domU command, and a domU that never comes up (boot
 //     timeout, console log kept), both leave no domain in `xl list`
-//   - the lab tears down: no QEMU left
+//   - the lab tears down: no QEMU left (also after a boot timeout, and on
+//     SIGINT to `xen-lab run`, each with a lab of its own)
 // Never asserts that anything is fast: TCG only proves the path works.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -80,20 +81,6 @@ std::vector<std::string> domains() {
   return xen::parse_xl_list(r.out);
 }
 
-// QEMU processes of this suite's lab (their argv names the lab directory).
-int lab_qemus() {
-  int n = 0;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const auto name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = slurp(e.path() / "cmdline");
-    for (auto& c : cmdline)
-      if (c == '\0') c = ' ';
-    if (cmdline.find("qemu-system") != std::string::npos && cmdline.find(g_lab.string()) != std::string::npos) ++n;
-  }
-  return n;
-}
-
 json domu_json(const Ran& r) {
   try {
     return json::parse(r.out);
@@ -101,6 +88,64 @@ json domu_json(const Ran& r) {
     ADD_FAILURE() << "vmlat-xen-domu printed no JSON (" << e.what() << "): " << r.out << r.err;
     return json::object();
   }
+}
+
+// A QEMU process whose argv names `dir`.
+int qemus_of(const fs::path& dir) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = slurp(e.path() / "cmdline");
+    for (auto& c : cmdline)
+      if (c == '\0') c = ' ';
+    if (cmdline.find("qemu-system") != std::string::npos && cmdline.find(dir.string()) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// xen-lab's own exit paths, each with a lab of its own (before the suite's).
+class XenLabExitPaths : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("vmlat-xen-lab-exit-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  fs::path dir_;
+};
+
+TEST_F(XenLabExitPaths, ABootThatTimesOutIsAnInfraErrorAndLeavesNoQemu) {
+  const auto t0 = Clock::now();
+  auto p = Process::spawn(ProcessSpec{{kXenLab.string(), "run", "--dir", (dir_ / "lab").string(), "--boot-timeout", "3",
+                                       "--", "true"},
+                                      {}, dir_ / "out", dir_ / "err", dir_});
+  auto status = p.wait(Clock::now() + 600s, false);
+  EXPECT_EQ(status.exit_code, 3) << slurp(dir_ / "err");
+  EXPECT_NE(slurp(dir_ / "err").find("not ready within 3s"), std::string::npos) << slurp(dir_ / "err");
+  EXPECT_EQ(qemus_of(dir_), 0);
+  EXPECT_LT(Clock::now() - t0, 300s) << "the boot timeout, not the test's, ended it";
+}
+
+TEST_F(XenLabExitPaths, SigintWhileTheLabRunsACommandLeavesNoQemu) {
+  auto p = Process::spawn(ProcessSpec{{kXenLab.string(), "run", "--dir", (dir_ / "lab").string(), "--", "sleep", "600"},
+                                      {}, dir_ / "out", dir_ / "err", dir_});
+  // Up: lab.json has the time it took, and the command (sleep) runs.
+  const auto deadline = Clock::now() + 600s;
+  while (Clock::now() < deadline && p.running() &&
+         slurp(dir_ / "lab" / "lab.json").find("\"up_s\"") == std::string::npos)
+    std::this_thread::sleep_for(500ms);
+  ASSERT_NE(slurp(dir_ / "lab" / "lab.json").find("\"up_s\""), std::string::npos) << slurp(dir_ / "err");
+  EXPECT_EQ(qemus_of(dir_), 1);
+  ::kill(p.pid(), SIGINT);
+  auto status = p.wait(Clock::now() + 120s, false);
+  EXPECT_EQ(status.exit_code, 130) << slurp(dir_ / "err");
+  EXPECT_EQ(qemus_of(dir_), 0);
+  EXPECT_NE(slurp(dir_ / "err").find("lab down"), std::string::npos) << slurp(dir_ / "err");
 }
 
 class XenLab : public ::testing::Test {
@@ -159,6 +204,7 @@ period = "1ms"
 cpus = [0]
 [matrix]
 backend = ["host"]
+[backend.host]
 [probe.cyclictest]
 plugin = "cyclic"
 engine = "cyclictest"
@@ -168,14 +214,16 @@ engine = "cyclictest"
   ASSERT_EQ(copy.code, 0) << copy.err;
   auto ran = ssh({"vmlat", "run", "/tmp/dom0.toml", "--results", "/tmp/dom0-results"});
   ASSERT_EQ(ran.code, 0) << ran.out << ran.err;
-  auto back = run({"scp", "-q", "-r", "-F", (g_lab / "ssh_config").string(), "xen-lab:/tmp/dom0-results",
+  // The run directory by its name: scp (SFTP) refuses to copy the `latest`
+  // symlink recursively ("not a regular file").
+  auto latest = ssh({"readlink", "/tmp/dom0-results/latest"});
+  ASSERT_EQ(latest.code, 0) << latest.err;
+  const std::string run_name = fs::path(latest.out.substr(0, latest.out.find('\n'))).filename().string();
+  ASSERT_FALSE(run_name.empty());
+  auto back = run({"scp", "-q", "-r", "-F", (g_lab / "ssh_config").string(), "xen-lab:/tmp/dom0-results/" + run_name,
                    (g_dir / "back").string()});
   ASSERT_EQ(back.code, 0) << back.err;
-  // The run directory, byte for byte as Dom0 wrote it.
-  fs::path run_dir;
-  for (const auto& e : fs::directory_iterator(g_dir / "back"))
-    if (e.is_directory() && !e.is_symlink()) run_dir = e.path();
-  ASSERT_FALSE(run_dir.empty());
+  const fs::path run_dir = g_dir / "back";
   const json run_json = json::parse(slurp(run_dir / "run.json"));
   ASSERT_EQ(run_json["cells"].size(), 1u);
   const json result = json::parse(slurp(run_dir / run_json["cells"][0]["dir"].get<std::string>() / "result.json"));
@@ -250,17 +298,19 @@ TEST_F(XenLab, DomuThatNeverComesUpIsAnInfraErrorAtTheBootTimeout) {
   const json doc = domu_json(r);
   EXPECT_NE(doc.value("error", "").find("did not come up within 60s"), std::string::npos) << doc.dump(1);
   EXPECT_EQ(doc["teardown"]["gone"], true) << doc["teardown"].dump();
+  // What the console showed is kept: here busybox's shell, waiting on hvc0.
   auto console = ssh({"cat", "/tmp/test-hang/console.log"});
-  EXPECT_NE(console.out.find("Run /bin/sh as init process"), std::string::npos) << console.out;
+  EXPECT_NE(console.out.find("built-in shell (ash)"), std::string::npos) << console.out;
+  EXPECT_EQ(console.out.find("@@VMLAT1"), std::string::npos) << "no frame is sent to a guest without agent";
   EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
 }
 
 TEST_F(XenLab, LabTearsDownAndLeavesNoQemu) {
-  EXPECT_EQ(lab_qemus(), 1);
+  EXPECT_EQ(qemus_of(g_lab), 1);
   auto r = run({kXenLab.string(), "stop", "--dir", g_lab.string()});
   EXPECT_EQ(r.code, 0) << r.err;
   g_lab_up = false;
-  EXPECT_EQ(lab_qemus(), 0);
+  EXPECT_EQ(qemus_of(g_lab), 0);
   const json lab = json::parse(slurp(g_lab / "lab.json"));
   EXPECT_EQ(lab.value("teardown", ""), "qmp quit") << lab.dump(1);
 }

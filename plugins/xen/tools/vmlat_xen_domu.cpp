@@ -222,7 +222,9 @@ int main(int argc, char** argv) {
     PhaseScope teardown("teardown", Clock::now() + 60s, /*interruptible=*/false);
     const auto t_down = Clock::now();
     json how = json::object();
-    if (agent) how["agent_bye"] = agent->shutdown(Clock::now() + 10s);
+    // Only an agent that said hello is asked to shut down: anything else on
+    // the console (a shell, a hung init) must not be fed frames.
+    if (agent && !agent->hello().is_null()) how["agent_bye"] = agent->shutdown(Clock::now() + 10s);
     agent.reset();
     if (domain) {
       // Give the powered-off domain a moment to disappear by itself.
