@@ -108,6 +108,46 @@ def run_vmlat(build: Path, work: Path, duration: int, period_us: int, flavour: s
     return {"first_sample": first, "total": total, "phases": timings}
 
 
+def ab_stamps(args, build: Path) -> int:
+    """Shell, vmlat without stamps, vmlat with stamps in every round: the before/after of stamps
+    measured under the same load, which on a shared machine moves more than the difference."""
+    try:
+        image = guest_image(build, args.flavour)
+    except (subprocess.CalledProcessError, OSError, ValueError) as e:
+        print("kvm_overhead: cannot resolve the guest image: %s" % e, file=sys.stderr)
+        return 1
+    print("guest %s, %d rounds: shell, vmlat without stamps, vmlat with stamps (order of the two alternates)" % (
+        image["hash"], args.rounds))
+    rows = {"shell": [], "no stamps": [], "stamps": []}
+    try:
+        for i in range(args.rounds):
+            rows["shell"].append(run_shell(image, args.duration_s, args.period_us, args.cells))
+            for variant in (("no stamps", "stamps") if i % 2 == 0 else ("stamps", "no stamps")):
+                if variant == "no stamps":
+                    Path(CACHE, ".stamps-%s.json" % args.flavour).unlink(missing_ok=True)
+                with tempfile.TemporaryDirectory(prefix="vmlat-bench-kvm-") as work:
+                    v = run_vmlat(build, Path(work), args.duration_s, args.period_us, args.flavour, args.cells)
+                rows[variant].append(v)
+            print("round %d: first sample shell %.2fs, vmlat without stamps %.2fs, with stamps %.2fs "
+                  "(load %s)" % (i + 1, rows["shell"][-1]["first_sample"], rows["no stamps"][-1]["first_sample"],
+                                 rows["stamps"][-1]["first_sample"], open("/proc/loadavg").read().split()[0]))
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as e:
+        print("kvm_overhead: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print()
+    print("%-22s %8s %12s %12s  ratios to the shell, target <= %.2fx" % ("median", "shell", "no stamps", "stamps", TARGET))
+    for name, key in (("boot-to-first-sample", "first_sample"), ("run total", "total")):
+        m = {k: statistics.median(r[key] for r in v) for k, v in rows.items()}
+        print("%-22s %7.2fs %7.2fs %4.2fx %7.2fs %4.2fx" % (
+            name, m["shell"], m["no stamps"], m["no stamps"] / m["shell"], m["stamps"], m["stamps"] / m["shell"]))
+    m = {k: statistics.median(r["total"] for r in v) / args.cells - args.duration_s for k, v in rows.items()}
+    print("%-22s %7.2fs %7.2fs %4.2fx %7.2fs %4.2fx" % (
+        "overhead per cell", m["shell"], m["no stamps"], m["no stamps"] / m["shell"], m["stamps"], m["stamps"] / m["shell"]))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -120,8 +160,13 @@ def main() -> int:
     ap.add_argument("--no-stamps", action="store_true",
                     help="remove build-guest's stamps before each vmlat run: the kvm backend then re-checks "
                          "the image with build-guest while the guest boots (the path before stamps)")
+    ap.add_argument("--ab-stamps", action="store_true",
+                    help="each round: the shell, vmlat without build-guest's stamps and vmlat with them "
+                         "(alternating their order), side by side under the same load")
     args = ap.parse_args()
     build = Path(args.build)
+    if args.ab_stamps:
+        return ab_stamps(args, build)
     try:
         image = guest_image(build, args.flavour)
     except (subprocess.CalledProcessError, OSError, ValueError) as e:
