@@ -108,14 +108,9 @@ def run_vmlat(build: Path, work: Path, duration: int, period_us: int, flavour: s
     return {"first_sample": first, "total": total, "phases": timings}
 
 
-def ab_stamps(args, build: Path) -> int:
+def ab_stamps(args, build: Path, image: dict) -> int:
     """Shell, vmlat without stamps, vmlat with stamps in every round: the before/after of stamps
     measured under the same load, which on a shared machine moves more than the difference."""
-    try:
-        image = guest_image(build, args.flavour)
-    except (subprocess.CalledProcessError, OSError, ValueError) as e:
-        print("kvm_overhead: cannot resolve the guest image: %s" % e, file=sys.stderr)
-        return 1
     print("guest %s, %d rounds: shell, vmlat without stamps, vmlat with stamps (order of the two alternates)" % (
         image["hash"], args.rounds))
     rows = {"shell": [], "no stamps": [], "stamps": []}
@@ -165,13 +160,13 @@ def main() -> int:
                          "(alternating their order), side by side under the same load")
     args = ap.parse_args()
     build = Path(args.build)
-    if args.ab_stamps:
-        return ab_stamps(args, build)
     try:
         image = guest_image(build, args.flavour)
     except (subprocess.CalledProcessError, OSError, ValueError) as e:
         print("kvm_overhead: cannot resolve the guest image: %s" % e, file=sys.stderr)
         return 1
+    if args.ab_stamps:
+        return ab_stamps(args, build, image)
     print("guest %s (%s), %d rounds of %d cell(s) of %ds cyclictest at %dus, shell then vmlat%s" % (
         image["hash"], image["kernel"]["release"], args.rounds, args.cells, args.duration_s, args.period_us,
         " (build-guest stamps removed before each vmlat run)" if args.no_stamps else ""))

@@ -25,17 +25,16 @@ std::chrono::milliseconds left_until(Deadline deadline) {
   return std::max(left, std::chrono::milliseconds(1));
 }
 
-// The last lines of xl's stderr (libxl's errors are there).
+// The last four lines xl printed (libxl's errors are on stderr), or how it ended.
 std::string xl_error(const CommandResult& r) {
   std::istringstream in(r.err + "\n" + r.out);
   std::string line, out;
-  int kept = 0;
   std::vector<std::string> lines;
   while (std::getline(in, line)) {
     line = trim(line);
     if (!line.empty() && line.rfind("Parsing config from", 0) != 0) lines.push_back(line);
   }
-  for (std::size_t i = lines.size() > 4 ? lines.size() - 4 : 0; i < lines.size() && kept < 4; ++i, ++kept)
+  for (std::size_t i = lines.size() > 4 ? lines.size() - 4 : 0; i < lines.size(); ++i)
     out += (out.empty() ? "" : " | ") + lines[i].substr(0, 300);
   return out.empty() ? r.describe() : out;
 }
