@@ -4,6 +4,8 @@
 //   - Dom0 is an SSH host: xl info (Xen 4.17, HVM capable), only Domain-0
 //   - vmlat runs in Dom0 (a host-backend cell with cyclictest), and its run
 //     directory comes back with scp
+//   - the lab is a host of vmlat's own runner: a plan with the [hosts] table
+//     xen-lab wrote runs its cell in Dom0 (vmlat run-cell over ssh)
 //   - the generated xl configs of pv, pvh and hvm pass `xl -N create`
 //   - a PV domU boots, runs a command through the guest agent over its
 //     console, and is destroyed
@@ -230,6 +232,38 @@ engine = "cyclictest"
   EXPECT_EQ(result["status"], "measured") << result.dump(1);
   EXPECT_GT(result["per_cpu"]["0"]["stats"]["samples"].get<long>(), 100);
   EXPECT_EQ(result["facts"]["backend"]["target"]["hostname"], "xen-lab") << result["facts"].dump(1);
+}
+
+TEST_F(XenLab, TheLabIsAHostOfVmlatsRunner) {
+  // The plan's [hosts] table is the one xen-lab wrote: the lab as any host.
+  std::ofstream(g_dir / "on-lab.toml") << R"([plan]
+name = "on-the-lab"
+duration = "2s"
+period = "1ms"
+cpus = [0]
+[matrix]
+backend = ["host"]
+host = ["xen_lab"]
+[backend.host]
+[probe.cyclictest]
+plugin = "cyclic"
+engine = "cyclictest"
+
+)" << slurp(g_lab / "hosts.toml");
+  auto r = run({(kBuild / "vmlat").string(), "run", (g_dir / "on-lab.toml").string(), "--results",
+                (g_dir / "runner-results").string()});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const fs::path run_dir = fs::canonical(g_dir / "runner-results" / "latest");
+  const json run_json = json::parse(slurp(run_dir / "run.json"));
+  ASSERT_EQ(run_json["cells"].size(), 1u);
+  EXPECT_EQ(run_json["cells"][0]["host"], "xen_lab");
+  EXPECT_EQ(run_json["cells"][0]["status"], "measured") << run_json["cells"].dump(1);
+  // Facts read in Dom0: the runner sees a Xen Dom0 host.
+  EXPECT_EQ(run_json["hosts"]["xen_lab"]["hypervisor"]["xen"], "dom0") << run_json["hosts"].dump(1);
+  EXPECT_EQ(run_json["hosts"]["xen_lab"]["hostname"], "xen-lab");
+  const json result =
+      json::parse(slurp(run_dir / run_json["cells"][0]["dir"].get<std::string>() / "result.json"));
+  EXPECT_GT(result["per_cpu"]["0"]["stats"]["samples"].get<long>(), 100) << result.dump(1);
 }
 
 TEST_F(XenLab, GeneratedConfigsOfAllThreeTypesPassXlDryRun) {
