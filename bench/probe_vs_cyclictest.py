@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark: vmlat's native probe (vmlat-probe) against rt-tests' cyclictest.
 
-Runs cyclictest and vmlat-probe alternately (A B A B ...) on the same CPU with
-the same period, priority and duration, and prints per round the p50/p99
-wake-up latency of each (nearest rank on their 1 us histograms), the
-native/cyclictest ratios and the CPU time each spent per wake-up. Then runs the
+Runs cyclictest, vmlat-probe with its spike list (--spikes 10, the default)
+and vmlat-probe without it (--spikes 0) one after another on the same CPU with
+the same period, priority and duration, the order rotated every round (so
+that no tool always runs first or right after another), and prints per round
+the p50/p99 wake-up latency of each (nearest rank on their 1 us histograms),
+the native/cyclictest ratios, the CPU time each spent per wake-up, and how
+often the measuring thread was preempted (nonvoluntary context switches:
+another thread or an interrupt thread taking the measured CPU). Then runs the
 probe alone for a long and a 4x shorter duration and prints its peak RSS, to
 show that it does not grow with the duration.
 
@@ -32,6 +36,8 @@ from dataclasses import dataclass, field
 HISTOGRAM_US = 20000
 PRIORITY = 95
 TARGET_RATIO = 1.05
+TARGET_SPIKES_CPU = 1.02   # CPU per wake-up, spike list on / off
+TARGET_CPU_VS_CT = 1.0     # CPU per wake-up, native / cyclictest
 TARGET_RSS_KIB = 4 * 1024
 POLL_S = 0.25  # peak-RSS polling interval
 
@@ -96,6 +102,7 @@ class Run:
     wall_s: float
     missed: int = 0
     threads: int = 1
+    preempted: int = 0  # nonvoluntary context switches of the measuring thread(s)
     notes: list[str] = field(default_factory=list)
 
     def percentile(self, p: float) -> float | None:
@@ -127,6 +134,23 @@ def read_vmhwm_kib(pid: int) -> int | None:
     return None
 
 
+def read_preemptions(pid: int) -> dict[int, int]:
+    """nonvoluntary_ctxt_switches per thread of a running process."""
+    out = {}
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("nonvoluntary_ctxt_switches:"):
+                        out[int(tid)] = int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+LAST_PREEMPTIONS: dict[int, int] = {}
+
+
 def run_measured(argv: list[str], stdout_path: str) -> tuple[int, float, int, float, str]:
     """Runs argv with stdout to stdout_path.
 
@@ -141,6 +165,7 @@ def run_measured(argv: list[str], stdout_path: str) -> tuple[int, float, int, fl
     """
     with open(stdout_path, "wb") as out, tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
+        LAST_PREEMPTIONS.clear()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         hwm = 0
         try:
@@ -151,6 +176,8 @@ def run_measured(argv: list[str], stdout_path: str) -> tuple[int, float, int, fl
                 v = read_vmhwm_kib(proc.pid)
                 if v is not None:
                     hwm = max(hwm, v)
+                for tid, n in read_preemptions(proc.pid).items():
+                    LAST_PREEMPTIONS[tid] = max(n, LAST_PREEMPTIONS.get(tid, 0))
                 time.sleep(POLL_S)
         except BaseException:
             proc.kill()
@@ -179,14 +206,22 @@ def run_cyclictest(cpu: int, period_us: int, duration_s: int, workdir: str) -> R
     hist = {int(k): int(v) for k, v in t["histogram"].items() if int(v) > 0}
     cycles = int(t["cycles"])
     overflows = cycles - sum(hist.values())
+    # The measuring thread is the busiest; the main thread (10 ms polls) is not it.
+    preempted = max((n for tid, n in LAST_PREEMPTIONS.items() if tid != proc_pid_of(LAST_PREEMPTIONS)), default=0)
     return Run("cyclictest", cycles, hist, overflows, float(t["min"]), float(t["max"]),
-               cpu_s, rss_kib, wall)
+               cpu_s, rss_kib, wall, preempted=preempted)
 
 
-def run_probe(probe: str, cpus: str | None, period_us: int, duration_s: float, workdir: str) -> Run:
+def proc_pid_of(tids: dict[int, int]) -> int:
+    """The process id among a process's thread ids: the smallest."""
+    return min(tids) if tids else -1
+
+
+def run_probe(probe: str, cpus: str | None, period_us: int, duration_s: float, workdir: str,
+              spikes: int = 10) -> Run:
     out_path = os.path.join(workdir, "probe.out")
     argv = [probe, "--period-us", str(period_us), "--duration-ms", str(int(duration_s * 1000)),
-            "--priority", str(PRIORITY), "--histogram-us", str(HISTOGRAM_US)]
+            "--priority", str(PRIORITY), "--histogram-us", str(HISTOGRAM_US), "--spikes", str(spikes)]
     if cpus is not None:
         argv += ["--cpus", cpus]
     code, cpu_s, rss_kib, wall, stderr = run_measured(argv, out_path)
@@ -222,8 +257,14 @@ def run_probe(probe: str, cpus: str | None, period_us: int, duration_s: float, w
         if t["samples"]:
             mins.append(t["min_ns"] / 1000)
             maxs.append(t["max_ns"] / 1000)
-    return Run("vmlat-probe", samples, hist, overflows, min(mins, default=0.0), max(maxs, default=0.0),
-               cpu_s, rss_kib, wall, missed, len(doc["threads"]), notes)
+        if spikes and t["samples"]:
+            sp = t.get("spikes", [])
+            if not sp or sp[0][0] != t["max_ns"] or sp != sorted(sp, key=lambda e: -e[0]):
+                notes.append(f"cpu {t['cpu']}: spike list not sorted or its worst is not max_ns")
+    preempted = sum(n for tid, n in LAST_PREEMPTIONS.items() if tid != proc_pid_of(LAST_PREEMPTIONS))
+    name = "vmlat-probe" if spikes else "probe-nospk"
+    return Run(name, samples, hist, overflows, min(mins, default=0.0), max(maxs, default=0.0),
+               cpu_s, rss_kib, wall, missed, len(doc["threads"]), notes=notes, preempted=preempted)
 
 
 # ---------------------------------------------------------------------------
@@ -288,22 +329,42 @@ def main() -> int:
     p99_ratios: list[float | None] = []
     cpu_ct: list[float | None] = []
     cpu_native: list[float | None] = []
+    cpu_nospk: list[float | None] = []
+    p99_nospk_ratios: list[float | None] = []
+    preempt_ct: list[float] = []
+    preempt_nat: list[float] = []
     header = (f"{'round':>5} {'tool':<12} {'samples':>8} {'missed':>6} {'ovfl':>5} {'min':>6} {'p50':>6} "
-              f"{'p99':>6} {'max':>7} {'cpu us/wake':>11} {'rss KiB':>8}")
+              f"{'p99':>6} {'max':>7} {'cpu us/wake':>11} {'rss KiB':>8} {'preempt':>7}")
     print("latencies in us")
     print(header)
     try:
         with tempfile.TemporaryDirectory(prefix="vmlat-bench-") as workdir:
             for r in range(1, args.rounds + 1):
-                ct = run_cyclictest(args.cpu, args.period_us, args.duration_s, workdir)
-                nat = run_probe(args.probe, str(args.cpu), args.period_us, args.duration_s, workdir)
-                for run in (ct, nat):
-                    missed = str(run.missed) if run.tool == "vmlat-probe" else "-"
+                jobs = {
+                    "ct": lambda: run_cyclictest(args.cpu, args.period_us, args.duration_s, workdir),
+                    "nat": lambda: run_probe(args.probe, str(args.cpu), args.period_us, args.duration_s, workdir),
+                    "nospk": lambda: run_probe(args.probe, str(args.cpu), args.period_us, args.duration_s, workdir,
+                                               spikes=0),
+                }
+                order = ["ct", "nat", "nospk"]
+                k = (r - 1) % 3
+                order = order[k:] + order[:k]
+                if (r - 1) // 3 % 2:
+                    order.reverse()
+                runs = {name: jobs[name]() for name in order}
+                ct, nat, nospk = runs["ct"], runs["nat"], runs["nospk"]
+                for run in (runs[name] for name in order):
+                    missed = str(run.missed) if run.tool != "cyclictest" else "-"
                     print(f"{r:>5} {run.tool:<12} {run.samples:>8} {missed:>6} {run.overflows:>5} "
                           f"{run.min_us:>6.0f} {fmt_us(run.percentile(50)):>6} {fmt_us(run.percentile(99)):>6} "
-                          f"{run.max_us:>7.0f} {fmt_cpu(run.cpu_us_per_wakeup()):>11} {run.maxrss_kib:>8}")
+                          f"{run.max_us:>7.0f} {fmt_cpu(run.cpu_us_per_wakeup()):>11} {run.maxrss_kib:>8} "
+                          f"{run.preempted:>7}")
                     for note in run.notes:
                         print(f"      warning: {note}")
+                cpu_nospk.append(nospk.cpu_us_per_wakeup())
+                p99_nospk_ratios.append(ratio(nospk.percentile(99), ct.percentile(99)))
+                preempt_ct.append(ct.preempted)
+                preempt_nat.append(nat.preempted)
                 r50 = ratio(nat.percentile(50), ct.percentile(50))
                 r99 = ratio(nat.percentile(99), ct.percentile(99))
                 print(f"{r:>5} ratio native/cyclictest: p50 {fmt_ratio(r50)}, p99 {fmt_ratio(r99)}, "
@@ -339,8 +400,18 @@ def main() -> int:
     print("summary")
     print(f"  median ratio native/cyclictest: p50 {fmt_ratio(m50)}, p99 {fmt_ratio(m99)} "
           f"(over {args.rounds} rounds)")
-    print(f"  median cpu us per wake-up: cyclictest {fmt_cpu(median_or_none(cpu_ct))}, "
-          f"vmlat-probe {fmt_cpu(median_or_none(cpu_native))}")
+    m_ct, m_nat, m_nospk = median_or_none(cpu_ct), median_or_none(cpu_native), median_or_none(cpu_nospk)
+    print(f"  median cpu us per wake-up: cyclictest {fmt_cpu(m_ct)}, "
+          f"vmlat-probe {fmt_cpu(m_nat)} (spike list on), {fmt_cpu(m_nospk)} (--spikes 0)")
+    r_spk = ratio(m_nat, m_nospk)
+    r_cpu = ratio(m_nat, m_ct)
+    print(f"  cpu per wake-up, spike list on/off: {fmt_ratio(r_spk)} (target <= {TARGET_SPIKES_CPU}); "
+          f"native/cyclictest: {fmt_ratio(r_cpu)} (target <= {TARGET_CPU_VS_CT})")
+    print(f"  median p99 ratio with --spikes 0: {fmt_ratio(median_or_none(p99_nospk_ratios))}; "
+          f"p99 ratio per round: {' '.join(fmt_ratio(x) for x in p99_ratios)}")
+    print(f"  preemptions of the measuring thread per run (median): cyclictest "
+          f"{statistics.median(preempt_ct) if preempt_ct else 'n/a'}, vmlat-probe "
+          f"{statistics.median(preempt_nat) if preempt_nat else 'n/a'}")
     if rss:
         short, long_ = rss[0][1].maxrss_kib, rss[-1][1].maxrss_kib
         print(f"  vmlat-probe peak RSS: {short} KiB after {rss[0][0]:.0f} s, {long_} KiB after "

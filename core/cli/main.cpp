@@ -98,6 +98,11 @@ options:
   --bundle FILE       the vmlat bundle provisioning installs on the hosts
                       (default: made from this build tree with
                       ansible/make-bundle)
+  --bisect            exit codes for `git bisect run` (docs/bisect.md): 0
+                      good (also 4), 1 bad (a gate failed), 125 skip for
+                      infrastructure errors and interrupted runs (a broken lab
+                      never blames a commit), 255 (stops the bisection) for a
+                      bad plan or command line
 
 With [hosts] in the plan (or --inventory), cells are placed on hosts whose
 tags and facts fit (docs/plan-format.md, "Placement"; a cell no host can take
@@ -271,10 +276,32 @@ struct Args {
   std::vector<std::string> tolerances;
 };
 
+// `vmlat run --bisect`: exit codes for `git bisect run` (docs/bisect.md).
+bool g_bisect = false;
+constexpr int kBisectSkip = 125;   // this commit cannot be tested: git bisect skips it
+constexpr int kBisectAbort = 255;  // the command itself is wrong: stop the bisection
+
+int bisect_code(int code) {
+  if (!g_bisect) return code;
+  int mapped = code;
+  const char* what = "";
+  switch (code) {
+    case exit_code::pass: mapped = 0; what = "good"; break;
+    case 4: mapped = 0; what = "good (the gates passed; only the metrics export failed)"; break;
+    case exit_code::gate_failed: mapped = 1; what = "bad (a gate failed)"; break;
+    case exit_code::infra: mapped = kBisectSkip; what = "skip (infrastructure error: a broken lab never blames a commit)"; break;
+    case exit_code::interrupted: mapped = kBisectSkip; what = "skip (interrupted)"; break;
+    case exit_code::usage: mapped = kBisectAbort; what = "abort (bad plan or command line at this commit)"; break;
+    default: mapped = kBisectSkip; what = "skip"; break;
+  }
+  std::cerr << "vmlat: --bisect: exit " << code << " -> " << mapped << ", " << what << "\n";
+  return mapped;
+}
+
 [[noreturn]] void usage_error(const std::string& message, const std::string& command) {
   std::cerr << "vmlat: " << message << "\n";
   std::cerr << "try 'vmlat " << (command.empty() ? "" : "help " + command) << (command.empty() ? "--help" : "") << "'\n";
-  std::exit(exit_code::usage);
+  std::exit(bisect_code(exit_code::usage));
 }
 
 Args parse_args(int argc, char** argv) {
@@ -300,7 +327,7 @@ Args parse_args(int argc, char** argv) {
   const std::map<std::string, std::vector<std::string>> allowed = {
       {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push",
                "--push-timeout", "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision",
-               "--bundle"}},
+               "--bundle", "--bisect"}},
       {"hosts", {"--inventory", "--json", "--plugin-dir"}},
       {"provision", {"--inventory", "--bundle", "--results", "--plugin-dir"}},
       {"run-cell", {"--cell", "--out", "--index", "--run-id", "--host-name", "--duration", "--lock-dir", "--expect-version",
@@ -366,6 +393,8 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = a.cell_run.lock_dir = std::filesystem::path(arg());
     else if (opt == "--inventory") a.run.inventory = std::filesystem::path(arg());
     else if (opt == "--no-provision") a.run.no_provision = true;
+    else if (opt == "--bisect") {
+    }
     else if (opt == "--bundle") a.run.bundle = std::filesystem::path(arg());
     else if (opt == "--cell" && a.command == "run-cell") a.cell_run.cell_id = arg();
     else if (opt == "--out") a.cell_run.out_dir = std::filesystem::path(arg());
@@ -553,8 +582,11 @@ int run_lab(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "lab") return run_lab(argc, argv);
+  // Known before parsing, so that even a usage error is mapped for git bisect.
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--bisect") g_bisect = true;
   Args a = parse_args(argc, argv);
-  exporter::finish_process(dispatch(a));
+  exporter::finish_process(bisect_code(dispatch(a)));
 }
 
 namespace {

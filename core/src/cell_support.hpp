@@ -55,7 +55,9 @@ class CellContextImpl final : public CellContext {
   void save_artifact(std::string_view name, std::string_view content) override;
   Logger& log() override { return log_; }
   Executor& host() override { return host_; }
+  std::vector<int> target_threads() const override { return target_threads_; }
   std::vector<std::string> artifacts;  // names saved so far
+  std::vector<int> target_threads_;    // set after boot from Backend::target_threads()
 
  private:
   const CellSpec& spec_;

@@ -128,6 +128,16 @@ std::vector<HostSpec> hosts_from_inventory(const std::filesystem::path& inventor
     // known_hosts); else ssh's own.
     h.known_hosts = str("vmlat_known_hosts");
     check(h.known_hosts, "vmlat_known_hosts");
+    // vmlat_provision=false: a host provisioned otherwise (a lab image, no
+    // Python for Ansible): the plan's `provision = false`.
+    if (vars.contains("vmlat_provision")) {
+      const json& p = vars["vmlat_provision"];
+      std::string text = p.is_string() ? p.get<std::string>() : p.is_boolean() ? (p.get<bool>() ? "true" : "false") : "";
+      for (auto& ch : text) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (text == "false" || text == "no" || text == "0") h.provision = false;
+      else if (text != "true" && text != "yes" && text != "1")
+        throw PlanError(inventory.string() + ": host '" + name + "': vmlat_provision must be true or false");
+    }
     for (const auto& t : tags[name]) h.tags.push_back(t);
     for (const char* key : {"vmlat_common_prefix", "vmlat_common_work_dir", "vmlat_common_lock_dir"})
       if (!str(key).empty()) {

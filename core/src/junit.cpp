@@ -73,6 +73,11 @@ std::string junit_xml(const std::string& plan_name, const json& run, const std::
       } else if (verdict == "skipped") {
         ++skipped;
         cases << "      <skipped message=\"" << xml_escape(g.value("message", "")) << "\"/>\n";
+      } else if (verdict == "flaky") {
+        // Passed on a retest: a passing test case that says it was flaky
+        // (Surefire's flakyFailure, which Jenkins and GitLab show).
+        cases << "      <flakyFailure type=\"gate\" message=\"" << xml_escape(g.value("message", "")) << "\"/>\n"
+              << "      <system-out>flaky: " << xml_escape(g.value("message", "")) << "</system-out>\n";
       } else if (verdict != "pass") {
         ++errors;
         cases << "      <error type=\"" << xml_escape(status) << "\" message=\"" << xml_escape(g.value("message", error)) << "\"/>\n";

@@ -388,6 +388,8 @@ struct PlanParser {
     plan.period = s.duration("period", plan.period, std::chrono::microseconds(1), std::chrono::seconds(10));
     plan.cpus = s.cpu_list("cpus", {});
     plan.results_dir = s.string("results", plan.results_dir);
+    plan.retest = static_cast<int>(s.integer("retest", 0, 0, 10));
+    plan.flaky_fails = s.choice("flaky", "pass", {"pass", "fail"}) == "fail";
     s.finish();
   }
 
@@ -795,12 +797,18 @@ struct PlanParser {
         s.error("", "a gate needs a bound, e.g. bound = \"200us\"");
       if (!g.regression)
         g.bound = s.duration("bound", std::chrono::nanoseconds(0), std::chrono::nanoseconds(1), std::chrono::hours(1));
-      g.name = s.string("name", g.regression ? g.stat + "<=baseline+" + g.regression->tolerance.text
-                                             : g.stat + "<=" + format_duration(g.bound));
+      g.series = s.string("series", "");
+      if (t && t->contains("series")) g.series_location = at(*t->get("series"));
+      if (g.regression && !g.series.empty())
+        s.error("series", "regression gates compare the default series only: drop series, or use a bound");
+      g.name = s.string("name", (g.series.empty() ? "" : g.series + ":") +
+                                    (g.regression ? g.stat + "<=baseline+" + g.regression->tolerance.text
+                                                  : g.stat + "<=" + format_duration(g.bound)));
       if (t && t->contains("match")) {
         if (auto sel = parse_selector(*t->get("match"), "gate '" + g.name + "': match")) g.match = *sel;
       }
       if (!names.insert(g.name).second) s.error("name", "two gates are named '" + g.name + "': gate names must be unique");
+      if (s.has("retest")) g.retest = static_cast<int>(s.integer("retest", 0, 0, 10));
       s.string("description", "");
       s.finish();
       plan.gates.push_back(std::move(g));
@@ -856,7 +864,9 @@ struct PlanParser {
     // The (backend, workload) pairs some cell combines: a placement only
     // matters where a workload meets that backend.
     std::set<std::pair<std::string, std::string>> combined;
-    for (const auto& cell : expand(plan)) combined.emplace(cell.backend, cell.workload);
+    const auto cells = expand(plan);
+    for (const auto& cell : cells) combined.emplace(cell.backend, cell.workload);
+    std::map<std::string, std::vector<std::string>> probe_series;  // probe instance -> its series
     for (auto* instances : {&plan.backends, &plan.workloads, &plan.probes}) {
       for (auto& [name, instance] : *instances) {
         const PluginInfo* info = registry.find(instance.plugin);
@@ -879,6 +889,8 @@ struct PlanParser {
           diags.error(instance.location, "[" + instance.kind + "." + name + "]: plugin '" + instance.plugin + "' failed to configure: " + e.what());
           continue;
         }
+        if (auto* probe = dynamic_cast<Probe*>(plugin.get()); probe && instance.kind == "probe")
+          probe_series[name] = probe->series();
         if (instance.kind == "backend") {
           // Placements of the workloads this backend is combined with.
           auto* backend = dynamic_cast<Backend*>(plugin.get());
@@ -898,6 +910,22 @@ struct PlanParser {
             }
           }
         }
+      }
+    }
+    // A gate's series must be one that the probe of every cell it matches records.
+    for (const auto& gate : plan.gates) {
+      if (gate.series.empty()) continue;
+      for (const auto& cell : cells) {
+        auto it = probe_series.find(cell.probe);
+        if (!gate.matches(cell.spec) || it == probe_series.end()) continue;
+        if (std::find(it->second.begin(), it->second.end(), gate.series) != it->second.end()) continue;
+        std::string message = "gate '" + gate.name + "': series '" + gate.series + "' is not recorded by probe '" +
+                              cell.probe + "' (cell " + cell.spec.id + "; it records: " + join(it->second, ", ") +
+                              "): narrow the gate with match = { probe = [...] }";
+        auto close = did_you_mean(gate.series, it->second);
+        if (!close.empty()) message += "; did you mean '" + close + "'?";
+        diags.error(gate.series_location, message);
+        break;
       }
     }
   }

@@ -39,10 +39,15 @@ struct GateSpec {
   std::string stat;        // "max", "mean", "min", "p99", "p99.9", ...
   double quantile = 0;     // for pNN: NN/100
   std::chrono::nanoseconds bound{0};
+  std::string series;      // a named series of the cell ("irq"); empty: the default series
+  Location series_location;
   std::vector<std::pair<std::string, std::vector<std::string>>> match;  // axis -> accepted values
   // Set for `regression = { baseline = ..., tolerance = ... }`: the bound is
   // then the baseline's statistic plus the tolerance (regression.hpp).
   std::shared_ptr<const RegressionSpec> regression;
+  // Measure a failing cell again up to this many times (the plan's retest
+  // when the gate does not say): a failure that does not reproduce is flaky.
+  std::optional<int> retest;
   Location location;
   bool matches(const CellSpec& cell) const;
 };
@@ -92,6 +97,8 @@ struct Plan {
   std::chrono::nanoseconds period = std::chrono::milliseconds(1);
   std::vector<int> cpus;  // empty = all
   std::string results_dir = "results";
+  int retest = 0;              // [plan] retest: see GateSpec::retest
+  bool flaky_fails = false;    // [plan] flaky = "fail": a flaky gate fails the run
   Timeouts timeouts;
   std::vector<HostSpec> hosts;  // at least one; the implicit "local" host when there is no [hosts]
   bool hosts_declared = false;  // the plan has a [hosts] table: placement rules apply

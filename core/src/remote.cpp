@@ -108,7 +108,7 @@ void RemoteHost::upload_plan() {
 }
 
 int RemoteHost::run_cell(const std::string& cell_id, int index, const std::filesystem::path& log,
-                         const std::function<void(const std::string&)>& progress) {
+                         const std::function<void(const std::string&)>& progress, const std::filesystem::path& into) {
   std::vector<std::string> argv{layout_.vmlat(), "run-cell", remote_dir_ + "/plan.toml",
                                 "--cell", cell_id,
                                 "--index", std::to_string(index),
@@ -169,7 +169,7 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
     // ssh itself failed: the host dropped, or never answered. Bring back
     // whatever the remote side wrote before, if the host still answers.
     try {
-      copy_back(cell_id, scratch_ / ("copy-" + cell_id + ".log"));
+      copy_back(cell_id, scratch_ / ("copy-" + cell_id + ".log"), into);
     } catch (const std::exception&) {
     }
     throw InfraError("host " + target_.describe() + " failed during the cell (ssh " + status->describe() + ")" +
@@ -189,26 +189,27 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
       std::ofstream tar(archive, std::ios::binary | std::ios::trunc);
       tar.write(events.data() + at + marker.size(), static_cast<std::streamsize>(events.size() - at - marker.size()));
     }
-    unpack(cell_id, archive, scratch_ / ("copy-" + cell_id + ".log"));
+    unpack(cell_id, archive, scratch_ / ("copy-" + cell_id + ".log"), into);
   } else {
-    copy_back(cell_id, scratch_ / ("copy-" + cell_id + ".log"));
+    copy_back(cell_id, scratch_ / ("copy-" + cell_id + ".log"), into);
   }
   std::error_code ec;
   std::filesystem::remove(out, ec);
   return status->exit_code;
 }
 
-void RemoteHost::copy_back(const std::string& cell_id, const std::filesystem::path& log) {
+void RemoteHost::copy_back(const std::string& cell_id, const std::filesystem::path& log, const std::filesystem::path& into) {
   auto archive = scratch_ / ("cell-" + cell_id + ".tar");
   std::string command = "tar -C " + shell_quote(remote_dir_ + "/cells") + " -cf - -- " + shell_quote(cell_id);
   auto status = run_to_end(ProcessSpec{ssh_argv(target_, command), {}, archive, log, {}}, std::chrono::seconds(300), false);
   if (!status.success())
     throw InfraError("the cell's results did not come back from " + target_.describe() + ": " +
                      (last_line(read_text(log)).empty() ? status.describe() : last_line(read_text(log))));
-  unpack(cell_id, archive, log);
+  unpack(cell_id, archive, log, into);
 }
 
-void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path& archive, const std::filesystem::path& log) {
+void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path& archive, const std::filesystem::path& log,
+                        const std::filesystem::path& into) {
   // The archive comes from another machine: only plain files and
   // directories under <cell_id>/ are unpacked, never links or paths out.
   auto listing = scratch_ / ("cell-" + cell_id + ".list");
@@ -227,11 +228,12 @@ void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path&
       throw InfraError("the cell archive from " + target_.describe() + " holds '" + line.substr(0, 200) +
                        "': only files and directories of the cell are accepted");
   }
-  auto cells = run_.run_dir / "cells";
-  std::filesystem::create_directories(cells);
+  // Unpacked beside the run's cells, then moved where it belongs.
+  auto staging = scratch_ / ("unpack-" + cell_id);
   std::error_code ec;
-  std::filesystem::remove_all(cells / cell_id, ec);
-  auto unpacked = run_to_end(ProcessSpec{{"tar", "-xf", archive.string(), "-C", cells.string(), "--no-same-owner",
+  std::filesystem::remove_all(staging, ec);
+  std::filesystem::create_directories(staging);
+  auto unpacked = run_to_end(ProcessSpec{{"tar", "-xf", archive.string(), "-C", staging.string(), "--no-same-owner",
                                           "--no-same-permissions", "--no-overwrite-dir", "--"},
                                          {},
                                          log,
@@ -241,6 +243,10 @@ void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path&
   std::filesystem::remove(archive, ec);
   std::filesystem::remove(listing, ec);
   if (!unpacked.success()) throw InfraError("cannot unpack the cell's results from " + target_.describe() + ": " + last_line(read_text(log)));
+  std::filesystem::create_directories(into.parent_path());
+  std::filesystem::remove_all(into, ec);
+  std::filesystem::rename(staging / cell_id, into);
+  std::filesystem::remove_all(staging, ec);
   // The host's copy goes with the run's directory there (cleanup()).
 }
 

@@ -47,15 +47,18 @@ class RemoteHost {
   // run_dir/cells/<id>. `progress` gets the remote phase names. Returns the
   // remote vmlat's exit code (0, 1, 3, 130); throws InfraError when the host
   // could not run it (ssh failed, the host dropped, nothing came back).
+  // `into`: where the cell's directory lands (run_dir/cells/<id>, or an
+  // attempt's directory for a retest).
   int run_cell(const std::string& cell_id, int index, const std::filesystem::path& log,
-               const std::function<void(const std::string&)>& progress);
+               const std::function<void(const std::string&)>& progress, const std::filesystem::path& into);
   // Removes the run's directory on the host (best effort, never throws).
   void cleanup() noexcept;
   const SshTarget& target() const { return target_; }
 
  private:
-  void copy_back(const std::string& cell_id, const std::filesystem::path& log);
-  void unpack(const std::string& cell_id, const std::filesystem::path& archive, const std::filesystem::path& log);
+  void copy_back(const std::string& cell_id, const std::filesystem::path& log, const std::filesystem::path& into);
+  void unpack(const std::string& cell_id, const std::filesystem::path& archive, const std::filesystem::path& log,
+              const std::filesystem::path& into);
   HostSpec spec_;
   RemoteRun run_;
   RemoteLayout layout_;

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "cell_support.hpp"
@@ -33,6 +34,7 @@ const char* verdict_name(Verdict v) {
     case Verdict::fail: return "fail";
     case Verdict::error: return "error";
     case Verdict::skipped: return "skipped";
+    case Verdict::flaky: return "flaky";
   }
   return "?";
 }
@@ -45,17 +47,25 @@ std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& m
 }
 
 std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, const std::string& cell_status,
-                                       const std::string& cell_error, const Histogram* merged) {
+                                       const std::string& cell_error, const Histogram* default_merged,
+                                       const std::map<std::string, Histogram>* named) {
   std::vector<GateResult> results;
   for (const auto& gate : plan.gates) {
     if (!gate.matches(cell)) continue;
     if (gate.regression) {
-      results.push_back(evaluate_regression_gate(gate, cell, cell_status, cell_error, merged));
+      results.push_back(evaluate_regression_gate(gate, cell, cell_status, cell_error, default_merged));
       continue;
+    }
+    const Histogram* merged = default_merged;
+    if (!gate.series.empty()) {
+      merged = nullptr;
+      if (named)
+        if (auto it = named->find(gate.series); it != named->end()) merged = &it->second;
     }
     GateResult r;
     r.gate = gate.name;
     r.stat = gate.stat;
+    r.series = gate.series;
     r.bound = gate.bound;
     if (cell_status == "skipped") {
       r.verdict = Verdict::skipped;
@@ -63,7 +73,9 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, c
     } else if (cell_status != "measured" || !merged || merged->empty()) {
       // A cell that was not measured never counts as passed.
       r.verdict = Verdict::error;
-      r.message = cell_status == "measured" ? "the probe returned no samples" : "not measured: " + cell_error;
+      r.message = cell_status != "measured" ? "not measured: " + cell_error
+                  : !merged && !gate.series.empty() ? "the cell has no series '" + gate.series + "'"
+                                                    : "the probe returned no samples";
     } else {
       r.value = gate_statistic(gate, *merged);
       r.verdict = r.value <= r.bound ? Verdict::pass : Verdict::fail;
@@ -106,6 +118,7 @@ struct CellOutcome {
   std::string error;
   std::string error_phase;
   std::optional<Histogram> merged;
+  std::map<std::string, Histogram> series_merged;  // every series by name, the default included
   std::vector<GateResult> gates;
   json result;
   bool result_missing = false;  // result.json could not be written
@@ -115,7 +128,11 @@ json gate_results_json(const std::vector<GateResult>& gates) {
   json arr = json::array();
   for (const auto& g : gates) {
     json j{{"gate", g.gate}, {"stat", g.stat}, {"bound_ns", g.bound.count()}, {"verdict", verdict_name(g.verdict)}};
-    if (g.verdict == Verdict::pass || g.verdict == Verdict::fail) {
+    if (!g.series.empty()) j["series"] = g.series;
+    // A value was measured for pass, fail and flaky (the first attempt's),
+    // and for an error decided by a retest that could not be measured.
+    if (g.verdict == Verdict::pass || g.verdict == Verdict::fail || g.verdict == Verdict::flaky ||
+        (g.verdict == Verdict::error && g.value.count() > 0)) {
       j["value_ns"] = g.value.count();
       j["excess_ns"] = std::max<long long>(0, (g.value - g.bound).count());
     }
@@ -350,7 +367,42 @@ std::string implausible(const CellSpec& cell, const std::map<int, Histogram>& pe
   return {};
 }
 
+std::string sort_and_check_spikes(std::vector<Spike>& spikes, const std::map<int, Histogram>& per_cpu) {
+  // Worst first; equal latencies in time order.
+  std::stable_sort(spikes.begin(), spikes.end(), [](const Spike& a, const Spike& b) {
+    if (a.latency != b.latency) return a.latency > b.latency;
+    return a.monotonic_ns < b.monotonic_ns;
+  });
+  std::set<int> seen;
+  for (const auto& sp : spikes) {
+    if (!seen.insert(sp.cpu).second) continue;  // the CPU's worst is its first entry
+    auto it = per_cpu.find(sp.cpu);
+    if (it == per_cpu.end())
+      return "the probe listed a spike on CPU " + std::to_string(sp.cpu) + ", which it did not measure";
+    if (sp.latency != it->second.max())
+      return "the worst spike on CPU " + std::to_string(sp.cpu) + " (" + std::to_string(sp.latency.count()) +
+             " ns) is not the histogram's maximum (" + std::to_string(it->second.max().count()) +
+             " ns): the spike list does not belong to this measurement";
+  }
+  return {};
+}
+
 namespace {
+
+// One series as result.json stores it: per CPU stats and histogram, merged.
+struct SeriesDocument {
+  Histogram merged;
+  json per_cpu = json::object();
+};
+
+SeriesDocument series_document(const std::map<int, Histogram>& by_cpu) {
+  SeriesDocument d;
+  for (const auto& [cpu, h] : by_cpu) {
+    d.merged.merge(h);
+    d.per_cpu[std::to_string(cpu)] = json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}};
+  }
+  return d;
+}
 
 template <typename T>
 T* as_kind(Plugin* p, const Instance& instance) {
@@ -415,7 +467,10 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     }
     booted = true;  // from prepare on, teardown is owed (also for a prepare that failed halfway)
     timed("prepare", plan.timeouts.prepare, true, [&] { backend->prepare(ctx); });
-    timed("boot", plan.timeouts.boot, true, [&] { backend->boot(ctx); });
+    timed("boot", plan.timeouts.boot, true, [&] {
+      backend->boot(ctx);
+      ctx.target_threads_ = backend->target_threads();
+    });
     if (workload) {
       timed("start", plan.timeouts.start, true, [&] {
         Executor& where = backend->placement(workload_inst->where);
@@ -507,20 +562,37 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
   }
 
   json per_cpu = json::object();
+  json series_json = json::object();
+  json spikes_json = json::array();
   if (probe_result && !probe_result->per_cpu.empty()) {
-    Histogram merged;
-    for (const auto& [cpu, h] : probe_result->per_cpu) {
-      merged.merge(h);
-      per_cpu[std::to_string(cpu)] = json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}};
+    SeriesDocument doc = series_document(probe_result->per_cpu);
+    per_cpu = doc.per_cpu;
+    o.merged = doc.merged;
+    o.series_merged[probe_result->default_series] = doc.merged;
+    for (const auto& [name, by_cpu] : probe_result->series) {
+      SeriesDocument named = series_document(by_cpu);
+      o.series_merged[name] = named.merged;
+      series_json[name] = json{{"merged", json{{"stats", stats_to_json(named.merged.stats())}, {"histogram", named.merged.to_json()}}},
+                               {"per_cpu", named.per_cpu}};
     }
-    o.merged = merged;
     // Facts of this measurement complete (and override) the plugin's facts().
     if (!facts.contains("probe")) facts["probe"] = json::object();
     for (auto it = probe_result->facts.begin(); it != probe_result->facts.end(); ++it) facts["probe"][it.key()] = it.value();
+    std::string spike_error = sort_and_check_spikes(probe_result->spikes, probe_result->per_cpu);
+    for (const auto& sp : probe_result->spikes)
+      spikes_json.push_back(json{{"cpu", sp.cpu},
+                                 {"latency_ns", sp.latency.count()},
+                                 {"monotonic_ns", sp.monotonic_ns < 0 ? json(nullptr) : json(sp.monotonic_ns)},
+                                 {"realtime_ns", sp.realtime_ns < 0 ? json(nullptr) : json(sp.realtime_ns)}});
     if (o.status == "measured") {
       // Data that does not fit the cell is not a measurement (docs/results-format.md,
-      // "Plausibility"); it stays in result.json for diagnosis.
+      // "Plausibility"), whichever of its series; it stays in result.json for diagnosis.
       std::string why = implausible(cell.spec, probe_result->per_cpu, measured_for);
+      for (auto it = probe_result->series.begin(); why.empty() && it != probe_result->series.end(); ++it) {
+        why = implausible(cell.spec, it->second, measured_for);
+        if (!why.empty()) why = "series '" + it->first + "': " + why;
+      }
+      if (why.empty()) why = spike_error;
       if (!why.empty()) {
         o.status = "infra-error";
         o.error = why;
@@ -533,7 +605,15 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
     o.error = "the probe returned no per-CPU results";
     o.error_phase = "measure";
   }
-  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr);
+  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr, &o.series_merged);
+  // A gate on a series the measured cell lacks never lets the cell pass.
+  // (Regression gates without a baseline have their own rule.)
+  for (const auto& g : o.gates) {
+    if (o.status != "measured" || g.verdict != Verdict::error || g.series.empty()) continue;
+    o.status = "infra-error";
+    o.error = "gate '" + g.gate + "' cannot be evaluated: " + g.message;
+    o.error_phase = "measure";
+  }
 
   json plugins{{"backend", plugin_json(backend_inst, st.registry)}, {"probe", plugin_json(probe_inst, st.registry)}};
   if (workload_inst) {
@@ -560,6 +640,10 @@ CellOutcome run_cell(RunState& st, const Cell& cell, const std::filesystem::path
       {"timings", json{{"started", started_at}, {"finished", iso_now()}, {"phases", timings}}},
       {"merged", o.merged ? json{{"stats", stats_to_json(o.merged->stats())}, {"histogram", o.merged->to_json()}} : json(nullptr)},
       {"per_cpu", per_cpu},
+      {"default_series", probe_result ? probe_result->default_series : std::string(default_series_name)},
+      {"series", series_json},
+      {"spikes", spikes_json},
+      {"traces", probe_result ? json(probe_result->traces) : json::array()},
       {"gates", gate_results_json(o.gates)},
       {"artifacts", ctx.artifacts},
       {"warnings", cell_log.warnings}};
@@ -600,7 +684,10 @@ void print_summary(std::ostream& out, const std::vector<Cell>& cells, const std:
       r.bound = g.stat + " <= " + format_latency(g.bound);
       if (g.extra.contains("tolerance") && (g.verdict == Verdict::skipped || g.verdict == Verdict::error))
         r.bound = g.stat + " <= baseline+" + g.extra["tolerance"].get<std::string>();
-      r.verdict = g.verdict == Verdict::pass ? "PASS" : g.verdict == Verdict::fail ? "FAIL: " + g.message : std::string(verdict_name(g.verdict)) + (g.message.empty() ? "" : ": " + g.message);
+      r.verdict = g.verdict == Verdict::pass    ? "PASS"
+                  : g.verdict == Verdict::fail  ? "FAIL: " + g.message
+                  : g.verdict == Verdict::flaky ? "FLAKY: " + g.message
+                                                : std::string(verdict_name(g.verdict)) + (g.message.empty() ? "" : ": " + g.message);
       rows.push_back(r);
     }
   }
@@ -680,13 +767,17 @@ std::optional<CellOutcome> kept_outcome(const Plan& plan, const Cell& cell, cons
   if (o.status != "measured" && o.status != "skipped") return std::nullopt;
   if (result->contains("error") && (*result)["error"].is_string()) o.error = (*result)["error"].get<std::string>();
   try {
-    if (result->contains("merged") && !(*result)["merged"].is_null())
+    if (result->contains("merged") && !(*result)["merged"].is_null()) {
       o.merged = Histogram::from_json((*result)["merged"]["histogram"]);
+      o.series_merged[result->value("default_series", std::string(default_series_name))] = *o.merged;
+    }
+    if (auto it = result->find("series"); it != result->end() && it->is_object())
+      for (const auto& [name, doc] : it->items()) o.series_merged[name] = Histogram::from_json(doc.at("merged").at("histogram"));
   } catch (const std::exception&) {
     return std::nullopt;  // a damaged result is measured again
   }
   if (o.status == "measured" && !o.merged) return std::nullopt;
-  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr);
+  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr, &o.series_merged);
   o.result = *result;
   return o;
 }
@@ -789,6 +880,72 @@ CellOutcome remote_outcome(RunState& st, const Cell& cell, const std::filesystem
   if (!o.error.empty()) cell_log.error(o.error);
   store_result(st.plan, cell, cell_dir, o, cell_log, err);
   return o;
+}
+
+// [plan] retest / [[gate]] retest: a cell whose gate failed is measured
+// again, on the same host, up to N times; its first measurement stays the
+// cell's result, each retest is kept in attempts/<id>.retest<k>/. Per gate
+// that failed: passed on a retest -> flaky; failed on every retest -> fail
+// (reproduced); a retest that could not be measured -> error (neither
+// confirmed nor refuted: a broken lab never decides a verdict).
+void retest_failures(RunState& st, const Cell& cell, CellOutcome& o, const std::filesystem::path& cell_dir,
+                     const std::filesystem::path& run_dir, const std::function<CellOutcome(const std::filesystem::path&)>& measure,
+                     std::ostream& err) {
+  const Plan& plan = st.plan;
+  if (o.status != "measured") return;
+  int retests = 0;
+  std::map<std::string, std::string> undecided;  // failing gate -> its first failure message
+  for (const auto& g : o.gates) {
+    if (g.verdict != Verdict::fail) continue;
+    for (const auto& spec : plan.gates)
+      if (spec.name == g.gate) retests = std::max(retests, spec.retest.value_or(plan.retest));
+    undecided[g.gate] = g.message;
+  }
+  if (retests == 0 || undecided.empty()) return;
+  std::map<std::string, std::pair<Verdict, std::string>> decided;
+  json attempts = json::array();
+  int done = 0;
+  for (int k = 1; k <= retests && !undecided.empty() && !cancel_requested(); ++k) {
+    auto dir = run_dir / "attempts" / (cell.spec.id + ".retest" + std::to_string(k));
+    CellOutcome r = measure(dir);
+    ++done;
+    json verdicts = json::object();
+    for (const auto& g : r.gates) verdicts[g.gate] = verdict_name(g.verdict);
+    attempts.push_back(json{{"attempt", k},
+                            {"dir", "attempts/" + dir.filename().string()},
+                            {"status", r.status},
+                            {"error", r.error.empty() ? json(nullptr) : json(r.error)},
+                            {"max_ns", r.merged && !r.merged->empty() ? json(r.merged->max().count()) : json(nullptr)},
+                            {"gates", verdicts}});
+    if (r.status != "measured") {
+      for (const auto& [gate, first] : undecided)
+        decided[gate] = {Verdict::error, first + "; retest " + std::to_string(k) + " could not be measured (" + r.error +
+                                             "): the failure is neither confirmed nor refuted"};
+      undecided.clear();
+      break;
+    }
+    for (const auto& g : r.gates) {
+      auto it = undecided.find(g.gate);
+      if (it == undecided.end() || g.verdict != Verdict::pass) continue;
+      decided[g.gate] = {Verdict::flaky, it->second + "; passed on retest " + std::to_string(k) + " of " + std::to_string(retests) +
+                                             " (" + format_latency(g.value) + "): flaky"};
+      undecided.erase(it);
+    }
+  }
+  for (const auto& [gate, first] : undecided)
+    decided[gate] = {Verdict::fail, first + "; failed again on " + std::to_string(done) + " retest" + (done == 1 ? "" : "s") +
+                                        ": reproduced"};
+  for (auto& g : o.gates) {
+    auto it = decided.find(g.gate);
+    if (it == decided.end()) continue;
+    g.verdict = it->second.first;
+    g.message = it->second.second;
+  }
+  o.result["gates"] = gate_results_json(o.gates);
+  o.result["retests"] = attempts;
+  FileLogger cell_log(cell_dir / "cell.log", nullptr, cell.spec.id);
+  for (const auto& [gate, verdict] : decided) cell_log.info("gate " + gate + ": " + verdict.second);
+  store_result(plan, cell, cell_dir, o, cell_log, err);
 }
 
 std::string one_line(std::string s) {
@@ -1158,41 +1315,46 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
         run_log.error("host " + name + ": " + host_problem);
       }
     }
+    // One measurement of a cell into `dir`: cells/<id>, or attempts/<id>.retest<k>.
+    auto measure_into = [&](const Cell& cell, const std::filesystem::path& dir) -> CellOutcome {
+      std::error_code dir_error;
+      std::filesystem::create_directories(dir, dir_error);
+      FileLogger cell_log(dir / "cell.log", &run_log, cell.spec.id);
+      if (h.spec.local()) return local_cell(st, cell, cells.size(), dir, cell_log, *host, h.facts, progress, !placed, err);
+      if (!host_problem.empty()) {
+        auto o = unmeasured_outcome(plan, cell, run_id, "infra-error", "host " + name + ": " + host_problem, "host", h.facts);
+        cell_log.error(o.error + (std::filesystem::exists(host_dir / "provision.log") ? " (see hosts/" + name + "/provision.log)" : ""));
+        store_result(plan, cell, dir, o, cell_log, err);
+        return o;
+      }
+      std::string failure;
+      progress.cell(static_cast<std::size_t>(cell.index), cell, "remote");
+      auto ssh_log = host_dir / ("cell-" + dir.filename().string() + ".ssh.log");
+      try {
+        int code = remote->run_cell(cell.spec.id, cell.index, ssh_log,
+                                    [&](const std::string& phase) { progress.cell(static_cast<std::size_t>(cell.index), cell, phase); },
+                                    dir);
+        if (code == exit_code::usage)
+          failure = "vmlat on host " + name + " refused the cell (exit 2): see hosts/" + name + "/" + ssh_log.filename().string();
+      } catch (const std::exception& e) {
+        failure = one_line(e.what());
+      }
+      // The cell log that came back replaces ours; add what the controller saw.
+      FileLogger back(dir / "cell.log", nullptr, "controller");
+      if (!failure.empty()) back.error(failure);
+      return remote_outcome(st, cell, dir, failure, back, err);
+    };
     for (std::size_t i : queue) {
       const Cell& cell = cells[i];
       if (cancel_requested()) {
         not_run(i);
         continue;
       }
-      auto cell_dir = run_dir / "cells" / cell.spec.id;
-      std::error_code dir_error;
-      std::filesystem::create_directories(cell_dir, dir_error);
-      FileLogger cell_log(cell_dir / "cell.log", &run_log, cell.spec.id);
       progress.begin_cell(name);
       mark_running(i);
-      CellOutcome o;
-      if (h.spec.local()) {
-        o = local_cell(st, cell, cells.size(), cell_dir, cell_log, *host, h.facts, progress, !placed, err);
-      } else if (!host_problem.empty()) {
-        o = unmeasured_outcome(plan, cell, run_id, "infra-error", "host " + name + ": " + host_problem, "host", h.facts);
-        cell_log.error(o.error + (std::filesystem::exists(host_dir / "provision.log") ? " (see hosts/" + name + "/provision.log)" : ""));
-        store_result(plan, cell, cell_dir, o, cell_log, err);
-      } else {
-        std::string failure;
-        progress.cell(static_cast<std::size_t>(cell.index), cell, "remote");
-        try {
-          int code = remote->run_cell(cell.spec.id, cell.index, host_dir / ("cell-" + cell.spec.id + ".ssh.log"),
-                                      [&](const std::string& phase) { progress.cell(static_cast<std::size_t>(cell.index), cell, phase); });
-          if (code == exit_code::usage)
-            failure = "vmlat on host " + name + " refused the cell (exit 2): see hosts/" + name + "/cell-" + cell.spec.id + ".ssh.log";
-        } catch (const std::exception& e) {
-          failure = one_line(e.what());
-        }
-        // The cell log that came back replaces ours; add what the controller saw.
-        FileLogger back(cell_dir / "cell.log", nullptr, "controller");
-        if (!failure.empty()) back.error(failure);
-        o = remote_outcome(st, cell, cell_dir, failure, back, err);
-      }
+      auto cell_dir = run_dir / "cells" / cell.spec.id;
+      CellOutcome o = measure_into(cell, cell_dir);
+      retest_failures(st, cell, o, cell_dir, run_dir, [&](const std::filesystem::path& dir) { return measure_into(cell, dir); }, err);
       finish_cell(i, std::move(o));
     }
     if (remote) {
@@ -1211,7 +1373,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     std::filesystem::remove_all(socket_dir, ec);
   }
 
-  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0, gate_errors = 0;
+  int measured = 0, infra = 0, interrupted = 0, skipped = 0, failed_gates = 0, passed_gates = 0, gate_errors = 0, flaky_gates = 0;
   std::vector<json> cell_results;
   for (const auto& o : outcomes) {
     // A gate of a measured cell that could not be evaluated (its baseline is unreadable): exit 3.
@@ -1224,12 +1386,13 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     for (const auto& g : o.gates) {
       if (g.verdict == Verdict::fail) ++failed_gates;
       if (g.verdict == Verdict::pass) ++passed_gates;
+      if (g.verdict == Verdict::flaky) ++flaky_gates;
     }
     if (o.result.is_object()) cell_results.push_back(o.result);
   }
   int code = exit_code::pass;
   if (cancel_requested()) code = exit_code::interrupted;
-  else if (failed_gates) code = exit_code::gate_failed;
+  else if (failed_gates || (flaky_gates && plan.flaky_fails)) code = exit_code::gate_failed;
   else if (infra || gate_errors) code = exit_code::infra;
 
   st.run["finished"] = iso_now();
@@ -1237,7 +1400,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   st.run["exit_code"] = code;
   st.run["summary"] = json{{"cells", cells.size()},   {"measured", measured},       {"infra_errors", infra},
                            {"skipped", skipped},      {"interrupted", interrupted}, {"gates_passed", passed_gates},
-                           {"gates_failed", failed_gates}};
+                           {"gates_failed", failed_gates}, {"gates_flaky", flaky_gates}};
   if (!write_run_or_warn(st, err) && code == exit_code::pass) code = exit_code::infra;
   std::error_code ec;
   // The bundle is made again from the build whenever needed; the remote
@@ -1273,6 +1436,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   if (interrupted) out << ", " << interrupted << " interrupted/not run";
   out << "; gates: " << passed_gates << " passed, " << failed_gates << " failed";
   if (gate_errors) out << ", " << gate_errors << " could not be evaluated";
+  if (flaky_gates) out << ", " << flaky_gates << " flaky" << (plan.flaky_fails ? " (counted as failed: [plan] flaky = \"fail\")" : "");
   out << "\n";
   out << "results: " << run_dir.string() << "\n";
   run_log.info("finished with exit code " + std::to_string(code));

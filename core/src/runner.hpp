@@ -12,6 +12,7 @@
 
 #include "plan.hpp"
 #include "vmlat/histogram.hpp"
+#include "vmlat/plugin.hpp"
 #include "vmlat/json.hpp"
 
 namespace vmlat {
@@ -55,12 +56,15 @@ struct RunOptions {
       on_run_done;
 };
 
-enum class Verdict { pass, fail, error, skipped };
+// flaky: failed, then passed when the cell was measured again ([plan]
+// retest); not a failure unless [plan] flaky = "fail".
+enum class Verdict { pass, fail, error, skipped, flaky };
 const char* verdict_name(Verdict v);
 
 struct GateResult {
   std::string gate;
   std::string stat;
+  std::string series;  // empty: the cell's default series
   std::chrono::nanoseconds bound{0};
   std::chrono::nanoseconds value{0};
   Verdict verdict = Verdict::error;
@@ -84,10 +88,18 @@ inline constexpr double time_slack_s = 0.1;
 std::string implausible(const CellSpec& cell, const std::map<int, Histogram>& per_cpu,
                         std::optional<std::chrono::steady_clock::duration> measured_for);
 
+// Sorts a probe's spikes worst first and checks that each CPU's worst is
+// that CPU's histogram maximum exactly. Returns why not, or "".
+std::string sort_and_check_spikes(std::vector<Spike>& spikes, const std::map<int, Histogram>& per_cpu);
+
 // The statistic a gate bounds, read from a merged histogram.
 std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& merged);
+// `merged` is the cell's default series; `named` (optional) its series by
+// name, the default included: a gate with `series` reads that one, and is an
+// `error` when the cell has no such series.
 std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, const std::string& cell_status,
-                                       const std::string& cell_error, const Histogram* merged);
+                                       const std::string& cell_error, const Histogram* merged,
+                                       const std::map<std::string, Histogram>* named = nullptr);
 
 // Runs the plan; returns the exit code. Writes the summary to `out` and
 // progress/errors to `err`.

@@ -1,7 +1,11 @@
 // The cyclic probe: a periodic SCHED_FIFO task per CPU measuring its wake-up
-// latency, run either as cyclictest (rt-tests) or as vmlat's own static
-// vmlat-probe. See README.md.
+// latency, run as cyclictest (rt-tests), as vmlat's own static vmlat-probe,
+// or as the kernel's timerlat tracer (rtla timerlat hist: IRQ and thread
+// latency). See README.md.
 #include <algorithm>
+#include <cstdio>
+#include <map>
+#include <optional>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -15,6 +19,8 @@
 
 #include "cyclictest_parse.hpp"
 #include "native_parse.hpp"
+#include "rtla_parse.hpp"
+#include "tracing.hpp"
 
 namespace vmlat::cyclic {
 namespace {
@@ -29,6 +35,15 @@ using std::chrono::seconds;
 constexpr milliseconds kHelperTimeout = 20s;   // mktemp, cat, rm, --version, ...
 constexpr milliseconds kRunMargin = 30s;       // on top of the cell's duration
 constexpr milliseconds kInterruptGrace = 5s;   // to print a partial result after SIGINT
+// cyclictest --spike-nodes: preallocated by cyclictest; spikes beyond it are
+// counted, not kept.
+constexpr std::uint64_t kCyclictestSpikeNodes = 10000;
+// The host-side ring buffer of a VM's vCPU threads, per CPU: it runs for the
+// whole measurement, so it must hold the time back to the guest's spike.
+constexpr std::uint64_t kHostTraceKb = 8192;
+const std::vector<std::string> kDefaultTraceEvents = {
+    "sched:sched_switch", "sched:sched_wakeup", "sched:sched_waking", "irq",
+    "timer:hrtimer_start", "timer:hrtimer_expire_entry", "timer:hrtimer_expire_exit"};
 
 std::string first_line(std::string_view text) {
   while (!text.empty()) {
@@ -80,7 +95,7 @@ std::string owned_cyclictest_option(std::string_view arg) {
 class CyclicProbe final : public Probe {
  public:
   void configure(Settings& settings) override {
-    engine_ = settings.choice("engine", "cyclictest", {"cyclictest", "native"});
+    engine_ = settings.choice("engine", "cyclictest", {"cyclictest", "native", "timerlat"});
     priority_ = static_cast<int>(settings.integer("priority", 95, 1, 99));
     const nanoseconds range = settings.duration("histogram_range", 20ms, 1us, 1s);
     if (range % 1us != 0ns)
@@ -88,7 +103,32 @@ class CyclicProbe final : public Probe {
                                             format_duration(range));
     else
       range_us_ = static_cast<std::uint64_t>(duration_cast<microseconds>(range).count());
+    if (engine_ == "timerlat" && range_us_ > 9999999) range_us_ = 9999999;
     mlock_ = settings.boolean("mlock", true);
+    if (engine_ == "timerlat" && settings.has("mlock"))
+      settings.error("mlock", "engine = \"timerlat\" measures with kernel threads: mlock does not apply");
+    spikes_ = static_cast<std::uint64_t>(settings.integer("spikes", 10, 0, 1000));
+    if (engine_ == "timerlat" && settings.has("spikes"))
+      settings.error("spikes", "engine = \"timerlat\" records no spike list (rtla's histogram has no timestamps)");
+    const nanoseconds threshold = settings.duration("spike_threshold", 100us, 1us, 1s);
+    if (threshold % 1us != 0ns) settings.error("spike_threshold", "must be a whole number of microseconds");
+    spike_threshold_us_ = static_cast<std::uint64_t>(duration_cast<microseconds>(threshold).count());
+    if (engine_ != "cyclictest" && settings.has("spike_threshold"))
+      settings.error("spike_threshold", "only engine = \"cyclictest\" takes spike_threshold (engine native keeps the "
+                                        "worst wake-ups whatever their latency)");
+    trace_.above = settings.duration("trace_above", 0ns, 0ns, 1h);
+    if (trace_.above > 0ns && engine_ != "native" && trace_.above % 1us != 0ns)
+      settings.error("trace_above", "engine \"" + engine_ + "\" takes trace_above in whole microseconds");
+    trace_.events = settings.string_list("trace_events", kDefaultTraceEvents);
+    for (const auto& e : trace_.events)
+      if (auto why = check_trace_event(e); !why.empty()) {
+        settings.error("trace_events", why);
+        break;
+      }
+    trace_.buffer_kb = static_cast<std::uint64_t>(settings.integer("trace_buffer_kb", 1024, 16, 1 << 20));
+    if (trace_.above == 0ns)
+      for (const char* key : {"trace_events", "trace_buffer_kb"})
+        if (settings.has(key)) settings.error(key, std::string(key) + " only matters with trace_above");
     extra_args_ = settings.string_list("extra_args", {});
     if (engine_ != "cyclictest" && !extra_args_.empty())
       settings.error("extra_args", "only engine = \"cyclictest\" takes extra_args (engine is \"" + engine_ + "\")");
@@ -100,6 +140,11 @@ class CyclicProbe final : public Probe {
       }
     }
     facts_ = json::object();
+  }
+
+  std::vector<std::string> series() const override {
+    if (engine_ == "timerlat") return {"thread", "irq"};
+    return {default_series_name};
   }
 
   ProbeResult run(Executor& target, CellContext& ctx) override {
@@ -114,8 +159,12 @@ class CyclicProbe final : public Probe {
                   {"priority", priority_},
                   {"mlock", mlock_},
                   {"histogram_range_us", range_us_},
-                  {"cpus", cpus}};
-    ProbeResult result = engine_ == "native" ? run_native(target, ctx, cpus) : run_cyclictest(target, ctx, cpus);
+                  {"cpus", cpus},
+                  {"spikes_per_cpu", engine_ == "timerlat" ? 0 : spikes_}};
+    if (trace_.above > 0ns) facts_["trace"] = json{{"above_ns", trace_.above.count()}};
+    ProbeResult result = engine_ == "native"     ? run_native(target, ctx, cpus)
+                         : engine_ == "timerlat" ? run_timerlat(target, ctx, cpus)
+                                                 : run_cyclictest(target, ctx, cpus);
     result.facts = facts_;
     return result;
   }
@@ -236,6 +285,17 @@ class CyclicProbe final : public Probe {
     // -h also makes every thread use the same interval and priority. The text
     // histogram it prints is redundant with --json: drop it.
     argv.insert(argv.end(), {"-h", std::to_string(range_us_), "--histfile=/dev/null", "--json=" + json_path});
+    if (spikes_ > 0)
+      argv.insert(argv.end(), {"--spike=" + std::to_string(spike_threshold_us_),
+                               "--spike-nodes=" + std::to_string(kCyclictestSpikeNodes)});
+    std::optional<TargetTrace> trace;
+    if (trace_.above > 0ns) {
+      // -b stops cyclictest (the whole run, not only the trace) at the first
+      // wake-up over the bound, after writing a marker (--tracemark).
+      argv.insert(argv.end(), {"-b", std::to_string(duration_cast<microseconds>(trace_.above).count()), "--tracemark"});
+      trace.emplace(target, trace_, ctx);
+      facts_["trace"]["ftrace"] = trace->facts();
+    }
     argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
     facts_["argv"] = argv;
 
@@ -263,8 +323,159 @@ class CyclicProbe final : public Probe {
           throw InfraError("cyclic probe: cannot read " + json_path + " on " + target.name() + ": " + read.describe());
         return parse_cyclictest_json(read.out, range_us_);
       });
+      CyclictestStdout printed = parse_cyclictest_stdout(run.out, cyclictest_thread_cpus(read.out));
+      if (spikes_ > 0) keep_cyclictest_spikes(target, ctx, printed, result);
+      if (trace) {
+        const bool fired = printed.break_value_us >= 0;
+        facts_["trace"]["fired"] = fired ? json{{"latency_ns", printed.break_value_us * 1000}} : json(nullptr);
+        if (fired) {
+          if (trace->save("trace.txt")) result.traces.push_back("trace.txt");
+          // cyclictest -b ends the run at the spike: what it measured is kept
+          // as evidence, but it is not a measurement of the whole cell.
+          result.invalid = "cyclictest stopped at the first wake-up over trace_above (" +
+                           std::to_string(printed.break_value_us) + "us > " + format_duration(trace_.above) +
+                           "), as -b does: the trace is saved (trace.txt) but the cell was not measured for its "
+                           "duration; engine = \"native\" traces the spike and keeps measuring";
+        }
+      }
     }
     check_cpus(result.per_cpu, cpus, "cyclictest");
+    return result;
+  }
+
+  // CLOCK_REALTIME - CLOCK_MONOTONIC on `target` (vmlat-probe --clocks), if
+  // it can be read: maps cyclictest's monotonic spike times to wall-clock time.
+  static std::optional<std::int64_t> realtime_offset(Executor& target) {
+    auto program = target.find_program("vmlat-probe");
+    if (!program) return std::nullopt;
+    try {
+      auto r = target.run(Command{{*program, "--clocks"}, kHelperTimeout});
+      long long mono = 0, real = 0;
+      char tail = 0;
+      if (!r.ok() || std::sscanf(r.out.c_str(), "%lld %lld %c", &mono, &real, &tail) != 2) return std::nullopt;
+      return real - mono;
+    } catch (const InfraError&) {
+      return std::nullopt;
+    }
+  }
+
+  // The worst `spikes_` of what cyclictest --spike recorded, per CPU. Its
+  // list holds the first kCyclictestSpikeNodes wake-ups over the threshold:
+  // when more came, a CPU whose maximum is not among them gets no list.
+  void keep_cyclictest_spikes(Executor& target, CellContext& ctx, const CyclictestStdout& printed,
+                              ProbeResult& result) {
+    std::map<int, std::vector<Spike>> by_cpu;
+    for (const auto& sp : printed.spikes) by_cpu[sp.cpu].push_back(sp);
+    const bool truncated = printed.spikes_total > printed.spikes.size();
+    facts_["spikes"] = json{{"threshold_us", spike_threshold_us_},
+                            {"recorded", printed.spikes.size()},
+                            {"over_threshold", printed.spikes_total},
+                            {"truncated", truncated}};
+    const auto offset = by_cpu.empty() ? std::nullopt : realtime_offset(target);
+    for (auto& [cpu, list] : by_cpu) {
+      std::stable_sort(list.begin(), list.end(), [](const Spike& a, const Spike& b) { return a.latency > b.latency; });
+      auto h = result.per_cpu.find(cpu);
+      if (h == result.per_cpu.end()) continue;
+      if (list.front().latency != h->second.max()) {
+        ctx.log().warn("cyclic: cyclictest's spike list of CPU " + std::to_string(cpu) +
+                       " misses its maximum (" + std::to_string(printed.spikes_total) + " wake-ups over " +
+                       std::to_string(spike_threshold_us_) + "us, " + std::to_string(printed.spikes.size()) +
+                       " recorded): no spikes for that CPU; raise spike_threshold");
+        continue;
+      }
+      if (list.size() > spikes_) list.resize(spikes_);
+      for (auto& sp : list) {
+        if (offset) sp.realtime_ns = sp.monotonic_ns + *offset;
+        result.spikes.push_back(sp);
+      }
+    }
+  }
+
+  // rtla timerlat hist: the kernel's timerlat tracer wakes a thread per CPU
+  // every period and records how late the timer IRQ ran and how late the
+  // thread ran. Series "thread" (the default, what a task sees) and "irq".
+  ProbeResult run_timerlat(Executor& target, CellContext& ctx, const std::vector<int>& cpus) {
+    const CellSpec& cell = ctx.cell();
+    const auto program = target.find_program("rtla");
+    if (!program)
+      throw InfraError("rtla not found on " + target.name() + ": install the Debian package rtla (guest images built "
+                       "by build-guest include the host's rtla)");
+    if (cell.period < 1us || cell.period % 1us != 0ns)
+      throw InfraError("rtla timerlat takes its period in whole microseconds, so it cannot run at a period of " +
+                       format_duration(cell.period));
+    if (cell.duration < 1s || cell.duration % 1s != 0ns)
+      throw InfraError("rtla timerlat hist takes its duration in whole seconds, not " + format_duration(cell.duration));
+    facts_["engine_version"] = version_line(target, {*program, "--version"});
+    facts_.erase("mlock");
+
+    // rtla says only "Could not apply config" on a kernel without the
+    // tracer: look first, and name the kernel.
+    std::string tracefs = find_tracefs(target);
+    if (tracefs.empty()) {
+      // What rtla (libtracefs) would do itself.
+      target.run(Command{{"mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"}, kHelperTimeout});
+      tracefs = find_tracefs(target);
+    }
+    const auto release = target.run(Command{{"uname", "-r"}, kHelperTimeout});
+    const std::string kernel = release.ok() ? trim(release.out) : "?";
+    if (tracefs.empty())
+      throw InfraError("engine timerlat: no tracefs on " + target.name() + " (kernel " + kernel +
+                       "): the kernel has no ftrace (CONFIG_FTRACE) or tracefs cannot be mounted");
+    auto tracers = target.run(Command{{"cat", tracefs + "/available_tracers"}, kHelperTimeout});
+    const std::string available = trim(tracers.out);
+    if (!tracers.ok() || (" " + available + " ").find(" timerlat ") == std::string::npos)
+      throw InfraError("engine timerlat: the kernel of " + target.name() + " (" + kernel +
+                       ") has no timerlat tracer (CONFIG_TIMERLAT_TRACER; its tracers: " +
+                       (available.empty() ? "none" : available) +
+                       "): use a kernel that has it, e.g. Debian's linux-image-rt-amd64");
+    facts_["kernel"] = kernel;
+
+    const std::string trace_file = trace_.above > 0ns ? target.temp_dir() + "/vmlat-timerlat-trace.txt" : "";
+    std::vector<std::string> argv{*program, "timerlat", "hist", "-d",
+                                  std::to_string(duration_cast<seconds>(cell.duration).count()), "-p",
+                                  std::to_string(duration_cast<microseconds>(cell.period).count()), "-P",
+                                  "f:" + std::to_string(priority_), "-c", format_cpu_list(cpus), "-E",
+                                  std::to_string(range_us_), "--dma-latency", "0"};
+    if (trace_.above > 0ns) {
+      // -T stops the timerlat trace, and with it rtla's session, at the
+      // first thread latency over the bound; -t=FILE saves that trace (rtla
+      // 6.1 reads the file name after a '=').
+      argv.insert(argv.end(), {"-T", std::to_string(duration_cast<microseconds>(trace_.above).count()), "-t=" + trace_file});
+      for (const auto& e : trace_.events) argv.insert(argv.end(), {"-e", e});
+    }
+    facts_["argv"] = argv;
+    ctx.log().info("cyclic: running rtla timerlat hist on " + target.name() + " (CPUs " + format_cpu_list(cpus) + ", " +
+                   format_duration(cell.duration) + ")");
+    auto run = target.run(measuring_command(argv, cell));
+    ctx.save_artifact("rtla.out", run.out);
+    ctx.save_artifact("rtla.err", run.err);
+    if (!run.ok()) {
+      if (run.interrupted) throw Cancelled();
+      throw InfraError("rtla timerlat hist failed on " + target.name() + ": " + run.describe());
+    }
+    TimerlatHistograms parsed = partial_ok(run.interrupted, ctx, [&] { return parse_rtla_hist(run.out, range_us_); });
+    check_cpus(parsed.thread, cpus, "rtla timerlat");
+    ProbeResult result;
+    result.interrupted = run.interrupted;
+    result.default_series = "thread";
+    result.per_cpu = std::move(parsed.thread);
+    result.series["irq"] = std::move(parsed.irq);
+    if (trace_.above > 0ns) {
+      const bool fired = run.out.find("hit stop tracing") != std::string::npos ||
+                         run.err.find("hit stop tracing") != std::string::npos;
+      facts_["trace"]["fired"] = fired;
+      PhaseScope collect("cyclic-collect", Clock::now() + kHelperTimeout, /*interruptible=*/false);
+      auto read = target.run(Command{{"tail", "-c", std::to_string(kTraceReadBytes), trace_file}, kHelperTimeout});
+      target.run(Command{{"rm", "-f", trace_file}, kHelperTimeout});
+      if (read.ok() && !read.out.empty()) {
+        ctx.save_artifact("trace.txt", read.out);
+        result.traces.push_back("trace.txt");
+      }
+      if (fired)
+        result.invalid = "rtla timerlat stopped at the first thread latency over trace_above (" +
+                         format_duration(trace_.above) + "), as -T does: the trace is saved (trace.txt) but the cell "
+                         "was not measured for its duration";
+    }
     return result;
   }
 
@@ -293,6 +504,19 @@ class CyclicProbe final : public Probe {
                                   "--histogram-us",
                                   std::to_string(range_us_)};
     if (!mlock_) argv.push_back("--no-mlock");
+    argv.insert(argv.end(), {"--spikes", std::to_string(spikes_)});
+    std::optional<TargetTrace> trace;
+    std::optional<HostTrace> host_trace;
+    if (trace_.above > 0ns) {
+      trace.emplace(target, trace_, ctx);
+      facts_["trace"]["ftrace"] = trace->facts();
+      argv.insert(argv.end(), {"--trace-above-ns", std::to_string(trace_.above.count()), "--tracefs", trace->tracefs()});
+      // A guest: its vCPU threads' host-side events go to a host trace.
+      if (auto vcpus = ctx.target_threads(); !vcpus.empty()) {
+        host_trace.emplace(ctx.host(), vcpus, kHostTraceKb, ctx);
+        host_trace->exchange(target);
+      }
+    }
     facts_["argv"] = argv;
 
     ctx.log().info("cyclic: running vmlat-probe on " + target.name() + " (CPUs " + format_cpu_list(cpus) + ", " +
@@ -325,6 +549,19 @@ class CyclicProbe final : public Probe {
     }
     if (result.interrupted) ctx.log().warn("cyclic: vmlat-probe was interrupted; its result is partial");
     result.per_cpu = std::move(parsed.per_cpu);
+    result.spikes = std::move(parsed.spikes);
+    if (trace) {
+      const json fired = parsed.trace.is_object() ? parsed.trace.value("fired", json(nullptr)) : json(nullptr);
+      facts_["trace"]["probe"] = parsed.trace;
+      facts_["trace"]["fired"] = fired;
+      // The trace stopped at the spike; the measurement went on.
+      if (!fired.is_null() && trace->save("trace.txt")) result.traces.push_back("trace.txt");
+      if (host_trace) {
+        if (!fired.is_null() && host_trace->save_around(target, fired["monotonic_ns"].get<std::int64_t>(), "host-trace.txt"))
+          result.traces.push_back("host-trace.txt");
+        facts_["trace"]["host"] = host_trace->facts();
+      }
+    }
     return result;
   }
 
@@ -333,11 +570,14 @@ class CyclicProbe final : public Probe {
   std::uint64_t range_us_ = 20000;
   bool mlock_ = true;
   std::vector<std::string> extra_args_;
+  std::uint64_t spikes_ = 10;
+  std::uint64_t spike_threshold_us_ = 100;
+  TraceSettings trace_;
   json facts_ = json::object();
 };
 
 }  // namespace
 }  // namespace vmlat::cyclic
 
-VMLAT_PLUGIN(vmlat::cyclic::CyclicProbe, "cyclic", "probe", "0.1.0",
-             "periodic SCHED_FIFO task per CPU measuring wake-up latency (cyclictest or vmlat-probe)")
+VMLAT_PLUGIN(vmlat::cyclic::CyclicProbe, "cyclic", "probe", "0.2.0",
+             "periodic SCHED_FIFO task per CPU measuring wake-up latency (cyclictest, vmlat-probe or rtla timerlat)")

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <set>
 #include <stdexcept>
@@ -151,6 +152,53 @@ std::map<int, Histogram> parse_cyclictest_json(std::string_view text, std::uint6
       fail("two threads measured CPU " + std::to_string(cpu));
   }
   return per_cpu;
+}
+
+std::map<int, int> cyclictest_thread_cpus(std::string_view text) {
+  std::map<int, int> out;
+  json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object() || !doc.contains("thread") || !doc["thread"].is_object()) return out;
+  for (const auto& [key, thread] : doc["thread"].items()) {
+    std::uint64_t n = 0;
+    if (!parse_decimal(key, n) || n > 1u << 20 || !thread.is_object()) continue;
+    if (auto it = thread.find("cpu"); it != thread.end() && it->is_number_unsigned())
+      out[static_cast<int>(n)] = static_cast<int>(it->get<std::uint64_t>());
+  }
+  return out;
+}
+
+CyclictestStdout parse_cyclictest_stdout(std::string_view text, const std::map<int, int>& thread_cpus) {
+  CyclictestStdout out;
+  std::size_t pos = 0;
+  int line_no = 0;
+  while (pos < text.size()) {
+    const auto nl = text.find('\n', pos);
+    std::string line(text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos));
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    ++line_no;
+    long long thread = 0, latency = 0, ts = 0, n = 0;
+    char tail = 0;
+    if (line.rfind("T:", 0) == 0 && line.find("Spike:") != std::string::npos) {
+      if (std::sscanf(line.c_str(), "T:%lld Spike:%lld: TS:%lld %c", &thread, &latency, &ts, &tail) != 3 ||
+          thread < 0 || latency < 0 || ts < 0)
+        throw InfraError("cyclictest output line " + std::to_string(line_no) + ": malformed spike line '" + line + "'");
+      auto it = thread_cpus.find(static_cast<int>(thread));
+      if (it == thread_cpus.end())
+        throw InfraError("cyclictest output line " + std::to_string(line_no) + ": spike of thread " +
+                         std::to_string(thread) + ", which the JSON does not list");
+      Spike s;
+      s.cpu = it->second;
+      s.latency = microseconds(latency);
+      s.monotonic_ns = ts * 1000;
+      out.spikes.push_back(s);
+    } else if (std::sscanf(line.c_str(), "spikes = %lld %c", &n, &tail) == 1 && n >= 0) {
+      out.spikes_total = static_cast<std::uint64_t>(n);
+      out.spikes_reported = true;
+    } else if (std::sscanf(line.c_str(), "# Break value: %lld %c", &n, &tail) == 1) {
+      out.break_value_us = n;
+    }
+  }
+  return out;
 }
 
 }  // namespace vmlat::cyclic

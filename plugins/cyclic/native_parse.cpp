@@ -33,7 +33,39 @@ std::int64_t nanoseconds_field(const json& object, const char* key, const std::s
   return static_cast<std::int64_t>(value);
 }
 
-std::pair<int, Histogram> parse_thread(std::size_t index, const json& thread, std::uint64_t range_us) {
+// A thread's "spikes" ([[latency_ns, monotonic_ns, realtime_ns], ...],
+// worst first; absent from older probes).
+std::vector<Spike> parse_spikes(const json& thread, int cpu, const std::string& where, std::uint64_t samples,
+                                std::int64_t max_ns, std::uint64_t capacity) {
+  std::vector<Spike> spikes;
+  auto it = thread.find("spikes");
+  if (it == thread.end()) return spikes;
+  if (!it->is_array()) fail(where + ": \"spikes\" is not an array");
+  if (it->size() > capacity)
+    fail(where + ": " + std::to_string(it->size()) + " spikes, more than the " + std::to_string(capacity) +
+         " per thread asked for");
+  if (it->size() > samples) fail(where + ": more spikes than samples");
+  for (const json& entry : *it) {
+    if (!entry.is_array() || entry.size() != 3 || !entry[0].is_number_unsigned() || !entry[1].is_number_unsigned() ||
+        !entry[2].is_number_unsigned())
+      fail(where + ": spike " + entry.dump() + " is not [latency_ns, monotonic_ns, realtime_ns]");
+    Spike s;
+    s.cpu = cpu;
+    s.latency = nanoseconds(static_cast<std::int64_t>(entry[0].get<std::uint64_t>()));
+    s.monotonic_ns = static_cast<std::int64_t>(entry[1].get<std::uint64_t>());
+    s.realtime_ns = static_cast<std::int64_t>(entry[2].get<std::uint64_t>());
+    if (!spikes.empty() && s.latency > spikes.back().latency)
+      fail(where + ": spikes are not sorted worst first");
+    spikes.push_back(s);
+  }
+  if (!spikes.empty() && spikes.front().latency.count() != max_ns)
+    fail(where + ": the worst spike (" + std::to_string(spikes.front().latency.count()) + " ns) is not max_ns " +
+         std::to_string(max_ns));
+  return spikes;
+}
+
+std::pair<int, Histogram> parse_thread(std::size_t index, const json& thread, std::uint64_t range_us,
+                                       std::uint64_t spike_capacity, std::vector<Spike>& spikes_out) {
   std::string where = "thread " + std::to_string(index);
   if (!thread.is_object()) fail(where + " is not an object");
   const int cpu = strict::cpu_field(kDocument, thread, where);
@@ -69,6 +101,9 @@ std::pair<int, Histogram> parse_thread(std::size_t index, const json& thread, st
   if (samples - bucketed != overflows)
     fail(where + ": samples " + std::to_string(samples) + " != histogram " + std::to_string(bucketed) +
          " + overflows " + std::to_string(overflows));
+
+  std::vector<Spike> spikes = parse_spikes(thread, cpu, where, samples, max_ns, spike_capacity);
+  spikes_out.insert(spikes_out.end(), spikes.begin(), spikes.end());
 
   Histogram h;
   h.add_missed_periods(missed);
@@ -138,8 +173,17 @@ NativeResult parse_native_payload(std::string_view payload, std::uint64_t histog
   const json& threads = field(doc, "threads", "payload");
   if (!threads.is_array()) fail("\"threads\" is not an array");
   if (threads.empty()) fail("no threads were recorded");
+  std::uint64_t spike_capacity = 0;
+  if (auto it = doc.find("spikes_per_thread"); it != doc.end()) {
+    if (!it->is_number_unsigned()) fail("spikes_per_thread is " + it->dump() + ", not a non-negative integer");
+    spike_capacity = it->get<std::uint64_t>();
+  }
+  if (auto it = doc.find("trace"); it != doc.end()) {
+    if (!it->is_object()) fail("trace is " + it->dump() + ", not an object");
+    result.trace = *it;
+  }
   for (std::size_t i = 0; i < threads.size(); ++i) {
-    auto [cpu, histogram] = parse_thread(i, threads[i], histogram_range_us);
+    auto [cpu, histogram] = parse_thread(i, threads[i], histogram_range_us, spike_capacity, result.spikes);
     if (!result.per_cpu.emplace(cpu, std::move(histogram)).second)
       fail("two threads measured CPU " + std::to_string(cpu));
   }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "cli_fixture.hpp"
@@ -25,6 +26,7 @@ using vmlat::testing::descendants_named;
 using vmlat::testing::leftover_processes;
 using vmlat::testing::read_file;
 using vmlat::testing::unparsable_json_files;
+using vmlat::testing::kVmlat;
 
 namespace {
 
@@ -402,5 +404,154 @@ bound = "10s"
     EXPECT_NE(result["error"].get<std::string>().find(c.expect), std::string::npos) << result["error"];
     EXPECT_NE(read_file(marker).find("teardown faulty-none-native-1ms"), std::string::npos) << "teardown did not run";
     expect_truthful(run_dir);
+  }
+}
+
+// ------------------------------------------------ verdicts a gate can trust --
+
+class Verdicts : public Faults {
+ protected:
+  std::map<std::string, std::string> fake(const std::string& mode) {
+    auto bin = dir_ / "fake-bin";
+    fs::create_directories(bin);
+    if (!fs::exists(bin / "cyclictest")) fs::create_symlink(kFakeCyclictest, bin / "cyclictest");
+    return {{"PATH", bin.string() + ":" + std::getenv("PATH")}, {"VMLAT_FAKE_CYCLICTEST", mode},
+            {"VMLAT_FAKE_STATE", (dir_ / "fake.state").string()}};
+  }
+  std::string plan_with_retest(int retest) {
+    return one_cell(kCyclictest, "1s", "") + "\n" + R"([[gate]]
+name = "tight"
+bound = "1ms"
+retest = )" + std::to_string(retest) + "\n";
+  }
+};
+
+TEST_F(Verdicts, AFailureThatPassesOnRetestIsFlakyAndExits0) {
+  auto plan = write_plan("plan.toml", plan_with_retest(2));
+  auto r = run({"run", plan.string(), "--quiet", "--junit", (dir_ / "junit.xml").string()}, fake("spike-once"));
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("FLAKY: max 5.00ms exceeds bound 1.00ms"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("passed on retest 1 of 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 flaky"), std::string::npos) << r.out;
+  auto run_dir = only_run_dir();
+  auto result = cell_result(run_dir, "host-none-ct-1ms");
+  json tight;
+  for (const auto& g : result["gates"])
+    if (g["gate"] == "tight") tight = g;
+  EXPECT_EQ(tight["verdict"], "flaky");
+  EXPECT_EQ(tight["value_ns"], 5000000);  // the first attempt stays the cell's result
+  ASSERT_EQ(result["retests"].size(), 1u);
+  EXPECT_EQ(result["retests"][0]["gates"]["tight"], "pass");
+  EXPECT_TRUE(fs::exists(run_dir / "attempts/host-none-ct-1ms.retest1/result.json"));
+  auto junit = read_file(dir_ / "junit.xml");
+  EXPECT_NE(junit.find("<flakyFailure"), std::string::npos) << junit;
+  EXPECT_NE(junit.find("failures=\"0\""), std::string::npos) << junit;
+  auto metrics = run({"metrics", run_dir.string()});
+  bool flaky_exported = false;
+  std::istringstream lines(metrics.out);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("vmlat_gate_flaky{", 0) == 0 && line.find("gate=\"tight\"") != std::string::npos && line.substr(line.size() - 2) == " 1")
+      flaky_exported = true;
+  EXPECT_TRUE(flaky_exported) << metrics.out;
+  expect_truthful(run_dir);
+}
+
+TEST_F(Verdicts, AFailureThatReproducesOnEveryRetestFailsAndExits1) {
+  auto plan = write_plan("plan.toml", plan_with_retest(2));
+  auto r = run({"run", plan.string(), "--quiet"}, fake("spike"));
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("failed again on 2 retests: reproduced"), std::string::npos) << r.out;
+  auto run_dir = only_run_dir();
+  auto result = cell_result(run_dir, "host-none-ct-1ms");
+  EXPECT_EQ(result["retests"].size(), 2u);
+  EXPECT_TRUE(fs::exists(run_dir / "attempts/host-none-ct-1ms.retest2/result.json"));
+  expect_truthful(run_dir);
+}
+
+TEST_F(Verdicts, FlakyCountsAsFailedWhenThePlanSaysSo) {
+  auto plan = write_plan("plan.toml", "[plan]\nflaky = \"fail\"\n" + plan_with_retest(1).substr(std::string("[plan]\n").size()));
+  auto r = run({"run", plan.string(), "--quiet"}, fake("spike-once"));
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("counted as failed"), std::string::npos) << r.out;
+}
+
+TEST_F(Verdicts, BisectMapsExitCodesForGitBisectRun) {
+  auto plan = write_plan("plan.toml", plan_with_retest(0));
+  EXPECT_EQ(run({"run", plan.string(), "--quiet", "--bisect"}, fake("spike")).code, 1);    // bad
+  EXPECT_EQ(run({"run", plan.string(), "--quiet", "--bisect"}, fake("nothing")).code, 125);  // infra: skip
+  auto good = write_plan("good.toml", one_cell(kCyclictest, "1s"));
+  EXPECT_EQ(run({"run", good.string(), "--quiet", "--bisect"}, fake("spike")).code, 0);
+  auto broken = write_plan("broken.toml", "[plan]\nduration = 1\n");
+  auto r = run({"run", broken.string(), "--bisect"});
+  EXPECT_EQ(r.code, 255) << r.err;  // a wrong plan stops the bisection, blames nothing
+  EXPECT_NE(r.err.find("abort"), std::string::npos) << r.err;
+  EXPECT_EQ(run({"run", "--no-such-option", "--bisect"}).code, 255);
+}
+
+// git bisect run vmlat run --bisect: a fixture repository whose plan gets an
+// impossible bound from commit 5 on, with a broken lab at commit 6 (one that
+// bisect tries after the first good one: it must be skipped, never blamed).
+TEST_F(Verdicts, GitBisectRunFindsTheCommitThatMadeTheGateFail) {
+  auto repo = dir_ / "repo";
+  fs::create_directories(repo);
+  auto git = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"git", "-C", repo.string(), "-c", "user.email=t@t", "-c", "user.name=t"});
+    auto p = Process::spawn(ProcessSpec{args, {}, dir_ / "git.out", dir_ / "git.err", {}});
+    auto s = p.wait(Clock::now() + 600s, false);
+    return std::pair<int, std::string>{s.exit_code, read_file(dir_ / "git.out") + read_file(dir_ / "git.err")};
+  };
+  ASSERT_EQ(git({"init", "-q"}).first, 0);
+  for (int c = 1; c <= 8; ++c) {
+    std::string bound = c >= 5 ? "1ns" : "10s";
+    std::string backend = c == 6 ? "[backend.faulty]\nplugin = \"fault-backend\"\nthrow_in = \"boot\"\n" : "[backend.host]\n";
+    std::ofstream(repo / "plan.toml") << "# commit " << c << "\n[plan]\nname = \"bisect\"\nduration = \"200ms\"\ncpus = [0]\n" << backend
+                                      << "[probe.native]\nplugin = \"cyclic\"\nengine = \"native\"\n[[gate]]\nbound = \"" << bound << "\"\n";
+    ASSERT_EQ(git({"add", "plan.toml"}).first, 0);
+    ASSERT_EQ(git({"commit", "-q", "-m", "commit " + std::to_string(c)}).first, 0);
+  }
+  auto started = git({"bisect", "start", "HEAD", "HEAD~7"});
+  ASSERT_EQ(started.first, 0) << started.second;
+  auto [code, output] = git({"bisect", "run", "env", "VMLAT_LOCK_DIR=" + lock_dir_.string(), kVmlat.string(), "run",
+                             (repo / "plan.toml").string(), "--bisect", "--quiet", "--results", (dir_ / "bisect-results").string(),
+                             "--plugin-dir", kTestPlugins.string()});
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_NE(output.find("is the first bad commit"), std::string::npos) << output;
+  EXPECT_NE(output.find("commit 5"), std::string::npos) << output;
+  EXPECT_NE(output.find("exit 3 -> 125, skip"), std::string::npos) << output;
+  git({"bisect", "reset"});
+}
+
+// ------------------------------------------------- the guest image cache --
+
+// Two runs that need the same guest image at once: one builds it, the other
+// waits for it (build-guest holds the cache's lock), and both boot the same,
+// intact image. A fresh cache with the kernel .debs of the machine's cache
+// (hard links, no download), so that the build really happens.
+TEST_F(Faults, TwoBuildsOfOneGuestImageAtOnceShareOneIntactImage) {
+  const fs::path machine_debs = "/var/cache/vmlat/guests/debs";
+  if (!fs::exists(machine_debs)) GTEST_SKIP() << "no cached kernel .debs yet (the kvm tests download them)";
+  auto cache = dir_ / "guest-cache";
+  fs::create_directories(cache);
+  fs::copy(machine_debs, cache / "debs", fs::copy_options::create_hard_links | fs::copy_options::recursive);
+  auto build_guest = fs::path(VMLAT_SOURCE_DIR) / "plugins/kvm/guest/build-guest";
+  std::vector<std::string> argv{build_guest.string(), "--flavour", "nrt", "--cache", cache.string(), "--print-json"};
+  auto a = Process::spawn(ProcessSpec{argv, {}, dir_ / "a.json", dir_ / "a.err", {}});
+  auto b = Process::spawn(ProcessSpec{argv, {}, dir_ / "b.json", dir_ / "b.err", {}});
+  auto sa = a.wait(Clock::now() + 600s, false), sb = b.wait(Clock::now() + 600s, false);
+  ASSERT_TRUE(sa.success()) << read_file(dir_ / "a.err");
+  ASSERT_TRUE(sb.success()) << read_file(dir_ / "b.err");
+  auto ja = json::parse(read_file(dir_ / "a.json")), jb = json::parse(read_file(dir_ / "b.json"));
+  EXPECT_EQ(ja["dir"], jb["dir"]);
+  EXPECT_EQ(ja["hash"], jb["hash"]);
+  fs::path image = ja["dir"].get<std::string>();
+  EXPECT_NO_THROW((void)json::parse(read_file(image / "guest.json")));
+  EXPECT_GT(fs::file_size(image / "vmlinuz"), 1000000u);
+  // The initramfs is complete (zstd checks its own frames).
+  auto check = Process::spawn(ProcessSpec{{"zstd", "-t", "-q", (image / "initramfs.img").string()}, {}, dir_ / "z.out", dir_ / "z.err", {}});
+  EXPECT_TRUE(check.wait(Clock::now() + 120s, false).success()) << read_file(dir_ / "z.err");
+  // Nothing half-built left beside it.
+  for (const auto& e : fs::directory_iterator(cache)) {
+    auto name = e.path().filename().string();
+    EXPECT_TRUE(name == "debs" || name == ".lock" || e.path() == image || name.rfind(".stamps", 0) == 0) << name;
   }
 }

@@ -45,6 +45,9 @@ class CellContext {
   virtual Logger& log() = 0;
   // The machine the cell runs on (this machine today; a remote host later).
   virtual Executor& host() = 0;
+  // Backend::target_threads() once the backend has booted: host thread ids
+  // of the vCPUs that run the probe's target; empty on bare metal.
+  virtual std::vector<int> target_threads() const { return {}; }
 };
 
 }  // namespace vmlat

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/dll/alias.hpp>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -61,6 +62,11 @@ class Backend : public Plugin {
   // exception from here makes the cell an infrastructure error (something
   // may be left running), and the core still kills what it started.
   virtual void teardown(CellContext& ctx) = 0;
+  // Host thread ids of the threads that run the probe's target: a VM's
+  // vCPU threads (valid after boot); empty on bare metal. The core hands
+  // them to the probe (CellContext::target_threads()), which traces their
+  // host-side events next to a spike in the guest (trace_above).
+  virtual std::vector<int> target_threads() const { return {}; }
   // Tags a host must carry to run this backend's cells (issue 8's placement):
   // e.g. {"kvm"}. Empty: any host.
   virtual std::vector<std::string> required_host_tags() const { return {}; }
@@ -76,8 +82,32 @@ class Workload : public Plugin {
   virtual void stop(CellContext& ctx) = 0;
 };
 
+// One of the worst wake-ups a probe saw (result.json "spikes").
+struct Spike {
+  int cpu = 0;                       // CPU number on the probe's target
+  nanoseconds latency{0};            // exact as the probe measured it (cyclictest: whole us)
+  std::int64_t monotonic_ns = -1;    // when it woke up: CLOCK_MONOTONIC of the target; -1 unknown
+  std::int64_t realtime_ns = -1;     // the same moment on CLOCK_REALTIME of the target; -1 unknown
+};
+
+// The name of a probe's single series, and the default of every probe.
+inline constexpr const char* default_series_name = "latency";
+
 struct ProbeResult {
+  // The default series (result.json "merged" and "per_cpu"), named
+  // `default_series`: cyclic's only series ("latency"), timerlat's "thread".
   std::map<int, Histogram> per_cpu;  // key: CPU number on the probe's target
+  std::string default_series = default_series_name;
+  // Further named series of the same cell (timerlat: "irq"), each per CPU
+  // like per_cpu (result.json "series"). Every series must be plausible.
+  std::map<std::string, std::map<int, Histogram>> series;
+  // Up to the probe's N worst wake-ups per CPU of the default series, any
+  // order (the core sorts them). Per CPU, the worst must equal that CPU's
+  // maximum exactly, or the cell is an infrastructure error.
+  std::vector<Spike> spikes;
+  // Files the probe saved with save_artifact() that hold traces (ftrace
+  // text, trace-cmd .dat): listed in result.json "traces".
+  std::vector<std::string> traces;
   json facts = json::object();       // of this measurement; merged over the probe's facts()
   // Partial: the probe was interrupted. Only an interrupt vmlat itself sent
   // (SIGINT/SIGTERM to vmlat) makes the cell "interrupted"; a probe stopped
@@ -91,6 +121,10 @@ struct ProbeResult {
 
 class Probe : public Plugin {
  public:
+  // The series run() returns after configure(), the default first (its
+  // name is ProbeResult::default_series). `vmlat validate` checks that a
+  // gate's `series` is one of them.
+  virtual std::vector<std::string> series() const { return {default_series_name}; }
   // Measures for cell().duration at cell().period on cell().cpus of `target`.
   virtual ProbeResult run(Executor& target, CellContext& ctx) = 0;
 };

@@ -26,7 +26,7 @@ const std::set<std::string>& reserved_names() {
       "plan",          "host",         "cell",           "cpu",          "le",           "quantile",  "percentile",
       "gate",          "stat",         "job",            "instance",     "vmlat_version", "run_id",
       "kernel",        "target_kernel", "preempt_model", "hypervisor",  "hypervisor_version",
-      "qemu_version",  "probe_engine", "probe_version",  "status"};
+      "qemu_version",  "probe_engine", "probe_version",  "status",        "series"};
   return names;
 }
 
@@ -242,17 +242,24 @@ void add_cell_metrics(MetricSet& set, const json& run, const json& cell_result) 
   if (cell.contains("duration_ns"))
     set.gauge("vmlat_measure_duration_seconds", "The cell's measuring time", L, ns_to_s(cell["duration_ns"]));
 
-  // Latency per CPU and merged (cpu="all").
-  std::vector<std::pair<std::string, const json*>> series;
-  const json& merged = at_or_null(cell_result, "merged");
-  if (merged.is_object()) series.emplace_back("all", &merged);
-  const json& per_cpu = at_or_null(cell_result, "per_cpu");
-  if (per_cpu.is_object())
-    for (const auto& [cpu, doc] : per_cpu.items()) series.emplace_back(cpu, &doc);
+  // Latency per CPU and merged (cpu="all"): the default series without a
+  // `series` label (as before named series existed, so dashboards keep
+  // matching it), every other named series with series="<name>".
+  std::vector<std::pair<LabelList, const json*>> series;
+  auto add_series = [&](const json& owner, const LabelList& base) {
+    const json& merged = at_or_null(owner, "merged");
+    if (merged.is_object()) series.emplace_back(plus(base, {{"cpu", "all"}}), &merged);
+    const json& per_cpu = at_or_null(owner, "per_cpu");
+    if (per_cpu.is_object())
+      for (const auto& [cpu, doc] : per_cpu.items()) series.emplace_back(plus(base, {{"cpu", cpu}}), &doc);
+  };
+  add_series(cell_result, L);
+  const json& named = at_or_null(cell_result, "series");
+  if (named.is_object())
+    for (const auto& [name, doc] : named.items()) add_series(doc, plus(L, {{"series", name}}));
   static const std::pair<const char*, const char*> kQuantiles[] = {
       {"50", "p50_ns"}, {"90", "p90_ns"}, {"99", "p99_ns"}, {"99.9", "p99_9_ns"}, {"99.99", "p99_99_ns"}};
-  for (const auto& [cpu, doc] : series) {
-    const LabelList LC = plus(L, {{"cpu", cpu}});
+  for (const auto& [LC, doc] : series) {
     const json& stats = at_or_null(*doc, "stats");
     set.histogram("vmlat_latency_seconds", "Wake-up latency of the probe's periodic task", LC, at_or_null(*doc, "histogram"));
     set.gauge("vmlat_latency_max_seconds", "Worst-case (maximum) latency, exact", LC, ns_to_s(at_or_null(stats, "max_ns")));
@@ -278,9 +285,14 @@ void add_cell_metrics(MetricSet& set, const json& run, const json& cell_result) 
     for (const auto& g : gates) {
       std::string verdict = text_of(g, "verdict");
       if (verdict == "skipped") continue;
-      const LabelList LG = plus(L, {{"gate", text_of(g, "gate")}, {"stat", text_of(g, "stat")}});
-      set.gauge("vmlat_gate_status", "Gate verdict: 1 pass, 0 fail (or could not be evaluated)", LG,
-                verdict == "pass" ? 1 : 0);
+      LabelList LG = plus(L, {{"gate", text_of(g, "gate")}, {"stat", text_of(g, "stat")}});
+      if (std::string s = text_of(g, "series"); !s.empty()) LG.emplace_back("series", s);
+      // A flaky gate (failed, then passed on a retest) passed; it is also
+      // exported as vmlat_gate_flaky so that flakiness can be watched.
+      set.gauge("vmlat_gate_status", "Gate verdict: 1 pass (or flaky: passed on retest), 0 fail (or could not be evaluated)",
+                LG, verdict == "pass" || verdict == "flaky" ? 1 : 0);
+      set.gauge("vmlat_gate_flaky", "1 when the gate failed and then passed on a retest ([plan] retest)", LG,
+                verdict == "flaky" ? 1 : 0);
       set.gauge("vmlat_gate_bound_seconds", "The gate's bound", LG, ns_to_s(at_or_null(g, "bound_ns")));
       set.gauge("vmlat_gate_value_seconds", "The statistic the gate bounds, as measured", LG,
                 ns_to_s(at_or_null(g, "value_ns")));

@@ -27,6 +27,7 @@ long long period_ns(const std::string& text) {
 int verdict_rank(const std::string& v) {
   if (v == "fail") return 4;
   if (v == "error") return 3;
+  if (v == "flaky") return 2;  // failed, then passed on a retest
   if (v == "skipped") return 2;
   if (v == "pass") return 1;
   return 0;
@@ -41,18 +42,28 @@ void add_to_entry(SeedEntry& e, const Cell& c) {
 }  // namespace
 
 std::vector<Series> cell_series(const json& result) {
-  Series s;
-  s.name = kDefaultSeries;
-  s.merged = object_at(result, "merged");
-  if (const json* per_cpu = object_at(result, "per_cpu")) {
-    for (auto it = per_cpu->begin(); it != per_cpu->end(); ++it)
-      if (it.value().is_object()) s.per_cpu.emplace_back(it.key(), &it.value());
-    std::stable_sort(s.per_cpu.begin(), s.per_cpu.end(), [](const auto& a, const auto& b) {
-      if (a.first.size() != b.first.size()) return a.first.size() < b.first.size();  // "2" before "10"
-      return a.first < b.first;
-    });
-  }
-  return {s};
+  // One series from an object holding "merged" and "per_cpu": the result
+  // itself (its default series) or an entry of its "series".
+  auto read = [](const json& holder, std::string name) {
+    Series s;
+    s.name = std::move(name);
+    s.merged = object_at(holder, "merged");
+    if (const json* per_cpu = object_at(holder, "per_cpu")) {
+      for (auto it = per_cpu->begin(); it != per_cpu->end(); ++it)
+        if (it.value().is_object()) s.per_cpu.emplace_back(it.key(), &it.value());
+      std::stable_sort(s.per_cpu.begin(), s.per_cpu.end(), [](const auto& a, const auto& b) {
+        if (a.first.size() != b.first.size()) return a.first.size() < b.first.size();  // "2" before "10"
+        return a.first < b.first;
+      });
+    }
+    return s;
+  };
+  std::string default_name = text_of(result, "default_series");
+  std::vector<Series> all{read(result, default_name.empty() ? kDefaultSeries : default_name)};
+  if (const json* named = object_at(result, "series"))
+    for (auto it = named->begin(); it != named->end(); ++it)
+      if (it.value().is_object()) all.push_back(read(it.value(), it.key()));
+  return all;
 }
 
 std::string Cell::axis(const std::string& name) const {
@@ -123,6 +134,7 @@ Run make_run(const StoredRun& stored) {
     for (const json* g : c.gates) {
       std::string v = text_of(*g, "verdict");
       if (v == "pass") ++r.gates.pass;
+      else if (v == "flaky") ++r.gates.flaky;
       else if (v == "fail") ++r.gates.fail;
       else if (v == "skipped") ++r.gates.skipped;
       else ++r.gates.error;
@@ -160,6 +172,7 @@ Run make_run(const StoredRun& stored) {
     r.verdict = {"PASS", plural(r.gates.pass, "gate") + " passed"};
   }
   if (r.gates.skipped) r.verdict.detail += ", " + plural(r.gates.skipped, "gate") + " skipped";
+  if (r.gates.flaky) r.verdict.detail += ", " + plural(r.gates.flaky, "gate") + " flaky (failed, then passed on retest)";
   return r;
 }
 

@@ -47,8 +47,8 @@ struct Cell {
 };
 
 struct GateCounts {
-  int pass = 0, fail = 0, error = 0, skipped = 0;
-  int total() const { return pass + fail + error + skipped; }
+  int pass = 0, fail = 0, error = 0, skipped = 0, flaky = 0;
+  int total() const { return pass + fail + error + skipped + flaky; }
 };
 
 // The answer first: FAIL (a gate failed), INFRA ERROR (a cell or a gate

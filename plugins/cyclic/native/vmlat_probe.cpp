@@ -17,6 +17,11 @@
 //
 // The measurement loop makes no system calls other than clock_nanosleep and
 // clock_gettime (a vDSO call), takes no locks and does no allocation or I/O.
+// Two things happen only on rare samples: a wake-up among the N worst so far
+// (--spikes) is inserted into a preallocated, sorted array of N entries with
+// its CLOCK_REALTIME time; and the first wake-up over --trace-above-ns writes
+// one trace marker and stops ftrace (two write()s to files opened before
+// measuring, once per run).
 
 #include <vmlat/frame.hpp>
 
@@ -26,6 +31,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -64,6 +70,8 @@ constexpr std::int64_t kNsPerSec = 1000000000;
 constexpr std::size_t kThreadStackSize = 256 * 1024;
 constexpr std::size_t kStackPrefault = 64 * 1024;
 constexpr std::uint64_t kMaxHistogramUs = 1000000;
+constexpr std::uint64_t kMaxSpikes = 1000;
+constexpr std::uint64_t kDefaultSpikes = 10;
 
 // ---------------------------------------------------------------------------
 // Options
@@ -78,6 +86,15 @@ struct Options {
   bool mlock = true;
   long cpu_dma_latency_us = 0;  // -1: leave /dev/cpu_dma_latency alone
   std::string output;           // empty: stdout
+  std::uint64_t spikes = kDefaultSpikes;  // worst wake-ups kept per thread
+  std::int64_t trace_above_ns = 0;        // 0: no trace marker / stop
+  std::string tracefs = "/sys/kernel/tracing";
+  std::string trace_command;  // "arm" or "disarm": set up / undo ftrace and exit
+  std::string trace_restore;  // --trace-disarm CLOCK:KB
+  std::uint64_t trace_buffer_kb = 1024;
+  std::vector<std::string> trace_events;
+  std::string trace_instance;  // empty: the top level
+  std::vector<std::uint64_t> trace_pids;
 };
 
 void print_help() {
@@ -109,6 +126,29 @@ void print_help() {
       "                      (default 0; -1 leaves it alone; skipped with a warning\n"
       "                      if the device is missing or cannot be opened)\n"
       "  --output FILE       write the frame to FILE instead of standard output\n"
+      "  --spikes N          keep the N worst wake-ups of each thread with their\n"
+      "                      CLOCK_MONOTONIC and CLOCK_REALTIME times (default %" PRIu64 ",\n"
+      "                      at most %" PRIu64 "; 0 keeps none)\n"
+      "  --trace-above-ns N  at the first wake-up later than N ns, write a marker to\n"
+      "                      TRACEFS/trace_marker and stop ftrace (0 to TRACEFS/tracing_on);\n"
+      "                      the measurement goes on. Arming ftrace is the caller's job\n"
+      "  --tracefs DIR       the tracefs mount (default /sys/kernel/tracing)\n"
+      "  --clocks            print \"MONOTONIC_NS REALTIME_NS\" (the two clocks at one\n"
+      "                      moment) and exit: maps monotonic times to wall-clock time\n"
+      "  --trace-arm         arm ftrace for a spike trace and exit, without trace-cmd:\n"
+      "                      in TRACEFS: tracing off, trace_clock mono, buffer_size_kb\n"
+      "                      (--trace-buffer-kb N), the trace cleared, only the events\n"
+      "                      given with --trace-event SYS[:EVENT] (repeatable) enabled,\n"
+      "                      then tracing on. Mounts tracefs at /sys/kernel/tracing if\n"
+      "                      nothing is mounted there. Prints the previous trace_clock\n"
+      "                      and buffer_size_kb (\"CLOCK KB\") for --trace-disarm\n"
+      "  --trace-instance NAME  with --trace-arm/--trace-disarm: work in the ftrace\n"
+      "                      instance TRACEFS/instances/NAME (created by arm, removed\n"
+      "                      by disarm) instead of the top level\n"
+      "  --trace-pid PID     with --trace-arm: record events of these threads only\n"
+      "                      (set_event_pid; repeatable)\n"
+      "  --trace-disarm CLOCK:KB  disable every event, restore trace_clock CLOCK and\n"
+      "                      buffer_size_kb KB, turn tracing on again (the default), exit\n"
       "  --version           print the version and exit\n"
       "  --help              print this help and exit\n"
       "\n"
@@ -129,7 +169,7 @@ void print_help() {
       "  3    setup failure (mlockall, affinity, scheduling policy, output file,\n"
       "       thread creation); the message names the failing call and errno\n"
       "  130  interrupted by SIGINT/SIGTERM (a complete frame was still written)\n",
-      kProgram, kFrameKind, kSchema, kMaxHistogramUs);
+      kProgram, kFrameKind, kSchema, kMaxHistogramUs, kDefaultSpikes, kMaxSpikes);
 }
 
 [[noreturn]] void usage_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -209,6 +249,8 @@ std::vector<int> parse_cpu_list(const char* text) {
   return cpus;
 }
 
+std::int64_t to_ns(const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * kNsPerSec + t.tv_nsec; }
+
 Options parse_options(int argc, char** argv) {
   enum {
     kOptPeriodUs = 1000,
@@ -221,7 +263,17 @@ Options parse_options(int argc, char** argv) {
     kOptNoMlock,
     kOptCpuDmaLatency,
     kOptOutput,
+    kOptSpikes,
+    kOptTraceAboveNs,
+    kOptTracefs,
     kOptVersion,
+    kOptTraceArm,
+    kOptTraceDisarm,
+    kOptTraceBufferKb,
+    kOptTraceEvent,
+    kOptTraceInstance,
+    kOptTracePid,
+    kOptClocks,
     kOptHelp,
   };
   static const option long_options[] = {
@@ -235,7 +287,17 @@ Options parse_options(int argc, char** argv) {
       {"no-mlock", no_argument, nullptr, kOptNoMlock},
       {"cpu-dma-latency", required_argument, nullptr, kOptCpuDmaLatency},
       {"output", required_argument, nullptr, kOptOutput},
+      {"spikes", required_argument, nullptr, kOptSpikes},
+      {"trace-above-ns", required_argument, nullptr, kOptTraceAboveNs},
+      {"tracefs", required_argument, nullptr, kOptTracefs},
       {"version", no_argument, nullptr, kOptVersion},
+      {"clocks", no_argument, nullptr, kOptClocks},
+      {"trace-arm", no_argument, nullptr, kOptTraceArm},
+      {"trace-disarm", required_argument, nullptr, kOptTraceDisarm},
+      {"trace-buffer-kb", required_argument, nullptr, kOptTraceBufferKb},
+      {"trace-event", required_argument, nullptr, kOptTraceEvent},
+      {"trace-instance", required_argument, nullptr, kOptTraceInstance},
+      {"trace-pid", required_argument, nullptr, kOptTracePid},
       {"help", no_argument, nullptr, kOptHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -276,9 +338,45 @@ Options parse_options(int argc, char** argv) {
         if (optarg == nullptr || *optarg == '\0') usage_error("option '--output' needs a file name");
         o.output = optarg;
         break;
+      case kOptSpikes: o.spikes = parse_uint("spikes", optarg, 0, kMaxSpikes); break;
+      case kOptTraceAboveNs:
+        o.trace_above_ns = static_cast<std::int64_t>(parse_uint("trace-above-ns", optarg, 1, 3600ULL * kNsPerSec));
+        break;
+      case kOptTracefs:
+        if (optarg == nullptr || *optarg == '\0') usage_error("option '--tracefs' needs a directory");
+        o.tracefs = optarg;
+        break;
       case kOptVersion:
         std::printf("%s %s\n", kProgram, kVersion);
         std::exit(kExitOk);
+      case kOptTraceArm: o.trace_command = "arm"; break;
+      case kOptTraceDisarm:
+        o.trace_command = "disarm";
+        o.trace_restore = optarg != nullptr ? optarg : "";
+        break;
+      case kOptTraceBufferKb: o.trace_buffer_kb = parse_uint("trace-buffer-kb", optarg, 16, 1u << 20); break;
+      case kOptTraceEvent:
+        if (optarg == nullptr || *optarg == '\0' || std::strchr(optarg, '/') != nullptr || optarg[0] == '.')
+          usage_error("option '--trace-event': '%s' is not SYSTEM or SYSTEM:EVENT", optarg ? optarg : "");
+        o.trace_events.emplace_back(optarg);
+        break;
+      case kOptTraceInstance:
+        if (optarg == nullptr || *optarg == '\0' || std::strchr(optarg, '/') != nullptr || optarg[0] == '.')
+          usage_error("option '--trace-instance': '%s' is not a plain name", optarg ? optarg : "");
+        o.trace_instance = optarg;
+        break;
+      case kOptTracePid: o.trace_pids.push_back(parse_uint("trace-pid", optarg, 1, 1u << 30)); break;
+      case kOptClocks: {
+        // Realtime read between two monotonic reads: the pair's error is
+        // half their distance (tens of ns).
+        timespec m1{}, r{}, m2{};
+        clock_gettime(CLOCK_MONOTONIC, &m1);
+        clock_gettime(CLOCK_REALTIME, &r);
+        clock_gettime(CLOCK_MONOTONIC, &m2);
+        const std::int64_t mono = to_ns(m1) + (to_ns(m2) - to_ns(m1)) / 2;
+        std::printf("%" PRId64 " %" PRId64 "\n", mono, to_ns(r));
+        std::exit(kExitOk);
+      }
       case kOptHelp:
         print_help();
         std::exit(kExitOk);
@@ -289,6 +387,7 @@ Options parse_options(int argc, char** argv) {
     }
   }
   if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+  if (!o.trace_command.empty()) return o;
   if (period_us_given && period_ns_given) usage_error("--period-us and --period-ns are mutually exclusive");
   if (o.duration_ns == 0 && o.loops == 0) usage_error("one of --duration-ms or --loops is required");
   return o;
@@ -297,7 +396,6 @@ Options parse_options(int argc, char** argv) {
 // ---------------------------------------------------------------------------
 // Measurement
 
-std::int64_t to_ns(const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * kNsPerSec + t.tv_nsec; }
 
 timespec from_ns(std::int64_t ns) {
   timespec t{};
@@ -314,10 +412,22 @@ std::int64_t clock_ns(clockid_t clock) {
 
 // Per-thread state. Written only by its own thread while measuring; read by
 // the main thread after joining. Cache-line aligned against false sharing.
+// One of the worst wake-ups.
+struct SpikeRecord {
+  std::int64_t latency_ns;
+  std::int64_t mono_ns;
+  std::int64_t real_ns;
+};
+
 struct alignas(64) ThreadState {
   int cpu = -1;
   pid_t tid = 0;
   std::uint64_t* histogram = nullptr;  // histogram_us buckets
+  SpikeRecord* spikes = nullptr;       // capacity Shared::spikes, ascending by latency
+  std::uint64_t spike_count = 0;
+  bool trace_fired = false;            // this thread wrote the marker and stopped the trace
+  std::int64_t trace_latency_ns = 0;
+  std::int64_t trace_mono_ns = 0;
 
   std::uint64_t samples = 0;
   std::uint64_t overflows = 0;
@@ -338,6 +448,11 @@ struct Shared {
   std::int64_t duration_ns = 0;  // 0: unlimited
   std::uint64_t loops = 0;       // 0: unlimited
   std::uint64_t histogram_us = 0;
+  std::uint64_t spikes = 0;        // capacity per thread
+  std::int64_t trace_above_ns = 0; // 0: off
+  int trace_marker_fd = -1;
+  int tracing_on_fd = -1;
+  std::atomic<bool> trace_taken{false};  // the first thread over the bound claims it
   int policy = SCHED_FIFO;
   int priority = 0;
   int nthreads = 0;
@@ -363,12 +478,58 @@ __attribute__((noinline)) void prefault_stack() {
   for (std::size_t i = 0; i < sizeof buf; i += 256) buf[i] = 0;
 }
 
+// Inserts a wake-up into the thread's sorted worst-N array (full: replaces
+// the least bad). Returns the latency a wake-up must now exceed to enter.
+__attribute__((noinline)) std::int64_t record_spike(ThreadState& st, std::uint64_t capacity, std::int64_t latency,
+                                                    std::int64_t mono_ns) {
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  const SpikeRecord rec{latency, mono_ns, to_ns(t)};
+  SpikeRecord* const a = st.spikes;
+  std::uint64_t n = st.spike_count;
+  std::uint64_t i;
+  if (n < capacity) {
+    i = n++;
+  } else {
+    i = 0;  // drop a[0], the least bad
+    for (; i + 1 < n && a[i + 1].latency_ns < latency; ++i) a[i] = a[i + 1];
+    a[i] = rec;
+    st.spike_count = n;
+    return a[0].latency_ns;
+  }
+  for (; i > 0 && a[i - 1].latency_ns > latency; --i) a[i] = a[i - 1];
+  a[i] = rec;
+  st.spike_count = n;
+  return n < capacity ? -1 : a[0].latency_ns;
+}
+
+// The first wake-up over --trace-above-ns (of any thread): a marker at the
+// spike, then ftrace stopped so that the trace ends there.
+__attribute__((noinline)) void trace_spike(ThreadState& st, std::int64_t latency, std::int64_t mono_ns) {
+  Shared& sh = g_shared;
+  if (sh.trace_taken.exchange(true)) return;
+  char marker[192];
+  const int len = std::snprintf(marker, sizeof marker,
+                                "vmlat-probe spike: cpu=%d latency_ns=%" PRId64 " monotonic_ns=%" PRId64
+                                " trace_above_ns=%" PRId64,
+                                st.cpu, latency, mono_ns, sh.trace_above_ns);
+  if (sh.trace_marker_fd >= 0 && len > 0) (void)!write(sh.trace_marker_fd, marker, static_cast<std::size_t>(len));
+  if (sh.tracing_on_fd >= 0) (void)!write(sh.tracing_on_fd, "0", 1);
+  st.trace_fired = true;
+  st.trace_latency_ns = latency;
+  st.trace_mono_ns = mono_ns;
+}
+
 void measure(ThreadState& st) {
   Shared& sh = g_shared;
   const std::int64_t period = sh.period_ns;
   const std::uint64_t limit = sh.histogram_us;
   const std::uint64_t max_samples = sh.loops;
   std::uint64_t* const hist = st.histogram;
+  const std::uint64_t spike_capacity = sh.spikes;
+  // A wake-up enters the worst-N list when later than this (INT64_MAX: no list).
+  std::int64_t spike_floor = spike_capacity > 0 ? -1 : INT64_MAX;
+  std::int64_t trace_above = sh.trace_above_ns > 0 ? sh.trace_above_ns : INT64_MAX;
 
   std::uint64_t samples = 0;
   std::uint64_t overflows = 0;
@@ -411,6 +572,11 @@ void measure(ThreadState& st) {
       ++hist[bucket];
     } else {
       ++overflows;
+    }
+    if (latency > spike_floor) spike_floor = record_spike(st, spike_capacity, latency, now);
+    if (latency > trace_above) {
+      trace_spike(st, latency, now);
+      trace_above = INT64_MAX;
     }
 
     next += period;
@@ -456,6 +622,7 @@ void* worker_main(void* arg) {
   }
   // Pre-fault (and zero) the histogram from the CPU that will use it.
   std::memset(st.histogram, 0, sh.histogram_us * sizeof(std::uint64_t));
+  std::memset(st.spikes, 0, sh.spikes * sizeof(SpikeRecord));
   prefault_stack();
 
   pthread_mutex_lock(&sh.mutex);
@@ -509,10 +676,32 @@ std::string result_json(const Options& o, const std::vector<ThreadState>& thread
       appendf(j, "%s[%" PRIu64 ",%" PRIu64 "]", first_bucket ? "" : ",", b, st.histogram[b]);
       first_bucket = false;
     }
+    // Worst first: [latency_ns, monotonic_ns, realtime_ns].
+    j += "],\"spikes\":[";
+    for (std::uint64_t k = st.spike_count; k > 0; --k) {
+      const SpikeRecord& r = st.spikes[k - 1];
+      appendf(j, "%s[%" PRId64 ",%" PRId64 ",%" PRId64 "]", k == st.spike_count ? "" : ",", r.latency_ns, r.mono_ns,
+              r.real_ns);
+    }
     j += "]}";
     first_thread = false;
   }
-  j += "]}";
+  j += "]";
+  appendf(j, ",\"spikes_per_thread\":%" PRIu64, o.spikes);
+  if (o.trace_above_ns > 0) {
+    appendf(j, ",\"trace\":{\"above_ns\":%" PRId64 ",\"marker\":%s,\"stop\":%s", o.trace_above_ns,
+            g_shared.trace_marker_fd >= 0 ? "true" : "false", g_shared.tracing_on_fd >= 0 ? "true" : "false");
+    const ThreadState* fired = nullptr;
+    for (const ThreadState& st : threads)
+      if (st.trace_fired) fired = &st;
+    if (fired != nullptr) {
+      appendf(j, ",\"fired\":{\"cpu\":%d,\"latency_ns\":%" PRId64 ",\"monotonic_ns\":%" PRId64 "}}", fired->cpu,
+              fired->trace_latency_ns, fired->trace_mono_ns);
+    } else {
+      j += ",\"fired\":null}";
+    }
+  }
+  j += "}";
   return j;
 }
 
@@ -554,7 +743,90 @@ int request_cpu_dma_latency(long us, bool quiet_if_denied) {
   return fd;
 }
 
+// ---------------------------------------------------------------------------
+// ftrace set-up without trace-cmd (which insists on writing
+// /proc/sys/kernel/ftrace_enabled, refused in some containers and VMs).
+
+bool write_file(const std::string& path, const std::string& value, bool append = false) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | (append ? O_APPEND : O_TRUNC));
+  if (fd < 0) return false;
+  const bool ok = value.empty() || write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  const int saved = errno;
+  close(fd);
+  errno = saved;
+  return ok;
+}
+
+std::string read_file(const std::string& path) {
+  std::string out;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  close(fd);
+  return out;
+}
+
+[[noreturn]] void trace_failure(const std::string& what) {
+  std::fprintf(stderr, "%s: %s failed: %s\n", kProgram, what.c_str(), errno_text(errno).c_str());
+  std::exit(kExitSetup);
+}
+
+int trace_command(const Options& o) {
+  std::string dir = o.tracefs;
+  struct stat st{};
+  if (stat((dir + "/trace").c_str(), &st) != 0 && dir == "/sys/kernel/tracing" &&
+      mount("nodev", dir.c_str(), "tracefs", 0, nullptr) != 0)
+    trace_failure("mount(tracefs, " + dir + ")");
+  if (!o.trace_instance.empty()) {
+    dir += "/instances/" + o.trace_instance;
+    if (o.trace_command == "disarm") {
+      write_file(dir + "/tracing_on", "0");
+      write_file(dir + "/set_event", "");
+      if (rmdir(dir.c_str()) != 0 && errno != ENOENT) trace_failure("rmdir(" + dir + ")");
+      return kExitOk;
+    }
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) trace_failure("mkdir(" + dir + ")");
+  }
+  if (o.trace_command == "disarm") {
+    const auto colon = o.trace_restore.find(':');
+    const std::string clock = o.trace_restore.substr(0, colon);
+    const std::string kb = colon == std::string::npos ? "" : o.trace_restore.substr(colon + 1);
+    int failures = 0;
+    failures += !write_file(dir + "/set_event", "");
+    if (!clock.empty()) failures += !write_file(dir + "/trace_clock", clock);
+    if (!kb.empty()) failures += !write_file(dir + "/buffer_size_kb", kb);
+    failures += !write_file(dir + "/tracing_on", "1");
+    if (failures > 0) trace_failure("restoring ftrace in " + dir);
+    return kExitOk;
+  }
+  // The previous clock is the bracketed one: "[local] global counter ...".
+  std::string clocks = read_file(dir + "/trace_clock");
+  std::string previous_clock = "local";
+  if (auto a = clocks.find('['), b = clocks.find(']'); a != std::string::npos && b != std::string::npos && b > a)
+    previous_clock = clocks.substr(a + 1, b - a - 1);
+  std::string previous_kb = read_file(dir + "/buffer_size_kb");
+  while (!previous_kb.empty() && (previous_kb.back() == '\n' || previous_kb.back() == ' ')) previous_kb.pop_back();
+  if (previous_kb.find_first_not_of("0123456789") != std::string::npos) previous_kb = "1408";  // "7 (expanded: 1408)"
+  if (!write_file(dir + "/tracing_on", "0")) trace_failure("write(" + dir + "/tracing_on)");
+  if (!write_file(dir + "/trace_clock", "mono")) trace_failure("write(" + dir + "/trace_clock, mono)");
+  if (!write_file(dir + "/buffer_size_kb", std::to_string(o.trace_buffer_kb))) trace_failure("write(buffer_size_kb)");
+  if (!write_file(dir + "/set_event", "")) trace_failure("write(" + dir + "/set_event)");
+  for (const std::string& e : o.trace_events) {
+    const std::string spec = e.find(':') == std::string::npos ? e + ":*" : e;
+    if (!write_file(dir + "/set_event", spec + "\n", /*append=*/true)) trace_failure("enabling event " + spec);
+  }
+  std::string pids;
+  for (auto pid : o.trace_pids) pids += std::to_string(pid) + " ";
+  if (!write_file(dir + "/set_event_pid", pids)) trace_failure("write(" + dir + "/set_event_pid)");
+  if (!write_file(dir + "/trace", "")) trace_failure("clearing " + dir + "/trace");
+  if (!write_file(dir + "/tracing_on", "1")) trace_failure("write(" + dir + "/tracing_on, 1)");
+  std::printf("%s:%s\n", previous_clock.c_str(), previous_kb.c_str());
+  return kExitOk;
+}
+
 int run(const Options& o) {
+  if (!o.trace_command.empty()) return trace_command(o);
   Shared& sh = g_shared;
 
   // SIGINT/SIGTERM are only ever taken synchronously by the main thread
@@ -598,15 +870,33 @@ int run(const Options& o) {
   const std::size_t n = cpus.size();
   std::vector<ThreadState> threads(n);
   std::vector<std::uint64_t> histograms(n * o.histogram_us);
+  std::vector<SpikeRecord> spike_store(n * o.spikes + 1);
   for (std::size_t i = 0; i < n; ++i) {
     threads[i].cpu = cpus[i];
     threads[i].histogram = histograms.data() + i * o.histogram_us;
+    threads[i].spikes = spike_store.data() + i * o.spikes;
+  }
+  if (o.trace_above_ns > 0) {
+    // Opened now, so that the spike path only writes. Without them the run
+    // still measures; the result says which could not be opened.
+    const std::string marker = o.tracefs + "/trace_marker";
+    const std::string on = o.tracefs + "/tracing_on";
+    sh.trace_marker_fd = open(marker.c_str(), O_WRONLY | O_CLOEXEC);
+    if (sh.trace_marker_fd < 0)
+      std::fprintf(stderr, "%s: warning: open(%s) failed: %s; no trace marker\n", kProgram, marker.c_str(),
+                   errno_text(errno).c_str());
+    sh.tracing_on_fd = open(on.c_str(), O_WRONLY | O_CLOEXEC);
+    if (sh.tracing_on_fd < 0)
+      std::fprintf(stderr, "%s: warning: open(%s) failed: %s; the trace is not stopped at the spike\n", kProgram,
+                   on.c_str(), errno_text(errno).c_str());
   }
 
   sh.period_ns = o.period_ns;
   sh.duration_ns = o.duration_ns;
   sh.loops = o.loops;
   sh.histogram_us = o.histogram_us;
+  sh.spikes = o.spikes;
+  sh.trace_above_ns = o.trace_above_ns;
   sh.policy = o.priority > 0 ? SCHED_FIFO : SCHED_OTHER;
   sh.priority = o.priority;
   sh.nthreads = static_cast<int>(n);

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -350,6 +352,209 @@ TEST_F(CyclicProbeTest, ReportsMissingProgramsAndImpossiblePeriods) {
     EXPECT_TRUE(contains(e.what(), "vmlat-probe not found on fake-guest")) << e.what();
     EXPECT_TRUE(contains(e.what(), "build/libexec")) << e.what();
   }
+}
+
+}  // namespace
+
+namespace {
+
+// Settings of the spike list, trace_above and the timerlat engine.
+TEST_F(CyclicProbeTest, ValidatesSpikeTraceAndTimerlatSettings) {
+  auto ok = load_plan_text(dir_, std::string(kHostAndProbe) +
+                                     "spikes = 5\nspike_threshold = \"50us\"\ntrace_above = \"200us\"\n"
+                                     "trace_events = [\"sched:sched_switch\", \"irq\"]\ntrace_buffer_kb = 256\n");
+  EXPECT_TRUE(ok->diags.empty()) << ok->diags.str();
+  auto timerlat = load_plan_text(dir_, std::string(kHostAndProbe) + "engine = \"timerlat\"\ntrace_above = \"1ms\"\n");
+  EXPECT_TRUE(timerlat->diags.empty()) << timerlat->diags.str();
+
+  auto bad = load_plan_text(dir_, R"([backend.host]
+[probe.cyclic]
+engine = "native"
+spikes = 1001
+spike_threshold = "50us"
+trace_events = ["-o", "x"]
+trace_buffer_kb = 64
+)");
+  const std::string all = bad->diags.str();
+  EXPECT_TRUE(contains(all, "plan.toml:4:")) << all;  // spikes out of range
+  EXPECT_TRUE(contains(all, "plan.toml:5:")) << all;  // spike_threshold is cyclictest's
+  EXPECT_TRUE(contains(all, "only engine = \"cyclictest\" takes spike_threshold")) << all;
+  EXPECT_TRUE(contains(all, "plan.toml:6:")) << all;  // an option, not an event
+  EXPECT_TRUE(contains(all, "'-o' is not an ftrace event")) << all;
+  EXPECT_TRUE(contains(all, "only matters with trace_above")) << all;
+
+  auto kernel_threads = load_plan_text(dir_, std::string(kHostAndProbe) + "engine = \"timerlat\"\nmlock = true\nspikes = 3\n");
+  EXPECT_TRUE(contains(kernel_threads->diags.str(), "mlock does not apply")) << kernel_threads->diags.str();
+  EXPECT_TRUE(contains(kernel_threads->diags.str(), "records no spike list")) << kernel_threads->diags.str();
+
+  // The series each engine records (what `vmlat validate` checks gates against).
+  auto probe = configured<Probe>(timerlat->plan, "probe", "cyclic");
+  EXPECT_EQ(dynamic_cast<Probe&>(*probe).series(), (std::vector<std::string>{"thread", "irq"}));
+  auto cyclic = configured<Probe>(ok->plan, "probe", "cyclic");
+  EXPECT_EQ(dynamic_cast<Probe&>(*cyclic).series(), std::vector<std::string>{"latency"});
+}
+
+// Per CPU, at most N spikes, worst first, the worst exactly the maximum, and
+// their times inside the run.
+void expect_spikes(const ProbeResult& result, std::size_t n, std::int64_t mono_from, std::int64_t mono_to) {
+  std::map<int, std::vector<Spike>> by_cpu;
+  for (const auto& s : result.spikes) by_cpu[s.cpu].push_back(s);
+  for (const auto& [cpu, h] : result.per_cpu) {
+    SCOPED_TRACE("CPU " + std::to_string(cpu));
+    const auto& list = by_cpu[cpu];
+    ASSERT_FALSE(list.empty());
+    EXPECT_LE(list.size(), n);
+    EXPECT_EQ(list.front().latency, h.max());
+    for (std::size_t i = 1; i < list.size(); ++i) EXPECT_GE(list[i - 1].latency, list[i].latency);
+    for (const auto& s : list) {
+      EXPECT_GE(s.latency, h.min());
+      EXPECT_GE(s.monotonic_ns, mono_from);
+      EXPECT_LE(s.monotonic_ns, mono_to);
+    }
+  }
+}
+
+std::int64_t clock_now_ns(clockid_t clock) {
+  timespec t{};
+  ::clock_gettime(clock, &t);
+  return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
+TEST_F(CyclicProbeTest, RunNativeKeepsTheWorstWakeUps) {
+#ifndef VMLAT_CYCLIC_HAVE_NATIVE
+  GTEST_SKIP() << "vmlat-probe is not part of this build";
+#endif
+  require_root();
+  const std::int64_t from = clock_now_ns(CLOCK_MONOTONIC);
+  ProbeResult result = measure("engine = \"native\"\nspikes = 4\n", cell(1ms, 500ms, {}));
+  const std::int64_t to = clock_now_ns(CLOCK_MONOTONIC);
+  expect_spikes(result, 4, from, to);
+  EXPECT_TRUE(argv_has(result.facts["argv"], {"--spikes", "4"})) << result.facts["argv"].dump();
+  // CLOCK_REALTIME of the same moment: this machine's offset, within 50 ms.
+  const std::int64_t offset = clock_now_ns(CLOCK_REALTIME) - clock_now_ns(CLOCK_MONOTONIC);
+  for (const auto& s : result.spikes) EXPECT_NEAR(static_cast<double>(s.realtime_ns - s.monotonic_ns), offset, 5e7);
+}
+
+TEST_F(CyclicProbeTest, RunCyclictestRecordsSpikes) {
+  require_root();
+  const std::int64_t from = clock_now_ns(CLOCK_MONOTONIC);
+  // A threshold of 1us records (nearly) every wake-up: the worst are among them.
+  ProbeResult result = measure("spikes = 3\nspike_threshold = \"1us\"\n", cell(1ms, 1s, {0}));
+  const std::int64_t to = clock_now_ns(CLOCK_MONOTONIC);
+  expect_spikes(result, 3, from, to);
+  EXPECT_TRUE(argv_has(result.facts["argv"], {"--spike=1"})) << result.facts["argv"].dump();
+  EXPECT_EQ(result.facts["spikes"]["threshold_us"], 1) << result.facts.dump();
+}
+
+// On this machine's kernel: either it has the timerlat tracer and the cell
+// gives both series per CPU, or the error says so and names the kernel.
+TEST_F(CyclicProbeTest, RunTimerlatOnTheHostOrSayWhyNot) {
+  require_root();
+  struct utsname u {};
+  ASSERT_EQ(::uname(&u), 0);
+  try {
+    ProbeResult result = measure("engine = \"timerlat\"\n", cell(1ms, 1s, {0}));
+    EXPECT_EQ(result.default_series, "thread");
+    ASSERT_EQ(result.series.count("irq"), 1u);
+    expect_consistent(result.per_cpu.at(0));
+    expect_consistent(result.series.at("irq").at(0));
+  } catch (const InfraError& e) {
+    EXPECT_TRUE(contains(e.what(), "has no timerlat tracer")) << e.what();
+    EXPECT_TRUE(contains(e.what(), u.release)) << e.what();
+  }
+}
+
+// A FIFO-99 thread spinning on `cpu` for `length` once `delay` has passed:
+// a wake-up of the probe (FIFO 95) there is late by about `length`.
+class Burst {
+ public:
+  Burst(int cpu, std::chrono::milliseconds delay, std::chrono::milliseconds length)
+      : thread_([=, this] {
+          std::this_thread::sleep_for(delay);
+          cpu_set_t set;
+          CPU_ZERO(&set);
+          CPU_SET(cpu, &set);
+          ::sched_setaffinity(0, sizeof set, &set);
+          sched_param p{};
+          p.sched_priority = 99;
+          ok_ = ::sched_setscheduler(0, SCHED_FIFO, &p) == 0;
+          start_ns_ = clock_now_ns(CLOCK_MONOTONIC);
+          const std::int64_t end = start_ns_ + std::chrono::nanoseconds(length).count();
+          while (clock_now_ns(CLOCK_MONOTONIC) < end) {
+          }
+          end_ns_ = clock_now_ns(CLOCK_MONOTONIC);
+        }) {}
+  ~Burst() { join(); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  bool ok_ = false;
+  std::int64_t start_ns_ = 0, end_ns_ = 0;
+
+ private:
+  std::thread thread_;
+};
+
+// trace_above: a burst forces one spike over the bound; the trace stops there
+// with vmlat-probe's marker, whose timestamp (trace clock mono) and fields are
+// the spike's, and the measurement goes on for the whole duration.
+TEST_F(CyclicProbeTest, ForcedSpikeStopsTheTraceWithAMarker) {
+#ifndef VMLAT_CYCLIC_HAVE_NATIVE
+  GTEST_SKIP() << "vmlat-probe is not part of this build";
+#endif
+  require_root();
+  Burst burst(0, 1000ms, 60ms);
+  ProbeResult result = measure("engine = \"native\"\ntrace_above = \"30ms\"\n", cell(1ms, 2s, {0}));
+  burst.join();
+  ASSERT_TRUE(burst.ok_) << "could not run the burst at SCHED_FIFO 99";
+  const Histogram& h = result.per_cpu.at(0);
+  expect_consistent(h);
+  EXPECT_GE(h.samples() + h.missed_periods(), 1900u);  // measured on after the spike
+  const json& fired = result.facts["trace"]["fired"];
+  ASSERT_TRUE(fired.is_object()) << result.facts.dump();
+  const std::int64_t spike_ns = fired["monotonic_ns"].get<std::int64_t>();
+  const std::int64_t latency_ns = fired["latency_ns"].get<std::int64_t>();
+  EXPECT_GT(latency_ns, 30000000);
+  EXPECT_GE(spike_ns, burst.start_ns_);
+  EXPECT_LE(spike_ns, burst.end_ns_ + 5000000);
+  // The burst's spike is among the worst wake-ups, with the same time.
+  bool listed = false;
+  for (const auto& s : result.spikes) listed = listed || (s.monotonic_ns == spike_ns && s.latency.count() == latency_ns);
+  EXPECT_TRUE(listed);
+
+  ASSERT_EQ(result.traces, std::vector<std::string>{"trace.txt"});
+  const std::string& trace = ctx_->artifacts.at("trace.txt");
+  const std::string marker = "vmlat-probe spike: cpu=0 latency_ns=" + std::to_string(latency_ns) +
+                             " monotonic_ns=" + std::to_string(spike_ns);
+  const auto at = trace.find(marker);
+  ASSERT_NE(at, std::string::npos) << trace.substr(trace.size() > 2000 ? trace.size() - 2000 : 0);
+  // "... [000] ...1.  6757.538531: tracing_mark_write: vmlat-probe spike: ..."
+  const auto line_start = trace.rfind('\n', at) + 1;
+  const std::string head = trace.substr(line_start, at - line_start);
+  const auto colon = head.rfind(": tracing_mark_write");
+  ASSERT_NE(colon, std::string::npos) << head;
+  const auto space = head.rfind(' ', colon);
+  const double trace_s = std::stod(head.substr(space + 1, colon - space - 1));
+  EXPECT_NEAR(trace_s, static_cast<double>(spike_ns) / 1e9, 0.005) << head;
+  // The trace ends at the spike: the marker is within its last lines.
+  std::size_t after = 0;
+  for (auto i = at; i < trace.size(); ++i) after += trace[i] == '\n';
+  EXPECT_LE(after, 50u) << "events after the marker: the trace was not stopped";
+}
+
+// cyclictest -b stops the whole run at the spike: the trace is kept, the
+// result is marked invalid (not a measurement of the cell).
+TEST_F(CyclicProbeTest, ForcedSpikeStopsCyclictestAndInvalidatesTheCell) {
+  require_root();
+  Burst burst(0, 800ms, 60ms);
+  ProbeResult result = measure("trace_above = \"30ms\"\n", cell(1ms, 3s, {0}));
+  burst.join();
+  ASSERT_TRUE(burst.ok_);
+  EXPECT_TRUE(contains(result.invalid, "cyclictest stopped at the first wake-up over trace_above")) << result.invalid;
+  EXPECT_TRUE(argv_has(result.facts["argv"], {"-b", "30000", "--tracemark"})) << result.facts["argv"].dump();
+  ASSERT_EQ(result.traces, std::vector<std::string>{"trace.txt"});
+  EXPECT_TRUE(contains(ctx_->artifacts.at("trace.txt"), "tracing_mark_write: hit latency threshold"));
+  EXPECT_LT(result.per_cpu.at(0).samples(), 2500u);  // stopped early
 }
 
 }  // namespace

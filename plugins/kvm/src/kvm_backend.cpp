@@ -295,6 +295,13 @@ class KvmBackend final : public Backend {
 
   Executor& probe_target() override { return guest(); }
 
+  std::vector<int> target_threads() const override {
+    std::vector<int> vcpus;
+    for (const auto& t : threads_)
+      if (t.role == "vcpu") vcpus.push_back(static_cast<int>(t.tid));
+    return vcpus;
+  }
+
   // Stops the current VM at once (used when a speculatively booted image
   // turns out to be stale).
   void kill_vm() noexcept {

@@ -103,7 +103,8 @@ TEST_F(StressWorkloadTest, KernelStressPresetRunsUntilStopped) {
   EXPECT_EQ(facts["placement"], "host");
   EXPECT_TRUE(contains(facts["stress_ng_version"].get<std::string>(), "stress-ng")) << facts.dump();
   const std::string temp = temp_path(argv);
-  ASSERT_EQ(temp.rfind("/tmp/vmlat-stress.", 0), 0u) << argv.dump();
+  // In the target's temp dir (the run's work directory on this machine), never /tmp itself.
+  ASSERT_EQ(temp.rfind(ctx_->host().temp_dir() + "/vmlat-stress.", 0), 0u) << argv.dump();
   EXPECT_TRUE(std::filesystem::is_directory(temp));
 
   std::this_thread::sleep_for(1s);  // still running well after settle
