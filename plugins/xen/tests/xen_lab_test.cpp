@@ -11,6 +11,12 @@
 //     console, and is destroyed
 //   - SIGINT during a domU command, and a domU that never comes up (boot
 //     timeout, console log kept), both leave no domain in `xl list`
+//   - plans/xen-lab.toml with the lab's inventory: PV and PVH domUs boot,
+//     cyclictest runs in them, histograms and xl info facts come back, the
+//     domains are destroyed; stress-ng in Dom0 while the stress cells' domUs
+//     run; SIGINT to vmlat mid-cell: exit 130, no domain left
+//   - (heavy, VMLAT_XEN_LAB_HVM=1) plans/xen-lab-hvm.toml: HVM domUs with the
+//     device model's threads at SCHED_FIFO, read back from Dom0's /proc
 //   - the lab tears down: no QEMU left (also after a boot timeout, and on
 //     SIGINT to `xen-lab run`, each with a lab of its own)
 // Never asserts that anything is fast: TCG only proves the path works.
@@ -22,6 +28,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <cstdlib>
+#include <set>
 #include <thread>
 
 #include <vmlat/json.hpp>
@@ -336,6 +344,167 @@ TEST_F(XenLab, DomuThatNeverComesUpIsAnInfraErrorAtTheBootTimeout) {
   auto console = ssh({"cat", "/tmp/test-hang/console.log"});
   EXPECT_NE(console.out.find("built-in shell (ash)"), std::string::npos) << console.out;
   EXPECT_EQ(console.out.find("@@VMLAT1"), std::string::npos) << "no frame is sent to a guest without agent";
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
+}
+
+// What Dom0 shows at one moment: the domains and the stress-ng processes.
+struct Dom0Snapshot {
+  std::vector<std::string> domains;
+  int stress_ng = 0;
+};
+
+Dom0Snapshot dom0_snapshot() {
+  auto r = ssh({"xl list; echo @@; pgrep -c -x stress-ng || true"}, 60s);
+  Dom0Snapshot s;
+  const auto at = r.out.find("@@\n");
+  if (r.code != 0 || at == std::string::npos) return s;
+  s.domains = xen::parse_xl_list(r.out.substr(0, at));
+  try {
+    s.stress_ng = std::stoi(r.out.substr(at + 3));
+  } catch (...) {
+  }
+  return s;
+}
+
+json cell_result(const fs::path& run_dir, const json& cell) {
+  return json::parse(slurp(run_dir / cell["dir"].get<std::string>() / "result.json"));
+}
+
+TEST_F(XenLab, XenLabPlanRunsPvAndPvhDomusWithTheirHistogramsAndXenFacts) {
+  // plans/xen-lab.toml as a user runs it: the lab's inventory, no [hosts].
+  const auto t0 = Clock::now();
+  auto job = Process::spawn(ProcessSpec{{(kBuild / "vmlat").string(), "run", (kSource / "plans/xen-lab.toml").string(),
+                                         "--inventory", (g_lab / "inventory.ini").string(), "--results",
+                                         (g_dir / "xen-lab-results").string()},
+                                        {}, g_dir / "plan.out", g_dir / "plan.err", g_dir});
+  // Watch Dom0 while it runs: stress-ng must be there while a stress cell's
+  // domU is (the probe runs between the workload's start and stop).
+  std::set<std::string> seen_domains, stress_with;
+  while (job.running() && Clock::now() - t0 < 1200s) {
+    const auto snap = dom0_snapshot();
+    for (const auto& d : snap.domains) {
+      if (d == "Domain-0") continue;
+      seen_domains.insert(d);
+      if (snap.stress_ng > 0) stress_with.insert(d);
+    }
+    std::this_thread::sleep_for(1s);
+  }
+  auto status = job.wait(Clock::now() + 60s, false);
+  if (status.timed_out) job.stop(5s);
+  std::cerr << "plans/xen-lab.toml: " << std::chrono::duration<double>(Clock::now() - t0).count() << "s\n";
+  ASSERT_EQ(status.exit_code, 0) << slurp(g_dir / "plan.out") << slurp(g_dir / "plan.err");
+  const fs::path run_dir = fs::canonical(g_dir / "xen-lab-results" / "latest");
+  const json run_json = json::parse(slurp(run_dir / "run.json"));
+  ASSERT_EQ(run_json["cells"].size(), 3u) << run_json["cells"].dump(1);
+  int with_stress = 0;
+  for (const auto& cell : run_json["cells"]) {
+    EXPECT_EQ(cell["host"], "xen_lab");
+    ASSERT_EQ(cell["status"], "measured") << cell.dump(1);
+    const json result = cell_result(run_dir, cell);
+    const json& backend = result["facts"]["backend"];
+    // A histogram from the domU's cyclictest.
+    EXPECT_GT(result["per_cpu"]["0"]["stats"]["samples"].get<long>(), 100) << result["per_cpu"].dump();
+    // Xen's facts, read in Dom0 with xl info.
+    EXPECT_EQ(backend["xen"].value("xen_version", "").rfind("4.17.", 0), 0u) << backend.dump(1);
+    EXPECT_FALSE(backend["xen"].value("xen_scheduler", "").empty()) << backend["xen"].dump(1);
+    EXPECT_NE(backend["xen"].value("xen_commandline", "").find("dom0_mem="), std::string::npos);
+    const std::string type = cell["id"].get<std::string>().rfind("xen-pvh", 0) == 0 ? "pvh" : "pv";
+    EXPECT_EQ(backend["type"], type);
+    // The probe ran in a domU of that type (the guest's own view).
+    EXPECT_EQ(backend["guest"]["hello"]["port"], "/dev/hvc0");
+    EXPECT_EQ(result["facts"]["backend"]["guest"]["system"]["hostname"].is_string(), true);
+    // The domain was there, and was destroyed.
+    const std::string name = backend["domain"].value("name", "");
+    EXPECT_TRUE(seen_domains.count(name)) << name << " never in xl list";
+    EXPECT_EQ(backend["teardown"]["gone"], true) << backend["teardown"].dump();
+    EXPECT_TRUE(fs::exists(run_dir / cell["dir"].get<std::string>() / "xl.cfg"));
+    EXPECT_NE(slurp(run_dir / cell["dir"].get<std::string>() / "xl.cfg").find("type = \"" + type + "\""),
+              std::string::npos);
+    // vCPU affinity read back with xl vcpu-list.
+    EXPECT_TRUE(backend["tuning"]["vcpu_pin"]["hard_affinity"].contains("0")) << backend["tuning"].dump();
+    if (cell["id"].get<std::string>().find("dom0-stress") != std::string::npos) {
+      ++with_stress;
+      EXPECT_EQ(result["facts"]["workload"]["placement"], "dom0") << result["facts"].dump(1);
+      EXPECT_TRUE(stress_with.count(name)) << "no stress-ng in Dom0 while " << name << " ran";
+    } else {
+      EXPECT_FALSE(stress_with.count(name)) << "stress-ng in Dom0 during a cell without workload";
+    }
+  }
+  EXPECT_EQ(with_stress, 2);
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
+}
+
+TEST_F(XenLab, SigintMidCellLeavesNoDomainAndAnInterruptedCell) {
+  std::ofstream(g_dir / "long.toml") << R"([plan]
+name = "xen-sigint"
+duration = "10m"
+period = "1ms"
+cpus = "all"
+[timeouts]
+boot = "5m"
+[matrix]
+backend = ["xen-pv"]
+[backend.xen-pv]
+[probe.cyclictest]
+plugin = "cyclic"
+engine = "cyclictest"
+)";
+  auto job = Process::spawn(ProcessSpec{{(kBuild / "vmlat").string(), "run", (g_dir / "long.toml").string(),
+                                         "--inventory", (g_lab / "inventory.ini").string(), "--results",
+                                         (g_dir / "sigint-results").string()},
+                                        {}, g_dir / "long.out", g_dir / "long.err", g_dir});
+  // Mid-cell: the domU is in xl list, then ~30s more (a PV domU's agent
+  // says hello ~10-20s after xl create here): the probe is running or about to.
+  const auto deadline = Clock::now() + 400s;
+  bool up = false;
+  while (!up && job.running() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(2s);
+    up = dom0_snapshot().domains.size() == 2;
+  }
+  if (up) std::this_thread::sleep_for(30s);
+  ASSERT_TRUE(up) << slurp(g_dir / "long.err");
+  ::kill(job.pid(), SIGINT);
+  auto status = job.wait(Clock::now() + 180s, false);
+  if (status.timed_out) job.stop(5s);
+  EXPECT_EQ(status.exit_code, 130) << slurp(g_dir / "long.out") << slurp(g_dir / "long.err");
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
+  auto stray = ssh({"pgrep -a 'vmlat|cyclictest|stress-ng' || true"});
+  EXPECT_EQ(stray.out.find("run-cell"), std::string::npos) << stray.out;
+  EXPECT_EQ(qemus_of(g_lab), 1) << "only the lab's QEMU";
+  const json run_json = json::parse(slurp(fs::canonical(g_dir / "sigint-results" / "latest") / "run.json"));
+  ASSERT_EQ(run_json["cells"].size(), 1u);
+  EXPECT_EQ(run_json["cells"][0]["status"], "interrupted") << run_json["cells"].dump(1);
+}
+
+// HVM under TCG takes ~10 minutes to boot (plugins/xen/xen-hvm/README.md):
+// only with VMLAT_XEN_LAB_HVM=1 (CTest xen_lab_hvm_tests, label heavy).
+TEST_F(XenLab, HvmPlanTunesTheDeviceModelThreads) {
+  if (!std::getenv("VMLAT_XEN_LAB_HVM")) GTEST_SKIP() << "heavy: set VMLAT_XEN_LAB_HVM=1 (ctest -L heavy)";
+  auto r = run({(kBuild / "vmlat").string(), "run", (kSource / "plans/xen-lab-hvm.toml").string(), "--inventory",
+                (g_lab / "inventory.ini").string(), "--results", (g_dir / "hvm-results").string()},
+               3600s);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const fs::path run_dir = fs::canonical(g_dir / "hvm-results" / "latest");
+  const json run_json = json::parse(slurp(run_dir / "run.json"));
+  ASSERT_EQ(run_json["cells"].size(), 2u);
+  for (const auto& cell : run_json["cells"]) {
+    ASSERT_EQ(cell["status"], "measured") << cell.dump(1);
+    const json result = cell_result(run_dir, cell);
+    EXPECT_GT(result["per_cpu"]["0"]["stats"]["samples"].get<long>(), 100);
+    const json& dm = result["facts"]["backend"]["tuning"]["device_model"];
+    ASSERT_TRUE(dm.contains("threads")) << result["facts"]["backend"].dump(1);
+    EXPECT_GT(dm["threads"].size(), 1u) << dm.dump(1);
+    const bool fifo = cell["id"].get<std::string>().find("fifo") != std::string::npos;
+    for (const auto& t : dm["threads"]) {
+      if (t["state"].is_null()) continue;
+      EXPECT_EQ(t["policy"], fifo ? "SCHED_FIFO" : "SCHED_OTHER") << t.dump();
+      if (fifo) {
+        EXPECT_EQ(t["rt_priority"], 10) << t.dump();
+        EXPECT_EQ(t["cpus"], "1") << t.dump();
+      }
+    }
+    EXPECT_EQ(result["facts"]["backend"]["teardown"]["gone"], true);
+  }
   EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
 }
 

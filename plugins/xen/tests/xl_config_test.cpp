@@ -6,6 +6,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <filesystem>
+#include <unistd.h>
+
+#include "xen_backend.hpp"
 #include "xl_config.hpp"
 #include "xl_domain.hpp"
 
@@ -143,6 +147,51 @@ TEST(XenXlParse, XlInfoOfXen417) {
   EXPECT_NE(facts.value("xen_commandline", "").find("dom0_mem=1024M,max:1024M"), std::string::npos);
   EXPECT_NE(facts.value("virt_caps", "").find("hvm"), std::string::npos);
   EXPECT_EQ(facts.value("nr_cpus", ""), "2");
+}
+
+TEST(XenBackendParts, DomainNamesAreUsableAndCarryThePid) {
+  const std::string name = domain_name_for("xen-pv-nrt-stress/on;rm -rf", 4242);
+  EXPECT_EQ(name, "vmlat-xen-pv-nrt-stress-on-rm--rf-4242");
+  EXPECT_NO_THROW(check_domain_name(name));
+  EXPECT_EQ(pid_of_domain_name(name), 4242);
+  const std::string longer = domain_name_for(std::string(200, 'a'), 123456);
+  EXPECT_LE(longer.size(), 63u);
+  EXPECT_EQ(pid_of_domain_name(longer), 123456);
+  EXPECT_EQ(pid_of_domain_name("Domain-0"), std::nullopt);
+  EXPECT_EQ(pid_of_domain_name("vmlat-cell"), std::nullopt);
+  EXPECT_EQ(pid_of_domain_name("mine-1234"), std::nullopt) << "only vmlat's own domains";
+}
+
+TEST(XenBackendParts, XlVcpuListHardAffinity) {
+  // As Xen 4.17's xl prints it.
+  const std::string text =
+      "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)\n"
+      "vmlat-a-1                            3     0    1   -b-       1.2  1 / all\n"
+      "vmlat-a-1                            3     1    0   r--       0.9  0-1 / all\n";
+  const auto rows = parse_vcpu_list(text);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0], (std::pair<int, std::string>{0, "1"}));
+  EXPECT_EQ(rows[1], (std::pair<int, std::string>{1, "0-1"}));
+  EXPECT_TRUE(parse_vcpu_list("Name ID VCPU CPU State Time(s) Affinity (Hard / Soft)\n").empty());
+}
+
+TEST(XenBackendParts, DeviceModelIsFoundByItsDomid) {
+  // A /proc of three processes: two device models (domains 12 and 3), one other.
+  const auto proc = std::filesystem::temp_directory_path() / ("vmlat-fake-proc-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(proc);
+  auto add = [&](const std::string& pid, const std::string& cmdline) {
+    std::filesystem::create_directories(proc / pid);
+    std::ofstream(proc / pid / "cmdline", std::ios::binary) << cmdline;
+  };
+  using namespace std::string_literals;
+  add("100", "/usr/libexec/xen-qemu-system-i386\0-xen-domid\0" "12\0-nodefaults\0"s);
+  add("200", "/usr/libexec/xen-qemu-system-i386\0-xen-domid\0" "3\0-nodefaults\0"s);
+  add("300", "sleep\0" "3\0"s);
+  add("self", "x\0"s);
+  EXPECT_EQ(find_device_model(3, proc), 200);
+  EXPECT_EQ(find_device_model(12, proc), 100);
+  EXPECT_EQ(find_device_model(1, proc), -1) << "-xen-domid 12 is not domain 1";
+  std::filesystem::remove_all(proc);
 }
 
 }  // namespace
