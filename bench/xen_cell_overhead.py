@@ -4,13 +4,14 @@
 Boots the Xen virtual lab (plugins/xen/lab) with this build installed in Dom0,
 then alternates (A B A B ...) per round:
 
-  vmlat   a one-cell plan (xen-pv, nrt guest, cyclictest in the domU) run from
+  vmlat   a --cells N plan (xen-pv, nrt guest, cyclictest in the domU) run from
           this machine with `vmlat run --inventory <lab>/inventory.ini`: host
           facts, `vmlat run-cell` in Dom0 over ssh, the cell's directory back
-  shell   bench/xen_overhead.sh in Dom0 over the same ssh connection: the same
+  shell   N runs of bench/xen_overhead.sh in Dom0 over ssh (the lab's ssh_config,
+          its ControlMaster): per cell the same
           xl create + agent hello + cyclictest + read-back + shutdown, by hand
 
-and prints per round and as medians the run total, the overhead per cell
+and prints per round and as medians the total per cell, the overhead per cell
 (total - measuring duration) and the vmlat/shell ratio against the target
 (1.10x); then the lab's boot time (from lab.json) and, with --plan, the wall
 time of `vmlat run plans/xen-lab.toml` in the same lab.
@@ -44,6 +45,7 @@ cpus = "all"
 boot = "10m"
 [matrix]
 backend = ["xen-pv"]
+rep = [{reps}]
 [backend.xen-pv]
 memory_mb = 256
 vcpus = 1
@@ -68,6 +70,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=3, help="seconds of cyclictest per cell")
     ap.add_argument("--period-us", type=int, default=1000)
+    ap.add_argument("--cells", type=int, default=3,
+                    help="cells per vmlat run (against as many runs of the script), so that the run's "
+                         "own start (host facts, the ssh master) is shared as in a real plan")
     ap.add_argument("--plan", action="store_true", help="also time `vmlat run plans/xen-lab.toml`")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory and leave the lab up")
     args = ap.parse_args()
@@ -95,40 +100,46 @@ def main() -> int:
         if r.returncode:
             print("xen_cell_overhead: scp failed: %s" % r.stderr, file=sys.stderr)
             return 1
-        (work / "plan.toml").write_text(PLAN.format(duration=args.duration, period_us=args.period_us))
+        (work / "plan.toml").write_text(PLAN.format(duration=args.duration, period_us=args.period_us,
+                                                        reps=", ".join('"%d"' % (c + 1) for c in range(args.cells))))
         rows = []
         for i in range(args.rounds):
             t = time.monotonic()
-            r = run(ssh + ["sh", "/tmp/xen_overhead.sh", IMAGE + "/vmlinux", IMAGE + "/initramfs.img",
-                           str(args.duration), str(args.period_us)])
-            shell_total = time.monotonic() - t
-            if r.returncode:
-                print("xen_cell_overhead: the script failed: %s%s" % (r.stdout, r.stderr), file=sys.stderr)
-                return 1
-            fields = dict(kv.split("=") for kv in r.stdout.split())
+            hellos = []
+            for _ in range(args.cells):
+                r = run(ssh + ["sh", "/tmp/xen_overhead.sh", IMAGE + "/vmlinux", IMAGE + "/initramfs.img",
+                               str(args.duration), str(args.period_us)])
+                if r.returncode:
+                    print("xen_cell_overhead: the script failed (%d): %s%s" % (r.returncode, r.stdout, r.stderr),
+                          file=sys.stderr)
+                    return 1
+                hellos.append(float(dict(kv.split("=") for kv in r.stdout.split())["t_hello"]))
+            shell_total = (time.monotonic() - t) / args.cells
             t = time.monotonic()
             r = run([str(build / "vmlat"), "run", str(work / "plan.toml"), "--inventory", str(lab / "inventory.ini"),
                      "--results", str(work / ("results-%d" % i))])
-            vmlat_total = time.monotonic() - t
+            vmlat_total = (time.monotonic() - t) / args.cells
             if r.returncode:
                 print("xen_cell_overhead: vmlat run failed (%d): %s%s" % (r.returncode, r.stdout, r.stderr),
                       file=sys.stderr)
                 return 1
             run_dir = (work / ("results-%d" % i) / "latest").resolve()
-            cell = json.loads((run_dir / "run.json").read_text())["cells"][0]
-            result = json.loads((run_dir / cell["dir"] / "result.json").read_text())
-            boot = result["facts"]["backend"].get("boot", {})
-            row = {"shell": shell_total, "vmlat": vmlat_total, "shell_hello": float(fields["t_hello"]),
-                   "vmlat_hello": boot.get("create_to_hello_s", float("nan")), "load": loadavg()}
+            vm_hellos = []
+            for cell in json.loads((run_dir / "run.json").read_text())["cells"]:
+                result = json.loads((run_dir / cell["dir"] / "result.json").read_text())
+                vm_hellos.append(result["facts"]["backend"].get("boot", {}).get("create_to_hello_s", float("nan")))
+            row = {"shell": shell_total, "vmlat": vmlat_total, "shell_hello": statistics.median(hellos),
+                   "vmlat_hello": statistics.median(vm_hellos), "load": loadavg()}
             rows.append(row)
-            print("round %d  shell %6.2fs (hello %5.2fs)  vmlat %6.2fs (create->hello %5.2fs)  ratio %.2fx  load %s" % (
+            print("round %d  per cell: shell %6.2fs (hello %5.2fs)  vmlat %6.2fs (create->hello %5.2fs)  ratio %.2fx  load %s" % (
                 i + 1, row["shell"], row["shell_hello"], row["vmlat"], row["vmlat_hello"],
                 row["vmlat"] / row["shell"], row["load"]), flush=True)
         med = lambda k: statistics.median(r[k] for r in rows)
         over_sh, over_vm = med("shell") - args.duration, med("vmlat") - args.duration
         print()
-        print("xen-pv cell, %ds cyclictest at %dus, median of %d rounds:" % (args.duration, args.period_us, args.rounds))
-        print("  run total          shell %6.2fs   vmlat %6.2fs   ratio %.2fx (target <= %.2fx)" % (
+        print("xen-pv cell, %ds cyclictest at %dus, %d cells per run, median of %d rounds (per cell):" % (
+            args.duration, args.period_us, args.cells, args.rounds))
+        print("  total per cell     shell %6.2fs   vmlat %6.2fs   ratio %.2fx (target <= %.2fx)" % (
             med("shell"), med("vmlat"), med("vmlat") / med("shell"), TARGET))
         print("  overhead per cell  shell %6.2fs   vmlat %6.2fs   ratio %.2fx" % (over_sh, over_vm, over_vm / over_sh))
         print("  xl create->hello   shell %6.2fs   vmlat %6.2fs" % (med("shell_hello"), med("vmlat_hello")))

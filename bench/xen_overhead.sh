@@ -12,8 +12,10 @@
 set -eu
 
 kernel=$1 ramdisk=$2 duration=$3 period_us=$4
-t0=$(date +%s.%N)
-since() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
+# /proc/uptime: 10 ms resolution (busybox's date has no %N).
+now() { read -r up _ </proc/uptime; echo "$up"; }
+t0=$(now)
+since() { awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 name=vmlat-bench-sh-$$
 dir=$(mktemp -d /tmp/vmlat-bench-xen.XXXXXX)
@@ -42,6 +44,10 @@ while [ -z "$tty" ]; do
   tty=$(xenstore-read "/local/domain/$domid/console/tty" 2>/dev/null || true)
   [ -n "$tty" ] || sleep 0.05
 done
+# Run by sshd without a terminal, this shell leads its session: opening the
+# console (no O_NOCTTY from sh) makes it the controlling terminal, whose
+# hangup when the domain goes would kill the script.
+trap '' HUP
 stty -F "$tty" raw -echo
 exec 3<>"$tty"
 

@@ -328,32 +328,40 @@ void XenBackend::boot(CellContext& ctx) {
                        "console.log ends with: " + tail_of(console_log, 3) +
                        (type_ == DomainType::hvm ? "; serial.log: " + tail_of(work_ / "serial.log", 3) : ""));
   }
-  pin_vcpus(ctx);
+  // The xl read-backs run in Dom0 while the guest's facts are collected
+  // through the agent (under TCG each costs a few hundred ms).
+  auto finish = [](std::unique_ptr<Job>& job) {
+    while (job->running()) interruptible_sleep(20ms);
+    return job->stop(0ms);
+  };
+  auto libxl_config = dom0_->start(Command{{"xl", "list", "-l", spec.name}, 60s});
+  apply_vcpu_pins();
+  auto vcpu_list = dom0_->start(Command{{"xl", "vcpu-list", spec.name}, 60s});
   set_credit2(ctx);
   if (type_ == DomainType::hvm) tune_device_model(ctx);
-  {
-    auto l = dom0_->run(Command{{"xl", "list", "-l", spec.name}, 60s});
-    if (l.ok()) ctx.save_artifact("xl-list-l.json", l.out);
-  }
   facts_["guest"]["system"] = collect_system_facts(*agent_);
+  check_vcpu_pins(finish(vcpu_list));
+  auto l = finish(libxl_config);
+  if (l.ok()) ctx.save_artifact("xl-list-l.json", l.out);
 }
 
-void XenBackend::pin_vcpus(CellContext& ctx) {
+void XenBackend::apply_vcpu_pins() {
   const std::string& name = domain_->spec().name;
-  json asked = json::array();
   for (std::size_t i = 0; i < config_.vcpu_pin.size(); ++i) {
     const std::string cpu = std::to_string(config_.vcpu_pin[i]);
     auto r = dom0_->run(Command{{"xl", "vcpu-pin", name, std::to_string(i), cpu}, 60s});
     if (!r.ok()) throw InfraError(prefix() + ": xl vcpu-pin " + name + " " + std::to_string(i) + " " + cpu +
                                   " failed: " + first_lines(r));
-    asked.push_back(config_.vcpu_pin[i]);
   }
+}
+
+void XenBackend::check_vcpu_pins(const CommandResult& vcpu_list) {
   // Read back always: the affinity the probe ran with is a fact of the cell.
-  auto r = dom0_->run(Command{{"xl", "vcpu-list", name}, 60s});
-  if (!r.ok()) throw InfraError(prefix() + ": xl vcpu-list " + name + " failed: " + first_lines(r));
+  const std::string& name = domain_->spec().name;
+  if (!vcpu_list.ok()) throw InfraError(prefix() + ": xl vcpu-list " + name + " failed: " + first_lines(vcpu_list));
   json read = json::object();
-  for (const auto& [vcpu, hard] : parse_vcpu_list(r.out)) read[std::to_string(vcpu)] = hard;
-  facts_["tuning"]["vcpu_pin"] = json{{"requested", asked}, {"hard_affinity", read}};
+  for (const auto& [vcpu, hard] : parse_vcpu_list(vcpu_list.out)) read[std::to_string(vcpu)] = hard;
+  facts_["tuning"]["vcpu_pin"] = json{{"requested", config_.vcpu_pin}, {"hard_affinity", read}};
   for (std::size_t i = 0; i < config_.vcpu_pin.size(); ++i) {
     const std::string want = std::to_string(config_.vcpu_pin[i]);
     const std::string got = read.value(std::to_string(i), std::string("(no row)"));
@@ -361,7 +369,6 @@ void XenBackend::pin_vcpus(CellContext& ctx) {
       throw InfraError(prefix() + ": vCPU " + std::to_string(i) + " of " + name + " reads back hard affinity " + got +
                        " after xl vcpu-pin, not " + want);
   }
-  (void)ctx;
 }
 
 void XenBackend::set_credit2(CellContext& ctx) {

@@ -70,7 +70,8 @@ class XenBackend : public Backend {
   std::string prefix() const { return "xen-" + to_string(type_); }
   void destroy_stale(CellContext& ctx);
   void resolve_image(CellContext& ctx);
-  void pin_vcpus(CellContext& ctx);
+  void apply_vcpu_pins();
+  void check_vcpu_pins(const CommandResult& vcpu_list);
   void set_credit2(CellContext& ctx);
   void tune_device_model(CellContext& ctx);
 

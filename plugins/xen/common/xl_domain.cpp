@@ -172,14 +172,14 @@ json XlDomain::destroy() noexcept {
     PhaseScope cleanup("xen-destroy", Clock::now() + 60s, /*interruptible=*/false);
     bool listed = false;
     for (const auto& n : list_domains(dom0_)) listed = listed || n == spec_.name;
+    bool still = false;
     if (listed) {
       auto r = dom0_.run(Command{{"xl", "destroy", spec_.name}, 45s});
       what["xl_destroy"] = r.ok() ? json("ok") : json(xl_error(r));
+      for (const auto& n : list_domains(dom0_)) still = still || n == spec_.name;
     } else {
       what["xl_destroy"] = "not needed (the domain was gone)";
     }
-    bool still = false;
-    for (const auto& n : list_domains(dom0_)) still = still || n == spec_.name;
     what["gone"] = !still;
     destroyed_ = !still;
   } catch (const std::exception& e) {
