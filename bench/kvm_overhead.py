@@ -87,7 +87,10 @@ def run_vmlat(build: Path, work: Path, duration: int, period_us: int, flavour: s
     plan.write_text(PLAN.format(duration=duration, period_us=period_us, flavour=flavour, reps=reps))
     results = work / "results"
     t0 = time.time()
-    r = subprocess.run([str(build / "vmlat"), "run", str(plan), "--results", str(results)],
+    # A lock directory of its own: on a shared machine another vmlat run's
+    # host lock would otherwise be waited for, which the shell never does.
+    r = subprocess.run([str(build / "vmlat"), "run", str(plan), "--results", str(results),
+                        "--lock-dir", str(work / "lock")],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     total = time.time() - t0
     if r.returncode != 0:
