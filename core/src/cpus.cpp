@@ -1,7 +1,8 @@
 #include "vmlat/cpus.hpp"
 
-#include <set>
+#include <algorithm>
 #include <stdexcept>
+#include <utility>
 
 namespace vmlat {
 
@@ -20,23 +21,31 @@ std::vector<int> parse_cpu_list(std::string_view text) {
   while (!rest.empty() && space(rest.back())) rest.remove_suffix(1);
   while (!rest.empty() && space(rest.front())) rest.remove_prefix(1);
   if (rest.empty()) throw bad("empty");
-  std::set<int> cpus;
+  // Ranges first, merged at the end: "0-65535,0-65535,..." costs its length,
+  // not 65536 insertions per range.
+  std::vector<std::pair<int, int>> ranges;
   while (true) {
     const auto comma = rest.find(',');
     const std::string_view item = rest.substr(0, comma);
     const auto dash = item.find('-');
     if (dash == std::string_view::npos) {
-      cpus.insert(number(item));
+      const int cpu = number(item);
+      ranges.emplace_back(cpu, cpu);
     } else {
       const int first = number(item.substr(0, dash));
       const int last = number(item.substr(dash + 1));
       if (first > last) throw bad("range \"" + std::string(item) + "\" is reversed");
-      for (int cpu = first; cpu <= last; ++cpu) cpus.insert(cpu);
+      ranges.emplace_back(first, last);
     }
     if (comma == std::string_view::npos) break;
     rest.remove_prefix(comma + 1);
   }
-  return {cpus.begin(), cpus.end()};
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<int> cpus;
+  int next = 0;  // the lowest CPU not yet listed
+  for (const auto& [first, last] : ranges)
+    for (int cpu = std::max(first, next); cpu <= last; ++cpu) cpus.push_back(cpu), next = cpu + 1;
+  return cpus;
 }
 
 std::string format_cpu_list(const std::vector<int>& cpus) {

@@ -2,14 +2,23 @@
 // translation unit that includes TOML++ (it is heavy to compile).
 #include "plan.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
+#include <unordered_map>
+#include <unordered_set>
 
+#include "cell_support.hpp"
 #include "loader.hpp"
 #include "regression.hpp"
 #include "sha256.hpp"
@@ -27,7 +36,17 @@ std::string Location::str() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column);
 }
 
+// Past this many, a plan is more wrong than right: the rest would only bury
+// the first errors (and cost time on a hostile file).
+constexpr std::size_t kMaxDiagnostics = 100;
+
 void Diagnostics::error(Location where, std::string message) {
+  if (items_.size() > kMaxDiagnostics) return;
+  if (items_.size() == kMaxDiagnostics) {
+    items_.push_back({Location{where.file, 0, 0}, "too many errors: stopped after the first " +
+                                                      std::to_string(kMaxDiagnostics) + "; fix these and validate again"});
+    return;
+  }
   for (const auto& d : items_)  // the same problem found twice (validate, then run) is said once
     if (d.where.line == where.line && d.where.column == where.column && d.message == message) return;
   items_.push_back({std::move(where), std::move(message)});
@@ -92,6 +111,21 @@ std::string join(const std::vector<std::string>& items, std::string_view sep) {
   return s;
 }
 
+// A list for a message: the first few items, then how many more.
+std::string join_some(const std::vector<std::string>& items, std::size_t shown = 12) {
+  if (items.size() <= shown) return join(items, ", ");
+  std::vector<std::string> head(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(shown));
+  return join(head, ", ") + ", ... (" + std::to_string(items.size()) + " in all)";
+}
+
+// A user's text quoted in a message, cut (at a UTF-8 boundary) when long.
+std::string quote_short(std::string_view text, std::size_t max_bytes = 64) {
+  if (text.size() <= max_bytes) return "'" + std::string(text) + "'";
+  std::size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return "'" + std::string(text.substr(0, cut)) + "...' (" + std::to_string(text.size()) + " bytes)";
+}
+
 // "all" (an empty list: every CPU of the target) or a kernel CPU list.
 std::optional<std::vector<int>> parse_cpu_text(std::string_view text, std::string* why) {
   if (text == "all") return std::vector<int>{};
@@ -106,9 +140,15 @@ std::optional<std::vector<int>> parse_cpu_text(std::string_view text, std::strin
 }  // namespace
 
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+  // Only where it is cheap: a suggestion is for a typo in a short name, and
+  // each comparison costs |word| x |candidate|.
+  constexpr std::size_t kLongest = 64, kMostCandidates = 1000;
   std::string best;
+  if (word.size() > kLongest || candidates.size() > kMostCandidates) return best;
   std::size_t best_distance = std::max<std::size_t>(1, std::min<std::size_t>(3, word.size() / 3)) + 1;
   for (const auto& c : candidates) {
+    std::size_t length_gap = c.size() > word.size() ? c.size() - word.size() : word.size() - c.size();
+    if (c.size() > kLongest || length_gap >= best_distance) continue;  // the distance is at least the gap
     auto d = edit_distance(word, c);
     if (d < best_distance) {
       best_distance = d;
@@ -253,7 +293,10 @@ std::vector<int> Settings::cpu_list(std::string_view key, std::vector<int> defau
   if (!n) return default_value;
   if (auto s = n->as_string()) {
     std::string why;
-    if (auto cpus = parse_cpu_text(s->get(), &why)) return *cpus;
+    if (auto cpus = parse_cpu_text(s->get(), &why)) {
+      if (cpus->empty() || cpus->back() <= plan_limits::kCpu) return *cpus;
+      why = "CPU " + std::to_string(cpus->back()) + " is out of range: CPU numbers go up to " + std::to_string(plan_limits::kCpu);
+    }
     impl_->bad(key, "'" + std::string(key) + "' in " + impl_->section + ": " + why);
     return default_value;
   }
@@ -261,8 +304,8 @@ std::vector<int> Settings::cpu_list(std::string_view key, std::vector<int> defau
     std::vector<int> cpus;
     for (auto&& item : *a) {
       auto i = item.as_integer();
-      if (!i || i->get() < 0 || i->get() > 4095) {
-        impl_->diags->error(location_of(item.source(), impl_->file), "'" + std::string(key) + "' in " + impl_->section + " must list CPU numbers (0..4095), got " + render(item));
+      if (!i || i->get() < 0 || i->get() > plan_limits::kCpu) {
+        impl_->diags->error(location_of(item.source(), impl_->file), "'" + std::string(key) + "' in " + impl_->section + " must list CPU numbers (0.." + std::to_string(plan_limits::kCpu) + "), got " + render(item));
         return default_value;
       }
       cpus.push_back(static_cast<int>(i->get()));
@@ -337,7 +380,7 @@ Settings instance_settings(const Instance& instance, Diagnostics& diags) {
 bool GateSpec::matches(const CellSpec& cell) const {
   for (const auto& [axis, values] : match) {
     auto v = cell.axis(axis);
-    if (!v || std::find(values.begin(), values.end(), *v) == values.end()) return false;
+    if (!v || !std::binary_search(values.begin(), values.end(), *v)) return false;  // sorted by parse_selector
   }
   return true;
 }
@@ -360,11 +403,273 @@ std::string sanitize(std::string_view v) {
   return s;
 }
 
+// ------------------------------------------------------------ plan input --
+//
+// Everything here runs before TOML++ sees a byte: it bounds what the parser
+// is given (size, kind of file) and refuses text that is not TOML in ways
+// TOML++ 3.3 does not survive cleanly (see docs/plan-format.md, "Limits").
+
+std::string with_thousands(std::uintmax_t n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// Regular files only, at most plan_limits::kFileBytes. The kind is checked
+// before opening (opening a device can have effects of its own), and again on
+// the descriptor, which is opened non-blocking so that nothing can stall it.
+std::optional<std::string> read_plan_file(const std::string& file, Diagnostics& diags) {
+  const Location where{file, 0, 0};
+  const std::string limit = "a plan may be at most " + with_thousands(plan_limits::kFileBytes) + " bytes (1 MiB)";
+  auto refuse_kind = [&](mode_t mode) {
+    diags.error(where, std::string("cannot read the plan: this is ") + file_kind(mode) +
+                           ", not a plan file: name a .toml file (e.g. plans/quickstart.toml)");
+    return std::nullopt;
+  };
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    diags.error(where, "cannot read the plan: " + std::string(std::strerror(errno)));
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode)) return refuse_kind(st.st_mode);
+  const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    diags.error(where, "cannot read the plan: " + std::string(std::strerror(errno)));
+    return std::nullopt;
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return refuse_kind(st.st_mode);
+  if (static_cast<std::uintmax_t>(st.st_size) > plan_limits::kFileBytes) {
+    diags.error(where, "the plan is " + with_thousands(static_cast<std::uintmax_t>(st.st_size)) + " bytes: " + limit);
+    return std::nullopt;
+  }
+  // The size may have changed since fstat (or be unknown, as in /proc): read
+  // up to one byte past the limit, growing the buffer as data comes.
+  std::string text;
+  std::size_t used = 0;
+  while (used <= plan_limits::kFileBytes) {
+    if (used == text.size())
+      text.resize(std::min<std::size_t>(plan_limits::kFileBytes + 1,
+                                        std::max<std::size_t>({4096, 2 * used, static_cast<std::size_t>(st.st_size) + 1})));
+    const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      diags.error(where, "cannot read the plan: " + std::string(std::strerror(errno)));
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    used += static_cast<std::size_t>(n);
+  }
+  if (used > plan_limits::kFileBytes) {
+    diags.error(where, "the plan grew past " + with_thousands(plan_limits::kFileBytes) + " bytes while it was read: " + limit);
+    return std::nullopt;
+  }
+  text.resize(used);
+  return text;
+}
+
+std::string codepoint_name(char32_t cp) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(cp));
+  return buf;
+}
+
+// The first problem of the text, as file:line:col (columns count code points,
+// as TOML++ does), or true if TOML++ may parse it. Refused: invalid UTF-8;
+// control characters other than tab, CR and LF (TOML allows them nowhere);
+// non-ASCII outside strings and comments (TOML allows it nowhere else; there
+// TOML++ 3.3's Unicode whitespace check is reached, which has undefined
+// behaviour on U+00A1..U+0499: see tests/unit/toml_unicode_test.cpp); dotted
+// keys of more than plan_limits::kKeyParts parts (TOML++ nests a table per
+// part and recurses per level: tens of thousands overflow its stack).
+bool check_plan_text(std::string_view text, const std::string& file, Diagnostics& diags) {
+  std::size_t i = 0;
+  int line = 1, column = 1;
+  auto fail = [&](std::string message) {
+    diags.error(Location{file, line, column}, std::move(message));
+    return false;
+  };
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") i = 3;  // a UTF-8 byte order mark, which TOML++ skips
+
+  enum class In { code, comment, basic, ml_basic, literal, ml_literal } in = In::code;
+  bool escaped = false;            // basic strings: the character after a backslash
+  std::size_t key_parts = 0;       // parts of the dotted key being read (code only)
+  bool in_part = false, after_dot = false, gap = false;
+  auto reset_key = [&] { key_parts = 0, in_part = after_dot = gap = false; };
+  auto part_starts = [&] {
+    if (in_part && !gap) return true;
+    key_parts = after_dot ? key_parts + 1 : 1;
+    in_part = true, after_dot = gap = false;
+    return key_parts <= plan_limits::kKeyParts;
+  };
+  auto key_too_deep = [&] {
+    return fail("a dotted key of more than " + std::to_string(plan_limits::kKeyParts) + " parts: plan keys have a few (probe.cyclictest)");
+  };
+  // A run of `q` at i: how many.
+  auto run_of = [&](char q) {
+    std::size_t n = 0;
+    while (i + n < text.size() && text[i + n] == q) ++n;
+    return n;
+  };
+  auto skip_ascii = [&](std::size_t n) {
+    i += n;
+    column += static_cast<int>(n);
+  };
+
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    char32_t cp = lead;
+    std::size_t length = 1;
+    if (lead >= 0x80) {
+      // UTF-8: the shortest form only, no surrogates, nothing past U+10FFFF.
+      unsigned char lo = 0x80, hi = 0xBF;
+      if (lead >= 0xC2 && lead <= 0xDF) length = 2, cp = lead & 0x1F;
+      else if (lead >= 0xE0 && lead <= 0xEF) length = 3, cp = lead & 0x0F, lo = lead == 0xE0 ? 0xA0 : 0x80, hi = lead == 0xED ? 0x9F : 0xBF;
+      else if (lead >= 0xF0 && lead <= 0xF4) length = 4, cp = lead & 0x07, lo = lead == 0xF0 ? 0x90 : 0x80, hi = lead == 0xF4 ? 0x8F : 0xBF;
+      else length = 0;
+      for (std::size_t k = 1; length && k < length; ++k) {
+        const auto b = i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
+        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) length = 0;
+        else cp = (cp << 6) | (b & 0x3F);
+      }
+      if (!length) {
+        char byte[8];
+        std::snprintf(byte, sizeof byte, "0x%02X", lead);
+        return fail(std::string("invalid UTF-8 (byte ") + byte + "): a plan is UTF-8 text");
+      }
+    } else if ((cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || cp == 0x7F) {
+      return fail("control character " + codepoint_name(cp) + (cp == 0 ? " (NUL)" : "") +
+                  ": TOML allows none but tab and line ends (is this a binary file?)");
+    }
+    switch (in) {
+      case In::code:
+        if (cp >= 0x80)
+          return fail("character '" + std::string(text.substr(i, length)) + "' (" + codepoint_name(cp) +
+                      ") outside a string or comment: TOML allows non-ASCII text only in \"strings\" and # comments");
+        if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || (cp >= '0' && cp <= '9') || cp == '_' || cp == '-') {
+          if (!part_starts()) return key_too_deep();
+        } else if (cp == '"' || cp == '\'') {
+          if (!part_starts()) return key_too_deep();
+          const char q = static_cast<char>(cp);
+          const std::size_t n = run_of(q);
+          if (n >= 3) {
+            in = q == '"' ? In::ml_basic : In::ml_literal;
+            skip_ascii(3);
+          } else if (n == 2) {
+            skip_ascii(2);  // an empty string
+          } else {
+            in = q == '"' ? In::basic : In::literal;
+            skip_ascii(1);
+          }
+          continue;
+        } else if (cp == '.') {
+          if (in_part) in_part = false, after_dot = true, gap = false;
+          else reset_key();
+        } else if (cp == ' ' || cp == '\t') {
+          gap = true;
+        } else {
+          reset_key();
+          if (cp == '#') in = In::comment;
+        }
+        break;
+      case In::comment:
+        if (cp == '\n') in = In::code, reset_key();
+        break;
+      case In::basic:
+        if (escaped) escaped = false;
+        else if (cp == '\\') escaped = true;
+        else if (cp == '"') in = In::code, in_part = true, gap = false;
+        if (cp == '\n') in = In::code, escaped = false, reset_key();  // unterminated: TOML++ says so
+        break;
+      case In::literal:
+        if (cp == '\'') in = In::code, in_part = true, gap = false;
+        else if (cp == '\n') in = In::code, reset_key();
+        break;
+      case In::ml_basic:
+        if (escaped) {
+          escaped = false;  // \" does not end the string
+        } else if (cp == '\\') {
+          escaped = true;
+        } else if (cp == '"') {
+          const std::size_t n = run_of('"');
+          if (n >= 3) in = In::code, in_part = true, gap = false;  // up to two more quotes belong to the string
+          skip_ascii(std::min<std::size_t>(n, 5));
+          continue;
+        }
+        break;
+      case In::ml_literal:
+        if (cp == '\'') {
+          const std::size_t n = run_of('\'');
+          if (n >= 3) in = In::code, in_part = true, gap = false;
+          skip_ascii(std::min<std::size_t>(n, 5));
+          continue;
+        }
+        break;
+    }
+    i += length;
+    if (cp == '\n') ++line, column = 1;
+    else ++column;
+  }
+  return true;
+}
+
+// What the parsed tree may hold: keys of at most plan_limits::kKeyChars,
+// strings of at most plan_limits::kStringBytes. Iterative: the tree may be
+// deep.
+bool check_plan_tree(const toml::table& root, const std::string& file, Diagnostics& diags) {
+  bool ok = true;
+  std::vector<const toml::node*> pending{&root};
+  while (!pending.empty()) {
+    const toml::node* node = pending.back();
+    pending.pop_back();
+    if (auto* t = node->as_table()) {
+      for (auto&& [k, v] : *t) {
+        if (k.str().size() > plan_limits::kKeyChars) {
+          diags.error(location_of(k.source(), file), "a key of " + std::to_string(k.str().size()) + " bytes (" + std::string(k.str().substr(0, 32)) +
+                                                         "...): keys may have at most " + std::to_string(plan_limits::kKeyChars));
+          ok = false;
+        }
+        pending.push_back(&v);
+      }
+    } else if (auto* a = node->as_array()) {
+      for (auto&& v : *a) pending.push_back(&v);
+    } else if (auto* s = node->as_string()) {
+      if (s->get().size() > plan_limits::kStringBytes) {
+        diags.error(location_of(s->source(), file), "a string of " + with_thousands(s->get().size()) + " bytes: strings may have at most " +
+                                                        with_thousands(plan_limits::kStringBytes) + " (64 KiB)");
+        ok = false;
+      }
+    }
+  }
+  return ok;
+}
+
 struct PlanParser {
   Plan& plan;
   Diagnostics& diags;
   std::string file;
   std::shared_ptr<toml::table> root;
+  // Set by parse_matrix: the axes are free of errors and within the limits,
+  // and backend, workload and probe are among them, so expand() is meaningful.
+  bool matrix_complete = false;
+  std::unordered_map<std::string, const Axis*> axis_by_name;  // into plan.axes, set by parse_matrix
+  std::vector<std::string> axis_name_list;
+  std::unordered_map<std::string, std::unordered_set<std::string>> axis_value_sets;  // for selectors
 
   Location at(const toml::node& n) const { return location_of(n.source(), file); }
   Location at_key(const toml::table& t, std::string_view key) const {
@@ -509,7 +814,11 @@ struct PlanParser {
         continue;
       }
       auto& target = kind == "backend" ? plan.backends : kind == "workload" ? plan.workloads : plan.probes;
+      if (t->size() > plan_limits::kInstances)
+        diags.error(at_key(*root, kind), "the plan declares " + with_thousands(t->size()) + " " + kind + " instances: at most " +
+                                             with_thousands(plan_limits::kInstances) + " are allowed (only the first are checked)");
       for (auto&& [name, inst] : *t) {
+        if (target.size() == plan_limits::kInstances) break;
         std::string n(name.str());
         auto* it = inst.as_table();
         if (!it) {
@@ -550,6 +859,7 @@ struct PlanParser {
   }
 
   void parse_matrix() {
+    const std::size_t errors_before = diags.all().size();
     auto* t = (*root)["matrix"].as_table();
     if (root->contains("matrix") && !t) diags.error(at_key(*root, "matrix"), "'matrix' must be a table: [matrix]");
     std::map<std::string, Axis> builtin;
@@ -574,6 +884,7 @@ struct PlanParser {
           diags.error(at(*node), "matrix axis '" + name + "' must be a non-empty array of values, e.g. " + name + " = [\"a\", \"b\"]");
           continue;
         }
+        std::unordered_set<std::string> seen;
         for (auto&& item : *arr) {
           std::string value;
           if (auto s = item.as_string()) value = s->get();
@@ -582,8 +893,8 @@ struct PlanParser {
             diags.error(at(item), "values of matrix axis '" + name + "' must be strings, not " + type_name(item));
             continue;
           }
-          if (std::find(axis.values.begin(), axis.values.end(), value) != axis.values.end()) {
-            diags.error(at(item), "value '" + value + "' appears twice in matrix axis '" + name + "'");
+          if (!seen.insert(value).second) {
+            diags.error(at(item), "value " + quote_short(value) + " appears twice in matrix axis '" + name + "'");
             continue;
           }
           check_axis_value(name, value, at(item));
@@ -608,7 +919,7 @@ struct PlanParser {
         return;
       } else {
         diags.error(instances.begin()->second.location, "the plan declares " + std::to_string(instances.size()) + " " + name + " instances (" +
-                                  join(instance_names(instances), ", ") + "): say which to run with matrix." + name + " = [...]");
+                                  join_some(instance_names(instances)) + "): say which to run with matrix." + name + " = [...]");
         return;
       }
       builtin[name] = a;
@@ -620,9 +931,57 @@ struct PlanParser {
     for (const auto& name : kBuiltinAxes)
       if (builtin.count(name)) plan.axes.push_back(builtin[name]);
     for (auto& a : free_axes) plan.axes.push_back(std::move(a));
+    for (const auto& a : plan.axes) {
+      axis_by_name.emplace(a.name, &a);
+      axis_name_list.push_back(a.name);
+    }
+    const bool sizes_ok = check_matrix_size(t ? at(*t) : plan_loc);
 
     if (t)
       if (auto* ex = t->get("exclude")) parse_excludes(*ex);
+    matrix_complete = sizes_ok && diags.all().size() == errors_before && find_axis("backend") && find_axis("workload") &&
+                      find_axis("probe");
+  }
+
+  // Before anything is expanded: the number of cells and the length of their
+  // ids, both computable from the axes alone.
+  bool check_matrix_size(const Location& where) {
+    bool ok = true;
+    if (plan.axes.size() > plan_limits::kAxes) {
+      diags.error(where, "the matrix has " + with_thousands(plan.axes.size()) + " axes (backend, workload, probe and period among them): at most " +
+                             std::to_string(plan_limits::kAxes) + " are allowed");
+      ok = false;
+    }
+    const std::uint64_t cells = matrix_cells(plan);
+    if (cells > plan_limits::kCells) {
+      std::vector<std::string> factors;
+      for (const auto& a : plan.axes)
+        if (a.values.size() > 1) factors.push_back(a.name + " " + std::to_string(a.values.size()));
+      std::string product;
+      for (std::size_t i = 0; i < factors.size() && i < 16; ++i) product += (i ? " x " : "") + factors[i];
+      if (factors.size() > 16) product += " x ...";
+      diags.error(where, "the matrix has " + (cells == UINT64_MAX ? "more than " + with_thousands(cells) : with_thousands(cells)) +
+                             " cells (" + product + "): at most " + with_thousands(plan_limits::kCells) +
+                             " are allowed; remove axis values or split the plan");
+      ok = false;
+    }
+    std::size_t id_chars = 0;
+    const Axis* longest_axis = nullptr;
+    std::size_t longest = 0;
+    for (const auto& a : plan.axes) {
+      std::size_t most = 0;
+      for (const auto& v : a.values) most = std::max(most, v.size());
+      id_chars += most + (id_chars ? 1 : 0);
+      if (most >= longest) longest = most, longest_axis = &a;
+    }
+    if (id_chars > plan_limits::kCellIdChars) {
+      diags.error(where, "cell ids (the axis values joined with '-') would be up to " + with_thousands(id_chars) +
+                             " characters long: at most " + std::to_string(plan_limits::kCellIdChars) +
+                             " are allowed, as each cell is a directory cells/<id>/; shorten the values" +
+                             (longest_axis ? " of axis '" + longest_axis->name + "'" : std::string()));
+      ok = false;
+    }
+    return ok;
   }
 
   void check_axis_value(const std::string& axis, const std::string& value, Location where) {
@@ -630,10 +989,10 @@ struct PlanParser {
       if (none_ok && value == "none") return;
       if (instances.count(value)) return;
       auto names = instance_names(instances);
-      std::string message = "matrix." + axis + " names '" + value + "', but there is no [" + axis + "." + value + "] table";
+      std::string message = "matrix." + axis + " names " + quote_short(value) + ", but there is no [" + axis + "." + value + "] table";
       auto close = did_you_mean(value, names);
       if (!close.empty()) message += "; did you mean '" + close + "'?";
-      else if (!names.empty()) message += " (declared: " + join(names, ", ") + ")";
+      else if (!names.empty()) message += " (declared: " + join_some(names) + ")";
       diags.error(where, message);
     };
     if (axis == "backend") check_instance(plan.backends, false);
@@ -644,20 +1003,20 @@ struct PlanParser {
       auto d = parse_duration(value, &why);
       if (!d) diags.error(where, "matrix.period: " + why);
       else if (*d < std::chrono::microseconds(1) || *d > std::chrono::seconds(10))
-        diags.error(where, "matrix.period value '" + value + "' must be between 1us and 10s");
+        diags.error(where, "matrix.period value " + quote_short(value) + " must be between 1us and 10s");
     } else if (axis == "host") {
       // Pins cells to named hosts (placement, docs/plan-format.md).
       if (std::none_of(plan.hosts.begin(), plan.hosts.end(), [&](const HostSpec& h) { return h.name == value; })) {
         std::vector<std::string> names;
         for (const auto& h : plan.hosts) names.push_back(h.name);
-        std::string message = "matrix.host names '" + value + "', but there is no [hosts." + value + "] table";
+        std::string message = "matrix.host names " + quote_short(value) + ", but there is no [hosts.<name>] table for it";
         auto close = did_you_mean(value, names);
         message += close.empty() ? " (hosts: " + join(names, ", ") + ")" : "; did you mean '" + close + "'?";
         diags.error(where, message);
       }
     } else if (axis == "host_kernel") {
       if (value != "rt" && value != "nrt" && value != "any") {
-        std::string message = "matrix.host_kernel value '" + value + "' must be \"rt\", \"nrt\" or \"any\"";
+        std::string message = "matrix.host_kernel value " + quote_short(value) + " must be \"rt\", \"nrt\" or \"any\"";
         auto close = did_you_mean(value, {"rt", "nrt", "any"});
         if (!close.empty()) message += "; did you mean '" + close + "'?";
         diags.error(where, message);
@@ -665,34 +1024,36 @@ struct PlanParser {
     }
   }
 
+  // By name, once plan.axes is final (selectors look axes up per key).
   const Axis* find_axis(std::string_view name) const {
-    for (const auto& a : plan.axes)
-      if (a.name == name) return &a;
-    return nullptr;
+    auto it = axis_by_name.find(std::string(name));
+    return it == axis_by_name.end() ? nullptr : it->second;
   }
 
-  std::vector<std::string> axis_names() const {
-    std::vector<std::string> names;
-    for (const auto& a : plan.axes) names.push_back(a.name);
-    return names;
+  const std::vector<std::string>& axis_names() const { return axis_name_list; }
+
+  const std::unordered_set<std::string>& axis_values(const Axis& axis) {
+    auto [it, fresh] = axis_value_sets.try_emplace(axis.name);
+    if (fresh) it->second.insert(axis.values.begin(), axis.values.end());
+    return it->second;
   }
 
   // A { axis = "value" | ["v", ...] } selector, as used by gates and excludes.
-  std::optional<std::vector<std::pair<std::string, std::vector<std::string>>>> parse_selector(const toml::node& node, const std::string& what) {
+  std::optional<Selector> parse_selector(const toml::node& node, const std::string& what) {
     auto* t = node.as_table();
     if (!t) {
       diags.error(at(node), what + " must be a table of axis = value(s), e.g. { workload = \"stress\" }");
       return std::nullopt;
     }
-    std::vector<std::pair<std::string, std::vector<std::string>>> out;
+    Selector out;
     bool ok = true;
     for (auto&& [k, v] : *t) {
       std::string axis_name(k.str());
       const Axis* axis = find_axis(axis_name);
       if (!axis) {
-        std::string message = what + " names axis '" + axis_name + "', which the matrix does not have";
+        std::string message = what + " names axis " + quote_short(axis_name) + ", which the matrix does not have";
         auto close = did_you_mean(axis_name, axis_names());
-        message += close.empty() ? " (axes: " + join(axis_names(), ", ") + ")" : "; did you mean '" + close + "'?";
+        message += close.empty() ? " (axes: " + join_some(axis_names()) + ")" : "; did you mean '" + close + "'?";
         diags.error(location_of(k.source(), file), message);
         ok = false;
         continue;
@@ -713,9 +1074,10 @@ struct PlanParser {
         continue;
       }
       std::vector<std::string> accepted;
+      const auto& known = axis_values(*axis);
       for (auto& [value, loc] : values) {
-        if (std::find(axis->values.begin(), axis->values.end(), value) == axis->values.end()) {
-          std::string message = what + " selects " + axis_name + " = '" + value + "', which is not a value of that axis (values: " + join(axis->values, ", ") + ")";
+        if (!known.count(value)) {
+          std::string message = what + " selects " + axis_name + " = " + quote_short(value) + ", which is not a value of that axis (values: " + join_some(axis->values) + ")";
           auto close = did_you_mean(value, axis->values);
           if (!close.empty()) message += "; did you mean '" + close + "'?";
           diags.error(loc, message);
@@ -723,7 +1085,9 @@ struct PlanParser {
         }
         accepted.push_back(value);
       }
-      out.emplace_back(axis_name, accepted);
+      std::sort(accepted.begin(), accepted.end());  // GateSpec::matches searches them
+      accepted.erase(std::unique(accepted.begin(), accepted.end()), accepted.end());
+      out.emplace_back(axis_name, std::move(accepted));
     }
     if (!ok) return std::nullopt;
     return out;
@@ -735,24 +1099,13 @@ struct PlanParser {
       diags.error(at(node), "matrix.exclude must be an array of tables, e.g. exclude = [{ workload = \"none\", period = \"50us\" }]");
       return;
     }
-    for (auto&& item : *arr) {
-      auto sel = parse_selector(item, "matrix.exclude entry");
-      if (!sel) continue;
-      std::vector<std::pair<std::string, std::string>> flat;
-      // Store each exclude as a list of (axis, value) alternatives via one entry per combination.
-      std::vector<std::vector<std::pair<std::string, std::string>>> combos = {{}};
-      for (auto& [axis, values] : *sel) {
-        std::vector<std::vector<std::pair<std::string, std::string>>> next;
-        for (auto& c : combos)
-          for (auto& v : values) {
-            auto copy = c;
-            copy.emplace_back(axis, v);
-            next.push_back(copy);
-          }
-        combos = std::move(next);
-      }
-      for (auto& c : combos) plan.excludes.push_back(c);
+    if (arr->size() > plan_limits::kExcludes) {
+      diags.error(at(node), "matrix.exclude has " + with_thousands(arr->size()) + " entries: at most " +
+                                with_thousands(plan_limits::kExcludes) + " are allowed (an entry may list several values per axis)");
+      return;
     }
+    for (auto&& item : *arr)
+      if (auto sel = parse_selector(item, "matrix.exclude entry")) plan.excludes.push_back(std::move(*sel));
   }
 
   void parse_gates() {
@@ -761,6 +1114,18 @@ struct PlanParser {
     auto* arr = node->as_array();
     if (!arr || !arr->is_array_of_tables()) {
       diags.error(at_key(*root, "gate"), "gates are written as [[gate]] tables (an array of tables)");
+      return;
+    }
+    if (arr->size() > plan_limits::kGates) {
+      diags.error(at_key(*root, "gate"), "the plan has " + with_thousands(arr->size()) + " [[gate]] tables: at most " +
+                                             with_thousands(plan_limits::kGates) + " are allowed (one gate can match many cells)");
+      return;
+    }
+    const std::uint64_t cells = matrix_cells(plan);
+    if (cells <= plan_limits::kCells && cells * arr->size() > plan_limits::kGateChecks) {
+      diags.error(at_key(*root, "gate"), with_thousands(arr->size()) + " gates over " + with_thousands(cells) + " cells are " +
+                                             with_thousands(cells * arr->size()) + " gate checks: at most " +
+                                             with_thousands(plan_limits::kGateChecks) + " are allowed (each is a verdict in result.json and a JUnit test case)");
       return;
     }
     std::set<std::string> names;
@@ -773,17 +1138,12 @@ struct PlanParser {
       g.location = at(*t);
       g.stat = s.string("stat", "max");
       if (g.stat == "max" || g.stat == "min" || g.stat == "mean") {
-      } else if (g.stat.size() > 1 && g.stat[0] == 'p') {
-        try {
-          std::size_t used = 0;
-          double pct = std::stod(g.stat.substr(1), &used);
-          if (used != g.stat.size() - 1 || !(pct > 0) || pct >= 100) throw std::invalid_argument("range");
-          g.quantile = pct / 100.0;
-        } catch (const std::exception&) {
-          s.error("stat", "stat '" + g.stat + "' in [[gate]] #" + std::to_string(index) + " is not a percentile: write p50, p99, p99.9 ... (0 < p < 100)");
-        }
+      } else if (g.stat.size() > 1 && g.stat[0] == 'p' && g.stat[1] >= '0' && g.stat[1] <= '9') {
+        std::string why;
+        if (auto q = parse_percentile(g.stat, &why)) g.quantile = *q;
+        else s.error("stat", "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) + " is not a percentile: " + why);
       } else {
-        std::string message = "stat '" + g.stat + "' in [[gate]] #" + std::to_string(index) + " must be max, min, mean or a percentile like p99 or p99.9";
+        std::string message = "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) + " must be max, min, mean or a percentile like p99 or p99.9";
         auto close = did_you_mean(g.stat, {"max", "min", "mean", "p50", "p90", "p99"});
         if (!close.empty()) message += "; did you mean '" + close + "'?";
         s.error("stat", message);
@@ -860,12 +1220,14 @@ struct PlanParser {
     p.finish();
   }
 
-  void validate_plugins(PluginRegistry& registry) {
+  // `cells`: the expanded matrix, or null when it is incomplete (then the
+  // placements, which depend on it, are not checked).
+  void validate_plugins(PluginRegistry& registry, const std::vector<Cell>* cells) {
     // The (backend, workload) pairs some cell combines: a placement only
     // matters where a workload meets that backend.
     std::set<std::pair<std::string, std::string>> combined;
-    const auto cells = expand(plan);
-    for (const auto& cell : cells) combined.emplace(cell.backend, cell.workload);
+    if (cells)
+      for (const auto& cell : *cells) combined.emplace(cell.backend, cell.workload);
     std::map<std::string, std::vector<std::string>> probe_series;  // probe instance -> its series
     for (auto* instances : {&plan.backends, &plan.workloads, &plan.probes}) {
       for (auto& [name, instance] : *instances) {
@@ -888,10 +1250,15 @@ struct PlanParser {
         } catch (const std::exception& e) {
           diags.error(instance.location, "[" + instance.kind + "." + name + "]: plugin '" + instance.plugin + "' failed to configure: " + e.what());
           continue;
+        } catch (...) {
+          // A plugin may throw anything; validation reports it like any error.
+          diags.error(instance.location, "[" + instance.kind + "." + name + "]: plugin '" + instance.plugin +
+                                             "' failed to configure: " + describe_current_exception());
+          continue;
         }
         if (auto* probe = dynamic_cast<Probe*>(plugin.get()); probe && instance.kind == "probe")
           probe_series[name] = probe->series();
-        if (instance.kind == "backend") {
+        if (instance.kind == "backend" && cells) {
           // Placements of the workloads this backend is combined with.
           auto* backend = dynamic_cast<Backend*>(plugin.get());
           if (!backend) continue;
@@ -914,8 +1281,8 @@ struct PlanParser {
     }
     // A gate's series must be one that the probe of every cell it matches records.
     for (const auto& gate : plan.gates) {
-      if (gate.series.empty()) continue;
-      for (const auto& cell : cells) {
+      if (gate.series.empty() || !cells) continue;
+      for (const auto& cell : *cells) {
         auto it = probe_series.find(cell.probe);
         if (!gate.matches(cell.spec) || it == probe_series.end()) continue;
         if (std::find(it->second.begin(), it->second.end(), gate.series) != it->second.end()) continue;
@@ -937,16 +1304,12 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   Plan plan;
   plan.path = path;
   std::string file = path.string();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    diags.error(Location{file, 0, 0}, "cannot read the plan: " + std::string(std::strerror(errno)));
-    return plan;
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  plan.text = ss.str();
+  auto text = read_plan_file(file, diags);
+  if (!text) return plan;
+  plan.text = std::move(*text);
   plan.sha256 = sha256_hex(plan.text);
   plan.name = path.stem().string();
+  if (!check_plan_text(plan.text, file, diags)) return plan;
 
   std::shared_ptr<toml::table> root;
   try {
@@ -956,7 +1319,13 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
     return plan;
   }
   plan.document = root;
-  PlanParser p{plan, diags, file, root};
+  if (!check_plan_tree(*root, file, diags)) return plan;
+  if (root->empty()) {
+    diags.error(Location{file, 0, 0}, "the plan is empty: declare at least a backend and a probe, e.g. [backend.host] and "
+                                      "[probe.cyclictest] with plugin = \"cyclic\" (see plans/quickstart.toml, docs/plan-format.md)");
+    return plan;
+  }
+  PlanParser p{plan, diags, file, root, false, {}, {}, {}};
   auto top = p.settings(root.get(), "the plan's top level");
   top.allow({"plan", "timeouts", "hosts", "matrix", "backend", "workload", "probe", "gate", "export"});
   top.finish();
@@ -967,59 +1336,106 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   p.parse_matrix();
   p.parse_gates();
   p.parse_export();
+  std::vector<Cell> cells;
+  if (p.matrix_complete) cells = expand(plan);
   // Plugins validate their own tables even when the rest of the plan has
   // errors: one pass reports every error.
-  if (registry) p.validate_plugins(*registry);
+  if (registry) p.validate_plugins(*registry, p.matrix_complete ? &cells : nullptr);
   if (!diags.empty()) return plan;
-  auto cells = expand(plan);
   if (cells.empty()) diags.error(Location{file, 0, 0}, "the matrix has no cells left after matrix.exclude");
-  std::map<std::string, int> ids;
+  std::unordered_map<std::string, int> ids;
   for (const auto& c : cells)
     if (ids[c.spec.id]++ == 1)
       diags.error(Location{file, 0, 0}, "two cells have the id '" + c.spec.id + "': make the matrix values differ in letters or digits");
   return plan;
 }
 
+std::uint64_t matrix_cells(const Plan& plan) {
+  if (plan.axes.empty()) return 0;
+  for (const auto& a : plan.axes)
+    if (a.values.empty()) return 0;
+  std::uint64_t cells = 1;
+  for (const auto& a : plan.axes) {
+    if (cells > UINT64_MAX / a.values.size()) return UINT64_MAX;
+    cells *= a.values.size();
+  }
+  return cells;
+}
+
 std::vector<Cell> expand(const Plan& plan) {
   std::vector<Cell> cells;
+  const std::uint64_t total = matrix_cells(plan);
+  if (total == 0 || total > plan_limits::kCells) return cells;
+  auto axis_index = [&](std::string_view name) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < plan.axes.size(); ++i)
+      if (plan.axes[i].name == name) return i;
+    return std::nullopt;
+  };
+  const auto backend = axis_index("backend"), workload = axis_index("workload"), probe = axis_index("probe");
+  if (!backend || !workload || !probe) return cells;
+
+  // Per axis, computed once: the id part and the period of each value.
+  std::vector<std::vector<std::string>> id_parts(plan.axes.size());
+  std::vector<std::vector<std::optional<nanoseconds>>> periods(plan.axes.size());
+  for (std::size_t i = 0; i < plan.axes.size(); ++i)
+    for (const auto& v : plan.axes[i].values) {
+      id_parts[i].push_back(sanitize(v));
+      periods[i].push_back(plan.axes[i].name == "period" ? parse_duration(v) : std::nullopt);
+    }
+  // Excludes as masks over value positions: a cell is then checked with a few
+  // lookups. An entry naming an axis the matrix lacks excludes nothing.
+  using Mask = std::vector<std::pair<std::size_t, std::vector<bool>>>;
+  std::vector<Mask> excludes;
+  for (const auto& selector : plan.excludes) {
+    Mask mask;
+    bool possible = true;
+    for (const auto& [axis, values] : selector) {
+      const auto i = axis_index(axis);
+      if (!i) {
+        possible = false;
+        break;
+      }
+      const std::set<std::string_view> chosen(values.begin(), values.end());
+      std::vector<bool> hit(plan.axes[*i].values.size());
+      for (std::size_t k = 0; k < hit.size(); ++k) hit[k] = chosen.count(plan.axes[*i].values[k]) > 0;
+      mask.emplace_back(*i, std::move(hit));
+    }
+    if (possible) excludes.push_back(std::move(mask));
+  }
+
   std::vector<std::size_t> pos(plan.axes.size(), 0);
-  if (plan.axes.empty()) return cells;
-  for (const auto& a : plan.axes)
-    if (a.values.empty()) return cells;
+  cells.reserve(static_cast<std::size_t>(total));
   int index = 0;
   while (true) {
-    CellSpec spec;
-    spec.plan_name = plan.name;
-    // The host axis pins a cell; otherwise placement (hosts.cpp) picks one
-    // when the plan has several hosts.
-    spec.host_name = plan.hosts.size() == 1 ? plan.hosts.front().name : "";
-    spec.duration = plan.duration;
-    spec.period = plan.period;
-    spec.cpus = plan.cpus;
-    std::vector<std::string> id_parts;
-    for (std::size_t i = 0; i < plan.axes.size(); ++i) {
-      const auto& value = plan.axes[i].values[pos[i]];
-      spec.axes.emplace_back(plan.axes[i].name, value);
-      id_parts.push_back(sanitize(value));
-      if (plan.axes[i].name == "period")
-        if (auto d = parse_duration(value)) spec.period = *d;
-      if (plan.axes[i].name == "host") spec.host_name = value;
-    }
-    spec.id = join(id_parts, "-");
     bool excluded = false;
-    for (const auto& ex : plan.excludes) {
+    for (const auto& mask : excludes) {
       bool all = true;
-      for (const auto& [axis, value] : ex)
-        if (spec.axis(axis) != value) all = false;
-      if (all) excluded = true;
+      for (const auto& [axis, hit] : mask) all = all && hit[pos[axis]];
+      if (all) {
+        excluded = true;
+        break;
+      }
     }
     if (!excluded) {
       Cell c;
       c.index = ++index;
-      c.backend = *spec.axis("backend");
-      c.workload = *spec.axis("workload");
-      c.probe = *spec.axis("probe");
-      c.spec = std::move(spec);
+      CellSpec& spec = c.spec;
+      spec.plan_name = plan.name;
+      // The host axis pins a cell; otherwise placement (hosts.cpp) picks one
+      // when the plan has several hosts.
+      spec.host_name = plan.hosts.size() == 1 ? plan.hosts.front().name : "";
+      spec.duration = plan.duration;
+      spec.period = plan.period;
+      spec.cpus = plan.cpus;
+      for (std::size_t i = 0; i < plan.axes.size(); ++i) {
+        spec.axes.emplace_back(plan.axes[i].name, plan.axes[i].values[pos[i]]);
+        spec.id += (i ? "-" : "") + id_parts[i][pos[i]];
+        if (periods[i][pos[i]]) spec.period = *periods[i][pos[i]];
+        if (plan.axes[i].name == "host") spec.host_name = plan.axes[i].values[pos[i]];
+      }
+      c.backend = plan.axes[*backend].values[pos[*backend]];
+      c.workload = plan.axes[*workload].values[pos[*workload]];
+      c.probe = plan.axes[*probe].values[pos[*probe]];
       cells.push_back(std::move(c));
     }
     // Odometer: the last axis varies fastest.
@@ -1031,6 +1447,27 @@ std::vector<Cell> expand(const Plan& plan) {
       if (i == 0) return cells;
     }
   }
+}
+
+std::optional<double> parse_percentile(std::string_view stat, std::string* why) {
+  auto fail = [&](const char* message) -> std::optional<double> {
+    if (why) *why = message;
+    return std::nullopt;
+  };
+  const char* kForm = "write p50, p99, p99.9 ... (0 < p < 100)";
+  if (stat.size() < 2 || stat.size() > 24 || stat[0] != 'p') return fail(kForm);
+  const std::string_view number = stat.substr(1);
+  std::size_t dots = 0;
+  for (char c : number) {
+    if (c == '.') ++dots;
+    else if (c < '0' || c > '9') return fail(kForm);
+  }
+  if (dots > 1 || number.front() == '.' || number.back() == '.') return fail(kForm);
+  double percent = 0;
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), percent, std::chars_format::fixed);
+  if (ec != std::errc() || end != number.data() + number.size()) return fail(kForm);
+  if (!(percent > 0) || !(percent < 100)) return fail("a percentile is above p0 and below p100 (p100 is the max: write stat = \"max\")");
+  return percent / 100.0;
 }
 
 }  // namespace vmlat

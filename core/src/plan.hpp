@@ -2,11 +2,13 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vmlat/context.hpp"
@@ -34,6 +36,26 @@ struct Axis {
   Location location;
 };
 
+// What `vmlat validate` refuses before it could run away (docs/plan-format.md,
+// "Limits"): each limit is checked before the work it bounds is done.
+namespace plan_limits {
+inline constexpr std::uintmax_t kFileBytes = 1 << 20;  // TOML++ needs ~40x the text in memory
+inline constexpr std::size_t kKeyChars = 128;
+inline constexpr std::size_t kKeyParts = 16;           // a.b.c: TOML++ nests a table per part
+inline constexpr std::size_t kStringBytes = 64 * 1024;
+inline constexpr std::size_t kAxes = 32;                // backend, workload, probe, period and the rest
+inline constexpr std::uint64_t kCells = 10000;         // before matrix.exclude
+inline constexpr std::size_t kCellIdChars = 200;       // cells/<id>/ is a directory (NAME_MAX 255)
+inline constexpr std::size_t kInstances = 1000;        // per kind (backend, workload, probe)
+inline constexpr std::size_t kExcludes = 1000;
+inline constexpr std::size_t kGates = 1000;
+inline constexpr std::uint64_t kGateChecks = 100000;   // cells (before exclude) x gates
+inline constexpr int kCpu = 4095;                      // highest CPU number a plan may name
+}  // namespace plan_limits
+
+// { axis = "value" | ["v", ...] }: axis -> accepted values (sorted, unique).
+using Selector = std::vector<std::pair<std::string, std::vector<std::string>>>;
+
 struct GateSpec {
   std::string name;
   std::string stat;        // "max", "mean", "min", "p99", "p99.9", ...
@@ -41,7 +63,7 @@ struct GateSpec {
   std::chrono::nanoseconds bound{0};
   std::string series;      // a named series of the cell ("irq"); empty: the default series
   Location series_location;
-  std::vector<std::pair<std::string, std::vector<std::string>>> match;  // axis -> accepted values
+  Selector match;
   // Set for `regression = { baseline = ..., tolerance = ... }`: the bound is
   // then the baseline's statistic plus the tolerance (regression.hpp).
   std::shared_ptr<const RegressionSpec> regression;
@@ -103,7 +125,7 @@ struct Plan {
   std::vector<HostSpec> hosts;  // at least one; the implicit "local" host when there is no [hosts]
   bool hosts_declared = false;  // the plan has a [hosts] table: placement rules apply
   std::vector<Axis> axes;  // backend, workload, probe, period first, then free axes
-  std::vector<std::vector<std::pair<std::string, std::string>>> excludes;
+  std::vector<Selector> excludes;  // a cell matching every entry of one selector is left out
   std::map<std::string, Instance> backends, workloads, probes;
   std::vector<GateSpec> gates;
   PrometheusExport prometheus;
@@ -121,7 +143,18 @@ struct Cell {
 // plugin instance is configured once to validate its own table.
 Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegistry* registry);
 
+// The cartesian product of the axes, before matrix.exclude; saturates at
+// UINT64_MAX.
+std::uint64_t matrix_cells(const Plan& plan);
+
+// The cells, minus matrix.exclude. Safe on any Plan, also one with errors: no
+// cells when an axis is empty, one of backend/workload/probe is missing or the
+// product exceeds plan_limits::kCells.
 std::vector<Cell> expand(const Plan& plan);
+
+// "p99.9" -> 0.999: 'p', then digits with at most one '.', 0 < p < 100.
+// Returns nullopt and sets *why otherwise.
+std::optional<double> parse_percentile(std::string_view stat, std::string* why = nullptr);
 
 // The Settings of an instance, reporting into `diags`.
 Settings instance_settings(const Instance& instance, Diagnostics& diags);

@@ -1,6 +1,5 @@
 #include "vmlat/units.hpp"
 
-#include <cmath>
 #include <cstdio>
 #include <utility>
 
@@ -35,20 +34,34 @@ std::optional<nanoseconds> parse_duration(std::string_view text, std::string* wh
     if (suffix == u.suffix) unit = &u;
   if (!unit)
     return fail("unknown unit '" + std::string(suffix) + "' in '" + std::string(text) + "' (units: ns, us, ms, s, m, h)");
-  double value = 0;
-  try {
-    std::size_t used = 0;
-    value = std::stod(std::string(number), &used);
-    if (used != number.size()) throw std::invalid_argument("trailing");
-  } catch (const std::exception&) {
+  // Exact decimal arithmetic, not a double: the same in every locale
+  // (std::stod reads "1.5" as 1 where the decimal separator is ','), and
+  // exact beyond 2^53 ns, so that format_duration's output parses back.
+  const auto point = number.find('.');
+  const std::string_view whole = number.substr(0, point);
+  std::string_view fraction = point == std::string_view::npos ? std::string_view() : number.substr(point + 1);
+  if (fraction.find('.') != std::string_view::npos || (whole.empty() && fraction.empty()))
     return fail("'" + std::string(number) + "' is not a number in '" + std::string(text) + "'");
+  while (!fraction.empty() && fraction.back() == '0') fraction.remove_suffix(1);
+  constexpr unsigned __int128 kMax = 9223372036854775807;  // INT64_MAX ns: about 292 years
+  const auto too_large = [&] { return fail("'" + std::string(text) + "' is too large (at most about 292 years)"); };
+  unsigned __int128 ns = 0;
+  for (char c : whole) {
+    ns = ns * 10 + static_cast<unsigned>(c - '0');
+    if (ns > kMax) return too_large();
   }
-  double ns = value * static_cast<double>(unit->ns);
-  if (ns > 9.2e18) return fail("'" + std::string(text) + "' is too large");
-  double rounded = std::round(ns);
-  if (std::fabs(rounded - ns) > 1e-6 * std::max(1.0, ns))
-    return fail("'" + std::string(text) + "' is not a whole number of nanoseconds");
-  return nanoseconds(static_cast<long long>(rounded));
+  ns *= static_cast<unsigned __int128>(unit->ns);
+  if (ns > kMax) return too_large();
+  // A fraction of more than 24 significant digits is never whole nanoseconds
+  // (the largest unit, 3.6e12 ns, has 10^11 as its largest power of ten).
+  if (fraction.size() > 24) return fail("'" + std::string(text) + "' is not a whole number of nanoseconds");
+  unsigned __int128 digits = 0, scale = 1;
+  for (char c : fraction) digits = digits * 10 + static_cast<unsigned>(c - '0'), scale *= 10;
+  const unsigned __int128 part = digits * static_cast<unsigned __int128>(unit->ns);  // < 10^24 * 3.6e12 < 2^128
+  if (part % scale != 0) return fail("'" + std::string(text) + "' is not a whole number of nanoseconds");
+  ns += part / scale;
+  if (ns > kMax) return too_large();
+  return nanoseconds(static_cast<long long>(ns));
 }
 
 std::string format_duration(nanoseconds value) {

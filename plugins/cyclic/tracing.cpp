@@ -1,6 +1,8 @@
 #include "tracing.hpp"
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include <vmlat/errors.hpp>
@@ -189,10 +191,9 @@ bool HostTrace::exchange(Executor& guest) {
 bool HostTrace::save_around(Executor& guest, std::int64_t guest_mono_ns, const std::string& name) {
   PhaseScope scope("cyclic-host-trace", Clock::now() + kTraceTimeout, /*interruptible=*/false);
   const std::string dir = tracefs_ + "/instances/" + kInstance;
-  auto read = host_.run(Command{{"tail", "-c", std::to_string(kTraceReadBytes), dir + "/trace"}, kTraceTimeout});
   exchange(guest);
-  if (!read.ok() || !best_) {
-    ctx_.log().warn("cyclic: cannot read the host-side trace or map the guest's clock to the host's");
+  if (!best_) {
+    ctx_.log().warn("cyclic: cannot map the guest's clock to the host's");
     return false;
   }
   const std::int64_t offset = best_->offset_ns;
@@ -200,9 +201,36 @@ bool HostTrace::save_around(Executor& guest, std::int64_t guest_mono_ns, const s
   const std::int64_t host_ns = guest_mono_ns + offset;
   const double from = static_cast<double>(host_ns - kBeforeNs - uncertainty) / 1e9;
   const double to = static_cast<double>(host_ns + kAfterNs + uncertainty) / 1e9;
+  // The window is cut on the host: the vCPU threads keep being traced after
+  // the guest's spike, so the end of the buffer (what tail would give) may no
+  // longer hold it. awk prints the header, the events in [from, to] and, last,
+  // how many events the buffer held; tail is the fallback without awk.
+  char bounds[96];
+  std::snprintf(bounds, sizeof bounds, "%.6f %.6f", from, to);
+  const std::string from_text(bounds, std::strchr(bounds, ' ')), to_text(std::strchr(bounds, ' ') + 1);
+  static const char* kCut =
+      "/^#/ {print; next} {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+[.][0-9]+:$/) {n++; "
+      "t = substr($i, 1, length($i) - 1) + 0; if (t >= from && t <= to) print; break}} "
+      "END {print \"#vmlat-events-in-buffer \" n + 0}";
+  std::optional<std::uint64_t> in_buffer;
+  auto read = host_.run(Command{{"awk", "-v", "from=" + from_text, "-v", "to=" + to_text, kCut, dir + "/trace"}, kTraceTimeout});
+  if (read.ok()) {
+    const auto last = read.out.rfind("#vmlat-events-in-buffer ");
+    if (last != std::string::npos) {
+      in_buffer = std::strtoull(read.out.c_str() + last + 24, nullptr, 10);
+      read.out.resize(last);
+    }
+  }
+  if (!read.ok() || !in_buffer)
+    read = host_.run(Command{{"tail", "-c", std::to_string(kTraceReadBytes), dir + "/trace"}, kTraceTimeout});
+  if (!read.ok()) {
+    ctx_.log().warn("cyclic: cannot read the host-side trace: " + read.describe());
+    return false;
+  }
   std::size_t kept = 0, total = 0;
   std::string window = trace_window(read.out, from, to, &kept);
   trace_window(read.out, 0, 1e18, &total);
+  if (in_buffer) total = *in_buffer;
   facts_["events_in_buffer"] = total;
   char head[512];
   std::snprintf(head, sizeof head,

@@ -5,8 +5,12 @@ headless Chromium (docs/report.md).
   1. a self-check: a page that logs to the console is caught by the same
      console check the reports go through (so the check can fail);
   2. real runs: plans/quickstart.toml (host backend, stress off/on, both probe
-     engines, 1s cells) and, when QEMU is installed, plans/kvm-quick.toml
-     without stress (nrt and rt guests, 1s cells);
+     engines, 1s cells), plans/period-sweep.toml (50us, 500us, 1ms: the
+     decomposition's bars add up and their timer parts are the period
+     offsets, recomputed here) and, when QEMU is installed,
+     plans/kvm-quick.toml without stress (nrt and rt guests, 1s cells) and a
+     guest with trace_above (both traces linked inside the run directory, the
+     time line holds the spike at its mapped host time and every host event);
   3. a hostile run: a copy of the host run whose plan name, an axis value, a
      cell's error message and a host fact carry markup;
   4. for each: `vmlat report`, then Chromium --dump-dom with its console log
@@ -17,7 +21,9 @@ headless Chromium (docs/report.md).
      plots, the exact max of result.json (merged and per CPU), and the seed
      table with the worst case of each of its groups, computed here from the
      result.json files; for the hostile run, no element that the markup would
-     have made, and the markup shown as text.
+     have made, and the markup shown as text; trace names that lead out of
+     the run directory are never links. Every cell: its worst wake-ups
+     (result.json spikes) in order, its trace files linked.
 
 Usage: report_browser_it.py --vmlat build/vmlat --source-dir . --artifacts DIR
 (python3 stdlib only; needs root for the probes' SCHED_FIFO, as vmlat run).
@@ -230,6 +236,7 @@ def check_report(name, run_dir, chromium, artifacts, expect_verdict):
         for cpu, doc_cpu in (r.get("per_cpu") or {}).items():
             expected[cpu] = str(doc_cpu["stats"]["max_ns"])
         check(rows == expected, "%s: %s stats table max per CPU %s, result.json %s" % (name, cid, rows, expected))
+        check_traces(name, run_dir, s, r)
 
     # The seed table: every group of cells (other axes, kernels, backend,
     # workload) appears once, with the worst case of its measured cells.
@@ -263,6 +270,134 @@ def check_report(name, run_dir, chromium, artifacts, expect_verdict):
     return doc
 
 
+def check_traces(name, run_dir, section, r):
+    """The cell's worst wake-ups in order, and its trace files linked inside the run directory."""
+    cid = r["cell"]["id"]
+    spikes = r.get("spikes") or []
+    rows = [tr.attrs.get("data-ns") for tr in section.find_all("tr", cls="spike")]
+    check(rows == [str(x["latency_ns"]) for x in spikes[:50]],
+          "%s: %s worst wake-ups in the page %s, result.json %s" % (name, cid, rows, [x["latency_ns"] for x in spikes]))
+    root = os.path.realpath(run_dir)
+    links = [a.attrs.get("href") for a in section.find_all("a", cls="trace")]
+    for href in links:
+        target = os.path.realpath(os.path.join(run_dir, href))
+        check(target.startswith(root + os.sep) and os.path.isfile(target) and ".." not in href.split("/"),
+              "%s: %s links %r, which is not a file inside the run directory" % (name, cid, href))
+    want = ["cells/%s/%s" % (cid, t) for t in (r.get("traces") or [])
+            if os.path.isfile(os.path.join(run_dir, "cells", cid, t)) and "/" not in t and not t.startswith(".")]
+    check(sorted(set(links)) == sorted(set(want)), "%s: %s trace links %s, expected %s" % (name, cid, links, want))
+    return links
+
+
+def quantile_ns(hist, q):
+    """Nearest-rank quantile of a stored histogram (results-format.md), computed here independently."""
+    n = sum(c for _, c in hist["buckets"]) + hist.get("overflows", 0)
+    rank = max(1, min(n, -(-int(round(q * n * 1e6)) // 1000000)))
+    seen = 0
+    for k, c in hist["buckets"]:
+        seen += c
+        if seen >= rank:
+            return min(max(k * 1000, hist["min_ns"]), hist["max_ns"])
+    return hist["max_ns"]
+
+
+def check_decomposition(name, run_dir, doc):
+    """Every measured cell of a period sweep has a stacked bar per statistic whose parts add up to the
+    statistic, and its timer part is the offset over the longest period, recomputed here."""
+    _, results = results_of(run_dir)
+    groups = {}
+    for r in results:
+        if measured_max(r) is None:
+            continue
+        axes = r["cell"]["axes"]
+        key = tuple(sorted((k, v) for k, v in axes.items() if k != "period"))
+        groups.setdefault(key, []).append(r)
+    svgs = doc.find_all("svg", cls="breakdown")
+    check(svgs, "%s: no decomposition plot" % name)
+    parts = {}
+    for svg in svgs:
+        for rect in svg.find_all("rect", cls="part"):
+            if "data-cell-id" in rect.attrs:
+                parts.setdefault((rect.attrs["data-cell-id"], rect.attrs["data-stat"]), {})[
+                    (rect.classes() - {"part"}).pop()] = int(rect.attrs["data-ns"])
+    n = 0
+    for cells in groups.values():
+        ref = max(cells, key=lambda r: r["cell"]["period_ns"])
+        for r in cells:
+            cid = r["cell"]["id"]
+            diffs = sorted(quantile_ns(r["merged"]["histogram"], u / 100) - quantile_ns(ref["merged"]["histogram"], u / 100)
+                           for u in range(10, 91))
+            offset = 0 if r is ref else diffs[len(diffs) // 2]
+            for stat in ("p50", "p99", "max"):
+                total = r["merged"]["stats"][stat + "_ns"]
+                got = parts.get((cid, stat))
+                if not check(got is not None, "%s: %s has no %s bar" % (name, cid, stat)):
+                    continue
+                check(sum(got.values()) == total, "%s: %s %s parts %s do not add up to %d" % (name, cid, stat, got, total))
+                check(got.get("timer") == min(max(0, offset), total),
+                      "%s: %s %s timer part %s, the offset over %s is %d" % (name, cid, stat, got.get("timer"), ref["cell"]["id"], offset))
+                n += 1
+    log("   decomposition: %d bars checked" % n)
+
+
+def check_timeline(name, run_dir, doc):
+    """A guest's spike with trace_above: both traces linked, and the time line holds the spike at the
+    host time the probe recorded and every event of host-trace.txt."""
+    _, results = results_of(run_dir)
+    for r in results:
+        cid = r["cell"]["id"]
+        section = [s for s in doc.find_all("section", cls="cell") if s.attrs.get("data-cell-id") == cid]
+        if not check(section, "%s: no section for %s" % (name, cid)):
+            continue
+        links = check_traces(name, run_dir, section[0], r)
+        check("cells/%s/host-trace.txt" % cid in links and "cells/%s/trace.txt" % cid in links,
+              "%s: %s links %s, not both traces" % (name, cid, links))
+        trace = r["facts"]["probe"]["trace"]
+        svg = section[0].find_all("svg", cls="timeline")
+        if not check(len(svg) == 1, "%s: %s has %d time lines" % (name, cid, len(svg))):
+            continue
+        with open(os.path.join(run_dir, "cells", cid, "host-trace.txt")) as f:
+            events = [line for line in f if not line.startswith("#") and line.strip()]
+        check(len(events) > 0, "%s: host-trace.txt holds no event around the spike (TCG's vCPU threads always run)" % name)
+        check(svg[0].attrs.get("data-events") == str(len(events)),
+              "%s: time line has %s events, host-trace.txt %d" % (name, svg[0].attrs.get("data-events"), len(events)))
+        spike = svg[0].find_all("rect", cls="spike")
+        check(spike and spike[0].attrs.get("data-host-ns") == str(trace["host"]["spike_host_monotonic_ns"])
+              and spike[0].attrs.get("data-latency-ns") == str(trace["fired"]["latency_ns"]),
+              "%s: time line spike %s, result.json %s" % (name, spike[0].attrs if spike else None, trace))
+        # The guest's trace on the same time line: its marker at the spike (written by vmlat-probe).
+        markers = [ln for ln in svg[0].find_all("line", cls="ev-marker") if "guest" in ln.classes()]
+        check(any(("latency_ns=%d" % trace["fired"]["latency_ns"]) in m.text_content() for m in markers),
+              "%s: the guest's trace marker of the spike is not on the time line (guest events: %s)"
+              % (name, svg[0].attrs.get("data-guest-events")))
+        threads = {t.text_content() for t in svg[0].find_all("text", cls="row-label")}
+        for tid in trace["host"]["threads"]:
+            check(any(t.endswith(" %d" % tid) for t in threads), "%s: no time line row for vCPU thread %d: %s" % (name, tid, threads))
+        log("   time line: %s events, spike %s ns late" % (svg[0].attrs.get("data-events"), trace["fired"]["latency_ns"]))
+
+
+TRACE_PLAN = """[plan]
+name = "guest-trace"
+duration = "2s"
+period = "1ms"
+cpus = "all"
+[timeouts]
+prepare = "15m"
+boot = "180s"
+[matrix]
+backend = ["kvm"]
+probe = ["native"]
+guest_kernel = ["nrt"]
+[backend.kvm]
+memory_mb = 512
+vcpus = 2
+[probe.native]
+plugin = "cyclic"
+engine = "native"
+trace_above = "10us"   # any TCG guest exceeds it: the trace stops at its first spike
+"""
+
+
 def poison(run_dir, markup):
     """Markup in the plan name, an axis value, an error message and a host fact."""
     run = load(os.path.join(run_dir, "run.json"))
@@ -276,6 +411,7 @@ def poison(run_dir, markup):
     r = load(p)
     r["cell"]["axes"]["probe"] = markup
     r["host_facts"]["kernel_release"] = markup
+    r["traces"] = ["../../../../etc/passwd", "/etc/passwd", markup, "cell.log"]
     with open(p, "w") as f:
         json.dump(r, f)
     p = os.path.join(run_dir, second["dir"], "result.json")
@@ -324,6 +460,16 @@ def main():
         host_run = os.path.realpath(os.path.join(host_root, "latest"))
         check_report("host", host_run, chromium, ARGS.artifacts, "PASS")
 
+        # A period sweep (50us, 500us, 1ms) on the host: the decomposition.
+        sweep_root = os.path.join(scratch, "sweep")
+        code, out, err = run([ARGS.vmlat, "run", os.path.join(ARGS.source_dir, "plans/period-sweep.toml"), "--duration", "1s",
+                              "--results", sweep_root], timeout=600)
+        check(code == 0, "period-sweep run exited %d:\n%s\n%s" % (code, out, err))
+        sweep_run = os.path.realpath(os.path.join(sweep_root, "latest"))
+        doc = check_report("sweep", sweep_run, chromium, ARGS.artifacts, "MEASURED")
+        if doc is not None:
+            check_decomposition("sweep", sweep_run, doc)
+
         if ARGS.skip_kvm or not shutil.which("qemu-system-x86_64"):
             log("== kvm: skipped (%s)" % ("--skip-kvm" if ARGS.skip_kvm else "qemu-system-x86_64 not installed"))
         else:
@@ -337,6 +483,19 @@ def main():
                 rows = [th.text_content() for t in doc.find_all("table", cls="seed") for tr in t.find_all("tr")
                         for th in tr.find_all("th")[:1]]
                 check("NRT/NRT" in rows and "NRT/RT" in rows, "kvm: seed rows %s lack NRT/NRT and NRT/RT" % rows)
+
+            # A guest's spike traced in the guest and on the host: links and the time line.
+            trace_root = os.path.join(scratch, "trace")
+            os.makedirs(trace_root)
+            plan = os.path.join(trace_root, "plan.toml")
+            with open(plan, "w") as f:
+                f.write(TRACE_PLAN)
+            code, out, err = run([ARGS.vmlat, "run", plan, "--results", trace_root], timeout=900)
+            check(code == 0, "guest-trace run exited %d:\n%s\n%s" % (code, out, err))
+            trace_run = os.path.realpath(os.path.join(trace_root, "latest"))
+            doc = check_report("trace", trace_run, chromium, ARGS.artifacts, "MEASURED")
+            if doc is not None:
+                check_timeline("trace", trace_run, doc)
 
         # 3. Hostile values.
         markup = "<script>document.title='pwned'</script><img src=x onerror=alert(1)><b>bold</b>"
@@ -357,6 +516,11 @@ def main():
             s2 = [s for s in doc.find_all("section", cls="cell") if s.attrs.get("data-cell-id") == second]
             check(s2 and ("guest said " + markup) in s2[0].find_all("p", cls="error")[0].text_content(),
                   "hostile: the error message is not shown as text")
+            hrefs = [a.attrs.get("href", "") for a in doc.find_all("a")]
+            check(not [h for h in hrefs if ".." in h or h.startswith("/") or "passwd" in h],
+                  "hostile: a link leaves the run directory: %s" % [h for h in hrefs if not h.startswith("#")])
+            check(s1 and "cells/%s/cell.log" % first in [a.attrs.get("href") for a in s1[0].find_all("a", cls="trace")],
+                  "hostile: the cell's own cell.log is not linked beside the refused names")
     except Exception as e:  # noqa: BLE001 - reported as a failure with its message
         check(False, "%s: %s" % (type(e).__name__, e))
     finally:

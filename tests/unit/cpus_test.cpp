@@ -14,3 +14,17 @@ TEST(CpuList, ParsesKernelLists) {
   EXPECT_EQ(format_cpu_list({0, 2, 3}), "0,2,3");
   EXPECT_EQ(format_cpu_list({}), "");
 }
+
+TEST(CpuList, OverlappingRangesAreMerged) {
+  EXPECT_EQ(parse_cpu_list("5,1-3,2-6,4"), (std::vector<int>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(parse_cpu_list("10-12,0-1,11-20").size(), 13u);
+  EXPECT_EQ(parse_cpu_list("65535"), (std::vector<int>{65535}));
+  // Ten thousand full ranges: the list is every CPU once (and this does not
+  // take 655 million insertions).
+  std::string many;
+  for (int i = 0; i < 10000; ++i) many += (i ? ",0-65535" : "0-65535");
+  const auto cpus = parse_cpu_list(many);
+  ASSERT_EQ(cpus.size(), 65536u);
+  EXPECT_EQ(cpus.front(), 0);
+  EXPECT_EQ(cpus.back(), 65535);
+}

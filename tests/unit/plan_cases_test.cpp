@@ -1,9 +1,12 @@
-// Data-driven plan cases: tests/plans/<case>/plan.toml next to expected.err
-// (every diagnostic, exactly, as file:line:col: message with the path shown
-// as plan.toml and the build directory as <build>) or expected.cells (the expanded cells and their gates).
-// Adding a case is adding files. VMLAT_UPDATE_EXPECTED=1 rewrites the
-// expected files from the current output (review the diff!).
+// Data-driven plan cases: tests/plans/<case>/plan.toml (or a `generate` spec,
+// see tests/support/plan_cases.hpp) next to expected.err (every diagnostic,
+// exactly, as file:line:col: message with the path shown as plan.toml and
+// the build directory as <build>) or expected.cells (the expanded cells and
+// their gates). Adding a case is adding files. VMLAT_UPDATE_EXPECTED=1
+// rewrites the expected files from the current output (review the diff!).
+// tests/e2e/plan_cases_cli_test.cpp runs the error cases through the CLI.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,8 +14,10 @@
 
 #include "loader.hpp"
 #include "plan.hpp"
+#include "plan_cases.hpp"
 
 using namespace vmlat;
+using vmlat::testing::replace_all;
 namespace fs = std::filesystem;
 
 namespace {
@@ -24,29 +29,20 @@ std::string read(const fs::path& p) {
   return ss.str();
 }
 
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (std::size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
-  return s;
-}
-
-std::vector<std::string> case_names() {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(fs::path(VMLAT_SOURCE_DIR) / "tests" / "plans"))
-    if (fs::exists(e.path() / "plan.toml")) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 PluginRegistry& registry() {
   static PluginRegistry r({fs::path(VMLAT_BINARY_DIR) / "plugins"});
   return r;
 }
 
-class PlanCase : public ::testing::TestWithParam<std::string> {};
+class PlanCase : public ::testing::TestWithParam<std::string> {
+ protected:
+  void TearDown() override { fs::remove_all(scratch_); }
+  fs::path scratch_ = fs::temp_directory_path() / ("vmlat-plan-cases-" + std::to_string(getpid()));
+};
 
 TEST_P(PlanCase, MatchesExpectedOutput) {
-  auto dir = fs::path(VMLAT_SOURCE_DIR) / "tests" / "plans" / GetParam();
-  auto plan_path = dir / "plan.toml";
+  auto dir = vmlat::testing::kPlanCases / GetParam();
+  auto plan_path = vmlat::testing::plan_case_path(GetParam(), scratch_);
   Diagnostics diags;
   Plan plan = load_plan(plan_path, diags, &registry());
   bool update = std::getenv("VMLAT_UPDATE_EXPECTED") != nullptr;
@@ -71,7 +67,7 @@ TEST_P(PlanCase, MatchesExpectedOutput) {
   EXPECT_EQ(cells.str(), read(dir / "expected.cells"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Plans, PlanCase, ::testing::ValuesIn(case_names()),
+INSTANTIATE_TEST_SUITE_P(Plans, PlanCase, ::testing::ValuesIn(vmlat::testing::plan_case_names()),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& ch : n)

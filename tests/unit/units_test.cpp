@@ -46,3 +46,26 @@ TEST(Sha256, KnownVectors) {
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   EXPECT_EQ(sha256_hex(std::string(1000, 'a')), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
 }
+
+TEST(Units, NumbersAreDigitsAndOnePoint) {
+  std::string why;
+  EXPECT_EQ(parse_duration(".5ms"), 500us);
+  EXPECT_EQ(parse_duration("0050us"), 50us);
+  for (const char* bad : {"1e3us", "+5ms", "-5ms", "5.ms.", "..ms", "0x10ms", "infms", "nanms", " 5ms"})
+    EXPECT_FALSE(parse_duration(bad, &why)) << bad;
+  // A thousand digits is not a number that fits, and says so.
+  EXPECT_FALSE(parse_duration(std::string(1000, '9') + "s", &why));
+  EXPECT_NE(why.find("too large"), std::string::npos) << why;
+  // Exact up to INT64_MAX nanoseconds (292 years), also past 2^53.
+  EXPECT_EQ(parse_duration("9223372036854775807ns"), nanoseconds(INT64_MAX));
+  EXPECT_EQ(parse_duration("9223372036854775us"), nanoseconds(9223372036854775000));
+  EXPECT_FALSE(parse_duration("9223372036854775808ns", &why));
+  EXPECT_NE(why.find("too large"), std::string::npos) << why;
+  EXPECT_FALSE(parse_duration("9223372037s", &why));
+  EXPECT_EQ(parse_duration("1.000000001s"), 1000000001ns);
+  EXPECT_FALSE(parse_duration("1.0000000001s", &why));
+  EXPECT_NE(why.find("whole number"), std::string::npos) << why;
+  EXPECT_EQ(parse_duration("0.5000000000000000000000000000000us"), 500ns) << "trailing zeros are not digits that count";
+  for (std::int64_t ns : {std::int64_t{1}, std::int64_t{999}, std::int64_t{60000000000}, (std::int64_t{1} << 53) + 1, INT64_MAX})
+    EXPECT_EQ(parse_duration(format_duration(nanoseconds(ns))), nanoseconds(ns)) << ns;
+}

@@ -31,7 +31,9 @@ struct Diagnostic {
   std::string str() const { return where.str() + ": " + message; }
 };
 
-// Collects diagnostics of one validation pass.
+// Collects diagnostics of one validation pass: the first 100, then one
+// "too many errors" entry; later ones are dropped (a hostile file cannot make
+// the list, or the time spent on it, grow without bound).
 class Diagnostics {
  public:
   void error(Location where, std::string message);

@@ -59,10 +59,16 @@ int report_command(const ReportCommand& c, std::ostream& out, std::ostream& err)
     base = make_run(*base_stored);
     comparison = compare_runs(*base, run, CompareOptions{});
   }
-  ReportInput in{&run, base ? &*base : nullptr, comparison ? &*comparison : nullptr};
+  ReportInput in;
+  in.run = &run;
+  in.baseline = base ? &*base : nullptr;
+  in.comparison = comparison ? &*comparison : nullptr;
   std::string output = c.output;
   if (c.format == "html") {
     if (output.empty()) output = (std::filesystem::path(stored->dir) / "report.html").string();
+    std::error_code ec;
+    in.link_artifacts = output != "-" && std::filesystem::weakly_canonical(std::filesystem::absolute(output).parent_path(), ec) ==
+                                             std::filesystem::weakly_canonical(stored->dir, ec);
     int code = emit(render_html(in), output, out, err);
     if (code == 0 && output != "-") out << "report: " << output << "\n";
     return code;

@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <map>
 
+#include "decompose.hpp"
 #include "json_access.hpp"
 #include "plots.hpp"
 #include "report.hpp"
 #include "text_escape.hpp"
+#include "traces.hpp"
 #include "vmlat/units.hpp"
 
 namespace vmlat::report {
@@ -53,6 +55,11 @@ svg .baseline{stroke:#e37400;stroke-width:1.5;stroke-dasharray:5 3}
 svg .cpu0{stroke:#3465a4}svg .cpu1{stroke:#4e9a06}svg .cpu2{stroke:#c4a000}svg .cpu3{stroke:#75507b}
 svg .cpu4{stroke:#ce5c00}svg .cpu5{stroke:#06989a}svg .cpu6{stroke:#cc0000}svg .cpu7{stroke:#8f5902}
 details{margin:6px 0}summary{cursor:pointer;color:#333}
+svg .part.timer,svg rect.timer{fill:#c4a000}svg .part.irq{fill:#cc0000}svg .part.np{fill:#3465a4}
+svg .spike{fill:#b3261e}svg .uncertainty{stroke:#b3261e;stroke-width:1}svg .spike-line{stroke:#b3261e;stroke-dasharray:3 2}
+svg .running{fill:#8ae234}svg .ev{stroke-width:1}svg .ev-switch{stroke:#204a87}svg .ev-wakeup{stroke:#f57900}
+svg .ev-exit{stroke:#5c3566}svg .ev-entry{stroke:#06989a}svg .ev-marker{stroke:#b3261e;stroke-width:2}svg .ev-other{stroke:#888}
+svg .ev-irq{stroke:#c4a000}svg .ev-timer{stroke:#4e9a06}
 )";
 
 struct GateRow {
@@ -329,8 +336,47 @@ void facts_details(std::string& out, const Run& run, const Cell& c) {
   out += "</table></details>";
 }
 
+void decomposition_section(std::string& out, const Run& run) {
+  auto groups = decompose_run(run);
+  if (groups.empty()) return;
+  out += "<section id=\"decomposition\"><h2>Latency decomposition</h2><p class=\"small\">" + esc(kDecompositionMethod) +
+         "</p>";
+  std::vector<std::string> backends;
+  for (const auto& g : groups)
+    if (std::find(backends.begin(), backends.end(), g.backend) == backends.end()) backends.push_back(g.backend);
+  for (const auto& b : backends) {
+    std::vector<const GroupDecomposition*> mine;
+    for (const auto& g : groups)
+      if (g.backend == b) mine.push_back(&g);
+    std::string accel = accelerators(run, b);
+    out += "<h3>" + esc(b.empty() ? "(no backend axis)" : b) +
+           (accel.empty() || accel == "kvm" ? "" : " <span class=\"small\">(" + esc(accel) + ")</span>") + "</h3>";
+    out += breakdown_svg(run, b, mine);
+    out += "<table class=\"decomposition\"><tr><th>cells</th><th>period</th><th>L_timer from</th><th class=\"num\">period "
+           "offset</th><th class=\"num\">irq p50</th>";
+    for (const char* s : {"p50", "p99", "max"})
+      out += "<th class=\"num\">" + std::string(s) + ": L_timer + L_np</th>";
+    out += "</tr>";
+    for (const auto* g : mine)
+      for (const auto& c : g->cells) {
+        std::string label;
+        for (const auto& [k, v] : g->axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
+        out += "<tr data-cell-id=\"" + esc(run.cells[static_cast<std::size_t>(c.cell)].id) + "\"><td>" +
+               cell_link(run.cells[static_cast<std::size_t>(c.cell)]) + " <span class=\"small\">" + esc(label) + "</span></td><td>" +
+               esc(c.period) + "</td><td>" + esc(c.d.timer_source) + "</td><td class=\"num\">" + (c.d.offset_ns ? offset_text(*c.d.offset_ns) : "–") +
+               "</td><td class=\"num\">" + latency(c.d.irq_p50_ns) + "</td>";
+        for (const auto& st : c.d.stats)
+          out += "<td class=\"num\">" + latency(st.timer_ns) + " + " + latency(st.np_ns) +
+                 (st.irq_np_ns ? " <span class=\"small\">(" + latency(*st.irq_np_ns) + " before the IRQ)</span>" : "") + "</td>";
+        out += "</tr>";
+      }
+    out += "</table>";
+  }
+  out += "</section>";
+}
+
 void cell_section(std::string& out, const Run& run, const Cell& c, const Run* baseline,
-                  const std::map<std::string, const Cell*>& baseline_cells) {
+                  const std::map<std::string, const Cell*>& baseline_cells, bool link_artifacts) {
   std::string v = c.worst_verdict();
   out += "<section class=\"cell\" id=\"cell-" + std::to_string(c.index) + "\" data-cell-id=\"" + esc(c.id) +
          "\" data-status=\"" + esc(c.status) + "\"";
@@ -390,6 +436,7 @@ void cell_section(std::string& out, const Run& run, const Cell& c, const Run* ba
     }
     out += "</div>";
   }
+  out += cell_traces_html(run, c, link_artifacts);
   if (c.result) {
     const json& warnings = member(*c.result, "warnings");
     if (warnings.is_array() && !warnings.empty()) {
@@ -433,13 +480,14 @@ std::string render_html(const ReportInput& in) {
   if (in.comparison) comparison_section(out, *in.comparison);
   seed_section(out, run);
   sweep_section(out, run);
+  decomposition_section(out, run);
   index_section(out, run);
   system_section(out, run);
   out += "<section id=\"cells\"><h2>Cell details</h2>";
   std::map<std::string, const Cell*> baseline_cells;
   if (in.baseline)
     for (const auto& b : in.baseline->cells) baseline_cells.emplace(b.id, &b);
-  for (const auto& c : run.cells) cell_section(out, run, c, in.baseline, baseline_cells);
+  for (const auto& c : run.cells) cell_section(out, run, c, in.baseline, baseline_cells, in.link_artifacts);
   out += "</section><footer class=\"small\">vmlat report, self-contained: no script, nothing loaded from the network. "
          "Histograms: 1 µs bins on a log count axis. CCDF: P(latency &gt; x), log-log.</footer></body></html>\n";
   return out;

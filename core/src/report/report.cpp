@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <sstream>
 
+#include "decompose.hpp"
 #include "json_access.hpp"
 #include "text_escape.hpp"
+#include "traces.hpp"
 #include "vmlat/units.hpp"
 
 namespace vmlat::report {
@@ -137,6 +139,27 @@ std::string render_markdown(const ReportInput& in) {
     out << "\n";
   }
 
+  auto decomposition = decompose_run(run);
+  if (!decomposition.empty()) {
+    out << "### Latency decomposition\n\n" << md(kDecompositionMethod)
+        << "\n\n| cells | period | L_timer from | period offset | p50: L_timer + L_np | p99: L_timer + L_np | max: L_timer + L_np |\n"
+           "|---|---|---|---:|---:|---:|---:|\n";
+    for (const auto& g : decomposition)
+      for (const auto& c : g.cells) {
+        std::string label;
+        for (const auto& [k, v] : g.axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
+        out << "| " << md(label) << " | " << md(c.period) << " | " << md(c.d.timer_source) << " | "
+            << (c.d.offset_ns ? offset_text(*c.d.offset_ns) : "–") << " |";
+        for (const auto& b : c.d.stats) {
+          out << " " << format_latency(std::chrono::nanoseconds(b.timer_ns)) << " + " << format_latency(std::chrono::nanoseconds(b.np_ns));
+          if (b.irq_np_ns) out << " (" << format_latency(std::chrono::nanoseconds(*b.irq_np_ns)) << " before the IRQ)";
+          out << " |";
+        }
+        out << "\n";
+      }
+    out << "\n";
+  }
+
   std::vector<const Cell*> cells;
   for (const auto& c : run.cells) cells.push_back(&c);
   std::stable_sort(cells.begin(), cells.end(), [](const Cell* a, const Cell* b) { return cell_rank(*a) < cell_rank(*b); });
@@ -175,9 +198,19 @@ json render_json(const ReportInput& in) {
         failures.push_back(f);
       }
     }
+    // Trace files with their path in the run directory (null: not a safe file of this cell).
+    json traces = json::array();
+    if (c.result)
+      for (const auto& t : member(*c.result, "traces"))
+        if (t.is_string()) {
+          auto link = artifact_link(run, c, t.get<std::string>());
+          traces.push_back(json{{"name", t}, {"path", link ? json(*link) : json(nullptr)}});
+        }
+    const json& spikes = c.result ? member(*c.result, "spikes") : member(json(), "");
     cells.push_back(json{{"index", c.index + 1}, {"id", c.id}, {"axes", axes_json(c.axes)}, {"status", c.status},
                          {"error", c.error.empty() ? json(nullptr) : json(c.error)},
-                         {"max_ns", c.max_ns ? json(*c.max_ns) : json(nullptr)}, {"series", series}, {"gates", gates}});
+                         {"max_ns", c.max_ns ? json(*c.max_ns) : json(nullptr)}, {"series", series}, {"gates", gates},
+                         {"traces", traces}, {"spikes", spikes.is_array() ? spikes : json::array()}});
   }
   std::stable_sort(failures.begin(), failures.end(), [](const json& a, const json& b) {
     auto rank = [](const json& g) { std::string v = g.value("verdict", ""); return v == "fail" ? 0 : v == "error" ? 1 : 2; };
@@ -217,6 +250,7 @@ json render_json(const ReportInput& in) {
                          {"skipped", run.gates.skipped}, {"not_passed", failures}}},
               {"seed_tables", seed},
               {"period_sweep", sweep_json},
+              {"decomposition", decomposition_json(run, decompose_run(run))},
               {"cells", cells},
               {"comparison", in.comparison ? compare_json(*in.comparison) : json(nullptr)}};
 }

@@ -16,6 +16,9 @@ struct ReportInput {
   const Run* run = nullptr;
   const Run* baseline = nullptr;
   const Comparison* comparison = nullptr;
+  // Links to the cells' files (cells/<id>/...) are relative to the run
+  // directory: only right for a page written there.
+  bool link_artifacts = true;
 };
 
 std::string render_html(const ReportInput& in);

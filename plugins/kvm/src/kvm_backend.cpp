@@ -195,15 +195,24 @@ class KvmBackend final : public Backend {
   }
 
   void boot_once(CellContext& ctx) {
-    char pattern[] = "/tmp/vmlat-kvm-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw InfraError(std::string("kvm: mkdtemp: ") + std::strerror(errno));
-    sock_dir_ = pattern;
     own_dir_ = ctx.work_dir() / "kvm";
     fs::create_directories(own_dir_);
     console_path_ = own_dir_ / "console.log";
     qemu_log_path_ = own_dir_ / "qemu.log";
-    const fs::path chan_sock = sock_dir_ / "chan.sock";
-    const fs::path qmp_sock = sock_dir_ / "qmp.sock";
+    // The sockets live in the cell's work directory (a SIGKILL of vmlat
+    // leaves nothing outside the run directory), whose path may exceed the
+    // 107 bytes of a unix socket address: QEMU creates them relative to its
+    // working directory, and vmlat reaches them through a descriptor of it.
+    sock_dir_ = own_dir_ / "sockets";
+    fs::create_directories(sock_dir_);
+    close_sock_dir();
+    sock_dir_fd_ = ::open(sock_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (sock_dir_fd_ < 0) throw InfraError("kvm: cannot open " + sock_dir_.string() + ": " + std::strerror(errno));
+    const std::string reach = "/proc/self/fd/" + std::to_string(sock_dir_fd_) + "/";
+    const std::string chan_sock = reach + "chan.sock", qmp_sock = reach + "qmp.sock";
+    const std::string kernel = kernel_.empty() ? kernel_ : fs::absolute(kernel_).string();
+    const std::string initrd = initrd_.empty() ? initrd_ : fs::absolute(initrd_).string();
+    const std::string disk = disk_.empty() ? disk_ : fs::absolute(disk_).string();
 
     std::string append = kBaseAppend;
     if (!config_.append.empty()) append += " " + config_.append;
@@ -218,16 +227,16 @@ class KvmBackend final : public Backend {
     if (!disk_.empty()) {
       // The user's disk boots through its own bootloader; snapshot=on keeps
       // the image untouched (writes go to a temporary overlay).
-      argv.insert(argv.end(), {"-drive", "file=" + disk_ + ",format=" + config_.disk_format + ",if=virtio,snapshot=on"});
+      argv.insert(argv.end(), {"-drive", "file=" + disk + ",format=" + config_.disk_format + ",if=virtio,snapshot=on"});
       append.clear();
     } else {
-      argv.insert(argv.end(), {"-kernel", kernel_, "-initrd", initrd_, "-append", append});
+      argv.insert(argv.end(), {"-kernel", kernel, "-initrd", initrd, "-append", append});
     }
     argv.insert(argv.end(),
                 {"-serial", "file:" + console_path_.string(), "-device",
-                 "virtio-serial-pci", "-chardev", "socket,id=ch0,path=" + chan_sock.string() + ",server=on,wait=off",
+                 "virtio-serial-pci", "-chardev", "socket,id=ch0,path=chan.sock,server=on,wait=off",
                  "-device", std::string("virtserialport,chardev=ch0,name=") + kPortName, "-qmp",
-                 "unix:" + qmp_sock.string() + ",server=on,wait=off"});
+                 "unix:qmp.sock,server=on,wait=off"});
     argv.insert(argv.end(), config_.extra_args.begin(), config_.extra_args.end());
     facts_["vm"] = json{{"memory_mb", config_.memory_mb},
                         {"vcpus", config_.vcpus},
@@ -238,15 +247,15 @@ class KvmBackend final : public Backend {
     ctx.log().info("kvm: starting " + qemu_path_ + " (" + accel_ + ", " + std::to_string(config_.vcpus) +
                    " vCPUs, " + std::to_string(config_.memory_mb) + " MiB)");
     const auto t0 = Clock::now();
-    qemu_ = Process::spawn(ProcessSpec{argv, {}, qemu_log_path_, qemu_log_path_, {}});
+    qemu_ = Process::spawn(ProcessSpec{argv, {}, qemu_log_path_, qemu_log_path_, sock_dir_});
     qemu_started_ = true;
     auto alive = [this] { return qemu_.running(); };
 
     try {
       const Deadline connect_deadline = std::min(current_deadline(), Clock::now() + 60s);
-      int chan_fd = connect_unix(chan_sock.string(), connect_deadline, alive);
+      int chan_fd = connect_unix(chan_sock, connect_deadline, alive);
       guest_ = std::make_unique<GuestExecutor>(std::make_unique<GuestChannel>(chan_fd), "guest");
-      int qmp_fd = connect_unix(qmp_sock.string(), connect_deadline, alive);
+      int qmp_fd = connect_unix(qmp_sock, connect_deadline, alive);
       qmp_ = std::make_unique<QmpClient>(qmp_fd, std::min(current_deadline(), Clock::now() + 30s));
       if (auto v = qmp_->greeting()["QMP"]["version"]["qemu"]; v.is_object())
         facts_["qemu"]["qmp_version"] = std::to_string(v.value("major", 0)) + "." +
@@ -313,6 +322,7 @@ class KvmBackend final : public Backend {
     if (qemu_started_) qemu_.stop(2s);
     qemu_started_ = false;
     std::error_code ec;
+    close_sock_dir();
     if (!sock_dir_.empty()) fs::remove_all(sock_dir_, ec);
   }
 
@@ -398,6 +408,7 @@ class KvmBackend final : public Backend {
     } catch (...) {
     }
     std::error_code ec;
+    close_sock_dir();
     if (!sock_dir_.empty()) fs::remove_all(sock_dir_, ec);
     host_.reset();
   }
@@ -586,7 +597,13 @@ class KvmBackend final : public Backend {
   Config config_;
   json facts_ = json::object();
   std::string qemu_path_, accel_ = "tcg", kernel_, initrd_, disk_;
+  void close_sock_dir() noexcept {
+    if (sock_dir_fd_ >= 0) ::close(sock_dir_fd_);
+    sock_dir_fd_ = -1;
+  }
+
   fs::path sock_dir_, own_dir_, console_path_, qemu_log_path_;
+  int sock_dir_fd_ = -1;
   Process qemu_;
   bool qemu_started_ = false;
   std::unique_ptr<GuestExecutor> guest_;
