@@ -14,7 +14,8 @@
 //   - plans/xen-lab.toml with the lab's inventory: PV and PVH domUs boot,
 //     cyclictest runs in them, histograms and xl info facts come back, the
 //     domains are destroyed; stress-ng in Dom0 while the stress cells' domUs
-//     run; SIGINT to vmlat mid-cell: exit 130, no domain left
+//     run; SIGINT to vmlat mid-cell: exit 130, no domain left; a domU that
+//     hangs at boot: the cell an infra error at the boot timeout, console kept
 //   - (heavy, VMLAT_XEN_LAB_HVM=1) plans/xen-lab-hvm.toml: HVM domUs with the
 //     device model's threads at SCHED_FIFO, read back from Dom0's /proc
 //   - the lab tears down: no QEMU left (also after a boot timeout, and on
@@ -496,6 +497,42 @@ engine = "cyclictest"
   const json run_json = json::parse(slurp(fs::canonical(g_dir / "sigint-results" / "latest") / "run.json"));
   ASSERT_EQ(run_json["cells"].size(), 1u);
   EXPECT_EQ(run_json["cells"][0]["status"], "interrupted") << run_json["cells"].dump(1);
+}
+
+TEST_F(XenLab, ABackendCellWhoseDomuHangsIsAnInfraErrorWithItsConsoleKept) {
+  // A shell instead of /init: the domU boots, its agent never says hello.
+  std::ofstream(g_dir / "hang.toml") << R"([plan]
+name = "xen-hang"
+duration = "2s"
+period = "1ms"
+cpus = "all"
+[timeouts]
+boot = "40s"
+[matrix]
+backend = ["xen-pv"]
+[backend.xen-pv]
+append = "rdinit=/bin/sh"
+[probe.cyclictest]
+plugin = "cyclic"
+engine = "cyclictest"
+)";
+  auto r = run({(kBuild / "vmlat").string(), "run", (g_dir / "hang.toml").string(), "--inventory",
+                (g_lab / "inventory.ini").string(), "--results", (g_dir / "hang-results").string()});
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  const fs::path run_dir = fs::canonical(g_dir / "hang-results" / "latest");
+  const json run_json = json::parse(slurp(run_dir / "run.json"));
+  ASSERT_EQ(run_json["cells"].size(), 1u);
+  const json result = cell_result(run_dir, run_json["cells"][0]);
+  EXPECT_EQ(result["status"], "infra-error") << result.dump(1);
+  EXPECT_EQ(result["error_phase"], "boot") << result.dump(1);
+  EXPECT_NE(result["error"].get<std::string>().find("did not come up within the boot timeout"), std::string::npos)
+      << result["error"];
+  // The console as the domU left it: busybox's shell on hvc0, no frame sent to it.
+  const std::string console = slurp(run_dir / run_json["cells"][0]["dir"].get<std::string>() / "console.log");
+  EXPECT_NE(console.find("built-in shell (ash)"), std::string::npos) << console;
+  EXPECT_EQ(console.find("@@VMLAT1"), std::string::npos);
+  EXPECT_EQ(result["facts"]["backend"]["teardown"]["gone"], true) << result["facts"]["backend"].dump(1);
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
 }
 
 // HVM under TCG takes ~10 minutes to boot (plugins/xen/xen-hvm/README.md):
