@@ -209,20 +209,31 @@ options:
     {"monitor", R"(usage: vmlat monitor PLAN [options]
 
 Measures one cell of the plan continuously, like a latency farm: the backend
-is prepared and booted and the workload started once, then the probe runs one
-window after another. Every window is merged into a cumulative histogram,
-served with the last window's maximum as live Prometheus metrics on
-http://LISTEN/metrics. Ctrl-C (SIGINT) or SIGTERM stops it cleanly: the
-workload is stopped, the backend torn down, no process is left. Nothing is
-written under results/. Exits 0 after a clean stop, 3 if the cell could not be
-measured, 2 for a bad plan, cell or address.
+is prepared and booted and the workload started once, then the probe streams
+one window after another with no time unmeasured between them (engine native;
+cyclictest and timerlat run once per window, with gaps between the runs).
+Everything is kept in a session directory RESULTS/monitor-<time>-<pid>/
+(docs/session-format.md: plan, facts, a checksummed log of every window's
+statistics and worst wake-ups, gaps, the cumulative histogram; 'vmlat report
+SESSION_DIR' renders it) and served live on http://LISTEN/metrics. A backend
+or probe that fails after the first window is torn down and brought up again
+after a back-off (1s doubling to 60s), the time lost recorded as a gap.
+SIGHUP reopens the logs. Ctrl-C (SIGINT) or SIGTERM stops it cleanly: the
+workload is stopped, the backend torn down, no process is left. Exits 0 after
+a clean stop, 3 if the cell could not be measured at all, 2 for a bad plan,
+cell, address or option.
 
 options:
   --listen ADDR       address of /metrics (default 127.0.0.1:9464; port 0 picks one)
-  --window D          length of one window (default 10s)
+  --window D          length of one window (default 10s; engine native: whole ms)
   --cell ID           the cell to measure (default: the plan's first cell;
                       'vmlat plan PLAN' lists them)
   --for D             stop by itself after D
+  --results DIR       where the session directory goes (default: [plan] results)
+  --max-disk SIZE     bound of the window logs together (default 256MiB); the
+                      oldest rotated log is deleted first
+  --max-file SIZE     rotate the window log at this size (default 16MiB)
+  --max-age D         delete rotated logs older than D (default 720h: 30 days)
   --plugin-dir DIR    search DIR for plugins first (repeatable)
   --no-wait           exit 3 at once if another vmlat measures on this host
   --lock-dir DIR      directory of the host lock (default $VMLAT_LOCK_DIR,
@@ -338,7 +349,8 @@ Args parse_args(int argc, char** argv) {
       {"metrics", {}},
       {"report", {"--format", "--output", "--baseline"}},
       {"compare", {"--tolerance", "--format", "--output"}},
-      {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir"}},
+      {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir", "--results",
+                   "--max-disk", "--max-file", "--max-age"}},
       {"validate", {"--plugin-dir"}},
       {"plan", {"--json", "--plugin-dir"}},
       {"plugins", {"--plugin-dir"}},
@@ -416,6 +428,17 @@ Args parse_args(int argc, char** argv) {
       }
     }
     else if (opt == "--listen") a.monitor.listen = arg();
+    else if (opt == "--max-disk" || opt == "--max-file") {
+      std::string why;
+      auto bytes = exporter::parse_size_bytes(arg(), &why);
+      if (!bytes) usage_error(opt + ": " + why, a.command);
+      (opt == "--max-disk" ? a.monitor.bounds.max_bytes : a.monitor.bounds.file_bytes) = *bytes;
+    } else if (opt == "--max-age") {
+      std::string why;
+      auto d = parse_duration(arg(), &why);
+      if (!d || d->count() <= 0) usage_error("--max-age: " + (why.empty() ? "must be positive" : why), a.command);
+      a.monitor.bounds.max_age = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    }
     else if (opt == "--cell") a.monitor.cell_id = arg();
     else if (opt == "--progress") a.progress = true;
     else if (opt == "--quiet") a.quiet = true;
@@ -676,6 +699,7 @@ int dispatch(Args& a) {
       PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
       auto plan = load_valid(path, registry);
       if (!plan) return exit_code::usage;
+      if (a.run.results_root) a.monitor.results_root = *a.run.results_root;
       return exporter::run_monitor(*plan, registry, a.monitor, std::cout, std::cerr);
     }
   } catch (const std::exception& e) {

@@ -1,8 +1,14 @@
 #include "vmlat/text.hpp"
 #include "vmlat/local.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <limits>
 #include <csignal>
 #include <fstream>
 #include <functional>
@@ -32,6 +38,10 @@ std::string CommandResult::describe() const {
   return s;
 }
 
+std::string Job::read_output(std::size_t) {
+  throw InfraError("this executor cannot read the output of a running command (Job::read_output)");
+}
+
 namespace {
 
 std::string slurp(const std::filesystem::path& p) {
@@ -41,10 +51,65 @@ std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// The output file of a job, read from where the last read stopped. What
+// was read is punched out of the file (FALLOC_FL_PUNCH_HOLE): the file keeps
+// its size (the child appends with O_APPEND), its blocks are freed, so a job
+// that prints for days uses the disk of what was not read yet.
+class OutputReader {
+ public:
+  explicit OutputReader(std::filesystem::path path) : path_(std::move(path)) {}
+  OutputReader(const OutputReader&) = delete;
+  OutputReader& operator=(const OutputReader&) = delete;
+  ~OutputReader() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  std::string read(std::size_t max_bytes) {
+    if (fd_ < 0) {
+      fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd_ < 0) throw InfraError("cannot read " + path_.string() + ": " + std::strerror(errno));
+    }
+    std::string out;
+    char buf[64 * 1024];
+    while (out.size() < max_bytes) {
+      const std::size_t want = std::min(sizeof buf, max_bytes - out.size());
+      const ssize_t n = ::pread(fd_, buf, want, offset_);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw InfraError("cannot read " + path_.string() + ": " + std::strerror(errno));
+      if (n == 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+      offset_ += n;
+    }
+    constexpr off_t kBlock = 4096;
+    const off_t whole = offset_ / kBlock * kBlock;
+    if (whole > punched_ && !punch_unsupported_) {
+      if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, punched_, whole - punched_) == 0)
+        punched_ = whole;
+      else
+        punch_unsupported_ = true;  // the file system keeps it all (documented)
+    }
+    return out;
+  }
+  // What is left after `offset_` (the whole file if nothing was read).
+  std::string rest() {
+    if (fd_ < 0 && offset_ == 0) return slurp(path_);
+    try {
+      return read(std::numeric_limits<std::size_t>::max());
+    } catch (const InfraError&) {
+      return {};
+    }
+  }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+  off_t offset_ = 0, punched_ = 0;
+  bool punch_unsupported_ = false;
+};
+
 class LocalJob final : public Job {
  public:
   LocalJob(Process p, std::filesystem::path out, std::filesystem::path err)
-      : process_(std::move(p)), out_(std::move(out)), err_(std::move(err)) {}
+      : process_(std::move(p)), out_(std::move(out)), err_(std::move(err)), reader_(out_) {}
   ~LocalJob() override { stop(std::chrono::milliseconds(2000)); }
   bool running() override { return process_.running(); }
   CommandResult stop(std::chrono::milliseconds grace) noexcept override {
@@ -54,7 +119,7 @@ class LocalJob final : public Job {
       r.exit_code = s.exit_code;
       r.signal = s.signal;
       if (!collected_) {
-        r.out = slurp(out_);
+        r.out = reader_.rest();
         r.err = slurp(err_);
         std::error_code ec;
         std::filesystem::remove(out_, ec);
@@ -65,10 +130,15 @@ class LocalJob final : public Job {
     }
     return r;
   }
+  std::string read_output(std::size_t max_bytes) override {
+    if (collected_) return {};
+    return reader_.read(max_bytes);
+  }
 
  private:
   Process process_;
   std::filesystem::path out_, err_;
+  OutputReader reader_;
   bool collected_ = false;
 };
 

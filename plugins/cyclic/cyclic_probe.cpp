@@ -10,7 +10,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <memory>
+#include <thread>
 #include <vector>
+
+#include <vmlat/frame.hpp>
 
 #include <vmlat/text.hpp>
 #include <vmlat/cpus.hpp>
@@ -92,6 +96,132 @@ std::string owned_cyclictest_option(std::string_view arg) {
   return {};
 }
 
+// engine native, streaming: vmlat-probe --window-ms runs for as long as the
+// stream lives; its output is read as it comes (Job::read_output, bounded),
+// one frame per window. Every window is checked (parse_native_window) and
+// against the one before: consecutive indices, each CPU's span starting where
+// its previous span ended. A window that does not follow is an error, never
+// bridged silently.
+class NativeStream final : public ProbeStream {
+ public:
+  NativeStream(std::unique_ptr<Job> job, json facts, std::uint64_t range_us, std::int64_t period_ns, int priority,
+               std::vector<int> cpus, std::string target_name)
+      : job_(std::move(job)), facts_(std::move(facts)), range_us_(range_us), period_ns_(period_ns),
+        priority_(priority), cpus_(std::move(cpus)), target_(std::move(target_name)) {}
+  ~NativeStream() override { stop(); }
+
+  std::optional<ProbeWindow> next(Deadline deadline) override {
+    for (;;) {
+      if (auto w = take()) return w;
+      if (ended_) {
+        if (!final_seen_)
+          throw InfraError("vmlat-probe on " + target_ + " ended without its final window: " + end_.describe());
+        return std::nullopt;
+      }
+      const bool alive = job_->running();
+      std::string chunk = job_->read_output(kReadChunk);  // throws when the target is gone
+      if (!chunk.empty()) {
+        decoder_.feed(chunk);
+        continue;
+      }
+      if (!alive) {
+        // Its last bytes were read above; what stop() returns is the rest.
+        end_ = job_->stop(kStopGrace);
+        decoder_.feed(end_.out);
+        decoder_.finish();
+        ended_ = true;
+        continue;
+      }
+      if (Clock::now() >= deadline) return std::nullopt;
+      check_interrupt();
+      std::this_thread::sleep_for(std::min<Clock::duration>(kPoll, std::max<Clock::duration>(deadline - Clock::now(), 0ns)));
+    }
+  }
+
+  std::vector<ProbeWindow> stop() noexcept override {
+    std::vector<ProbeWindow> out;
+    if (stopped_) return out;
+    stopped_ = true;
+    try {
+      if (!ended_) {
+        // SIGTERM: the probe ends its current window and writes it (final).
+        end_ = job_->stop(kStopGrace);
+        decoder_.feed(end_.out);
+        decoder_.finish();
+        ended_ = true;
+      }
+      while (auto w = take()) out.push_back(std::move(*w));
+    } catch (...) {
+      // A broken last frame: the windows before it stand.
+    }
+    return out;
+  }
+
+  json facts() const override { return facts_; }
+
+
+ private:
+  static constexpr std::size_t kReadChunk = 1 << 20;
+  static constexpr milliseconds kPoll{50};
+  static constexpr milliseconds kStopGrace{5000};
+
+  std::optional<ProbeWindow> take() {
+    for (const auto& e : decoder_.take_errors())
+      throw InfraError("vmlat-probe on " + target_ + ": corrupt window frame: " + e);
+    auto f = decoder_.next();
+    if (!f) return std::nullopt;
+    if (f->kind != kNativeWindowFrameKind)
+      throw InfraError("vmlat-probe on " + target_ + " printed a frame of kind '" + f->kind + "', expected '" +
+                       std::string(kNativeWindowFrameKind) + "'");
+    if (final_seen_) throw InfraError("vmlat-probe on " + target_ + " printed a window after its final one");
+    NativeWindow w = parse_native_window(f->payload, range_us_);
+    const std::string where = "vmlat-probe on " + target_ + ", window " + std::to_string(w.index);
+    if (w.result.period_ns != period_ns_ || w.result.priority != priority_)
+      throw InfraError(where + ": measured at period " + std::to_string(w.result.period_ns) + "ns, priority " +
+                       std::to_string(w.result.priority) + ", not as asked");
+    if (w.index != next_index_)
+      throw InfraError(where + ": expected window " + std::to_string(next_index_) + " (a window was lost)");
+    std::vector<int> got;
+    for (const auto& [cpu, span] : w.span_mono_ns) got.push_back(cpu);
+    if (!w.final && got != cpus_)
+      throw InfraError(where + ": CPUs " + format_cpu_list(got) + ", expected " + format_cpu_list(cpus_));
+    for (const auto& [cpu, span] : w.span_mono_ns) {
+      auto prev = last_end_.find(cpu);
+      if (prev != last_end_.end() && prev->second != span.first)
+        throw InfraError(where + ", CPU " + std::to_string(cpu) + ": starts at " + std::to_string(span.first) +
+                         " but the previous window ended at " + std::to_string(prev->second) +
+                         ": the windows do not tile time");
+      last_end_[cpu] = span.second;
+    }
+    ++next_index_;
+    final_seen_ = w.final;
+    ProbeWindow pw;
+    pw.index = w.index;
+    pw.span_mono_ns = w.span_mono_ns;
+    pw.start_unix_ns = w.start_unix_ns;
+    pw.end_unix_ns = w.end_unix_ns;
+    pw.final = w.final;
+    pw.result.per_cpu = std::move(w.result.per_cpu);
+    pw.result.spikes = std::move(w.result.spikes);
+    pw.result.interrupted = w.result.interrupted;
+    pw.result.facts = facts_;
+    return pw;
+  }
+
+  std::unique_ptr<Job> job_;
+  json facts_;
+  std::uint64_t range_us_;
+  std::int64_t period_ns_;
+  int priority_;
+  std::vector<int> cpus_;
+  std::string target_;
+  frame::Decoder decoder_;
+  std::map<int, std::int64_t> last_end_;
+  std::uint64_t next_index_ = 0;
+  bool final_seen_ = false, ended_ = false, stopped_ = false;
+  CommandResult end_;
+};
+
 class CyclicProbe final : public Probe {
  public:
   void configure(Settings& settings) override {
@@ -170,6 +300,54 @@ class CyclicProbe final : public Probe {
   }
 
   json facts() const override { return facts_; }
+
+  // engine native only: cyclictest and rtla print their histograms once, at
+  // the end, so they cannot stream (the monitor runs them window after
+  // window, with gaps between the runs).
+  std::unique_ptr<ProbeStream> stream(Executor& target, CellContext& ctx, nanoseconds window) override {
+    if (engine_ != "native") return nullptr;
+    const CellSpec& cell = ctx.cell();
+    if (cell.period < 1us)
+      throw InfraError("vmlat-probe needs a period of at least 1us, not " + format_duration(cell.period));
+    if (window < 1ms || window % 1ms != 0ns)
+      throw InfraError("engine native streams windows of whole milliseconds, not " + format_duration(window));
+    if (window < cell.period)
+      throw InfraError("a window (" + format_duration(window) + ") must be at least one period (" +
+                       format_duration(cell.period) + ") long");
+    if (trace_.above > 0ns)
+      throw InfraError("trace_above does not apply to a continuous measurement (the trace stops at the first spike): "
+                       "leave it out of the probe monitored");
+    const auto program = target.find_program("vmlat-probe");
+    if (!program)
+      throw InfraError("vmlat-probe not found on " + target.name() +
+                       ": it is built into build/libexec by the vmlat build (installed to libexec/vmlat)");
+    const std::vector<int> cpus = resolve_cpus(target, cell);
+    std::vector<std::string> argv{*program,       "--period-ns",  std::to_string(cell.period.count()),
+                                  "--window-ms",  std::to_string(window / 1ms),
+                                  "--cpus",       format_cpu_list(cpus),
+                                  "--priority",   std::to_string(priority_),
+                                  "--histogram-us", std::to_string(range_us_),
+                                  "--spikes",     std::to_string(spikes_)};
+    if (!mlock_) argv.push_back("--no-mlock");
+    json facts{{"engine", engine_},
+               {"engine_version", version_line(target, {*program, "--version"})},
+               {"argv", argv},
+               {"policy", "SCHED_FIFO"},
+               {"priority", priority_},
+               {"mlock", mlock_},
+               {"histogram_range_us", range_us_},
+               {"cpus", cpus},
+               {"spikes_per_cpu", spikes_},
+               {"window_ns", window.count()},
+               {"streaming", true}};
+    facts_ = facts;
+    ctx.log().info("cyclic: streaming vmlat-probe on " + target.name() + " (CPUs " + format_cpu_list(cpus) +
+                   ", windows of " + format_duration(window) + ")");
+    // No timeout: it runs until the stream is stopped.
+    Command command{argv, std::chrono::hours(24 * 365 * 10)};
+    return std::make_unique<NativeStream>(target.start(command), std::move(facts), range_us_, cell.period.count(),
+                                          priority_, cpus, target.name());
+  }
 
  private:
   // The cell's CPUs, or every CPU a process started on `target` may run on

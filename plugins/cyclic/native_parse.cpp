@@ -137,8 +137,9 @@ std::pair<int, Histogram> parse_thread(std::size_t index, const json& thread, st
 
 }  // namespace
 
-NativeResult parse_native_payload(std::string_view payload, std::uint64_t histogram_range_us) {
-  if (histogram_range_us == 0) throw std::invalid_argument("parse_native_payload: histogram range is 0");
+namespace {
+
+json parse_document(std::string_view payload, std::string_view expected_schema) {
   json doc;
   try {
     doc = json::parse(payload.begin(), payload.end());
@@ -147,9 +148,63 @@ NativeResult parse_native_payload(std::string_view payload, std::uint64_t histog
   }
   if (!doc.is_object()) fail("the payload is not a JSON object");
   const json& schema = field(doc, "schema", "payload");
-  if (!schema.is_string() || schema.get<std::string>() != kNativeSchema)
-    fail("schema is " + schema.dump() + ", expected \"" + std::string(kNativeSchema) + "\"");
+  if (!schema.is_string() || schema.get<std::string>() != expected_schema)
+    fail("schema is " + schema.dump() + ", expected \"" + std::string(expected_schema) + "\"");
+  return doc;
+}
 
+NativeResult parse_fields(const json& doc, std::uint64_t histogram_range_us);
+
+}  // namespace
+
+NativeResult parse_native_payload(std::string_view payload, std::uint64_t histogram_range_us) {
+  if (histogram_range_us == 0) throw std::invalid_argument("parse_native_payload: histogram range is 0");
+  return parse_fields(parse_document(payload, kNativeSchema), histogram_range_us);
+}
+
+NativeWindow parse_native_window(std::string_view payload, std::uint64_t histogram_range_us) {
+  if (histogram_range_us == 0) throw std::invalid_argument("parse_native_window: histogram range is 0");
+  const json doc = parse_document(payload, kNativeWindowSchema);
+  NativeWindow w;
+  w.result = parse_fields(doc, histogram_range_us);
+  const json& win = field(doc, "window", "payload");
+  if (!win.is_object()) fail("window is " + win.dump() + ", not an object");
+  w.index = unsigned_field(win, "index", "window");
+  w.window_ns = nanoseconds_field(win, "window_ns", "window");
+  w.start_mono_ns = nanoseconds_field(win, "start_mono_ns", "window");
+  w.end_mono_ns = nanoseconds_field(win, "end_mono_ns", "window");
+  w.start_unix_ns = nanoseconds_field(win, "start_unix_ns", "window");
+  w.end_unix_ns = nanoseconds_field(win, "end_unix_ns", "window");
+  const json& final = field(win, "final", "window");
+  if (!final.is_boolean()) fail("window: final is " + final.dump() + ", not a boolean");
+  w.final = final.get<bool>();
+  const std::string where = "window " + std::to_string(w.index);
+  if (w.end_mono_ns < w.start_mono_ns || (w.end_mono_ns == w.start_mono_ns && !w.final))
+    fail(where + ": ends (" + std::to_string(w.end_mono_ns) + ") before it starts (" + std::to_string(w.start_mono_ns) +
+         ")");
+  if (w.window_ns == 0) fail(where + ": window_ns is 0");
+  const std::int64_t period = w.result.period_ns;
+  for (const json& thread : doc["threads"]) {
+    const int cpu = static_cast<int>(thread["cpu"].get<std::uint64_t>());
+    const std::string at = where + " (CPU " + std::to_string(cpu) + ")";
+    const std::int64_t start = nanoseconds_field(thread, "start_mono_ns", at);
+    const std::int64_t end = nanoseconds_field(thread, "end_mono_ns", at);
+    if (start < w.start_mono_ns || end > w.end_mono_ns || end < start)
+      fail(at + ": span [" + std::to_string(start) + ", " + std::to_string(end) + ") is not inside the window's");
+    // The span starts on an activation: it holds ceil(length / period) of them.
+    const auto activations = static_cast<std::uint64_t>((end - start + period - 1) / period);
+    const Histogram& h = w.result.per_cpu.at(cpu);
+    if (h.samples() + h.missed_periods() != activations)
+      fail(at + ": " + std::to_string(h.samples()) + " samples + " + std::to_string(h.missed_periods()) +
+           " missed periods, but its span holds " + std::to_string(activations) + " activations");
+    w.span_mono_ns[cpu] = {start, end};
+  }
+  return w;
+}
+
+namespace {
+
+NativeResult parse_fields(const json& doc, std::uint64_t histogram_range_us) {
   NativeResult result;
   result.period_ns = nanoseconds_field(doc, "period_ns", "payload");
   if (result.period_ns == 0) fail("period_ns is 0");
@@ -189,6 +244,8 @@ NativeResult parse_native_payload(std::string_view payload, std::uint64_t histog
   }
   return result;
 }
+
+}  // namespace
 
 NativeResult parse_native_output(std::string_view output, std::uint64_t histogram_range_us) {
   auto decoded = frame::decode_all(output);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,15 +38,24 @@ struct CommandResult {
   std::string describe() const;
 };
 
-// A command running in the background (a workload).
+// A command running in the background (a workload, a streaming probe).
 class Job {
  public:
   virtual ~Job() = default;
   virtual bool running() = 0;
   // Stops the job (SIGTERM to its main process; SIGKILL to whatever is left
   // of its process group once that has exited or after `grace`), returns its
-  // status and output. Never throws.
+  // status and output (the standard output read_output() has not returned).
+  // Never throws.
   virtual CommandResult stop(std::chrono::milliseconds grace) noexcept = 0;
+  // What the job wrote to its standard output since the last call, at most
+  // `max_bytes` of it, without waiting (empty: nothing new yet); also after
+  // the job has ended, until everything is read. The bytes returned are
+  // released by the executor, so a job that writes for days and is read
+  // regularly uses bounded space. Throws InfraError when the output cannot
+  // be read (the executor's channel is gone: the guest died). The default
+  // says the executor cannot stream.
+  virtual std::string read_output(std::size_t max_bytes);
 };
 
 class Executor {

@@ -5,6 +5,8 @@
 #include <boost/dll/alias.hpp>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -119,6 +121,36 @@ struct ProbeResult {
   std::string invalid;
 };
 
+// One window of a continuous measurement (Probe::stream, `vmlat monitor`).
+struct ProbeWindow {
+  ProbeResult result;  // the window's histograms (default series) and worst wake-ups
+  std::uint64_t index = 0;  // 0, 1, ... within one stream
+  // Per CPU, on the target's CLOCK_MONOTONIC: every activation scheduled in
+  // [first, second) is one of this window's samples or missed periods, and
+  // the next window of the same stream starts where this one ends. Empty
+  // when the probe cannot say (then the window does not tile time).
+  std::map<int, std::pair<std::int64_t, std::int64_t>> span_mono_ns;
+  // The window on the target's CLOCK_REALTIME (-1: unknown).
+  std::int64_t start_unix_ns = -1, end_unix_ns = -1;
+  bool final = false;  // the stream's last window (it stopped)
+};
+
+// A probe running for as long as the monitor runs, one window after another.
+class ProbeStream {
+ public:
+  virtual ~ProbeStream() = default;
+  // The next complete window, in order; nullopt if none is complete by
+  // `deadline`, and after the final one. Throws InfraError when the probe
+  // failed or its target went away (the stream is over then); Cancelled
+  // and PhaseTimeout propagate.
+  virtual std::optional<ProbeWindow> next(Deadline deadline) = 0;
+  // Stops the probe and returns the windows it completed meanwhile, the
+  // partial last one included (marked final). Never throws.
+  virtual std::vector<ProbeWindow> stop() noexcept = 0;
+  // Facts of the stream (engine, argv, ...), as Probe::facts() for a run.
+  virtual json facts() const { return json::object(); }
+};
+
 class Probe : public Plugin {
  public:
   // The series run() returns after configure(), the default first (its
@@ -127,6 +159,17 @@ class Probe : public Plugin {
   virtual std::vector<std::string> series() const { return {default_series_name}; }
   // Measures for cell().duration at cell().period on cell().cpus of `target`.
   virtual ProbeResult run(Executor& target, CellContext& ctx) = 0;
+  // Measures continuously at cell().period on cell().cpus of `target`, in
+  // windows of `window` whose spans tile time (no activation between two
+  // windows goes unmeasured). Returns nullptr if the probe cannot stream
+  // (the monitor then calls run() once per window, with gaps between them).
+  // The stream is used only until the backend is torn down.
+  virtual std::unique_ptr<ProbeStream> stream(Executor& target, CellContext& ctx, nanoseconds window) {
+    (void)target;
+    (void)ctx;
+    (void)window;
+    return nullptr;
+  }
 };
 
 }  // namespace vmlat

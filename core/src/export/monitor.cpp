@@ -2,16 +2,20 @@
 
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "../cell_support.hpp"
 #include "../loader.hpp"
@@ -29,6 +33,9 @@
 #include "vmlat/version.hpp"
 
 namespace vmlat::exporter {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -52,7 +59,83 @@ Deadline after(std::chrono::nanoseconds d) { return Clock::now() + std::chrono::
 
 json hist_doc(const Histogram& h) { return json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}}; }
 
+std::int64_t unix_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string utc_stamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+// SIGHUP: reopen the logs (logrotate). Only a flag here; the monitor's loop
+// acts on it.
+std::atomic<bool> g_reopen{false};
+extern "C" void on_sighup(int) { g_reopen.store(true); }
+
+// monitor.log: timestamped lines, warnings and errors also on stderr.
+// Unlike the runner's FileLogger it keeps nothing in memory and can be
+// reopened, so that it runs for days.
+class SessionLogger final : public Logger {
+ public:
+  SessionLogger(fs::path path, std::ostream& echo) : path_(std::move(path)), echo_(echo) { reopen(); }
+  void info(std::string_view m) override { write("info", m, false); }
+  void warn(std::string_view m) override { write("warn", m, true); }
+  void error(std::string_view m) override { write("error", m, true); }
+  void reopen() {
+    std::lock_guard lock(mutex_);
+    if (out_.is_open()) out_.close();
+    out_.open(path_, std::ios::app);
+  }
+
+ private:
+  void write(const char* level, std::string_view m, bool echo) {
+    std::lock_guard lock(mutex_);
+    const std::string line = iso_now() + " " + level + " " + std::string(m) + "\n";
+    out_ << line << std::flush;
+    if (echo) echo_ << "vmlat monitor: " << level << ": " << m << "\n" << std::flush;
+  }
+  fs::path path_;
+  std::ostream& echo_;
+  std::ofstream out_;
+  std::mutex mutex_;
+};
+
+// Sleeps until `until` or an interrupt (Cancelled propagates).
+void sleep_until(Deadline until) {
+  while (Clock::now() < until) {
+    check_interrupt();
+    std::this_thread::sleep_for(std::min<Clock::duration>(100ms, until - Clock::now()));
+  }
+  check_interrupt();
+}
+
 }  // namespace
+
+std::optional<std::uint64_t> parse_size_bytes(const std::string& text, std::string* why) {
+  std::size_t used = 0;
+  unsigned long long n = 0;
+  try {
+    n = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    if (why) *why = "'" + text + "' is not a size (e.g. 256MiB, 16M, 4096)";
+    return std::nullopt;
+  }
+  const std::string unit = text.substr(used);
+  static const std::map<std::string, unsigned> shifts = {{"", 0},   {"B", 0},   {"K", 10},  {"KiB", 10}, {"M", 20},
+                                                         {"MiB", 20}, {"G", 30}, {"GiB", 30}};
+  auto it = shifts.find(unit);
+  if (it == shifts.end() || n == 0 || n > (1ULL << (63 - it->second))) {
+    if (why) *why = "'" + text + "' is not a positive size (units: B, KiB, MiB, GiB; K, M, G mean the same)";
+    return std::nullopt;
+  }
+  return static_cast<std::uint64_t>(n) << it->second;
+}
 
 int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions& options, std::ostream& out,
                 std::ostream& err) {
@@ -76,8 +159,12 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
   }
   Cell cell = *chosen;
   cell.spec.duration = options.window;
+  if (options.window < cell.spec.period) {
+    err << "vmlat monitor: --window " << format_duration(options.window) << " is shorter than the period ("
+        << format_duration(cell.spec.period) << ")\n";
+    return exit_code::usage;
+  }
 
-  // The monitor measures too: one measurement per host at a time.
   HostLockFailure lock_failure;
   auto host_lock = acquire_host_lock(options.lock_dir, options.no_wait,
                                      json{{"what", "monitor"}, {"run_id", cell.spec.id}, {"plan", plan.name},
@@ -85,17 +172,28 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
                                      err, &lock_failure);
   if (!host_lock) return lock_failure == HostLockFailure::interrupted ? exit_code::interrupted : exit_code::infra;
 
+  // The session directory: evidence that outlives the monitor.
+  const fs::path root = options.results_root ? *options.results_root : fs::path(plan.results_dir);
+  const std::string session_id = "monitor-" + utc_stamp() + "-" + std::to_string(::getpid());
+  const fs::path session_dir = root / session_id;
+  std::error_code mk_ec;
+  fs::create_directories(session_dir / "artifacts", mk_ec);
+  if (mk_ec) {
+    err << "vmlat monitor: cannot create the session directory " << session_dir.string() << ": " << mk_ec.message()
+        << "\n";
+    return exit_code::infra;
+  }
+  // Scratch (probe output files, QEMU sockets): not evidence, removed at the end.
   char tmpl[] = "/tmp/vmlat-monitor-XXXXXX";
   if (!mkdtemp(tmpl)) {
     err << "vmlat monitor: cannot create a scratch directory in /tmp\n";
     return exit_code::infra;
   }
-  const std::filesystem::path scratch = tmpl;
-  std::filesystem::create_directories(scratch / "cell");
-  std::filesystem::create_directories(scratch / "work");
+  const fs::path scratch = tmpl;
+  fs::create_directories(scratch / "work");
   auto cleanup_scratch = [&] {
     std::error_code ec;
-    std::filesystem::remove_all(scratch, ec);
+    fs::remove_all(scratch, ec);
   };
 
   auto snapshot = std::make_shared<Snapshot>();
@@ -115,7 +213,21 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
             std::to_string(ports.front());
   }
 
-  FileLogger log(scratch / "monitor.log", nullptr, "", &err);
+  struct sigaction hup {};
+  hup.sa_handler = on_sighup;
+  sigemptyset(&hup.sa_mask);
+  struct sigaction old_hup {};
+  sigaction(SIGHUP, &hup, &old_hup);
+
+  SessionLogger log(session_dir / "monitor.log", err);
+  std::unique_ptr<session::RecordLog> records;
+  try {
+    records = std::make_unique<session::RecordLog>(session_dir, options.bounds);
+  } catch (const std::exception& e) {
+    err << "vmlat monitor: " << e.what() << "\n";
+    cleanup_scratch();
+    return exit_code::infra;
+  }
   auto host = make_local_executor(scratch / "host", "host");
   json host_facts;
   try {
@@ -123,7 +235,6 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
   } catch (const std::exception& e) {
     host_facts = json{{"error", e.what()}};
   }
-  // As the runner: a cell that needs another kind of host kernel is not runnable here.
   if (auto needs = cell.spec.axis("host_kernel"); needs && *needs != "any") {
     bool host_rt = host_facts.contains("preempt_rt") && host_facts["preempt_rt"].is_boolean() &&
                    host_facts["preempt_rt"].get<bool>();
@@ -135,25 +246,85 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
       return exit_code::infra;
     }
   }
-  CellContextImpl ctx(cell.spec, scratch / "cell", scratch / "work", log, *host);
 
   const Instance& backend_inst = plan.backends.at(cell.backend);
   const Instance& probe_inst = plan.probes.at(cell.probe);
   const Instance* workload_inst = cell.workload == "none" ? nullptr : &plan.workloads.at(cell.workload);
+
+  // --- session state -------------------------------------------------------
+  const std::string started = iso_now();
+  std::map<int, Histogram> cumulative;
+  std::uint64_t windows = 0, gaps = 0, restarts = 0, segment = 0, session_spikes = 0;
+  std::int64_t gap_ns_total = 0;
+  std::int64_t last_end_unix_ns = -1;  // end of the last recorded window
+  std::optional<std::pair<std::uint64_t, std::int64_t>> open_gap;  // gap number, start
+  bool streaming = false;
+  std::string status = "running";
+  json segments_facts = json::array();
+  json axes = json::object();
+  for (const auto& [k, v] : cell.spec.axes) axes[k] = v;
+  const json cell_doc{{"id", cell.spec.id},
+                      {"axes", axes},
+                      {"host", cell.spec.host_name},
+                      {"period_ns", cell.spec.period.count()},
+                      {"cpus", cell.spec.cpus}};
+
+  auto write_session = [&] {
+    json doc{{"schema", session::kSessionSchema},
+             {"session_id", session_id},
+             {"vmlat_version", version_string},
+             {"plan", {{"name", plan.name}, {"path", plan.path.string()}, {"sha256", plan.sha256}}},
+             {"cell", cell_doc},
+             {"window_ns", options.window.count()},
+             {"streaming", streaming},
+             {"status", status},
+             {"pid", static_cast<long long>(::getpid())},
+             {"started", started},
+             {"finished", status == "running" ? json(nullptr) : json(iso_now())},
+             {"windows", windows},
+             {"gaps", gaps},
+             {"gap_seconds", static_cast<double>(gap_ns_total) / 1e9},
+             {"restarts", restarts},
+             {"bounds",
+              {{"max_bytes", options.bounds.max_bytes},
+               {"file_bytes", options.bounds.file_bytes},
+               {"max_age_s", options.bounds.max_age.count()}}},
+             {"metrics", "http://" + bound + "/metrics"}};
+    write_file_atomic(session_dir / "session.json", doc.dump(2) + "\n");
+  };
+  auto write_facts = [&] {
+    write_file_atomic(session_dir / "facts.json",
+                      json{{"host", host_facts}, {"segments", segments_facts}}.dump(2, ' ', false,
+                                                                                    json::error_handler_t::replace) +
+                          "\n");
+  };
+  auto write_histogram = [&] {
+    Histogram merged;
+    json per_cpu = json::object();
+    for (const auto& [cpu, h] : cumulative) {
+      merged.merge(h);
+      per_cpu[std::to_string(cpu)] = hist_doc(h);
+    }
+    write_file_atomic(session_dir / "histogram.json",
+                      json{{"windows", windows}, {"merged", hist_doc(merged)}, {"per_cpu", per_cpu}}.dump() + "\n");
+  };
+  try {
+    write_file_atomic(session_dir / "plan.toml", plan.text);
+    write_session();
+    write_facts();
+  } catch (const std::exception& e) {
+    err << "vmlat monitor: cannot write the session: " << e.what() << "\n";
+    exposer.reset();
+    cleanup_scratch();
+    return exit_code::infra;
+  }
+
+  // --- metrics ---------------------------------------------------------------
   std::unique_ptr<Plugin> backend_p, workload_p, probe_p;
   Backend* backend = nullptr;
   Workload* workload = nullptr;
   Probe* probe = nullptr;
-  bool booted = false, workload_running = false;
-  int code = exit_code::pass;
-
-  const std::string started = iso_now();
-  const std::string monitor_id = "monitor-" + started;
-  std::map<int, Histogram> cumulative;
-  std::uint64_t windows = 0;
-  const auto t_start = Clock::now();
-
-  auto publish = [&](const std::map<int, Histogram>& window) {
+  auto publish = [&](const std::map<int, Histogram>& window, std::int64_t window_end_unix_ns) {
     json run{{"plan", {{"name", plan.name}}}, {"vmlat_version", version_string}, {"started", started}, {"finished", nullptr}};
     Histogram merged, window_merged;
     json per_cpu = json::object();
@@ -168,25 +339,13 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
       if (g.verdict == Verdict::pass || g.verdict == Verdict::fail) j["value_ns"] = g.value.count();
       gates.push_back(j);
     }
-    json facts = json::object();
-    try {
-      if (backend) facts["backend"] = backend->facts();
-      if (probe) facts["probe"] = probe->facts();
-    } catch (const std::exception&) {
-    }
-    json axes = json::object();
-    for (const auto& [k, v] : cell.spec.axes) axes[k] = v;
-    json result{{"run_id", monitor_id},
-                {"cell",
-                 {{"id", cell.spec.id},
-                  {"axes", axes},
-                  {"host", cell.spec.host_name},
-                  {"period_ns", cell.spec.period.count()},
-                  {"duration_ns", cell.spec.duration.count()}}},
+    json result{{"run_id", session_id},
+                {"cell", {{"id", cell.spec.id}, {"axes", axes}, {"host", cell.spec.host_name},
+                          {"period_ns", cell.spec.period.count()}, {"duration_ns", cell.spec.duration.count()}}},
                 {"status", "measured"},
                 {"plugins", {{"backend", {{"plugin", backend_inst.plugin}}}}},
                 {"host_facts", host_facts},
-                {"facts", facts},
+                {"facts", json::object()},
                 {"timings", {{"started", started}, {"finished", iso_now()}}},
                 {"merged", hist_doc(merged)},
                 {"per_cpu", per_cpu},
@@ -207,97 +366,303 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
                 static_cast<double>(windows));
     set.gauge("vmlat_monitor_window_seconds", "Length of one monitor window", L, to_seconds(options.window));
     set.gauge("vmlat_monitor_window_end_timestamp_seconds", "When the last window ended (Unix time)", L,
-              std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+              window_end_unix_ns > 0 ? static_cast<double>(window_end_unix_ns) / 1e9
+                                     : static_cast<double>(unix_now_ns()) / 1e9);
+    set.counter("vmlat_monitor_gaps_total",
+                "Times the measurement stopped (backend or probe failed) and time went unmeasured", L,
+                static_cast<double>(gaps));
+    set.counter("vmlat_monitor_gap_seconds_total", "Time not measured because of gaps (closed gaps)", L,
+                static_cast<double>(gap_ns_total) / 1e9);
+    set.counter("vmlat_monitor_restarts_total", "Times the backend and probe were brought up again after a failure",
+                L, static_cast<double>(restarts));
+    set.gauge("vmlat_monitor_in_gap", "1 while the monitor is not measuring (between a failure and the next window)",
+              L, open_gap ? 1.0 : 0.0);
+    set.gauge("vmlat_monitor_streaming",
+              "1 when windows tile time (streaming probe); 0 for a probe run window by window (gaps between runs)", L,
+              streaming ? 1.0 : 0.0);
     snapshot->set(set.take());
     return std::pair{window_merged, merged};
   };
+  publish({}, -1);
 
-  std::string phase = "configure";
-  try {
-    backend_p = make_plugin(backend_inst, registry);
-    backend = dynamic_cast<Backend*>(backend_p.get());
-    probe_p = make_plugin(probe_inst, registry);
-    probe = dynamic_cast<Probe*>(probe_p.get());
-    if (workload_inst) {
-      workload_p = make_plugin(*workload_inst, registry);
-      workload = dynamic_cast<Workload*>(workload_p.get());
-      if (!workload) throw PlanError("plugin '" + workload_inst->plugin + "' is not a workload");
+  // One window into the log, the cumulative histogram and /metrics.
+  auto record_window = [&](const ProbeWindow& w, bool tiles) {
+    if (open_gap) {
+      const std::int64_t end = w.start_unix_ns;
+      records->append(json{{"type", "gap-end"}, {"gap", open_gap->first}, {"end_unix_ns", end}, {"segment", segment}});
+      if (end > open_gap->second) gap_ns_total += end - open_gap->second;
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%.3fs", static_cast<double>(std::max<std::int64_t>(0, end - open_gap->second)) / 1e9);
+      log.info("gap " + std::to_string(open_gap->first) + " closed: " + secs + " not measured");
+      open_gap.reset();
     }
-    if (!backend || !probe) throw PlanError("the cell's backend or probe plugin has the wrong kind");
-    out << "vmlat monitor: cell " << cell.spec.id << " of plan " << plan.name << ", windows of "
-        << format_duration(options.window) << ", metrics on http://" << bound << "/metrics (Ctrl-C stops)\n"
+    json per_cpu = json::object();
+    for (const auto& [cpu, h] : w.result.per_cpu) {
+      json c{{"samples", h.samples()},
+             {"min_ns", h.min().count()},
+             {"max_ns", h.max().count()},
+             {"avg_ns", h.mean().count()},
+             {"p99_ns", h.samples() > 0 ? h.percentile(0.99).count() : 0},
+             {"overflows", h.overflows()},
+             {"missed_periods", h.missed_periods()}};
+      if (auto s = w.span_mono_ns.find(cpu); s != w.span_mono_ns.end()) {
+        c["start_mono_ns"] = s->second.first;
+        c["end_mono_ns"] = s->second.second;
+      }
+      per_cpu[std::to_string(cpu)] = c;
+      cumulative[cpu].merge(h);
+    }
+    json spikes = json::array();
+    for (const auto& sp : w.result.spikes)
+      spikes.push_back(json{{"cpu", sp.cpu},
+                            {"latency_ns", sp.latency.count()},
+                            {"realtime_ns", sp.realtime_ns},
+                            {"monotonic_ns", sp.monotonic_ns}});
+    session_spikes += spikes.size();
+    records->append(json{{"type", "window"},
+                         {"seq", windows},
+                         {"segment", segment},
+                         {"index", w.index},
+                         {"tiles", tiles},
+                         {"final", w.final},
+                         {"start_unix_ns", w.start_unix_ns},
+                         {"end_unix_ns", w.end_unix_ns},
+                         {"per_cpu", per_cpu},
+                         {"spikes", spikes}});
+    ++windows;
+    last_end_unix_ns = w.end_unix_ns;
+    write_histogram();
+    write_session();
+    auto [wm, all] = publish(w.result.per_cpu, w.end_unix_ns);
+    out << "window " << windows << ": " << wm.samples() << " samples, max " << format_latency(wm.max())
+        << "; since start: " << all.samples() << " samples, max " << format_latency(all.max()) << "\n"
         << std::flush;
-    phase = "prepare";
-    {
-      PhaseScope scope("prepare", after(plan.timeouts.prepare));
-      booted = true;
-      backend->prepare(ctx);
-    }
-    phase = "boot";
-    {
-      PhaseScope scope("boot", after(plan.timeouts.boot));
-      backend->boot(ctx);
-    }
-    if (workload) {
-      phase = "start";
-      PhaseScope scope("start", after(plan.timeouts.start));
-      workload_running = true;
-      workload->start(backend->placement(workload_inst->where), ctx);
-    }
-    phase = "measure";
-    int consecutive_errors = 0;
-    while (!cancel_requested()) {
-      if (options.stop_after && Clock::now() - t_start >= *options.stop_after) break;
-      ProbeResult r;
-      try {
-        PhaseScope scope("measure", after(options.window + plan.timeouts.measure_margin));
-        r = probe->run(backend->probe_target(), ctx);
-      } catch (const Cancelled&) {
-        break;
-      } catch (const std::exception& e) {
-        log.error(std::string("window failed: ") + e.what());
-        if (++consecutive_errors >= 3) throw;
-        continue;
-      }
-      consecutive_errors = 0;
-      if (r.per_cpu.empty()) {
-        if (r.interrupted) break;
-        log.error("the probe returned no per-CPU results");
-        if (++consecutive_errors >= 3) throw InfraError("the probe returned no per-CPU results three times");
-        continue;
-      }
-      for (const auto& [cpu, h] : r.per_cpu) cumulative[cpu].merge(h);
-      ++windows;
-      auto [w, all] = publish(r.per_cpu);
-      out << "window " << windows << ": " << w.samples() << " samples, max " << format_latency(w.max())
-          << "; since start: " << all.samples() << " samples, max " << format_latency(all.max()) << "\n"
-          << std::flush;
-      if (r.interrupted) break;
-    }
-  } catch (const Cancelled&) {
-  } catch (const std::exception& e) {
-    err << "vmlat monitor: " << phase << ": " << e.what() << "\n";
-    code = exit_code::infra;
-  }
-  if (workload && workload_running) {
+  };
+  auto begin_gap = [&](const std::string& reason) {
+    const std::int64_t start = last_end_unix_ns > 0 ? last_end_unix_ns : unix_now_ns();
+    ++gaps;
+    open_gap = std::pair{gaps, start};
+    records->append(json{{"type", "gap"},
+                         {"gap", gaps},
+                         {"kind", "failure"},
+                         {"segment", segment},
+                         {"start_unix_ns", start},
+                         {"end_unix_ns", nullptr},
+                         {"reason", reason}});
+    write_session();
+    publish({}, last_end_unix_ns);
+  };
+
+  out << "vmlat monitor: cell " << cell.spec.id << " of plan " << plan.name << ", windows of "
+      << format_duration(options.window) << ", session " << session_dir.string() << ", metrics on http://" << bound
+      << "/metrics (Ctrl-C stops)\n"
+      << std::flush;
+
+  // --- segments: bring up, measure until failure or stop, tear down ----------
+  int code = exit_code::pass;
+  auto backoff = options.backoff_min;
+  const auto t_start = Clock::now();
+  auto time_is_up = [&] { return options.stop_after && Clock::now() - t_start >= *options.stop_after; };
+  auto handle_reopen = [&] {
+    if (!g_reopen.exchange(false)) return;
+    log.reopen();
+    records->reopen();
+    log.info("SIGHUP: logs reopened");
+  };
+
+  while (!cancel_requested() && !time_is_up()) {
+    ++segment;
+    CellContextImpl ctx(cell.spec, session_dir / "artifacts", scratch / "work", log, *host);
+    bool booted = false, workload_running = false;
+    std::unique_ptr<ProbeStream> stream;
+    std::string phase = "configure";
+    std::string failure;
+    std::uint64_t windows_before = windows;
     try {
-      PhaseScope scope("stop", after(plan.timeouts.stop), false);
-      workload->stop(ctx);
+      backend_p = make_plugin(backend_inst, registry);
+      backend = dynamic_cast<Backend*>(backend_p.get());
+      probe_p = make_plugin(probe_inst, registry);
+      probe = dynamic_cast<Probe*>(probe_p.get());
+      workload = nullptr;
+      if (workload_inst) {
+        workload_p = make_plugin(*workload_inst, registry);
+        workload = dynamic_cast<Workload*>(workload_p.get());
+        if (!workload) throw PlanError("plugin '" + workload_inst->plugin + "' is not a workload");
+      }
+      if (!backend || !probe) throw PlanError("the cell's backend or probe plugin has the wrong kind");
+      phase = "prepare";
+      {
+        PhaseScope scope("prepare", after(plan.timeouts.prepare));
+        booted = true;
+        backend->prepare(ctx);
+      }
+      phase = "boot";
+      {
+        PhaseScope scope("boot", after(plan.timeouts.boot));
+        backend->boot(ctx);
+        ctx.target_threads_ = backend->target_threads();
+      }
+      if (workload) {
+        phase = "start";
+        PhaseScope scope("start", after(plan.timeouts.start));
+        workload_running = true;
+        workload->start(backend->placement(workload_inst->where), ctx);
+      }
+      phase = "measure";
+      {
+        PhaseScope scope("stream", after(plan.timeouts.start));
+        stream = probe->stream(backend->probe_target(), ctx, options.window);
+      }
+      streaming = stream != nullptr;
+      json seg{{"segment", segment}, {"started", iso_now()}, {"streaming", streaming}};
+      try {
+        seg["backend"] = backend->facts();
+        seg["probe"] = stream ? stream->facts() : probe->facts();
+      } catch (const std::exception&) {
+      }
+      segments_facts.push_back(seg);
+      // Bounded over days of restarts: the first segment and the last ones.
+      if (segments_facts.size() > 20) segments_facts.erase(segments_facts.begin() + 1);
+      write_facts();
+      records->append(json{{"type", "segment"}, {"segment", segment}, {"time_unix_ns", unix_now_ns()},
+                           {"streaming", streaming}});
+      write_session();
+      if (!streaming)
+        log.warn("probe '" + probe_inst.name + "' cannot stream (engine cyclictest or timerlat): it runs once per "
+                 "window, and the time between two runs is not measured (recorded as gaps of kind between-runs)");
+      log.info("segment " + std::to_string(segment) + " measuring");
+
+      // No window for this long: the probe or its target is stuck.
+      const auto silence_limit = options.window + std::max<std::chrono::nanoseconds>(plan.timeouts.measure_margin, 5s);
+      auto last_window_at = Clock::now();
+      while (!cancel_requested() && !time_is_up()) {
+        handle_reopen();
+        if (stream) {
+          PhaseScope scope("measure", after(silence_limit + 10s));
+          auto w = stream->next(after(std::chrono::milliseconds(250)));
+          if (w) {
+            record_window(*w, true);
+            last_window_at = Clock::now();
+            backoff = options.backoff_min;
+            if (w->final) throw InfraError("the probe stopped by itself (its final window came)");
+          } else if (Clock::now() - last_window_at > silence_limit) {
+            throw InfraError("no window from the probe for " + format_duration(silence_limit));
+          }
+        } else {
+          ProbeWindow w;
+          w.start_unix_ns = unix_now_ns();
+          {
+            PhaseScope scope("measure", after(options.window + plan.timeouts.measure_margin));
+            w.result = probe->run(backend->probe_target(), ctx);
+          }
+          w.end_unix_ns = unix_now_ns();
+          if (w.result.per_cpu.empty()) {
+            if (w.result.interrupted) break;
+            throw InfraError("the probe returned no per-CPU results");
+          }
+          if (last_end_unix_ns > 0 && windows > windows_before)
+            records->append(json{{"type", "gap"}, {"kind", "between-runs"}, {"segment", segment},
+                                 {"start_unix_ns", last_end_unix_ns}, {"end_unix_ns", w.start_unix_ns},
+                                 {"reason", "the probe cannot stream: not measured between two runs"}});
+          w.index = windows - windows_before;
+          record_window(w, false);
+          backoff = options.backoff_min;
+          if (w.result.interrupted) break;
+        }
+      }
+    } catch (const Cancelled&) {
+    } catch (const PhaseTimeout& e) {
+      failure = phase + ": " + e.what();
+    } catch (const PlanError& e) {
+      err << "vmlat monitor: " << e.what() << "\n";
+      code = exit_code::usage;
     } catch (const std::exception& e) {
-      if (code == exit_code::pass && !cancel_requested()) {
-        err << "vmlat monitor: the workload: " << e.what() << "\n";
-        code = exit_code::infra;
+      failure = phase + ": " + e.what();
+    }
+    // Tear down (uninterruptible): the stream's last windows first.
+    if (stream) {
+      for (auto& w : stream->stop())
+        if (failure.empty()) {
+          try {
+            record_window(w, true);
+          } catch (const std::exception& e) {
+            log.error(std::string("cannot record the last window: ") + e.what());
+          }
+        }
+      stream.reset();
+    }
+    if (workload && workload_running) {
+      try {
+        PhaseScope scope("stop", after(plan.timeouts.stop), false);
+        workload->stop(ctx);
+      } catch (const std::exception& e) {
+        log.warn(std::string("stopping the workload: ") + e.what());
       }
     }
+    if (backend && booted) {
+      PhaseScope scope("teardown", after(plan.timeouts.stop), false);
+      try {
+        backend->teardown(ctx);
+      } catch (const std::exception& e) {
+        log.warn(std::string("teardown: ") + e.what());
+      }
+    }
+    workload_p.reset();
+    probe_p.reset();
+    backend_p.reset();
+    backend = nullptr;
+    probe = nullptr;
+    workload = nullptr;
+    if (code == exit_code::usage) break;
+    if (failure.empty()) break;  // stopped (SIGINT, --for)
+    log.error("segment " + std::to_string(segment) + " failed: " + failure);
+    if (windows == 0 && !open_gap) {
+      // Never measured: a broken setup, not a failure to ride out.
+      err << "vmlat monitor: " << failure << "\n";
+      code = exit_code::infra;
+      break;
+    }
+    try {
+      if (!open_gap) begin_gap(failure);
+    } catch (const std::exception& e) {
+      err << "vmlat monitor: cannot record a gap: " << e.what() << "\n";
+      code = exit_code::infra;
+      break;
+    }
+    log.info("bringing the backend up again in " + format_duration(backoff));
+    try {
+      sleep_until(after(backoff));
+    } catch (const Cancelled&) {
+      break;
+    }
+    backoff = std::min(backoff * 2, options.backoff_max);
+    ++restarts;
   }
-  if (backend && booted) {
-    PhaseScope scope("teardown", after(plan.timeouts.stop), false);
-    backend->teardown(ctx);
+
+  if (open_gap) {
+    // Stopped during a gap: it ends with the session.
+    try {
+      const std::int64_t end = unix_now_ns();
+      records->append(json{{"type", "gap-end"}, {"gap", open_gap->first}, {"end_unix_ns", end}, {"segment", segment},
+                           {"session_ended", true}});
+      gap_ns_total += std::max<std::int64_t>(0, end - open_gap->second);
+      open_gap.reset();
+    } catch (const std::exception&) {
+    }
   }
   kill_all_children();
+  status = code == exit_code::pass ? "stopped" : "failed";
+  try {
+    write_session();
+  } catch (const std::exception& e) {
+    err << "vmlat monitor: cannot write session.json: " << e.what() << "\n";
+    if (code == exit_code::pass) code = exit_code::infra;
+  }
   exposer.reset();
   cleanup_scratch();
-  out << "vmlat monitor: stopped after " << windows << " window" << (windows == 1 ? "" : "s") << "\n";
+  sigaction(SIGHUP, &old_hup, nullptr);
+  out << "vmlat monitor: stopped after " << windows << " window" << (windows == 1 ? "" : "s") << ", " << gaps
+      << " gap" << (gaps == 1 ? "" : "s") << "; session " << session_dir.string() << "\n";
   return code;
 }
 

@@ -6,6 +6,7 @@
 
 #include "report.hpp"
 #include "run_store.hpp"
+#include "session.hpp"
 #include "vmlat/atomic_file.hpp"
 
 namespace vmlat::report {
@@ -45,6 +46,7 @@ int report_command(const ReportCommand& c, std::ostream& out, std::ostream& err)
     err << "vmlat: --format must be html, markdown or json (got '" << c.format << "')\n";
     return kUsage;
   }
+  if (is_session_dir(c.run_dir)) return session_report_command(c, out, err);  // vmlat monitor's
   auto stored = load(c.run_dir, "report", err);
   if (!stored) return kUsage;
   std::optional<StoredRun> base_stored;

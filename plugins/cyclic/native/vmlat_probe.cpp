@@ -59,6 +59,8 @@ constexpr const char* kProgram = "vmlat-probe";
 constexpr const char* kVersion = VMLAT_PROBE_VERSION;
 constexpr const char* kFrameKind = "native-probe-result";
 constexpr const char* kSchema = "vmlat-native-probe/1";
+constexpr const char* kWindowFrameKind = "native-probe-window";
+constexpr const char* kWindowSchema = "vmlat-native-probe-window/1";
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
@@ -72,6 +74,10 @@ constexpr std::size_t kStackPrefault = 64 * 1024;
 constexpr std::uint64_t kMaxHistogramUs = 1000000;
 constexpr std::uint64_t kMaxSpikes = 1000;
 constexpr std::uint64_t kDefaultSpikes = 10;
+// --window-ms: the first activation this long after the start, and how often
+// the main thread looks for completed windows.
+constexpr std::int64_t kStreamLeadNs = 10000000;
+constexpr std::int64_t kStreamPollNs = 20000000;
 
 // ---------------------------------------------------------------------------
 // Options
@@ -80,6 +86,7 @@ struct Options {
   std::int64_t period_ns = 1000000;
   std::int64_t duration_ns = 0;  // 0: not given
   std::uint64_t loops = 0;       // 0: not given
+  std::int64_t window_ns = 0;    // --window-ms; 0: one result at the end
   std::vector<int> cpus;         // empty: process affinity mask
   int priority = 95;
   std::uint64_t histogram_us = 20000;
@@ -112,6 +119,12 @@ void print_help() {
       "  --loops N           measure N wake-ups per thread\n"
       "                      (at least one of --duration-ms and --loops is required;\n"
       "                      with both, the run ends at whichever comes first)\n"
+      "  --window-ms N       stream: print one frame of kind '%s' (schema %s)\n"
+      "                      per window of N milliseconds, for as long as the run\n"
+      "                      lasts (then --duration-ms and --loops are optional: without\n"
+      "                      them it runs until SIGINT/SIGTERM). Consecutive windows\n"
+      "                      tile time: every activation scheduled in [start, end) of\n"
+      "                      a window is one of its samples or missed periods\n"
       "  --cpus LIST         CPUs to measure, one pinned thread each, e.g. 0,1,3-5\n"
       "                      (default: every CPU in the process's affinity mask)\n"
       "  --priority N        SCHED_FIFO priority 1..99 of the measuring threads\n"
@@ -169,7 +182,7 @@ void print_help() {
       "  3    setup failure (mlockall, affinity, scheduling policy, output file,\n"
       "       thread creation); the message names the failing call and errno\n"
       "  130  interrupted by SIGINT/SIGTERM (a complete frame was still written)\n",
-      kProgram, kFrameKind, kSchema, kMaxHistogramUs, kDefaultSpikes, kMaxSpikes);
+      kProgram, kFrameKind, kSchema, kWindowFrameKind, kWindowSchema, kMaxHistogramUs, kDefaultSpikes, kMaxSpikes);
 }
 
 [[noreturn]] void usage_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -257,6 +270,7 @@ Options parse_options(int argc, char** argv) {
     kOptPeriodNs,
     kOptDurationMs,
     kOptLoops,
+    kOptWindowMs,
     kOptCpus,
     kOptPriority,
     kOptHistogramUs,
@@ -281,6 +295,7 @@ Options parse_options(int argc, char** argv) {
       {"period-ns", required_argument, nullptr, kOptPeriodNs},
       {"duration-ms", required_argument, nullptr, kOptDurationMs},
       {"loops", required_argument, nullptr, kOptLoops},
+      {"window-ms", required_argument, nullptr, kOptWindowMs},
       {"cpus", required_argument, nullptr, kOptCpus},
       {"priority", required_argument, nullptr, kOptPriority},
       {"histogram-us", required_argument, nullptr, kOptHistogramUs},
@@ -323,6 +338,9 @@ Options parse_options(int argc, char** argv) {
             static_cast<std::int64_t>(parse_uint("duration-ms", optarg, 1, 10ULL * 365 * 86400 * 1000)) * 1000000;
         break;
       case kOptLoops: o.loops = parse_uint("loops", optarg, 1, UINT64_MAX); break;
+      case kOptWindowMs:
+        o.window_ns = static_cast<std::int64_t>(parse_uint("window-ms", optarg, 1, 86400ULL * 1000)) * 1000000;
+        break;
       case kOptCpus: o.cpus = parse_cpu_list(optarg); break;
       case kOptPriority: o.priority = static_cast<int>(parse_uint("priority", optarg, 0, 99)); break;
       case kOptHistogramUs: o.histogram_us = parse_uint("histogram-us", optarg, 1, kMaxHistogramUs); break;
@@ -389,7 +407,10 @@ Options parse_options(int argc, char** argv) {
   if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
   if (!o.trace_command.empty()) return o;
   if (period_us_given && period_ns_given) usage_error("--period-us and --period-ns are mutually exclusive");
-  if (o.duration_ns == 0 && o.loops == 0) usage_error("one of --duration-ms or --loops is required");
+  if (o.duration_ns == 0 && o.loops == 0 && o.window_ns == 0)
+    usage_error("one of --duration-ms, --loops or --window-ms is required");
+  if (o.window_ns > 0 && o.window_ns < o.period_ns)
+    usage_error("--window-ms must be at least one period long");
   return o;
 }
 
@@ -410,8 +431,6 @@ std::int64_t clock_ns(clockid_t clock) {
   return to_ns(t);
 }
 
-// Per-thread state. Written only by its own thread while measuring; read by
-// the main thread after joining. Cache-line aligned against false sharing.
 // One of the worst wake-ups.
 struct SpikeRecord {
   std::int64_t latency_ns;
@@ -419,23 +438,53 @@ struct SpikeRecord {
   std::int64_t real_ns;
 };
 
-struct alignas(64) ThreadState {
-  int cpu = -1;
-  pid_t tid = 0;
-  std::uint64_t* histogram = nullptr;  // histogram_us buckets
-  SpikeRecord* spikes = nullptr;       // capacity Shared::spikes, ascending by latency
-  std::uint64_t spike_count = 0;
-  bool trace_fired = false;            // this thread wrote the marker and stopped the trace
-  std::int64_t trace_latency_ns = 0;
-  std::int64_t trace_mono_ns = 0;
+// What one thread measured in one window: the activations scheduled in
+// [start_ns, end_ns) (CLOCK_MONOTONIC), each either a sample or a missed
+// period. Without --window-ms a run is one window.
+//
+// Hand-over without locks: the measuring thread owns a buffer while its
+// state is kBufFilling and publishes it with a release store of kBufReady;
+// the main thread reads it after an acquire load of kBufReady, zeroes it and
+// hands it back with a release store of kBufFree; the measuring thread takes
+// a buffer only after an acquire load of kBufFree.
+enum : int { kBufFree = 0, kBufFilling = 1, kBufReady = 2 };
 
+struct WindowBuffer {
+  alignas(64) std::atomic<int> state{kBufFree};
+  alignas(64) std::int64_t start_ns = 0;
+  std::int64_t end_ns = 0;
   std::uint64_t samples = 0;
   std::uint64_t overflows = 0;
   std::uint64_t missed_periods = 0;
   std::uint64_t sum_ns = 0;
   std::int64_t min_ns = 0;
   std::int64_t max_ns = 0;
+  std::uint64_t* histogram = nullptr;  // Shared::histogram_us buckets
+  SpikeRecord* spikes = nullptr;       // capacity Shared::spikes, ascending by latency
+  std::uint64_t spike_count = 0;
+};
+
+// Window buffers per thread with --window-ms: the main thread may fall this
+// many windows minus one behind before a thread has to extend its current
+// window over the next one (windows still tile time; one covers more).
+constexpr int kRingSize = 4;
+
+// Per-thread state. Written only by its own thread while measuring (the
+// window buffers as said above); read by the main thread after joining.
+// Cache-line aligned against false sharing.
+struct alignas(64) ThreadState {
+  int cpu = -1;
+  pid_t tid = 0;
+  WindowBuffer* ring = nullptr;  // ring_size buffers
+  int ring_size = 1;
+  int slot = 0;                  // the buffer being filled
+  int read_slot = 0;             // main thread: the next buffer to read
+  bool trace_fired = false;      // this thread wrote the marker and stopped the trace
+  std::int64_t trace_latency_ns = 0;
+  std::int64_t trace_mono_ns = 0;
+
   std::int64_t end_mono_ns = 0;  // time of the last wake-up (or of the start)
+  std::atomic<bool> done{false};  // the last window is published
 
   // Failure report (setup or runtime); failed_call == nullptr: none.
   const char* failed_call = nullptr;
@@ -447,8 +496,10 @@ struct Shared {
   std::int64_t period_ns = 0;
   std::int64_t duration_ns = 0;  // 0: unlimited
   std::uint64_t loops = 0;       // 0: unlimited
+  std::int64_t window_ns = 0;    // 0: one window for the whole run
+  std::int64_t first_activation_ns = 0;  // --window-ms: every thread's first activation
   std::uint64_t histogram_us = 0;
-  std::uint64_t spikes = 0;        // capacity per thread
+  std::uint64_t spikes = 0;        // capacity per thread and window
   std::int64_t trace_above_ns = 0; // 0: off
   int trace_marker_fd = -1;
   int tracing_on_fd = -1;
@@ -478,15 +529,15 @@ __attribute__((noinline)) void prefault_stack() {
   for (std::size_t i = 0; i < sizeof buf; i += 256) buf[i] = 0;
 }
 
-// Inserts a wake-up into the thread's sorted worst-N array (full: replaces
+// Inserts a wake-up into the window's sorted worst-N array (full: replaces
 // the least bad). Returns the latency a wake-up must now exceed to enter.
-__attribute__((noinline)) std::int64_t record_spike(ThreadState& st, std::uint64_t capacity, std::int64_t latency,
+__attribute__((noinline)) std::int64_t record_spike(WindowBuffer& w, std::uint64_t capacity, std::int64_t latency,
                                                     std::int64_t mono_ns) {
   timespec t{};
   clock_gettime(CLOCK_REALTIME, &t);
   const SpikeRecord rec{latency, mono_ns, to_ns(t)};
-  SpikeRecord* const a = st.spikes;
-  std::uint64_t n = st.spike_count;
+  SpikeRecord* const a = w.spikes;
+  std::uint64_t n = w.spike_count;
   std::uint64_t i;
   if (n < capacity) {
     i = n++;
@@ -494,12 +545,12 @@ __attribute__((noinline)) std::int64_t record_spike(ThreadState& st, std::uint64
     i = 0;  // drop a[0], the least bad
     for (; i + 1 < n && a[i + 1].latency_ns < latency; ++i) a[i] = a[i + 1];
     a[i] = rec;
-    st.spike_count = n;
+    w.spike_count = n;
     return a[0].latency_ns;
   }
   for (; i > 0 && a[i - 1].latency_ns > latency; --i) a[i] = a[i - 1];
   a[i] = rec;
-  st.spike_count = n;
+  w.spike_count = n;
   return n < capacity ? -1 : a[0].latency_ns;
 }
 
@@ -520,29 +571,101 @@ __attribute__((noinline)) void trace_spike(ThreadState& st, std::int64_t latency
   st.trace_mono_ns = mono_ns;
 }
 
-void measure(ThreadState& st) {
-  Shared& sh = g_shared;
-  const std::int64_t period = sh.period_ns;
-  const std::uint64_t limit = sh.histogram_us;
-  const std::uint64_t max_samples = sh.loops;
-  std::uint64_t* const hist = st.histogram;
-  const std::uint64_t spike_capacity = sh.spikes;
-  // A wake-up enters the worst-N list when later than this (INT64_MAX: no list).
-  std::int64_t spike_floor = spike_capacity > 0 ? -1 : INT64_MAX;
-  std::int64_t trace_above = sh.trace_above_ns > 0 ? sh.trace_above_ns : INT64_MAX;
-
+// The counters of the window being filled, in registers; stored into its
+// buffer when the window closes.
+struct WindowCounters {
   std::uint64_t samples = 0;
   std::uint64_t overflows = 0;
   std::uint64_t missed = 0;
   std::uint64_t sum = 0;
   std::int64_t min = INT64_MAX;
   std::int64_t max = 0;
+  std::uint64_t* hist = nullptr;
+  WindowBuffer* buf = nullptr;
+  std::int64_t spike_floor = INT64_MAX;  // a wake-up enters the worst-N list when later than this
+
+  void use(WindowBuffer* b, std::uint64_t spike_capacity) {
+    *this = WindowCounters{};
+    buf = b;
+    hist = b->histogram;
+    spike_floor = spike_capacity > 0 ? -1 : INT64_MAX;
+  }
+  void store(std::int64_t end_ns) const {
+    buf->end_ns = end_ns;
+    buf->samples = samples;
+    buf->overflows = overflows;
+    buf->missed_periods = missed;
+    buf->sum_ns = sum;
+    buf->min_ns = samples > 0 ? min : 0;
+    buf->max_ns = max;
+  }
+};
+
+// Activations skipped after a late wake-up that no window has counted yet:
+// lo, lo + period, ... below hi.
+struct SkippedActivations {
+  std::int64_t lo = 0, hi = 0;
+  // Counts (and forgets) those scheduled before `end`.
+  std::uint64_t take_before(std::int64_t end, std::int64_t period) {
+    const std::int64_t until = hi < end ? hi : end;
+    if (until <= lo) return 0;
+    const std::int64_t n = (until - lo + period - 1) / period;
+    lo += n * period;
+    return static_cast<std::uint64_t>(n);
+  }
+};
+
+// Closes every window that ends at or before the activation `next`: the
+// current buffer is published and the next one taken, or, when the main
+// thread has not handed that one back yet, the current window is extended by
+// one window length (so that windows still tile time). Rare: once a window.
+__attribute__((noinline)) void close_windows(ThreadState& st, WindowCounters& c, SkippedActivations& skipped,
+                                             std::int64_t next, std::int64_t& window_end) {
+  const Shared& sh = g_shared;
+  while (next >= window_end) {
+    c.missed += skipped.take_before(window_end, sh.period_ns);
+    const int following = (st.slot + 1) % st.ring_size;
+    WindowBuffer& b = st.ring[following];
+    if (b.state.load(std::memory_order_acquire) != kBufFree) {
+      window_end += sh.window_ns;
+      continue;
+    }
+    c.store(window_end);
+    st.ring[st.slot].state.store(kBufReady, std::memory_order_release);
+    b.start_ns = window_end;
+    b.state.store(kBufFilling, std::memory_order_relaxed);
+    st.slot = following;
+    c.use(&b, sh.spikes);
+    window_end += sh.window_ns;
+  }
+  // Skipped activations of the window now being filled (a late wake-up that
+  // jumped over the boundary) belong to it: count them now, before another
+  // late wake-up replaces the pending range.
+  c.missed += skipped.take_before(window_end, sh.period_ns);
+}
+
+void measure(ThreadState& st) {
+  Shared& sh = g_shared;
+  const std::int64_t period = sh.period_ns;
+  const std::uint64_t limit = sh.histogram_us;
+  const std::uint64_t max_samples = sh.loops;
+  const std::uint64_t spike_capacity = sh.spikes;
+  std::int64_t trace_above = sh.trace_above_ns > 0 ? sh.trace_above_ns : INT64_MAX;
+
+  WindowCounters c;
+  c.use(&st.ring[0], spike_capacity);
+  SkippedActivations skipped;
+  std::uint64_t total_samples = 0;
 
   timespec t{};
   clock_gettime(CLOCK_MONOTONIC, &t);
   std::int64_t now = to_ns(t);
-  const std::int64_t stop_at = sh.duration_ns > 0 ? now + sh.duration_ns : INT64_MAX;
-  std::int64_t next = now + period;
+  // Streaming: every thread's activations on one grid, so that the windows
+  // of all CPUs share their boundaries. A single run: from this thread's start.
+  std::int64_t next = sh.window_ns > 0 ? sh.first_activation_ns : now + period;
+  const std::int64_t stop_at = sh.duration_ns > 0 ? next - period + sh.duration_ns : INT64_MAX;
+  std::int64_t window_end = sh.window_ns > 0 ? next + sh.window_ns : INT64_MAX;
+  st.ring[0].start_ns = next;
 
   // Stop before sleeping towards an activation beyond the requested duration.
   while (next <= stop_at) {
@@ -556,24 +679,26 @@ void measure(ThreadState& st) {
       st.failed_call = "clock_nanosleep";
       st.failed_errno = rc;
       st.runtime_failure = true;
+      sh.stop.store(true);  // the others stop too: the result is a failure
       break;
     }
     clock_gettime(CLOCK_MONOTONIC, &t);
     now = to_ns(t);
+    if (next >= window_end) close_windows(st, c, skipped, next, window_end);
 
     std::int64_t latency = now - next;
     if (latency < 0) latency = 0;  // cannot happen with an absolute sleep
-    ++samples;
-    sum += static_cast<std::uint64_t>(latency);
-    if (latency < min) min = latency;
-    if (latency > max) max = latency;
+    ++c.samples;
+    c.sum += static_cast<std::uint64_t>(latency);
+    if (latency < c.min) c.min = latency;
+    if (latency > c.max) c.max = latency;
     const std::uint64_t bucket = static_cast<std::uint64_t>(latency) / 1000;
     if (bucket < limit) {
-      ++hist[bucket];
+      ++c.hist[bucket];
     } else {
-      ++overflows;
+      ++c.overflows;
     }
-    if (latency > spike_floor) spike_floor = record_spike(st, spike_capacity, latency, now);
+    if (latency > c.spike_floor) c.spike_floor = record_spike(*c.buf, spike_capacity, latency, now);
     if (latency > trace_above) {
       trace_spike(st, latency, now);
       trace_above = INT64_MAX;
@@ -581,22 +706,26 @@ void measure(ThreadState& st) {
 
     next += period;
     if (next <= now) {
-      // Activations whose time has already come are skipped, not run late.
+      // Activations whose time has already come are skipped, not run late;
+      // each counts as a missed period of the window it was scheduled in.
       const std::int64_t skip = (now - next) / period + 1;
+      skipped.lo = next;
       next += skip * period;
-      missed += static_cast<std::uint64_t>(skip);
+      skipped.hi = next;
+      c.missed += skipped.take_before(window_end, period);
     }
     if (sh.stop.load(std::memory_order_relaxed)) break;
-    if (samples == max_samples) break;
+    if (++total_samples == max_samples) break;
   }
 
-  st.samples = samples;
-  st.overflows = overflows;
-  st.missed_periods = missed;
-  st.sum_ns = sum;
-  st.min_ns = samples > 0 ? min : 0;
-  st.max_ns = max;
+  // The last window ends at the first activation not taken (so a run that
+  // stops on a window boundary ends with a whole window, not an empty one).
+  if (next > window_end) close_windows(st, c, skipped, next - 1, window_end);
+  c.missed += skipped.take_before(next, period);
+  c.store(next);
   st.end_mono_ns = now;
+  st.ring[st.slot].state.store(kBufReady, std::memory_order_release);
+  st.done.store(true, std::memory_order_release);
 }
 
 void* worker_main(void* arg) {
@@ -620,9 +749,11 @@ void* worker_main(void* arg) {
       st.failed_errno = rc;
     }
   }
-  // Pre-fault (and zero) the histogram from the CPU that will use it.
-  std::memset(st.histogram, 0, sh.histogram_us * sizeof(std::uint64_t));
-  std::memset(st.spikes, 0, sh.spikes * sizeof(SpikeRecord));
+  // Pre-fault (and zero) the window buffers from the CPU that will use them.
+  for (int i = 0; i < st.ring_size; ++i) {
+    std::memset(st.ring[i].histogram, 0, sh.histogram_us * sizeof(std::uint64_t));
+    std::memset(st.ring[i].spikes, 0, sh.spikes * sizeof(SpikeRecord));
+  }
   prefault_stack();
 
   pthread_mutex_lock(&sh.mutex);
@@ -653,54 +784,95 @@ void appendf(std::string& out, const char* fmt, ...) {
   if (n > 0) out.append(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
 }
 
-std::string result_json(const Options& o, const std::vector<ThreadState>& threads, bool mlocked, bool interrupted,
-                        std::int64_t started_unix_ns, std::int64_t duration_ns) {
-  std::string j;
-  j.reserve(4096);
-  appendf(j, "{\"schema\":\"%s\",\"probe_version\":\"%s\",\"clock\":\"monotonic\"", kSchema, kVersion);
+// One thread's record over `count` consecutive window buffers (merged), as
+// "threads" entries of both schemas. `spike_scratch` holds 2 x --spikes.
+void append_thread(std::string& j, const Options& o, const ThreadState& st, const WindowBuffer* const* bufs, int count,
+                   bool with_span, std::vector<SpikeRecord>& spike_scratch) {
+  std::uint64_t samples = 0, overflows = 0, missed = 0, sum = 0;
+  std::int64_t min = INT64_MAX, max = 0;
+  for (int i = 0; i < count; ++i) {
+    const WindowBuffer& b = *bufs[i];
+    samples += b.samples;
+    overflows += b.overflows;
+    missed += b.missed_periods;
+    sum += b.sum_ns;
+    if (b.samples > 0 && b.min_ns < min) min = b.min_ns;
+    if (b.max_ns > max) max = b.max_ns;
+  }
+  if (samples == 0) min = 0;
+  appendf(j, "{\"cpu\":%d,\"tid\":%d,\"samples\":%" PRIu64 ",\"min_ns\":%" PRId64 ",\"max_ns\":%" PRId64, st.cpu,
+          static_cast<int>(st.tid), samples, min, max);
+  appendf(j, ",\"sum_ns\":%" PRIu64 ",\"overflows\":%" PRIu64 ",\"missed_periods\":%" PRIu64, sum, overflows, missed);
+  if (with_span)
+    appendf(j, ",\"start_mono_ns\":%" PRId64 ",\"end_mono_ns\":%" PRId64, bufs[0]->start_ns, bufs[count - 1]->end_ns);
+  j += ",\"histogram\":[";
+  bool first_bucket = true;
+  for (std::uint64_t k = 0; k < o.histogram_us; ++k) {
+    std::uint64_t n = 0;
+    for (int i = 0; i < count; ++i) n += bufs[i]->histogram[k];
+    if (n == 0) continue;
+    appendf(j, "%s[%" PRIu64 ",%" PRIu64 "]", first_bucket ? "" : ",", k, n);
+    first_bucket = false;
+  }
+  // The worst N of the merged windows, worst first: [latency_ns, monotonic_ns, realtime_ns].
+  spike_scratch.clear();
+  for (int i = 0; i < count; ++i)
+    spike_scratch.insert(spike_scratch.end(), bufs[i]->spikes, bufs[i]->spikes + bufs[i]->spike_count);
+  std::stable_sort(spike_scratch.begin(), spike_scratch.end(),
+                   [](const SpikeRecord& a, const SpikeRecord& b) { return a.latency_ns > b.latency_ns; });
+  if (spike_scratch.size() > o.spikes) spike_scratch.resize(o.spikes);
+  j += "],\"spikes\":[";
+  for (std::size_t k = 0; k < spike_scratch.size(); ++k) {
+    const SpikeRecord& r = spike_scratch[k];
+    appendf(j, "%s[%" PRId64 ",%" PRId64 ",%" PRId64 "]", k == 0 ? "" : ",", r.latency_ns, r.mono_ns, r.real_ns);
+  }
+  j += "]}";
+}
+
+// The fields both schemas start with.
+void append_header(std::string& j, const char* schema, const Options& o, bool mlocked, bool interrupted) {
+  appendf(j, "{\"schema\":\"%s\",\"probe_version\":\"%s\",\"clock\":\"monotonic\"", schema, kVersion);
   appendf(j, ",\"period_ns\":%" PRId64 ",\"priority\":%d,\"policy\":\"%s\"", o.period_ns, o.priority,
           o.priority > 0 ? "fifo" : "other");
   appendf(j, ",\"mlocked\":%s,\"histogram_limit_us\":%" PRIu64 ",\"interrupted\":%s", mlocked ? "true" : "false",
           o.histogram_us, interrupted ? "true" : "false");
+}
+
+void append_trace(std::string& j, const Options& o, const std::vector<ThreadState>& threads) {
+  if (o.trace_above_ns <= 0) return;
+  appendf(j, ",\"trace\":{\"above_ns\":%" PRId64 ",\"marker\":%s,\"stop\":%s", o.trace_above_ns,
+          g_shared.trace_marker_fd >= 0 ? "true" : "false", g_shared.tracing_on_fd >= 0 ? "true" : "false");
+  const ThreadState* fired = nullptr;
+  for (const ThreadState& st : threads)
+    if (st.trace_fired) fired = &st;
+  if (fired != nullptr) {
+    appendf(j, ",\"fired\":{\"cpu\":%d,\"latency_ns\":%" PRId64 ",\"monotonic_ns\":%" PRId64 "}}", fired->cpu,
+            fired->trace_latency_ns, fired->trace_mono_ns);
+  } else {
+    j += ",\"fired\":null}";
+  }
+}
+
+// The result of a run without --window-ms (schema vmlat-native-probe/1).
+std::string result_json(const Options& o, const std::vector<ThreadState>& threads, bool mlocked, bool interrupted,
+                        std::int64_t started_unix_ns, std::int64_t duration_ns) {
+  std::string j;
+  j.reserve(4096);
+  append_header(j, kSchema, o, mlocked, interrupted);
   appendf(j, ",\"started_unix_ns\":%" PRId64 ",\"duration_ns\":%" PRId64 ",\"threads\":[", started_unix_ns,
           duration_ns);
+  std::vector<SpikeRecord> scratch;
+  scratch.reserve(2 * o.spikes + 1);
   bool first_thread = true;
   for (const ThreadState& st : threads) {
-    appendf(j, "%s{\"cpu\":%d,\"tid\":%d,\"samples\":%" PRIu64 ",\"min_ns\":%" PRId64 ",\"max_ns\":%" PRId64,
-            first_thread ? "" : ",", st.cpu, static_cast<int>(st.tid), st.samples, st.min_ns, st.max_ns);
-    appendf(j, ",\"sum_ns\":%" PRIu64 ",\"overflows\":%" PRIu64 ",\"missed_periods\":%" PRIu64 ",\"histogram\":[",
-            st.sum_ns, st.overflows, st.missed_periods);
-    bool first_bucket = true;
-    for (std::uint64_t b = 0; b < o.histogram_us; ++b) {
-      if (st.histogram[b] == 0) continue;
-      appendf(j, "%s[%" PRIu64 ",%" PRIu64 "]", first_bucket ? "" : ",", b, st.histogram[b]);
-      first_bucket = false;
-    }
-    // Worst first: [latency_ns, monotonic_ns, realtime_ns].
-    j += "],\"spikes\":[";
-    for (std::uint64_t k = st.spike_count; k > 0; --k) {
-      const SpikeRecord& r = st.spikes[k - 1];
-      appendf(j, "%s[%" PRId64 ",%" PRId64 ",%" PRId64 "]", k == st.spike_count ? "" : ",", r.latency_ns, r.mono_ns,
-              r.real_ns);
-    }
-    j += "]}";
+    if (!first_thread) j += ',';
+    const WindowBuffer* only = &st.ring[0];
+    append_thread(j, o, st, &only, 1, false, scratch);
     first_thread = false;
   }
   j += "]";
   appendf(j, ",\"spikes_per_thread\":%" PRIu64, o.spikes);
-  if (o.trace_above_ns > 0) {
-    appendf(j, ",\"trace\":{\"above_ns\":%" PRId64 ",\"marker\":%s,\"stop\":%s", o.trace_above_ns,
-            g_shared.trace_marker_fd >= 0 ? "true" : "false", g_shared.tracing_on_fd >= 0 ? "true" : "false");
-    const ThreadState* fired = nullptr;
-    for (const ThreadState& st : threads)
-      if (st.trace_fired) fired = &st;
-    if (fired != nullptr) {
-      appendf(j, ",\"fired\":{\"cpu\":%d,\"latency_ns\":%" PRId64 ",\"monotonic_ns\":%" PRId64 "}}", fired->cpu,
-              fired->trace_latency_ns, fired->trace_mono_ns);
-    } else {
-      j += ",\"fired\":null}";
-    }
-  }
+  append_trace(j, o, threads);
   j += "}";
   return j;
 }
@@ -742,6 +914,152 @@ int request_cpu_dma_latency(long us, bool quiet_if_denied) {
   }
   return fd;
 }
+
+// --window-ms: the main thread's side. Collects windows as the measuring
+// threads publish them, one frame per window once every thread has
+// published it, and hands the buffers back. A thread that had to extend its
+// window (the main thread was behind) makes the others' windows merge up to
+// the same end, so every frame covers one interval on all CPUs.
+class WindowStreamer {
+ public:
+  WindowStreamer(const Options& o, std::vector<ThreadState>& threads, int out_fd, bool mlocked)
+      : o_(o), threads_(threads), out_fd_(out_fd), mlocked_(mlocked), bufs_(threads.size()) {
+    for (auto& b : bufs_) b.reserve(kRingSize);
+    scratch_.reserve(2 * o.spikes + 1);
+  }
+
+  // Writes every window that is complete on all threads; once every thread
+  // is done (`all_done`), also what is left, the last frame marked final.
+  // False if writing failed.
+  bool emit(bool all_done, bool interrupted) {
+    while (collect(false)) {
+      const bool last = all_done && !more_published();
+      if (!write_window(last, interrupted)) return false;
+      if (last) return true;
+    }
+    if (!all_done) return true;
+    // Every buffer is published now: the rest, per thread, as the last window.
+    if (!collect(true)) return true;
+    return write_window(true, interrupted);
+  }
+
+  std::uint64_t windows() const { return index_; }
+
+ private:
+  const WindowBuffer& at(const ThreadState& st, int k) const {
+    return st.ring[(st.read_slot + k) % st.ring_size];
+  }
+  static bool ready(const WindowBuffer& b) { return b.state.load(std::memory_order_acquire) == kBufReady; }
+  // A published buffer beyond those collect() chose.
+  bool more_published() const {
+    for (std::size_t t = 0; t < threads_.size(); ++t) {
+      const int k = static_cast<int>(bufs_[t].size());
+      if (k < threads_[t].ring_size && ready(at(threads_[t], k))) return true;
+    }
+    return false;
+  }
+
+  // Chooses the buffers of the next window into bufs_. Normal: one end E
+  // that each thread reaches with consecutive published buffers. `rest`:
+  // every published buffer of every thread (false if none is left).
+  bool collect(bool rest) {
+    for (auto& b : bufs_) b.clear();
+    if (rest) {
+      bool any = false;
+      for (std::size_t t = 0; t < threads_.size(); ++t)
+        for (int k = 0; k < threads_[t].ring_size && ready(at(threads_[t], k)); ++k) {
+          bufs_[t].push_back(&at(threads_[t], k));
+          any = true;
+        }
+      return any;
+    }
+    std::int64_t end = INT64_MIN;
+    for (const ThreadState& st : threads_) {
+      if (!ready(at(st, 0))) return false;
+      end = std::max(end, at(st, 0).end_ns);
+    }
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (std::size_t t = 0; t < threads_.size(); ++t) {
+        bufs_[t].clear();
+        const ThreadState& st = threads_[t];
+        for (int k = 0;; ++k) {
+          if (k == st.ring_size || !ready(at(st, k))) return false;
+          bufs_[t].push_back(&at(st, k));
+          if (at(st, k).end_ns >= end) break;
+        }
+        if (bufs_[t].back()->end_ns > end) {
+          end = bufs_[t].back()->end_ns;
+          grew = true;
+        }
+      }
+    }
+    return true;
+  }
+
+  bool write_window(bool final, bool interrupted) {
+    const std::int64_t offset = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+    std::int64_t start = INT64_MAX, end = INT64_MIN;
+    for (const auto& b : bufs_) {
+      if (b.empty()) continue;
+      start = std::min(start, b.front()->start_ns);
+      end = std::max(end, b.back()->end_ns);
+    }
+    json_.clear();
+    append_header(json_, kWindowSchema, o_, mlocked_, final && interrupted);
+    appendf(json_,
+            ",\"window\":{\"index\":%" PRIu64 ",\"start_mono_ns\":%" PRId64 ",\"end_mono_ns\":%" PRId64
+            ",\"start_unix_ns\":%" PRId64 ",\"end_unix_ns\":%" PRId64 ",\"window_ns\":%" PRId64 ",\"final\":%s}",
+            index_, start, end, start + offset, end + offset, o_.window_ns, final ? "true" : "false");
+    json_ += ",\"threads\":[";
+    bool first = true;
+    for (std::size_t t = 0; t < threads_.size(); ++t) {
+      if (bufs_[t].empty()) continue;
+      if (!first) json_ += ',';
+      append_thread(json_, o_, threads_[t], bufs_[t].data(), static_cast<int>(bufs_[t].size()), true, scratch_);
+      first = false;
+    }
+    json_ += "]";
+    appendf(json_, ",\"spikes_per_thread\":%" PRIu64, o_.spikes);
+    append_trace(json_, o_, threads_);
+    json_ += "}";
+    // Hand the buffers back before writing: the threads may need them.
+    for (std::size_t t = 0; t < threads_.size(); ++t) {
+      for (const WindowBuffer* cb : bufs_[t]) {
+        auto* b = const_cast<WindowBuffer*>(cb);
+        std::memset(b->histogram, 0, o_.histogram_us * sizeof(std::uint64_t));
+        b->spike_count = 0;
+        b->samples = b->overflows = b->missed_periods = b->sum_ns = 0;
+        b->min_ns = b->max_ns = 0;
+        b->state.store(kBufFree, std::memory_order_release);
+      }
+      threads_[t].read_slot = (threads_[t].read_slot + static_cast<int>(bufs_[t].size())) % threads_[t].ring_size;
+    }
+    ++index_;
+    std::string frame;
+    try {
+      frame = vmlat::frame::encode(kWindowFrameKind, json_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: cannot encode window %" PRIu64 ": %s\n", kProgram, index_ - 1, e.what());
+      return false;
+    }
+    if (!write_all(out_fd_, frame)) {
+      std::fprintf(stderr, "%s: writing window %" PRIu64 " to %s failed: %s\n", kProgram, index_ - 1,
+                   o_.output.empty() ? "standard output" : o_.output.c_str(), errno_text(errno).c_str());
+      return false;
+    }
+    return true;
+  }
+
+  const Options& o_;
+  std::vector<ThreadState>& threads_;
+  int out_fd_;
+  bool mlocked_;
+  std::vector<std::vector<const WindowBuffer*>> bufs_;
+  std::vector<SpikeRecord> scratch_;
+  std::string json_;
+  std::uint64_t index_ = 0;
+};
 
 // ---------------------------------------------------------------------------
 // ftrace set-up without trace-cmd (which insists on writing
@@ -868,13 +1186,21 @@ int run(const Options& o) {
   // All memory the measurement needs is allocated here, before the threads
   // start (and, with mlockall(MCL_FUTURE), locked as it is mapped).
   const std::size_t n = cpus.size();
+  const int ring_size = o.window_ns > 0 ? kRingSize : 1;
+  const std::size_t buffers = n * static_cast<std::size_t>(ring_size);
   std::vector<ThreadState> threads(n);
-  std::vector<std::uint64_t> histograms(n * o.histogram_us);
-  std::vector<SpikeRecord> spike_store(n * o.spikes + 1);
+  std::vector<WindowBuffer> windows(buffers);
+  std::vector<std::uint64_t> histograms(buffers * o.histogram_us);
+  std::vector<SpikeRecord> spike_store(buffers * o.spikes + 1);
+  for (std::size_t b = 0; b < buffers; ++b) {
+    windows[b].histogram = histograms.data() + b * o.histogram_us;
+    windows[b].spikes = spike_store.data() + b * o.spikes;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     threads[i].cpu = cpus[i];
-    threads[i].histogram = histograms.data() + i * o.histogram_us;
-    threads[i].spikes = spike_store.data() + i * o.spikes;
+    threads[i].ring = windows.data() + i * static_cast<std::size_t>(ring_size);
+    threads[i].ring_size = ring_size;
+    threads[i].ring[0].state.store(kBufFilling, std::memory_order_relaxed);
   }
   if (o.trace_above_ns > 0) {
     // Opened now, so that the spike path only writes. Without them the run
@@ -894,6 +1220,7 @@ int run(const Options& o) {
   sh.period_ns = o.period_ns;
   sh.duration_ns = o.duration_ns;
   sh.loops = o.loops;
+  sh.window_ns = o.window_ns;
   sh.histogram_us = o.histogram_us;
   sh.spikes = o.spikes;
   sh.trace_above_ns = o.trace_above_ns;
@@ -929,12 +1256,36 @@ int run(const Options& o) {
   sh.abort = failed;
   const std::int64_t started_unix_ns = clock_ns(CLOCK_REALTIME);
   const std::int64_t started_mono_ns = clock_ns(CLOCK_MONOTONIC);
+  // Streaming: the first activation of every thread, a little ahead so that
+  // all have left the start gate by then.
+  sh.first_activation_ns = started_mono_ns + kStreamLeadNs;
   sh.go = true;
   pthread_cond_broadcast(&sh.cond);
   pthread_mutex_unlock(&sh.mutex);
 
   bool interrupted = false;
-  if (!failed && created > 0) {
+  bool stream_failed = false;
+  if (!failed && created > 0 && o.window_ns > 0) {
+    WindowStreamer streamer(o, threads, out_fd, o.mlock);
+    for (;;) {
+      const timespec poll_every = from_ns(kStreamPollNs);
+      siginfo_t info{};
+      const int sig = sigtimedwait(&signals, &info, &poll_every);
+      if ((sig == SIGINT || sig == SIGTERM) && !interrupted) {
+        interrupted = true;
+        std::fprintf(stderr, "%s: %s received, stopping after the next wake-up\n", kProgram,
+                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+        sh.stop.store(true);
+      }
+      const bool all_done = sh.finished.load() == static_cast<int>(created);
+      if (!streamer.emit(all_done, interrupted)) {
+        stream_failed = true;
+        sh.stop.store(true);
+        break;
+      }
+      if (all_done) break;
+    }
+  } else if (!failed && created > 0) {
     for (;;) {
       siginfo_t info{};
       const int sig = sigwaitinfo(&signals, &info);
@@ -975,6 +1326,7 @@ int run(const Options& o) {
     return kExitSetup;
   }
 
+  if (stream_failed) return kExitFailure;
   for (const ThreadState& st : threads) {
     if (st.runtime_failure) {
       std::fprintf(stderr, "%s: %s on cpu %d failed: %s\n", kProgram, st.failed_call, st.cpu,
@@ -983,6 +1335,13 @@ int run(const Options& o) {
     }
   }
 
+  if (o.window_ns > 0) {
+    if (out_fd != STDOUT_FILENO && close(out_fd) != 0) {
+      std::fprintf(stderr, "%s: closing %s failed: %s\n", kProgram, o.output.c_str(), errno_text(errno).c_str());
+      return kExitFailure;
+    }
+    return interrupted ? kExitInterrupted : kExitOk;
+  }
   std::int64_t end_mono_ns = started_mono_ns;
   for (const ThreadState& st : threads) {
     if (st.end_mono_ns > end_mono_ns) end_mono_ns = st.end_mono_ns;

@@ -7,7 +7,9 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <map>
 #include <string>
+#include <vector>
 
 #include <vmlat/errors.hpp>
 #include <vmlat/frame.hpp>
@@ -187,6 +189,76 @@ TEST(NativeParse, ThreadWithoutSamplesIsEmpty) {
   t["sum_ns"] = 0;
   NativeResult r = parse_native_payload(payload.dump(), 20000);
   EXPECT_TRUE(r.per_cpu.at(0).empty());
+}
+
+
+// vmlat-probe --window-ms 200 --duration-ms 600 --cpus 0,1 --spikes 2: three
+// windows, the last final.
+std::vector<json> captured_windows() {
+  auto decoded = vmlat::frame::decode_all(testdata("native-window-2cpu.out"));
+  EXPECT_TRUE(decoded.errors.empty());
+  std::vector<json> out;
+  for (const auto& f : decoded.frames) {
+    EXPECT_EQ(f.kind, vmlat::cyclic::kNativeWindowFrameKind);
+    out.push_back(json::parse(f.payload));
+  }
+  return out;
+}
+
+std::string window_error(const json& payload) {
+  try {
+    vmlat::cyclic::parse_native_window(payload.dump(), 20000);
+  } catch (const InfraError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(NativeWindowParse, CapturedWindowsTileTime) {
+  const auto windows = captured_windows();
+  ASSERT_EQ(windows.size(), 3u);
+  std::map<int, std::int64_t> last_end;
+  std::uint64_t activations = 0;
+  for (std::size_t i = 0; i < windows.size(); ++i) {
+    auto w = vmlat::cyclic::parse_native_window(windows[i].dump(), 20000);
+    EXPECT_EQ(w.index, i);
+    EXPECT_EQ(w.final, i == 2);
+    EXPECT_EQ(w.window_ns, 200'000'000);
+    ASSERT_EQ(w.span_mono_ns.size(), 2u);
+    for (const auto& [cpu, span] : w.span_mono_ns) {
+      if (last_end.count(cpu)) EXPECT_EQ(span.first, last_end[cpu]) << "window " << i << " CPU " << cpu;
+      last_end[cpu] = span.second;
+      const Histogram& h = w.result.per_cpu.at(cpu);
+      activations += h.samples() + h.missed_periods();
+      EXPECT_LE(h.max(), 20ms);
+    }
+    EXPECT_LE(w.result.spikes.size(), 4u);
+    for (const auto& sp : w.result.spikes) EXPECT_GT(sp.realtime_ns, w.start_unix_ns - 1'000'000'000);
+  }
+  // 600ms at 1ms on two CPUs.
+  EXPECT_EQ(activations, 1200u);
+}
+
+TEST(NativeWindowParse, RejectsUnaccountedActivationsAndSpansOutsideTheWindow) {
+  const json w0 = captured_windows().at(0);
+  EXPECT_EQ(window_error(w0), "");
+  json lost = w0;
+  // One activation neither a sample nor a missed period (kept consistent otherwise).
+  lost["threads"][0]["end_mono_ns"] = lost["threads"][0]["end_mono_ns"].get<std::int64_t>() + 1'000'000;
+  lost["window"]["end_mono_ns"] = lost["threads"][0]["end_mono_ns"];
+  EXPECT_NE(window_error(lost).find("activations"), std::string::npos) << window_error(lost);
+  json outside = w0;
+  outside["threads"][1]["start_mono_ns"] = outside["window"]["start_mono_ns"].get<std::int64_t>() - 1;
+  EXPECT_NE(window_error(outside).find("not inside the window"), std::string::npos) << window_error(outside);
+  json backwards = w0;
+  backwards["window"]["end_mono_ns"] = backwards["window"]["start_mono_ns"].get<std::int64_t>() - 1;
+  EXPECT_NE(window_error(backwards).find("before it starts"), std::string::npos) << window_error(backwards);
+  json schema = w0;
+  schema["schema"] = "vmlat-native-probe/1";
+  EXPECT_NE(window_error(schema).find("schema"), std::string::npos);
+  json no_window = w0;
+  no_window.erase("window");
+  EXPECT_NE(window_error(no_window), "");
 }
 
 }  // namespace

@@ -37,7 +37,7 @@ std::string argv0(const Command& c) { return c.argv.empty() ? std::string("(empt
 }  // namespace
 
 bool is_agent_kind(std::string_view kind) {
-  static constexpr std::string_view kinds[] = {"hello", "started", "exit", "bye", "pong", "error"};
+  static constexpr std::string_view kinds[] = {"hello", "started", "exit", "bye", "pong", "error", "output"};
   return std::find(std::begin(kinds), std::end(kinds), kind) != std::end(kinds);
 }
 
@@ -177,6 +177,7 @@ struct GuestExecutor::State {
   std::map<std::int64_t, json> exits;
   std::map<std::int64_t, std::string> errors;
   std::map<std::int64_t, json> started;
+  std::map<std::int64_t, json> outputs;  // `output` replies to `read`
   bool bye = false;
   std::optional<std::string> broken;
 
@@ -207,6 +208,10 @@ struct GuestExecutor::State {
       auto id = id_of();
       if (!id) fail("guest channel: 'started' without an integer id");
       started[*id] = b;
+    } else if (m->kind == "output") {
+      auto id = id_of();
+      if (!id) fail("guest channel: 'output' without an integer id");
+      outputs[*id] = b;
     } else if (m->kind == "error") {
       std::string message = b.value("message", std::string("(no message)"));
       if (auto id = id_of()) {
@@ -284,6 +289,7 @@ struct GuestExecutor::State {
     exits.erase(id);
     started.erase(id);
     errors.erase(id);
+    outputs.erase(id);
     return r;
   }
 };
@@ -306,6 +312,37 @@ class GuestJob final : public Job {
     }
     return s->exits.count(id_) == 0;
   }
+  // `read` asks the agent for the output since the last one; once the
+  // process has ended, its `exit` carries the rest.
+  std::string read_output(std::size_t max_bytes) override {
+    if (collected_ || ended_) return {};
+    auto s = state_.lock();
+    if (!s) throw InfraError("the guest executor is gone");
+    if (auto rest = take_rest(*s)) return *rest;
+    s->outputs.erase(id_);
+    s->errors.erase(id_);
+    s->send("read", json{{"id", id_}, {"max_bytes", static_cast<std::int64_t>(std::max<std::size_t>(max_bytes, 4))}});
+    auto answered = [&] { return s->outputs.count(id_) > 0 || s->errors.count(id_) > 0 || s->exits.count(id_) > 0; };
+    if (!s->wait_until(Clock::now() + kReadTimeout, true, answered))
+      throw InfraError("the guest agent did not answer a read of a running command's output within " +
+                       std::to_string(kReadTimeout.count() / 1000) + "s");
+    if (auto it = s->outputs.find(id_); it != s->outputs.end()) {
+      std::string data = it->second.value("stdout", std::string());
+      s->outputs.erase(it);
+      return data;
+    }
+    if (auto rest = take_rest(*s)) return *rest;
+    std::string message = s->errors[id_];
+    s->errors.erase(id_);
+    if (message.find("unknown frame kind") != std::string::npos)
+      throw InfraError("the guest agent (version " + s->hello.value("agent_version", std::string("?")) +
+                       ") cannot stream a command's output: rebuild the guest image with this vmlat's agent");
+    // "no running process": it ended; its exit (with the rest) follows.
+    if (!s->wait_until(Clock::now() + kReadTimeout, true, [&] { return s->exits.count(id_) > 0; }))
+      throw InfraError("the guest agent said the command ended but sent no exit: " + message);
+    return take_rest(*s).value_or(std::string());
+  }
+
   CommandResult stop(milliseconds grace) noexcept override {
     CommandResult r;
     if (collected_) return r;
@@ -328,9 +365,22 @@ class GuestJob final : public Job {
   }
 
  private:
+  // The output its exit carries (moved out: stop() returns the exit
+  // without it), once it has ended.
+  std::optional<std::string> take_rest(GuestExecutor::State& s) {
+    auto it = s.exits.find(id_);
+    if (it == s.exits.end()) return std::nullopt;
+    std::string rest = it->second.value("stdout", std::string());
+    it->second["stdout"] = "";
+    ended_ = true;
+    return rest;
+  }
+
+  static constexpr milliseconds kReadTimeout = 30s;
   std::weak_ptr<GuestExecutor::State> state_;
   std::int64_t id_;
   bool collected_ = false;
+  bool ended_ = false;  // its exit was seen and its output taken
 };
 
 }  // namespace

@@ -379,6 +379,8 @@ void Agent::handle_frame(const frame::Frame& f) {
       handle_exec(req);
     } else if (f.kind == "stop") {
       handle_stop(req);
+    } else if (f.kind == "read") {
+      handle_read(req);
     } else if (f.kind == "shutdown") {
       handle_shutdown(req);
     } else if (f.kind == "ping") {
@@ -578,6 +580,54 @@ void Agent::handle_stop(const json& req) {
                   first_signal);
 }
 
+void Agent::handle_read(const json& req) {
+  const std::int64_t id = require_id(req);
+  const json id_json = id;
+  const auto max = opt_uint(req, "max_bytes");
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) {
+    // Ended (its `exit`, with the rest of its output, is on its way or was sent).
+    send_error("no running process with id " + std::to_string(id), &id_json);
+    return;
+  }
+  Child& c = children_.at(it->second);
+  // At least 4 bytes, so that a whole UTF-8 character always fits.
+  const std::size_t limit = std::max<std::size_t>(
+      4, std::min<std::size_t>(max && *max > 0 ? static_cast<std::size_t>(*max) : opts_.output_cap, opts_.output_cap));
+  const off_t from = c.out_read;
+  std::string data = read_stdout(c, limit);
+  queue("output", json{{"id", id}, {"offset", static_cast<std::int64_t>(from)}, {"stdout", std::move(data)}});
+}
+
+std::string Agent::read_stdout(Child& c, std::size_t max) {
+  bool truncated = false;
+  std::string data = read_capped(c.out_path, &truncated, c.out_read);
+  if (data.size() > max) data.resize(max);
+  // Keep a multi-byte character whole for the next read: the payload is
+  // JSON text, and a split character would be replaced.
+  std::size_t end = data.size();
+  std::size_t lead = end;
+  while (lead > 0 && end - lead < 3 && (static_cast<unsigned char>(data[lead - 1]) & 0xC0) == 0x80) --lead;
+  if (lead > 0) {
+    const auto c0 = static_cast<unsigned char>(data[lead - 1]);
+    const std::size_t need = c0 >= 0xF0 ? 4 : c0 >= 0xE0 ? 3 : c0 >= 0xC0 ? 2 : 1;
+    if (c0 >= 0xC0 && end - (lead - 1) < need) end = lead - 1;
+  }
+  data.resize(end);
+  c.out_read += static_cast<off_t>(data.size());
+  constexpr off_t kBlock = 4096;
+  const off_t whole = c.out_read / kBlock * kBlock;
+  if (whole > c.out_punched) {
+    const int fd = open(c.out_path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, c.out_punched, whole - c.out_punched) == 0)
+        c.out_punched = whole;
+      close(fd);
+    }
+  }
+  return data;
+}
+
 void Agent::handle_shutdown(const json& /*req*/) {
   log("shutdown requested");
   const auto killed = kill_all_children();
@@ -632,13 +682,17 @@ void Agent::reap() {
   }
 }
 
-std::string Agent::read_capped(const std::string& path, bool* truncated) const {
+std::string Agent::read_capped(const std::string& path, bool* truncated, off_t offset) const {
   *truncated = false;
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return {};
   struct stat st{};
   fstat(fd, &st);
-  const auto size = static_cast<std::size_t>(st.st_size);
+  if (st.st_size <= offset || lseek(fd, offset, SEEK_SET) != offset) {
+    close(fd);
+    return {};
+  }
+  const auto size = static_cast<std::size_t>(st.st_size - offset);
   const std::size_t want = std::min(size, opts_.output_cap);
   *truncated = size > opts_.output_cap;
   std::string data(want, '\0');
@@ -661,7 +715,7 @@ void Agent::finish_child(Child& c, int status) {
   if (WIFEXITED(status)) exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) sig = WTERMSIG(status);
   bool out_trunc = false, err_trunc = false;
-  std::string out = read_capped(c.out_path, &out_trunc);
+  std::string out = read_capped(c.out_path, &out_trunc, c.out_read);
   std::string err = read_capped(c.err_path, &err_trunc);
   unlink(c.out_path.c_str());
   unlink(c.err_path.c_str());

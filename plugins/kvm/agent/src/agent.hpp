@@ -21,7 +21,7 @@
 
 namespace vmlat::agent {
 
-inline constexpr const char* kAgentVersion = "0.1.0";
+inline constexpr const char* kAgentVersion = "0.2.0";
 inline constexpr const char* kDefaultPortName = "org.vmlat.0";
 
 struct Options {
@@ -65,6 +65,8 @@ class Agent {
     std::optional<Clock::time_point> deadline;  // timeout_ms
     std::optional<Clock::time_point> kill_at;   // SIGKILL after SIGTERM grace
     std::string out_path, err_path;
+    off_t out_read = 0;    // stdout bytes already sent in `output` replies
+    off_t out_punched = 0; // ... and released from the file
   };
 
   // --- port
@@ -83,6 +85,7 @@ class Agent {
   void handle_frame(const frame::Frame& f);
   void handle_exec(const nlohmann::json& req);
   void handle_stop(const nlohmann::json& req);
+  void handle_read(const nlohmann::json& req);
   void handle_shutdown(const nlohmann::json& req);
 
   // --- children
@@ -92,7 +95,10 @@ class Agent {
   void terminate_group(Child& c, int grace_ms, int first_signal = SIGTERM);
   std::vector<std::int64_t> kill_all_children();
   std::optional<int> next_timeout_ms() const;
-  std::string read_capped(const std::string& path, bool* truncated) const;
+  std::string read_capped(const std::string& path, bool* truncated, off_t offset = 0) const;
+  // Up to `max` bytes of c's stdout after what was read, ending on a UTF-8
+  // character boundary; the part read is released from the file.
+  std::string read_stdout(Child& c, std::size_t max);
 
   Options opts_;
   std::string port_path_;
