@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.10
+CACHE = "/var/cache/vmlat/guests"  # the kvm backend's default cache, which the plan uses
 
 
 def guest_image(build: Path, flavour: str) -> dict:
@@ -86,7 +87,10 @@ def run_vmlat(build: Path, work: Path, duration: int, period_us: int, flavour: s
     plan.write_text(PLAN.format(duration=duration, period_us=period_us, flavour=flavour, reps=reps))
     results = work / "results"
     t0 = time.time()
-    r = subprocess.run([str(build / "vmlat"), "run", str(plan), "--results", str(results)],
+    # A lock directory of its own: on a shared machine another vmlat run's
+    # host lock would otherwise be waited for, which the shell never does.
+    r = subprocess.run([str(build / "vmlat"), "run", str(plan), "--results", str(results),
+                        "--lock-dir", str(work / "lock")],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     total = time.time() - t0
     if r.returncode != 0:
@@ -100,10 +104,46 @@ def run_vmlat(build: Path, work: Path, duration: int, period_us: int, flavour: s
                 first = min(first, parse_ts(line) - t0) if first is not None else parse_ts(line) - t0
         result = json.loads((cell / "result.json").read_text())
         if not timings or result["cell"]["index"] < timings["index"]:
-            timings = dict(result["timings"]["phases"], index=result["cell"]["index"])
+            timings = dict(result["timings"]["phases"], index=result["cell"]["index"],
+                           resolved=result.get("facts", {}).get("backend", {}).get("image", {}).get("resolved", "?"))
     if first is None:
         raise RuntimeError("no 'running cyclictest on guest' line in cell.log")
     return {"first_sample": first, "total": total, "phases": timings}
+
+
+def ab_stamps(args, build: Path, image: dict) -> int:
+    """Shell, vmlat without stamps, vmlat with stamps in every round: the before/after of stamps
+    measured under the same load, which on a shared machine moves more than the difference."""
+    print("guest %s, %d rounds: shell, vmlat without stamps, vmlat with stamps (order of the two alternates)" % (
+        image["hash"], args.rounds))
+    rows = {"shell": [], "no stamps": [], "stamps": []}
+    try:
+        for i in range(args.rounds):
+            rows["shell"].append(run_shell(image, args.duration_s, args.period_us, args.cells))
+            for variant in (("no stamps", "stamps") if i % 2 == 0 else ("stamps", "no stamps")):
+                if variant == "no stamps":
+                    Path(CACHE, ".stamps-%s.json" % args.flavour).unlink(missing_ok=True)
+                with tempfile.TemporaryDirectory(prefix="vmlat-bench-kvm-") as work:
+                    v = run_vmlat(build, Path(work), args.duration_s, args.period_us, args.flavour, args.cells)
+                rows[variant].append(v)
+            print("round %d: first sample shell %.2fs, vmlat without stamps %.2fs, with stamps %.2fs "
+                  "(load %s)" % (i + 1, rows["shell"][-1]["first_sample"], rows["no stamps"][-1]["first_sample"],
+                                 rows["stamps"][-1]["first_sample"], open("/proc/loadavg").read().split()[0]))
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as e:
+        print("kvm_overhead: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print()
+    print("%-22s %8s %12s %12s  ratios to the shell, target <= %.2fx" % ("median", "shell", "no stamps", "stamps", TARGET))
+    for name, key in (("boot-to-first-sample", "first_sample"), ("run total", "total")):
+        m = {k: statistics.median(r[key] for r in v) for k, v in rows.items()}
+        print("%-22s %7.2fs %7.2fs %4.2fx %7.2fs %4.2fx" % (
+            name, m["shell"], m["no stamps"], m["no stamps"] / m["shell"], m["stamps"], m["stamps"] / m["shell"]))
+    m = {k: statistics.median(r["total"] for r in v) / args.cells - args.duration_s for k, v in rows.items()}
+    print("%-22s %7.2fs %7.2fs %4.2fx %7.2fs %4.2fx" % (
+        "overhead per cell", m["shell"], m["no stamps"], m["no stamps"] / m["shell"], m["stamps"], m["stamps"] / m["shell"]))
+    return 0
 
 
 def main() -> int:
@@ -115,6 +155,12 @@ def main() -> int:
     ap.add_argument("--cells", type=int, default=1,
                     help="cells per vmlat run (the shell script then runs that many times)")
     ap.add_argument("--build", default=str(REPO / "build"))
+    ap.add_argument("--no-stamps", action="store_true",
+                    help="remove build-guest's stamps before each vmlat run: the kvm backend then re-checks "
+                         "the image with build-guest while the guest boots (the path before stamps)")
+    ap.add_argument("--ab-stamps", action="store_true",
+                    help="each round: the shell, vmlat without build-guest's stamps and vmlat with them "
+                         "(alternating their order), side by side under the same load")
     args = ap.parse_args()
     build = Path(args.build)
     try:
@@ -122,12 +168,17 @@ def main() -> int:
     except (subprocess.CalledProcessError, OSError, ValueError) as e:
         print("kvm_overhead: cannot resolve the guest image: %s" % e, file=sys.stderr)
         return 1
-    print("guest %s (%s), %d rounds of %d cell(s) of %ds cyclictest at %dus, shell then vmlat" % (
-        image["hash"], image["kernel"]["release"], args.rounds, args.cells, args.duration_s, args.period_us))
+    if args.ab_stamps:
+        return ab_stamps(args, build, image)
+    print("guest %s (%s), %d rounds of %d cell(s) of %ds cyclictest at %dus, shell then vmlat%s" % (
+        image["hash"], image["kernel"]["release"], args.rounds, args.cells, args.duration_s, args.period_us,
+        " (build-guest stamps removed before each vmlat run)" if args.no_stamps else ""))
     shell, vm = [], []
     try:
         for i in range(args.rounds):
             s = run_shell(image, args.duration_s, args.period_us, args.cells)
+            if args.no_stamps:
+                Path(CACHE, ".stamps-%s.json" % args.flavour).unlink(missing_ok=True)
             with tempfile.TemporaryDirectory(prefix="vmlat-bench-kvm-") as work:
                 v = run_vmlat(build, Path(work), args.duration_s, args.period_us, args.flavour, args.cells)
             shell.append(s)
@@ -137,6 +188,7 @@ def main() -> int:
                   "(vmlat's first cell: prepare %.2f boot %.2f measure %.2f teardown %.2f)" % (
                       i + 1, s["first_sample"], v["first_sample"], s["total"], v["total"],
                       ph.get("prepare_s", 0), ph.get("boot_s", 0), ph.get("measure_s", 0), ph.get("teardown_s", 0)))
+            print("         image: %s" % ph.get("resolved", "?"))
     except (subprocess.CalledProcessError, RuntimeError, OSError) as e:
         print("kvm_overhead: %s" % e, file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@
 #include "../src/export/monitor.hpp"
 #include "../src/export/push.hpp"
 #include "../src/report/commands.hpp"
+#include "vmlat/process.hpp"
 #include "vmlat/units.hpp"
 #include "vmlat/version.hpp"
 
@@ -39,6 +40,7 @@ commands:
   compare BASE NEW  compare two stored runs: regressions beyond a tolerance
   monitor PLAN    measure one cell continuously, serve live /metrics
   plugins         list the plugins found, with kind, version, ABI and file
+  lab xen ...     the Xen virtual lab: Xen under QEMU with Dom0 as an SSH host
   version         print the version and the plugin ABI
   help [COMMAND]  this text, or a command's help
 
@@ -256,6 +258,15 @@ build tree, the install directory) with its name,
 kind, version, ABI and file; refused files are listed with the reason.
 )"},
     {"version", "usage: vmlat version\n\nPrints vmlat's version and plugin ABI version.\n"},
+    {"lab", R"(usage: vmlat lab xen run|start|stop|ssh|build [options] [-- COMMAND...]
+
+Runs plugins/xen/lab/xen-lab (libexec/vmlat/xen-lab once installed) with the
+rest of the command line: Debian's Xen 4.17 under QEMU with a PV Dom0 built
+from Debian packages, Dom0 reachable as an SSH host. `vmlat lab xen --help`
+lists its options; plugins/xen/lab/README.md has the details. A lab started
+with --vmlat-prefix is a Xen host for plans:
+  vmlat run plans/xen-lab.toml --inventory LAB_DIR/inventory.ini
+)"},
     {"help", "usage: vmlat help [COMMAND]\n"},
 };
 
@@ -574,7 +585,28 @@ int dispatch(Args& a);
 
 }  // namespace
 
+// `vmlat lab xen ...`: the lab tool takes the rest of the command line as it is.
+int run_lab(int argc, char** argv) {
+  if (argc < 3 || std::string(argv[2]) == "-h" || std::string(argv[2]) == "--help") {
+    std::cout << kHelp.at("lab");
+    return argc < 3 ? exit_code::usage : exit_code::pass;
+  }
+  if (std::string(argv[2]) != "xen") usage_error("unknown lab '" + std::string(argv[2]) + "' (there is: xen)", "lab");
+  const auto tool = find_in_path("xen-lab", libexec_dirs());
+  if (tool.empty()) {
+    std::cerr << "vmlat: xen-lab not found (libexec/vmlat/xen-lab; build/libexec in a build tree)\n";
+    return exit_code::infra;
+  }
+  std::vector<char*> args{const_cast<char*>("xen-lab")};
+  for (int i = 3; i < argc; ++i) args.push_back(argv[i]);
+  args.push_back(nullptr);
+  ::execv(tool.c_str(), args.data());
+  std::cerr << "vmlat: cannot run " << tool.string() << ": " << std::strerror(errno) << "\n";
+  return exit_code::infra;
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "lab") return run_lab(argc, argv);
   // Known before parsing, so that even a usage error is mapped for git bisect.
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--bisect") g_bisect = true;

@@ -202,23 +202,11 @@ json remote_facts(Executor& there) {
   commands.push_back({"kvm_device", {"test", "-c", "/dev/kvm"}});
   commands.push_back({"hypervisor_type", {"cat", "/sys/hypervisor/type"}});
   commands.push_back({"xen_capabilities", {"cat", "/proc/xen/capabilities"}});
-  std::string script =
-      "r() { k=$1; shift; if o=$(\"$@\" 2>/dev/null); then printf '%s\\036%s\\037' \"$k\" \"$o\"; "
-      "else printf '%s\\036\\035\\037' \"$k\"; fi; }";
-  for (const auto& [key, argv] : commands) script += "; r " + remote_command_line({key}) + " " + remote_command_line(argv);
-  auto r = there.run(Command{{"sh", "-c", script}, std::chrono::seconds(60)});
-  if (!r.ok()) throw InfraError("cannot read the facts of " + there.name() + ": " + r.describe());
   std::map<std::string, std::optional<std::string>> raw;
-  std::size_t at = 0;
-  while (at < r.out.size()) {
-    auto end = r.out.find('\037', at);
-    if (end == std::string::npos) break;
-    std::string record = r.out.substr(at, end - at);
-    at = end + 1;
-    auto sep = record.find('\036');
-    if (sep == std::string::npos) continue;
-    std::string value = record.substr(sep + 1);
-    raw[record.substr(0, sep)] = value == "\035" ? std::nullopt : std::optional<std::string>(value);
+  try {
+    raw = read_in_one_round_trip(there, commands);
+  } catch (const InfraError& e) {
+    throw InfraError("cannot read the facts of " + there.name() + ": " + e.what());
   }
   auto read = [&](const std::string& key) -> std::optional<std::string> {
     auto it = raw.find(key);

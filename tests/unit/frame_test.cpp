@@ -103,6 +103,30 @@ TEST(FrameDecode, GarbageBeforeAndBetweenFrames) {
   EXPECT_EQ(result.frames[1], (Frame{"second", "beta"}));
 }
 
+TEST(FrameDecode, KeptTextIsExactlyWhatLiesBetweenFrames) {
+  const std::string text1 = "[    0.1] boot\nvmlat-init: up\n";
+  const std::string text2 = "a line with @@VMLAT1 inside\n@@VMLAT";  // ends like a marker
+  const std::string stream = text1 + encode("hello", "{}") + text2 + "\n" + encode("exit", "{\"id\":1}") + "tail";
+  // Byte by byte: the kept text must not depend on the chunking.
+  Decoder d;
+  d.keep_text(true);
+  std::string text;
+  for (char c : stream) {
+    d.feed(std::string_view(&c, 1));
+    text += d.take_text();
+  }
+  d.finish();
+  text += d.take_text();
+  EXPECT_EQ(text, text1 + text2 + "\n" + "tail");
+  EXPECT_EQ(drain(d).size(), 2u);
+  EXPECT_TRUE(d.take_errors().empty());
+  // Off by default: nothing is kept.
+  Decoder quiet;
+  quiet.feed(stream);
+  EXPECT_EQ(quiet.take_text(), "");
+  EXPECT_EQ(drain(quiet).size(), 2u);
+}
+
 TEST(FrameDecode, HeaderMustStartALine) {
   const auto result = decode_all("noise " + encode("k", "payload"));
   EXPECT_TRUE(result.frames.empty());

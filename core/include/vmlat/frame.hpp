@@ -220,6 +220,17 @@ class Decoder {
   // Verified frames not yet returned by next().
   std::size_t pending_frames() const noexcept { return ready_.size(); }
 
+  // The text between frames is dropped unless keep_text(true): then
+  // take_text() returns it (cleared by the call), in stream order, so that a
+  // console carrying frames among its own output can be kept as a log.
+  // Bytes of a frame that failed to verify are not text (they are errors).
+  void keep_text(bool on) noexcept { keep_text_ = on; }
+  std::string take_text() {
+    std::string out;
+    out.swap(text_);
+    return out;
+  }
+
  private:
   enum class State { Scan, Header, Body };
   enum class Trailer { Ok, Incomplete, Bad };
@@ -244,6 +255,8 @@ class Decoder {
 
   std::deque<Frame> ready_;
   std::vector<std::string> errors_;
+  bool keep_text_ = false;
+  std::string text_;
 
   static bool is_eol(char c) noexcept { return c == '\n' || c == '\r'; }
 
@@ -293,6 +306,7 @@ class Decoder {
       if (pos == std::string_view::npos) break;
       const bool line_start = pos == 0 ? at_line_start_ : is_eol(view[pos - 1]);
       if (line_start) {
+        if (keep_text_) text_.append(view.substr(0, pos));
         consume(pos);
         state_ = State::Header;
         return true;
@@ -310,6 +324,7 @@ class Decoder {
         }
       }
     }
+    if (keep_text_) text_.append(view.substr(0, view.size() - keep));
     consume(view.size() - keep);
     return false;
   }

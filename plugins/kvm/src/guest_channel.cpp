@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,7 +43,11 @@ bool is_agent_kind(std::string_view kind) {
 
 // ---------------------------------------------------------------- channel
 
-GuestChannel::GuestChannel(int fd) : fd_(fd) {}
+GuestChannel::GuestChannel(int fd, ChannelOptions options) : fd_(fd), options_(std::move(options)) {
+  struct stat st {};
+  socket_ = ::fstat(fd_, &st) != 0 || S_ISSOCK(st.st_mode);
+  if (options_.console_text) decoder_.keep_text(true);
+}
 
 GuestChannel::~GuestChannel() {
   if (fd_ >= 0) ::close(fd_);
@@ -62,7 +67,9 @@ void GuestChannel::send(std::string_view kind, const json& body) {
     if (r == 0)
       throw InfraError("guest channel: the guest did not read its channel for " +
                        std::to_string(kSendTimeout.count() / 1000) + "s (sending '" + std::string(kind) + "')");
-    const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    // A tty has no SIGPIPE to suppress (a closed pty reads and writes EIO).
+    const ssize_t n = socket_ ? ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL)
+                              : ::write(fd_, bytes.data() + done, bytes.size() - done);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       throw InfraError("guest channel: sending '" + std::string(kind) + "' failed: " + std::strerror(errno) +
@@ -83,6 +90,11 @@ void GuestChannel::check_decoder() {
 
 void GuestChannel::absorb() {
   check_decoder();
+  if (options_.console_text) {
+    const std::string text = decoder_.take_text();
+    accounted_ += text.size();
+    if (!text.empty()) options_.console_text(text);
+  }
   while (auto f = decoder_.next()) {
     accounted_ += frame::encode(f->kind, f->payload).size();
     queue_.push_back(std::move(*f));
@@ -131,13 +143,20 @@ std::optional<Message> GuestChannel::receive(Deadline deadline) {
     char buf[kReadChunk];
     const ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n < 0 && errno != ECONNRESET) throw InfraError(std::string("guest channel: read: ") + std::strerror(errno));
+    // ECONNRESET: QEMU's socket went away; EIO: the pty's other side (xenconsoled) closed.
+    if (n < 0 && errno != ECONNRESET && errno != EIO)
+      throw InfraError(std::string("guest channel: read: ") + std::strerror(errno));
     if (n <= 0) {
       closed_ = true;
       const std::size_t pending = decoder_.buffered();
       decoder_.finish();  // reports a frame cut short as truncated
+      if (options_.console_text) {
+        const std::string text = decoder_.take_text();
+        if (!text.empty()) options_.console_text(text);
+      }
       check_decoder();
-      if (pending > 0)
+      // (On a console the tail may be text that only looked like a marker.)
+      if (pending > 0 && !options_.console_text)
         throw InfraError("guest channel: truncated: the connection closed with " + std::to_string(pending) +
                          " bytes of an unfinished frame");
       continue;

@@ -1,9 +1,10 @@
 // The host side of the guest agent's channel (plugins/kvm/agent/README.md):
 // vmlat frames carrying JSON objects over a stream socket (QEMU's chardev
-// socket of the virtio-serial port), and an Executor built on it.
+// socket of the virtio-serial port) or a tty (the pty of a Xen domain's
+// console), and an Executor built on it.
 //
-// The channel is strict: it carries nothing but frames, so any byte outside a
-// frame, a malformed or truncated frame, a checksum mismatch, a payload that
+// The channel is strict: it carries nothing but frames (unless it is a
+// console, see ChannelOptions), so any byte outside a frame, a malformed or truncated frame, a checksum mismatch, a payload that
 // is not a JSON object or an unknown kind is an InfraError naming what was
 // wrong ("guest channel: frame 'exit': checksum mismatch ..."). Nothing is
 // ever half-parsed: a message is only handed on once its frame verified.
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,11 +32,18 @@ struct Message {
   json body;
 };
 
-// Framed JSON messages over a connected stream socket (owned, closed by the
-// destructor). Not thread-safe; one user at a time.
+struct ChannelOptions {
+  // A console channel (Xen's PV console through xenconsoled's pty) also
+  // carries the guest's own output: its text between frames goes here instead
+  // of being a protocol error. Frames are still verified as strictly.
+  std::function<void(std::string_view)> console_text;
+};
+
+// Framed JSON messages over a connected stream socket or a tty (owned, closed
+// by the destructor). Not thread-safe; one user at a time.
 class GuestChannel {
  public:
-  explicit GuestChannel(int fd);
+  explicit GuestChannel(int fd, ChannelOptions options = {});
   ~GuestChannel();
   GuestChannel(const GuestChannel&) = delete;
   GuestChannel& operator=(const GuestChannel&) = delete;
@@ -55,8 +64,10 @@ class GuestChannel {
   int fd_ = -1;
   frame::Decoder decoder_;
   std::uint64_t received_ = 0;   // bytes read from the socket
-  std::uint64_t accounted_ = 0;  // bytes of verified frames
+  std::uint64_t accounted_ = 0;  // bytes of verified frames (and console text)
   bool closed_ = false;
+  bool socket_ = true;
+  ChannelOptions options_;
 };
 
 // Kinds the agent sends (anything else is a protocol error).

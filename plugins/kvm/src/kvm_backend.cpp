@@ -28,6 +28,7 @@
 #include <vmlat/units.hpp>
 
 #include "guest_channel.hpp"
+#include "image_stamps.hpp"
 #include "kvm_settings.hpp"
 #include "qmp.hpp"
 
@@ -471,7 +472,8 @@ class KvmBackend final : public Backend {
       throw InfraError("kvm: vmlat-guest-agent not found (built into build/libexec, installed to libexec/vmlat)");
     std::vector<std::string> argv{script, "--flavour", flavour, "--cache", config_.cache, "--print-json",
                                   "--agent", *agent};
-    if (auto probe = host.find_program("vmlat-probe")) argv.insert(argv.end(), {"--probe", *probe});
+    const auto probe = host.find_program("vmlat-probe");
+    if (probe) argv.insert(argv.end(), {"--probe", *probe});
     // Within one vmlat process, an image already resolved for the same
     // inputs (same argv, same script/agent/probe files) is reused: build-guest
     // costs ~1s per call to re-check the kernel package and hash its inputs.
@@ -490,9 +492,27 @@ class KvmBackend final : public Backend {
         reused = true;
       }
     }
+    std::string stamp_reason;
+    if (!reused) {
+      ImageRequest request{script, flavour, *agent, probe ? *probe : std::string()};
+      StampCheck stamped = check_stamps(fs::path(config_.cache) / (".stamps-" + flavour + ".json"), request);
+      stamp_reason = stamped.reason;
+      if (stamped.guest) {
+        guest = std::move(*stamped.guest);
+        ctx.log().info("kvm: " + flavour + " guest image " + guest.value("hash", std::string("?")) + ": " +
+                       stamp_reason + "; build-guest not run");
+        {
+          std::lock_guard lock(image_memo_mutex());
+          image_memo()[key] = guest;
+        }
+        use_guest_json(guest, flavour, "build-guest's stamps: " + stamp_reason);
+        return;
+      }
+    }
     if (!reused) {
       // The last resolution for the same inputs (kept in the cache), if its
       // files are still there: boot it while build-guest re-checks it.
+      ctx.log().info("kvm: build-guest's stamps do not hold: " + stamp_reason);
       json last = read_last(key);
       if (!last.is_null()) {
         ctx.log().info("kvm: booting the last " + flavour + " guest image " + last.value("hash", std::string("?")) +

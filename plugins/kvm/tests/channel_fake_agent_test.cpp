@@ -3,7 +3,10 @@
 // checksum, well-formed replies) and checks what GuestChannel / GuestExecutor
 // make of them. No QEMU, no guest.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
 #include <sys/socket.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <string>
@@ -171,6 +174,98 @@ TEST(KvmChannelFake, PeerClosingIsAClearError) {
   GuestChannel channel(agent.take_host_fd());
   agent.close_agent();
   EXPECT_NE(infra_error_of([&] { channel.receive(soon()); }).find("closed the connection"), std::string::npos);
+}
+
+// A Xen console: the agent's frames among the guest's own output, over a pty
+// (xenconsoled's side is the master; the host side opens the slave, raw).
+class FakeConsole {
+ public:
+  FakeConsole() {
+    if (::openpty(&master_, &slave_, nullptr, nullptr, nullptr) != 0) throw std::runtime_error("openpty");
+    termios t{};
+    ::tcgetattr(slave_, &t);
+    ::cfmakeraw(&t);
+    ::tcsetattr(slave_, TCSANOW, &t);
+  }
+  ~FakeConsole() {
+    close_guest();
+    if (slave_ >= 0) ::close(slave_);
+  }
+  int take_host_fd() { int fd = slave_; slave_ = -1; return fd; }
+  void write(const std::string& bytes) {
+    ASSERT_EQ(::write(master_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+  void close_guest() {
+    if (master_ >= 0) ::close(master_);
+    master_ = -1;
+  }
+  std::string read_some() {
+    std::string all;
+    char buf[4096];
+    pollfd p{master_, POLLIN, 0};
+    while (::poll(&p, 1, 200) > 0) {
+      const ssize_t n = ::read(master_, buf, sizeof buf);
+      if (n <= 0) break;
+      all.append(buf, static_cast<std::size_t>(n));
+    }
+    return all;
+  }
+
+ private:
+  int master_ = -1, slave_ = -1;
+};
+
+TEST(KvmChannelConsole, TextBetweenFramesIsTheConsoleLogNotAnError) {
+  FakeConsole console;
+  std::string text;
+  GuestChannel channel(console.take_host_fd(), ChannelOptions{[&](std::string_view t) { text += t; }});
+  console.write("[    1.234] Linux version 6.1\nvmlat-init: starting agent\n");
+  console.write(frame::encode("hello", R"({"nproc":1})"));
+  console.write("vmlat-agent: host connected\nnot at a line start, @@VMLAT1 is text");
+  console.write("\n" + frame::encode("pong", R"({"id":7})"));
+  auto a = channel.receive(soon());
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->kind, "hello");
+  auto b = channel.receive(soon());
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->kind, "pong");
+  EXPECT_EQ(text, "[    1.234] Linux version 6.1\nvmlat-init: starting agent\nvmlat-agent: host connected\n"
+                  "not at a line start, @@VMLAT1 is text\n");
+  // The host's frames reach the guest through the tty unchanged.
+  channel.send("ping", json{{"id", 7}});
+  const auto sent = frame::decode_all(console.read_some());
+  ASSERT_EQ(sent.frames.size(), 1u);
+  EXPECT_EQ(sent.frames[0].kind, "ping");
+}
+
+TEST(KvmChannelConsole, FramesAreStillVerified) {
+  FakeConsole console;
+  GuestChannel channel(console.take_host_fd(), ChannelOptions{[](std::string_view) {}});
+  std::string bytes = frame::encode("exit", R"({"id":1,"exit_code":0,"stdout":"12345"})");
+  bytes[bytes.find("12345")] = '9';
+  console.write("boot text\n" + bytes);
+  const std::string e = infra_error_of([&] { channel.receive(soon()); });
+  EXPECT_NE(e.find("guest channel: frame 'exit': checksum mismatch"), std::string::npos) << e;
+}
+
+TEST(KvmChannelConsole, ConsoleGoingAwayIsAClearError) {
+  FakeConsole console;
+  std::string text;
+  GuestChannel channel(console.take_host_fd(), ChannelOptions{[&](std::string_view t) { text += t; }});
+  console.write("[  9.9] reboot: Power down\n");
+  EXPECT_FALSE(channel.receive(Clock::now() + 200ms));
+  // xenconsoled closes the pty when the domain is gone: the slave reads EIO
+  // (and what was not read by then is gone: xenconsoled's own log keeps it).
+  console.close_guest();
+  EXPECT_NE(infra_error_of([&] { channel.receive(soon()); }).find("closed the connection"), std::string::npos);
+  EXPECT_EQ(text, "[  9.9] reboot: Power down\n");
+}
+
+TEST(KvmChannelConsole, WithoutConsoleOptionsATtyIsStrictToo) {
+  FakeConsole console;
+  GuestChannel channel(console.take_host_fd());
+  console.write("noise\n" + frame::encode("hello", "{}"));
+  EXPECT_NE(infra_error_of([&] { channel.receive(soon()); }).find("garbage"), std::string::npos);
 }
 
 // ------------------------------------------------------------ the executor
