@@ -132,6 +132,9 @@ set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME vmlat)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION utils)
 # The tools the plugins drive: cyclictest and stress-ng for the default plan,
 # QEMU and the pieces of a guest image for the kvm backend.
+# Helper scripts in libexec (xen-lab, and the benches' kin) are Python 3;
+# dpkg-shlibdeps adds the libraries the binaries link.
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "python3")
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_RECOMMENDS "rt-tests, stress-ng")
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SUGGESTS
     "qemu-system-x86, busybox-static, cpio, zstd, xz-utils, jq, ansible, prometheus-pushgateway")
