@@ -1,6 +1,8 @@
 #include "vmlat/histogram.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <iterator>
 #include <cmath>
 #include <stdexcept>
 
@@ -43,7 +45,8 @@ void Histogram::set_exact(nanoseconds min, nanoseconds max, nanoseconds sum) {
 }
 
 void Histogram::merge(const Histogram& other) {
-  for (const auto& [bucket, count] : other.buckets_) buckets_[bucket] += count;
+  for (const auto& [bucket, count] : other.buckets_)
+    if (count != 0) buckets_[bucket] += count;
   overflows_ += other.overflows_;
   missed_periods_ += other.missed_periods_;
   if (other.has_extremes_) {
@@ -106,9 +109,50 @@ Stats Histogram::stats() const {
   return s;
 }
 
+void Histogram::reserve_buckets(std::uint64_t n) {
+  auto hint = buckets_.begin();
+  for (std::uint64_t b = 0; b < n; ++b) hint = std::next(buckets_.try_emplace(hint, b, 0));
+}
+
+namespace {
+template <typename T>
+void append_number(std::string& out, T v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, end);
+}
+}  // namespace
+
+void Histogram::append_json(std::string& out) const {
+  // to_json().dump(): keys in insertion order (vmlat's json keeps it), no spaces.
+  out += "{\"bucket_width_ns\":1000,\"buckets\":[";
+  bool first = true;
+  for (const auto& [bucket, count] : buckets_) {
+    if (count == 0) continue;
+    out += first ? "[" : ",[";
+    first = false;
+    append_number(out, bucket);
+    out += ',';
+    append_number(out, count);
+    out += ']';
+  }
+  out += "],\"overflows\":";
+  append_number(out, overflows_);
+  out += ",\"missed_periods\":";
+  append_number(out, missed_periods_);
+  out += ",\"min_ns\":";
+  append_number(out, min_.count());
+  out += ",\"max_ns\":";
+  append_number(out, max_.count());
+  out += ",\"sum_ns\":";
+  append_number(out, sum_.count());
+  out += '}';
+}
+
 json Histogram::to_json() const {
   json buckets = json::array();
-  for (const auto& [bucket, count] : buckets_) buckets.push_back({bucket, count});
+  for (const auto& [bucket, count] : buckets_)
+    if (count != 0) buckets.push_back({bucket, count});
   return json{{"bucket_width_ns", 1000},       {"buckets", std::move(buckets)},
               {"overflows", overflows_},       {"missed_periods", missed_periods_},
               {"min_ns", min_.count()},        {"max_ns", max_.count()},

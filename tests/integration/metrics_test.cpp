@@ -91,6 +91,37 @@ TEST(Metrics, BucketsAreExactCumulativeCountsOfTheMicrosecondBuckets) {
   EXPECT_EQ(m.histogram.bucket.size(), bucket_bounds_us().size() + 1);
 }
 
+// The monitor publishes its cumulative histogram reduced to the exported
+// bounds: the Prometheus histogram must be the same as from every bucket.
+TEST(Metrics, HistogramReducedToTheBoundsExportsTheSameCounts) {
+  Histogram h;
+  for (long long us : {0LL, 1LL, 2LL, 3LL, 4LL, 5LL, 9LL, 10LL, 11LL, 99LL, 100LL, 101LL, 999LL, 1000LL, 1999LL,
+                       2000LL, 4999LL, 5000LL, 19999LL, 20000LL, 99999LL, 100000LL, 250000LL})
+    h.add(std::chrono::microseconds(us) + std::chrono::nanoseconds(us % 7 * 100), static_cast<std::uint64_t>(us % 5 + 1));
+  h.add_overflows(4);
+  h.add_missed_periods(2);
+  json reduced = histogram_doc_for_metrics(h);
+  EXPECT_LE(reduced["buckets"].size(), bucket_bounds_us().size() + 1);
+  MetricSet full, small;
+  full.histogram("x", "x", {}, h.to_json());
+  small.histogram("x", "x", {}, reduced);
+  const auto& a = full.families().at(0).metric.at(0).histogram;
+  const auto& b = small.families().at(0).metric.at(0).histogram;
+  EXPECT_EQ(a.sample_count, b.sample_count);
+  EXPECT_DOUBLE_EQ(a.sample_sum, b.sample_sum);
+  ASSERT_EQ(a.bucket.size(), b.bucket.size());
+  for (std::size_t i = 0; i < a.bucket.size(); ++i) {
+    EXPECT_EQ(a.bucket[i].cumulative_count, b.bucket[i].cumulative_count) << i;
+    EXPECT_EQ(a.bucket[i].upper_bound, b.bucket[i].upper_bound) << i;
+  }
+  Histogram back = Histogram::from_json(reduced);
+  EXPECT_EQ(back.max(), h.max());
+  EXPECT_EQ(back.min(), h.min());
+  EXPECT_EQ(back.samples(), h.samples());
+  EXPECT_EQ(back.overflows(), h.overflows());
+  EXPECT_EQ(back.missed_periods(), h.missed_periods());
+}
+
 TEST(Metrics, LabelNamesAreSanitized) {
   EXPECT_EQ(sanitize_label_name("guest_kernel"), "guest_kernel");
   EXPECT_EQ(sanitize_label_name("guest-kernel"), "guest_kernel");

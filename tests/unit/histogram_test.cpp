@@ -94,3 +94,65 @@ TEST(Histogram, FromJsonRejectsMalformed) {
   j["bucket_width_ns"] = 10;
   EXPECT_THROW(Histogram::from_json(j), std::invalid_argument);
 }
+
+namespace {
+// A histogram with samples spread over many buckets, some large counts.
+Histogram spread(unsigned seed, int n) {
+  Histogram h;
+  std::uint64_t x = seed * 2654435761u + 1;
+  for (int i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    h.add(nanoseconds(static_cast<long long>((x >> 33) % 25'000'000)), 1 + (x >> 60));
+  }
+  h.add_overflows(seed);
+  h.add_missed_periods(seed * 3);
+  return h;
+}
+}  // namespace
+
+TEST(Histogram, AppendJsonIsExactlyToJsonDump) {
+  for (unsigned seed = 0; seed < 20; ++seed) {
+    Histogram h = spread(seed, static_cast<int>(seed * 37));
+    std::string out = "prefix";
+    h.append_json(out);
+    EXPECT_EQ(out, "prefix" + h.to_json().dump()) << seed;
+  }
+  Histogram neg;
+  neg.set_exact(nanoseconds(-5), nanoseconds(-1), nanoseconds(-9));
+  std::string out;
+  neg.append_json(out);
+  EXPECT_EQ(out, neg.to_json().dump());
+}
+
+TEST(Histogram, ReservedBucketsAreInvisible) {
+  Histogram plain = spread(7, 500);
+  Histogram reserved;
+  reserved.reserve_buckets(10'000);
+  EXPECT_EQ(reserved.buckets().size(), 10'000u);
+  EXPECT_TRUE(reserved.empty());
+  EXPECT_EQ(reserved.to_json(), Histogram().to_json());
+  reserved.merge(plain);
+  // Samples beyond the reserved range still land in their buckets.
+  EXPECT_GT(reserved.buckets().size(), 10'000u);
+  EXPECT_EQ(reserved.to_json(), plain.to_json());
+  std::string a, b;
+  reserved.append_json(a);
+  plain.append_json(b);
+  EXPECT_EQ(a, b);
+  auto s1 = reserved.stats(), s2 = plain.stats();
+  EXPECT_EQ(s1.samples, s2.samples);
+  EXPECT_EQ(s1.p50, s2.p50);
+  EXPECT_EQ(s1.p99, s2.p99);
+  EXPECT_EQ(s1.p9999, s2.p9999);
+  EXPECT_EQ(s1.max, s2.max);
+  EXPECT_EQ(s1.min, s2.min);
+  EXPECT_EQ(s1.mean, s2.mean);
+  // Merging a reserved histogram adds none of its empty buckets.
+  Histogram other;
+  other.merge(reserved);
+  EXPECT_EQ(other.buckets().size(), plain.buckets().size());
+  // Reserving a histogram that holds samples keeps them.
+  Histogram late = spread(7, 500);
+  late.reserve_buckets(1000);
+  EXPECT_EQ(late.to_json(), plain.to_json());
+}

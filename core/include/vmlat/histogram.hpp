@@ -35,7 +35,13 @@ class Histogram {
   // Overrides the extremes and the sum with the probe's exact values.
   void set_exact(nanoseconds min, nanoseconds max, nanoseconds sum);
 
+  // Merges counts, extremes and sums; empty buckets of `other` are skipped.
   void merge(const Histogram& other);
+  // Inserts empty buckets 0..n-1, so that adding samples below n us never
+  // allocates again (the monitor's cumulative histograms: their memory is
+  // taken once, at the start of a session). Empty buckets are invisible:
+  // not counted, not merged, not in to_json().
+  void reserve_buckets(std::uint64_t n);
 
   std::uint64_t samples() const;  // bucketed samples + overflows
   std::uint64_t overflows() const { return overflows_; }
@@ -55,6 +61,9 @@ class Histogram {
   //  "min_ns": .., "max_ns": .., "sum_ns": ..}
   json to_json() const;
   static Histogram from_json(const json& j);  // throws std::invalid_argument
+  // Appends exactly to_json().dump() to `out`, without building a JSON tree
+  // (nothing is allocated but `out`'s own growth).
+  void append_json(std::string& out) const;
 
  private:
   std::map<std::uint64_t, std::uint64_t> buckets_;

@@ -77,6 +77,26 @@ const std::vector<std::uint64_t>& bucket_bounds_us() {
   return bounds;
 }
 
+json histogram_doc_for_metrics(const Histogram& h) {
+  const auto& bounds = bucket_bounds_us();
+  std::vector<std::uint64_t> counts(bounds.size() + 1, 0);  // [0] below bounds[0], [i + 1] from bounds[i] on
+  std::size_t b = 0;
+  for (const auto& [k, n] : h.buckets()) {
+    while (b < bounds.size() && bounds[b] <= k) ++b;
+    counts[b] += n;
+  }
+  json buckets = json::array();
+  for (std::size_t i = 0; i <= bounds.size(); ++i)
+    if (counts[i] != 0) buckets.push_back({i == 0 ? 0 : bounds[i - 1], counts[i]});
+  return json{{"bucket_width_ns", 1000},
+              {"buckets", std::move(buckets)},
+              {"overflows", h.overflows()},
+              {"missed_periods", h.missed_periods()},
+              {"min_ns", h.min().count()},
+              {"max_ns", h.max().count()},
+              {"sum_ns", h.sum().count()}};
+}
+
 std::string sanitize_label_name(const std::string& name) {
   std::string out;
   out.reserve(name.size() + 1);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../run_store.hpp"
+#include "vmlat/histogram.hpp"
 #include "vmlat/json.hpp"
 
 namespace vmlat::exporter {
@@ -21,6 +22,14 @@ using LabelList = std::vector<std::pair<std::string, std::string>>;
 // Upper bounds of the exported latency histogram, in microseconds (+Inf is
 // implicit): 1, 2, 5 steps from 1us to 100ms.
 const std::vector<std::uint64_t>& bucket_bounds_us();
+
+// The histogram document of `h` reduced to what MetricSet::histogram reads:
+// every bucket moved down to the largest bound of bucket_bounds_us() not
+// above it (or 0), so the exported cumulative counts are exactly those of `h`
+// while the document has at most bounds + 1 buckets whatever `h` holds
+// (the monitor publishes a cumulative histogram every window in constant
+// memory). Extremes, sum, overflows and missed periods are kept.
+json histogram_doc_for_metrics(const Histogram& h);
 
 // A valid Prometheus label name for a free-form name: [a-zA-Z_][a-zA-Z0-9_]*,
 // other characters become '_', a leading digit gets a '_' prefix, reserved

@@ -57,7 +57,20 @@ class Snapshot final : public prometheus::Collectable {
 
 Deadline after(std::chrono::nanoseconds d) { return Clock::now() + std::chrono::duration_cast<Clock::duration>(d); }
 
-json hist_doc(const Histogram& h) { return json{{"stats", stats_to_json(h.stats())}, {"histogram", h.to_json()}}; }
+// {"stats": ..., "histogram": h.to_json()} appended to `out` without a JSON
+// tree of the buckets (constant memory whatever the histogram holds).
+void append_hist_doc(std::string& out, const Histogram& h) {
+  out += "{\"stats\":";
+  out += stats_to_json(h.stats()).dump();
+  out += ",\"histogram\":";
+  h.append_json(out);
+  out += '}';
+}
+
+// The largest cumulative histogram the monitor preallocates, in 1us buckets
+// (100 ms; a probe range above it makes memory grow with the buckets seen
+// beyond it, bounded by the range).
+constexpr std::uint64_t kMaxReservedBuckets = 100000;
 
 std::int64_t unix_now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -253,7 +266,15 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
 
   // --- session state -------------------------------------------------------
   const std::string started = iso_now();
+  // Cumulative histograms, per CPU and merged. Their buckets are reserved
+  // from the probe's histogram range when the first segment starts, and the
+  // per-window documents are written without JSON trees of the buckets, so
+  // memory is taken once and stays constant over any length of session.
   std::map<int, Histogram> cumulative;
+  Histogram cumulative_all;
+  bool reserved = false;
+  std::uint64_t reserve_range = 0;
+  std::string hist_buf;  // histogram.json, reused every window
   std::uint64_t windows = 0, gaps = 0, restarts = 0, segment = 0, session_spikes = 0;
   std::int64_t gap_ns_total = 0;
   std::int64_t last_end_unix_ns = -1;  // end of the last recorded window
@@ -269,6 +290,31 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
                       {"period_ns", cell.spec.period.count()},
                       {"cpus", cell.spec.cpus}};
 
+  // Takes the cumulative histograms' memory once: every bucket of the probe's
+  // range (facts "histogram_range_us", capped at kMaxReservedBuckets) for
+  // the merged histogram now and each CPU's at its first window, and the
+  // whole of histogram.json's buffer (CPUs from facts "cpus", else the
+  // cell's), touched so that it is resident from now on.
+  auto reserve_cumulative = [&](const json& probe_facts) {
+    std::uint64_t range = 0;
+    if (probe_facts.is_object() && probe_facts.contains("histogram_range_us") &&
+        probe_facts["histogram_range_us"].is_number_unsigned())
+      range = std::min(probe_facts["histogram_range_us"].get<std::uint64_t>(), kMaxReservedBuckets);
+    if (range == 0) return;
+    std::vector<int> cpus;
+    if (probe_facts.contains("cpus") && probe_facts["cpus"].is_array())
+      for (const auto& c : probe_facts["cpus"])
+        if (c.is_number_integer()) cpus.push_back(c.get<int>());
+    if (cpus.empty()) cpus.assign(cell.spec.cpus.begin(), cell.spec.cpus.end());
+    reserve_range = range;  // each CPU's histogram when its first window comes
+    cumulative_all.reserve_buckets(range);
+    // "[12345,18446744073709551615]," per bucket, stats and keys per CPU.
+    const std::size_t bytes = (cpus.size() + 1) * (range * 30 + 1024) + 256;
+    hist_buf.assign(bytes, ' ');
+    hist_buf.clear();
+    log.info("cumulative histograms: " + std::to_string(range) + " buckets reserved for each of " +
+             std::to_string(cpus.size()) + " CPU(s) and merged");
+  };
   auto write_session = [&] {
     json doc{{"schema", session::kSessionSchema},
              {"session_id", session_id},
@@ -299,14 +345,22 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
                           "\n");
   };
   auto write_histogram = [&] {
-    Histogram merged;
-    json per_cpu = json::object();
+    hist_buf.clear();
+    hist_buf += "{\"windows\":";
+    hist_buf += std::to_string(windows);
+    hist_buf += ",\"merged\":";
+    append_hist_doc(hist_buf, cumulative_all);
+    hist_buf += ",\"per_cpu\":{";
+    bool first = true;
     for (const auto& [cpu, h] : cumulative) {
-      merged.merge(h);
-      per_cpu[std::to_string(cpu)] = hist_doc(h);
+      hist_buf += first ? "\"" : ",\"";
+      first = false;
+      hist_buf += std::to_string(cpu);
+      hist_buf += "\":";
+      append_hist_doc(hist_buf, h);
     }
-    write_file_atomic(session_dir / "histogram.json",
-                      json{{"windows", windows}, {"merged", hist_doc(merged)}, {"per_cpu", per_cpu}}.dump() + "\n");
+    hist_buf += "}}\n";
+    write_file_atomic(session_dir / "histogram.json", hist_buf);
   };
   try {
     write_file_atomic(session_dir / "plan.toml", plan.text);
@@ -326,12 +380,15 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
   Probe* probe = nullptr;
   auto publish = [&](const std::map<int, Histogram>& window, std::int64_t window_end_unix_ns) {
     json run{{"plan", {{"name", plan.name}}}, {"vmlat_version", version_string}, {"started", started}, {"finished", nullptr}};
-    Histogram merged, window_merged;
+    // The cumulative histograms go to the metrics reduced to the exported
+    // bounds: a document of constant size (histogram_doc_for_metrics).
+    auto metrics_doc = [](const Histogram& h) {
+      return json{{"stats", stats_to_json(h.stats())}, {"histogram", histogram_doc_for_metrics(h)}};
+    };
+    const Histogram& merged = cumulative_all;
+    Histogram window_merged;
     json per_cpu = json::object();
-    for (const auto& [cpu, h] : cumulative) {
-      merged.merge(h);
-      per_cpu[std::to_string(cpu)] = hist_doc(h);
-    }
+    for (const auto& [cpu, h] : cumulative) per_cpu[std::to_string(cpu)] = metrics_doc(h);
     for (const auto& [cpu, h] : window) window_merged.merge(h);
     json gates = json::array();
     for (const auto& g : evaluate_gates(plan, cell.spec, "measured", "", &merged)) {
@@ -347,7 +404,7 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
                 {"host_facts", host_facts},
                 {"facts", json::object()},
                 {"timings", {{"started", started}, {"finished", iso_now()}}},
-                {"merged", hist_doc(merged)},
+                {"merged", metrics_doc(merged)},
                 {"per_cpu", per_cpu},
                 {"gates", gates}};
     MetricSet set;
@@ -381,7 +438,11 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
               "1 when windows tile time (streaming probe); 0 for a probe run window by window (gaps between runs)", L,
               streaming ? 1.0 : 0.0);
     snapshot->set(set.take());
-    return std::pair{window_merged, merged};
+    struct Figures {
+      std::uint64_t window_samples, all_samples;
+      nanoseconds window_max, all_max;
+    };
+    return Figures{window_merged.samples(), merged.samples(), window_merged.max(), merged.max()};
   };
   publish({}, -1);
 
@@ -410,7 +471,10 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
         c["end_mono_ns"] = s->second.second;
       }
       per_cpu[std::to_string(cpu)] = c;
-      cumulative[cpu].merge(h);
+      auto [slot, fresh] = cumulative.try_emplace(cpu);
+      if (fresh && reserve_range > 0) slot->second.reserve_buckets(reserve_range);
+      slot->second.merge(h);
+      cumulative_all.merge(h);
     }
     json spikes = json::array();
     for (const auto& sp : w.result.spikes)
@@ -433,9 +497,9 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
     last_end_unix_ns = w.end_unix_ns;
     write_histogram();
     write_session();
-    auto [wm, all] = publish(w.result.per_cpu, w.end_unix_ns);
-    out << "window " << windows << ": " << wm.samples() << " samples, max " << format_latency(wm.max())
-        << "; since start: " << all.samples() << " samples, max " << format_latency(all.max()) << "\n"
+    const auto f = publish(w.result.per_cpu, w.end_unix_ns);
+    out << "window " << windows << ": " << f.window_samples << " samples, max " << format_latency(f.window_max)
+        << "; since start: " << f.all_samples << " samples, max " << format_latency(f.all_max) << "\n"
         << std::flush;
   };
   auto begin_gap = [&](const std::string& reason) {
@@ -519,6 +583,10 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
         seg["backend"] = backend->facts();
         seg["probe"] = stream ? stream->facts() : probe->facts();
       } catch (const std::exception&) {
+      }
+      if (!reserved) {
+        reserve_cumulative(seg["probe"]);
+        reserved = true;
       }
       segments_facts.push_back(seg);
       // Bounded over days of restarts: the first segment and the last ones.
