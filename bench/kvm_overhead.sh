@@ -2,7 +2,9 @@
 # kvm_overhead.sh: the baseline of bench/kvm_overhead.py. A plain shell script
 # doing what one kvm cell of `vmlat run` does, minus everything vmlat adds:
 # boot QEMU on a ready guest image, wait for the agent's hello, run cyclictest
-# in the guest, read its JSON back, shut the guest down.
+# in the guest with the cyclic probe's default argv (its spike list included:
+# --spike=100 --spike-nodes=10000, whose lines come back as its stdout), read
+# its JSON back, shut the guest down.
 #
 # Usage: kvm_overhead.sh VMLINUZ INITRD DURATION_S PERIOD_US [ACCEL]
 # Prints "t_hello=<s> t_first_sample=<s> t_done=<s>" (seconds since start) on
@@ -51,7 +53,7 @@ wait_for() {  # kind: reads frames until one of that kind; its payload in $paylo
 
 wait_for hello
 t_hello=$(since)
-send exec "{\"id\":1,\"argv\":[\"cyclictest\",\"-q\",\"-m\",\"-p\",\"95\",\"-i\",\"$period_us\",\"-t\",\"2\",\"-a\",\"0,1\",\"-D\",\"$duration\",\"-h\",\"20000\",\"--histfile=/dev/null\",\"--json=/tmp/ct.json\"],\"timeout_ms\":600000}"
+send exec "{\"id\":1,\"argv\":[\"cyclictest\",\"-q\",\"-m\",\"-p\",\"95\",\"-i\",\"$period_us\",\"-t\",\"2\",\"-a\",\"0,1\",\"-D\",\"$duration\",\"-h\",\"20000\",\"--histfile=/dev/null\",\"--json=/tmp/ct.json\",\"--spike=100\",\"--spike-nodes=10000\"],\"timeout_ms\":600000}"
 t_first=$(since)
 wait_for exit
 send exec '{"id":2,"argv":["cat","/tmp/ct.json"],"timeout_ms":20000}'

@@ -3,7 +3,9 @@
 # (busybox sh: the lab's Dom0 has no bash). A plain script doing what one
 # xen-pv cell of `vmlat run` does, minus everything vmlat adds: xl create of
 # a PV domU on a ready guest image, wait for the agent's hello on the
-# domain's console, run cyclictest in the domU, read its JSON back, shut the
+# domain's console, run cyclictest in the domU with the cyclic probe's default
+# argv (its spike list included: --spike=100 --spike-nodes=10000, whose lines
+# come back as its stdout over the console), read its JSON back, shut the
 # domU down and make sure it is gone.
 #
 # Usage: xen_overhead.sh KERNEL RAMDISK DURATION_S PERIOD_US
@@ -61,8 +63,9 @@ wait_for() {  # kind: reads lines until a frame of that kind; its payload in $pa
   while IFS= read -r -t 600 line <&3; do
     case $line in
       *"@@VMLAT1 $1 "*)
-        IFS= read -r -t 10 payload <&3
-        IFS= read -r -t 10 end <&3
+        # The payload and the @@END line. Not busybox's read: it takes a
+        # byte per read(2), seconds of TCG time for the spike list's 100 KiB.
+        payload=$(timeout 60 head -n 2 <&3 | head -n 1)
         return 0 ;;
     esac
   done
@@ -72,7 +75,7 @@ wait_for() {  # kind: reads lines until a frame of that kind; its payload in $pa
 
 wait_for hello
 t_hello=$(since)
-send exec "{\"id\":1,\"argv\":[\"cyclictest\",\"-q\",\"-m\",\"-p\",\"95\",\"-i\",\"$period_us\",\"-t\",\"1\",\"-a\",\"0\",\"-D\",\"$duration\",\"-h\",\"20000\",\"--histfile=/dev/null\",\"--json=/tmp/ct.json\"],\"timeout_ms\":600000}"
+send exec "{\"id\":1,\"argv\":[\"cyclictest\",\"-q\",\"-m\",\"-p\",\"95\",\"-i\",\"$period_us\",\"-t\",\"1\",\"-a\",\"0\",\"-D\",\"$duration\",\"-h\",\"20000\",\"--histfile=/dev/null\",\"--json=/tmp/ct.json\",\"--spike=100\",\"--spike-nodes=10000\"],\"timeout_ms\":600000}"
 t_first=$(since)
 wait_for exit
 send exec '{"id":2,"argv":["cat","/tmp/ct.json"],"timeout_ms":20000}'

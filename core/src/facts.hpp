@@ -19,12 +19,6 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& system_fact
 // The facts from raw values (nullopt: that value could not be read).
 json system_facts_from(const std::function<std::optional<std::string>(const std::string&)>& read);
 
-class Executor;
-// Runs `commands` through `where` in one round trip (a constant `sh -c`
-// script of ours; a round trip costs an ssh session, or an agent exec in a
-// TCG guest) and returns each command's output by key (nullopt: it failed).
-// Throws InfraError when the script itself could not run.
-std::map<std::string, std::optional<std::string>> read_in_one_round_trip(
-    Executor& where, const std::vector<std::pair<std::string, std::vector<std::string>>>& commands);
+// read_in_one_round_trip() is declared in vmlat/local.hpp (plugins use it).
 
 }  // namespace vmlat

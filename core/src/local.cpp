@@ -38,6 +38,12 @@ std::string CommandResult::describe() const {
   return s;
 }
 
+std::map<std::string, std::optional<std::string>> Executor::find_programs(const std::vector<std::string>& names) {
+  std::map<std::string, std::optional<std::string>> found;
+  for (const auto& n : names) found[n] = find_program(n);
+  return found;
+}
+
 std::string Job::read_output(std::size_t) {
   throw InfraError("this executor cannot read the output of a running command (Job::read_output)");
 }

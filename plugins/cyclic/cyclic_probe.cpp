@@ -16,6 +16,7 @@
 
 #include <vmlat/frame.hpp>
 
+#include <vmlat/local.hpp>
 #include <vmlat/text.hpp>
 #include <vmlat/cpus.hpp>
 #include <vmlat/plugin.hpp>
@@ -421,24 +422,56 @@ class CyclicProbe final : public Probe {
 
   ProbeResult run_cyclictest(Executor& target, CellContext& ctx, const std::vector<int>& cpus) {
     const CellSpec& cell = ctx.cell();
-    const auto program = target.find_program("cyclictest");
-    if (!program) throw InfraError("cyclictest not found on " + target.name() + ": install the Debian package rt-tests");
     if (cell.period < 1us || cell.period % 1us != 0ns)
       throw InfraError("cyclictest takes its interval in whole microseconds, so it cannot run at a period of " +
                        format_duration(cell.period) + " (engine = \"native\" can)");
-    facts_["engine_version"] = version_line(target, {*program, "--help"});
-
+    // The helpers around the run go in few round trips: an exec in a TCG
+    // guest costs 0.1-0.15 s, and one at a time (which, --help, mktemp, cat,
+    // which, --clocks, rm) they were most of a second of every Xen cell.
+    // Now: the programs (find_programs: one exec in a guest), then its
+    // version and the JSON file's mktemp together, and after the run the
+    // JSON back, the clock offset and the removal together
+    // (read_in_one_round_trip). A value a batch did not give is asked for on
+    // its own, as before.
+    auto found = target.find_programs({"cyclictest", "vmlat-probe"});
+    const auto program = found["cyclictest"];
+    if (!program) throw InfraError("cyclictest not found on " + target.name() + ": install the Debian package rt-tests");
+    probe_program_ = found["vmlat-probe"];
+    clocks_output_.reset();
     // The JSON file lives on the target; it is read back through the executor.
     // In the target's temp dir: inside the run's work directory on this
     // machine (never /tmp), a tmpfs in a guest.
-    auto made = target.run(Command{{"mktemp", "-p", target.temp_dir(), "vmlat-cyclictest.XXXXXX"}, kHelperTimeout});
-    const std::string json_path = trim(made.out);
-    if (!made.ok() || json_path.empty() || json_path.front() != '/')
-      throw InfraError("cyclic probe: mktemp on " + target.name() + " failed: " + made.describe());
+    const std::vector<std::string> mktemp{"mktemp", "-p", target.temp_dir(), "vmlat-cyclictest.XXXXXX"};
+    std::map<std::string, std::optional<std::string>> before;
+    try {
+      before = read_in_one_round_trip(target, {{"version", {*program, "--help"}}, {"json_path", mktemp}});
+    } catch (const InfraError&) {
+    }
+    auto batched = [&](const char* key) -> std::optional<std::string> {
+      auto it = before.find(key);
+      if (it == before.end() || !it->second) return std::nullopt;
+      return *it->second;
+    };
+    if (auto help = batched("version"); help && !first_line(*help).empty())
+      facts_["engine_version"] = first_line(*help);
+    else
+      facts_["engine_version"] = version_line(target, {*program, "--help"});
+    std::string json_path;
+    if (auto made = batched("json_path"); made && !trim(*made).empty() && trim(*made).front() == '/' &&
+                                           trim(*made).find('\n') == std::string::npos) {
+      json_path = trim(*made);
+    } else {
+      auto r = target.run(Command{mktemp, kHelperTimeout});
+      json_path = trim(r.out);
+      if (!r.ok() || json_path.empty() || json_path.front() != '/')
+        throw InfraError("cyclic probe: mktemp on " + target.name() + " failed: " + r.describe());
+    }
     struct RemoveOnExit {
       Executor& target;
       const std::string& path;
+      bool removed = false;
       ~RemoveOnExit() {
+        if (removed) return;
         // Also after an interrupt: the removal itself must not be cancelled.
         try {
           PhaseScope cleanup("cyclic-cleanup", Clock::now() + kHelperTimeout, /*interruptible=*/false);
@@ -492,7 +525,26 @@ class CyclicProbe final : public Probe {
     {
       // After an interrupt the result must still be read back.
       PhaseScope collect("cyclic-collect", Clock::now() + kHelperTimeout, /*interruptible=*/false);
-      auto read = target.run(Command{{"cat", json_path}, kHelperTimeout});
+      // The JSON back, the clock offset for the spike times and the file
+      // removed in one round trip; the JSON on its own if that did not give
+      // it (then with cat's error).
+      CommandResult read;
+      bool read_batched = false;
+      try {
+        std::vector<std::pair<std::string, std::vector<std::string>>> after_commands{
+            {"json", {"cat", json_path}}, {"rm", {"rm", "-f", json_path}}};
+        if (spikes_ > 0 && probe_program_) after_commands.push_back({"clocks", {*probe_program_, "--clocks"}});
+        auto after = read_in_one_round_trip(target, after_commands);
+        if (auto it = after.find("clocks"); it != after.end() && it->second) clocks_output_ = *it->second;
+        if (auto it = after.find("json"); it != after.end() && it->second) {
+          read.out = *it->second;
+          read.exit_code = 0;
+          read_batched = true;
+        }
+        if (auto it = after.find("rm"); it != after.end() && it->second) remove_on_exit.removed = true;
+      } catch (const InfraError&) {
+      }
+      if (!read_batched) read = target.run(Command{{"cat", json_path}, kHelperTimeout});
       // The raw file is evidence either way; it is named .json only if it is
       // JSON, so that every .json file of a run directory parses.
       if (read.ok()) ctx.save_artifact(json::accept(read.out) ? "cyclictest.json" : "cyclictest.json.invalid", read.out);
@@ -523,14 +575,22 @@ class CyclicProbe final : public Probe {
 
   // CLOCK_REALTIME - CLOCK_MONOTONIC on `target` (vmlat-probe --clocks), if
   // it can be read: maps cyclictest's monotonic spike times to wall-clock time.
-  static std::optional<std::int64_t> realtime_offset(Executor& target) {
-    auto program = target.find_program("vmlat-probe");
-    if (!program) return std::nullopt;
+  // `known`: what `vmlat-probe --clocks` printed, if it ran already.
+  static std::optional<std::int64_t> realtime_offset(Executor& target, const std::optional<std::string>& known) {
     try {
-      auto r = target.run(Command{{*program, "--clocks"}, kHelperTimeout});
+      std::string printed;
+      if (known) {
+        printed = *known;
+      } else {
+        auto program = target.find_program("vmlat-probe");
+        if (!program) return std::nullopt;
+        auto r = target.run(Command{{*program, "--clocks"}, kHelperTimeout});
+        if (!r.ok()) return std::nullopt;
+        printed = r.out;
+      }
       long long mono = 0, real = 0;
       char tail = 0;
-      if (!r.ok() || std::sscanf(r.out.c_str(), "%lld %lld %c", &mono, &real, &tail) != 2) return std::nullopt;
+      if (std::sscanf(printed.c_str(), "%lld %lld %c", &mono, &real, &tail) != 2) return std::nullopt;
       return real - mono;
     } catch (const InfraError&) {
       return std::nullopt;
@@ -549,7 +609,7 @@ class CyclicProbe final : public Probe {
                             {"recorded", printed.spikes.size()},
                             {"over_threshold", printed.spikes_total},
                             {"truncated", truncated}};
-    const auto offset = by_cpu.empty() ? std::nullopt : realtime_offset(target);
+    const auto offset = by_cpu.empty() ? std::nullopt : realtime_offset(target, clocks_output_);
     for (auto& [cpu, list] : by_cpu) {
       std::stable_sort(list.begin(), list.end(), [](const Spike& a, const Spike& b) { return a.latency > b.latency; });
       auto h = result.per_cpu.find(cpu);
@@ -752,6 +812,8 @@ class CyclicProbe final : public Probe {
   std::uint64_t spike_threshold_us_ = 100;
   TraceSettings trace_;
   json facts_ = json::object();
+  std::optional<std::string> probe_program_;  // vmlat-probe on the target, as the cyclictest run found it
+  std::optional<std::string> clocks_output_;  // its --clocks, read with the JSON
 };
 
 }  // namespace

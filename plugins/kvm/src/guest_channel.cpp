@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <sstream>
 #include <vector>
 
 #include <vmlat/text.hpp>
@@ -486,6 +487,34 @@ std::optional<std::string> GuestExecutor::find_program(const std::string& name) 
   std::string path = trim(r.out);
   if (path.empty() || path.front() != '/' || path.find('\n') != std::string::npos) return std::nullopt;
   return path;
+}
+
+std::map<std::string, std::optional<std::string>> GuestExecutor::find_programs(const std::vector<std::string>& names) {
+  auto plain = [](const std::string& n) {
+    return !n.empty() && n.front() != '-' && n.find_first_of("/\n\r\t ") == std::string::npos;
+  };
+  if (names.size() < 2 || !std::all_of(names.begin(), names.end(), plain)) return Executor::find_programs(names);
+  // One line per name, in order: its path, or empty. The names are
+  // positional parameters of a constant script, never parsed by the shell.
+  std::vector<std::string> argv{"sh", "-c", "for p do which \"$p\" || echo; done", "sh"};
+  argv.insert(argv.end(), names.begin(), names.end());
+  CommandResult r;
+  try {
+    r = run(Command{argv, 20s});
+  } catch (const InfraError&) {
+    return Executor::find_programs(names);
+  }
+  std::vector<std::string> lines;
+  std::string line;
+  std::istringstream in(r.out);
+  while (std::getline(in, line)) lines.push_back(trim(line));
+  if (!r.ok() || lines.size() != names.size()) return Executor::find_programs(names);
+  std::map<std::string, std::optional<std::string>> found;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string& path = lines[i];
+    found[names[i]] = path.empty() || path.front() != '/' ? std::nullopt : std::optional<std::string>(path);
+  }
+  return found;
 }
 
 }  // namespace vmlat::kvm

@@ -85,6 +85,8 @@ class GuestExecutor final : public Executor {
   CommandResult run(const Command& command) override;
   std::unique_ptr<Job> start(const Command& command) override;
   std::optional<std::string> find_program(const std::string& name) override;
+  // Bare names in one exec (sh: `which` of each); the default otherwise.
+  std::map<std::string, std::optional<std::string>> find_programs(const std::vector<std::string>& names) override;
   // The guest's /tmp: a tmpfs of the guest's initramfs, gone with the guest.
   std::string temp_dir() override { return "/tmp"; }
 
