@@ -144,6 +144,10 @@ options:
   --cancel-on-eof      EOF on stdin interrupts the cell (the controller's Ctrl-C)
   --send-back          then write "vmlat-archive v1" and a tar of the cell
                        directory to stdout
+  --wait-go            once the plan is loaded, wait for a line "go" on stdin
+                       before taking the host lock (EOF first: exit 130 having
+                       done nothing); the controller starts the next cell's
+                       vmlat this way while the current one tears down
 )"},
     {"push", R"(usage: vmlat push RUN_DIR --url URL [options]
 
@@ -344,7 +348,7 @@ Args parse_args(int argc, char** argv) {
       {"hosts", {"--inventory", "--json", "--plugin-dir"}},
       {"provision", {"--inventory", "--bundle", "--results", "--plugin-dir"}},
       {"run-cell", {"--cell", "--out", "--index", "--run-id", "--host-name", "--duration", "--lock-dir", "--expect-version",
-                    "--cancel-on-eof", "--send-back", "--plugin-dir"}},
+                    "--cancel-on-eof", "--send-back", "--wait-go", "--plugin-dir"}},
       {"push", {"--url", "--push-timeout", "--textfile"}},
       {"metrics", {}},
       {"report", {"--format", "--output", "--baseline"}},
@@ -417,6 +421,7 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--expect-version") a.cell_run.expect_version = arg();
     else if (opt == "--cancel-on-eof") a.cell_run.cancel_on_eof = true;
     else if (opt == "--send-back") a.cell_run.send_back = true;
+    else if (opt == "--wait-go") a.cell_run.wait_go = true;
     else if (opt == "--index") {
       auto v = arg();
       try {

@@ -262,6 +262,17 @@ Process::~Process() {
   close_stdin();
 }
 
+bool Process::write_stdin(std::string_view bytes) noexcept {
+  if (stdin_fd_ < 0) return false;
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(stdin_fd_, bytes.data(), bytes.size());  // SIGPIPE is ignored (interrupt.cpp)
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
 void Process::close_stdin() noexcept {
   if (stdin_fd_ >= 0) ::close(stdin_fd_);
   stdin_fd_ = -1;

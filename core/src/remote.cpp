@@ -71,7 +71,7 @@ RemoteHost::RemoteHost(const HostSpec& spec, const RemoteRun& run, const std::fi
   std::filesystem::create_directories(scratch_);
 }
 
-RemoteHost::~RemoteHost() = default;
+RemoteHost::~RemoteHost() { drop_prespawned(); }
 
 void RemoteHost::connect() {
   if (!master_ || !master_->alive()) master_ = std::make_shared<SshMaster>(target_, scratch_ / "ssh-master.log");
@@ -107,8 +107,7 @@ void RemoteHost::upload_plan() {
     throw InfraError("cannot copy the plan to " + target_.describe() + ": " + (last_line(read_text(log)).empty() ? status.describe() : last_line(read_text(log))));
 }
 
-int RemoteHost::run_cell(const std::string& cell_id, int index, const std::filesystem::path& log,
-                         const std::function<void(const std::string&)>& progress, const std::filesystem::path& into) {
+std::vector<std::string> RemoteHost::run_cell_argv(const std::string& cell_id, int index, bool wait_go) const {
   std::vector<std::string> argv{layout_.vmlat(), "run-cell", remote_dir_ + "/plan.toml",
                                 "--cell", cell_id,
                                 "--index", std::to_string(index),
@@ -118,15 +117,56 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
                                 "--lock-dir", layout_.lock_dir,
                                 "--expect-version", std::string(version_string) + "/" + std::to_string(abi_version),
                                 "--cancel-on-eof", "--send-back"};
+  if (wait_go) argv.push_back("--wait-go");
   if (run_.duration) argv.insert(argv.end(), {"--duration", std::to_string(run_.duration->count()) + "ns"});
+  return argv;
+}
+
+void RemoteHost::prespawn(const std::string& cell_id, int index, const std::filesystem::path& log) noexcept {
+  drop_prespawned();
+  try {
+    Prespawned next{cell_id, index, log, scratch_ / ("cell-" + cell_id + ".events"), Process()};
+    ProcessSpec spec{ssh_argv(target_, remote_command_line(run_cell_argv(cell_id, index, true))), {}, next.out, log, {}};
+    spec.stdin_pipe = true;
+    next.process = Process::spawn(spec);
+    next_ = std::move(next);
+  } catch (...) {
+    next_.reset();
+  }
+}
+
+void RemoteHost::drop_prespawned() noexcept {
+  if (!next_) return;
+  // EOF before "go": the remote vmlat exits without taking the lock.
+  next_->process.close_stdin();
+  (void)next_->process.wait(Clock::now() + std::chrono::seconds(10), false);
+  next_->process.stop(std::chrono::milliseconds(1000));
+  std::error_code ec;
+  std::filesystem::remove(next_->out, ec);
+  next_.reset();
+}
+
+int RemoteHost::run_cell(const std::string& cell_id, int index, const std::filesystem::path& log,
+                         const std::function<void(const std::string&)>& progress, const std::filesystem::path& into,
+                         const std::function<void()>& on_teardown) {
   auto out = scratch_ / ("cell-" + cell_id + ".events");
-  ProcessSpec spec{ssh_argv(target_, remote_command_line(argv)), {}, out, log, {}};
-  spec.stdin_pipe = true;  // open for the whole cell: its EOF tells the remote vmlat to stop
-  auto p = Process::spawn(spec);
+  Process p;
+  if (next_ && next_->cell_id == cell_id && next_->index == index && next_->log == log &&
+      next_->process.write_stdin("go\n")) {
+    p = std::move(next_->process);
+    next_.reset();
+  } else {
+    drop_prespawned();
+    ProcessSpec spec{ssh_argv(target_, remote_command_line(run_cell_argv(cell_id, index, false))), {}, out, log, {}};
+    spec.stdin_pipe = true;  // open for the whole cell: its EOF tells the remote vmlat to stop
+    p = Process::spawn(spec);
+  }
 
   // Phase events ("vmlat-event {...}") as the remote vmlat prints them.
   std::size_t seen = 0;
   std::string pending;
+  bool ending = false;  // the remote cell is in its teardown
+  bool told_teardown = false;
   auto read_events = [&] {
     std::ifstream in(out, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(seen));
@@ -139,7 +179,14 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
       if (line.rfind("vmlat-event ", 0) != 0) continue;
       try {
         auto event = json::parse(line.substr(12));
-        if (event.contains("phase") && event["phase"].is_string()) progress(event["phase"].get<std::string>());
+        if (event.contains("phase") && event["phase"].is_string()) {
+          progress(event["phase"].get<std::string>());
+          ending = event["phase"].get<std::string>() == "teardown";
+          if (ending && on_teardown && !told_teardown) {
+            told_teardown = true;
+            on_teardown();
+          }
+        }
       } catch (const std::exception&) {
       }
     }
@@ -161,7 +208,10 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
       status = p.stop(std::chrono::milliseconds(2000));
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Shorter once the cell tears down: the host is idle from the remote
+    // exit until we notice it. (Not all along: this may be the measured
+    // machine too.)
+    std::this_thread::sleep_for(std::chrono::milliseconds(ending ? 20 : 100));
   }
   read_events();
   const std::string why = last_line(read_text(log));
@@ -251,6 +301,7 @@ void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path&
 }
 
 void RemoteHost::cleanup() noexcept {
+  drop_prespawned();
   try {
     if (!master_) return;
     auto log = scratch_ / "cleanup.log";

@@ -16,6 +16,7 @@
 
 #include "hosts.hpp"
 #include "ssh.hpp"
+#include "vmlat/process.hpp"
 
 namespace vmlat {
 
@@ -49,8 +50,19 @@ class RemoteHost {
   // could not run it (ssh failed, the host dropped, nothing came back).
   // `into`: where the cell's directory lands (run_dir/cells/<id>, or an
   // attempt's directory for a retest).
+  // `on_teardown`: called once when the remote cell reaches its teardown
+  // (the worker prespawns the next cell then).
   int run_cell(const std::string& cell_id, int index, const std::filesystem::path& log,
-               const std::function<void(const std::string&)>& progress, const std::filesystem::path& into);
+               const std::function<void(const std::string&)>& progress, const std::filesystem::path& into,
+               const std::function<void()>& on_teardown = {});
+  // Starts the remote `vmlat run-cell --wait-go` of the cell expected next,
+  // so that its start (ssh session, vmlat's exec, plan, plugins: most of a
+  // second on a TCG Xen Dom0) overlaps the current cell's teardown. It waits
+  // for "go" on stdin before it takes the host lock or touches anything;
+  // run_cell() of the same cell, index and log says it, any other
+  // run_cell() or cleanup() drops it (stdin EOF: it exits, having done
+  // nothing). Never throws (a prespawn that fails is just not used).
+  void prespawn(const std::string& cell_id, int index, const std::filesystem::path& log) noexcept;
   // Removes the run's directory on the host (best effort, never throws).
   void cleanup() noexcept;
   const SshTarget& target() const { return target_; }
@@ -59,6 +71,15 @@ class RemoteHost {
   void copy_back(const std::string& cell_id, const std::filesystem::path& log, const std::filesystem::path& into);
   void unpack(const std::string& cell_id, const std::filesystem::path& archive, const std::filesystem::path& log,
               const std::filesystem::path& into);
+  std::vector<std::string> run_cell_argv(const std::string& cell_id, int index, bool wait_go) const;
+  void drop_prespawned() noexcept;
+  struct Prespawned {
+    std::string cell_id;
+    int index = 0;
+    std::filesystem::path log, out;
+    Process process;
+  };
+  std::optional<Prespawned> next_;
   HostSpec spec_;
   RemoteRun run_;
   RemoteLayout layout_;

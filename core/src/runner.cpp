@@ -1316,7 +1316,9 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       }
     }
     // One measurement of a cell into `dir`: cells/<id>, or attempts/<id>.retest<k>.
-    auto measure_into = [&](const Cell& cell, const std::filesystem::path& dir) -> CellOutcome {
+    auto ssh_log_of = [&](const std::filesystem::path& dir) { return host_dir / ("cell-" + dir.filename().string() + ".ssh.log"); };
+    auto measure_into = [&](const Cell& cell, const std::filesystem::path& dir,
+                            const std::function<void()>& on_teardown = {}) -> CellOutcome {
       std::error_code dir_error;
       std::filesystem::create_directories(dir, dir_error);
       FileLogger cell_log(dir / "cell.log", &run_log, cell.spec.id);
@@ -1329,11 +1331,11 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       }
       std::string failure;
       progress.cell(static_cast<std::size_t>(cell.index), cell, "remote");
-      auto ssh_log = host_dir / ("cell-" + dir.filename().string() + ".ssh.log");
+      auto ssh_log = ssh_log_of(dir);
       try {
         int code = remote->run_cell(cell.spec.id, cell.index, ssh_log,
                                     [&](const std::string& phase) { progress.cell(static_cast<std::size_t>(cell.index), cell, phase); },
-                                    dir);
+                                    dir, on_teardown);
         if (code == exit_code::usage)
           failure = "vmlat on host " + name + " refused the cell (exit 2): see hosts/" + name + "/" + ssh_log.filename().string();
       } catch (const std::exception& e) {
@@ -1344,7 +1346,8 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       if (!failure.empty()) back.error(failure);
       return remote_outcome(st, cell, dir, failure, back, err);
     };
-    for (std::size_t i : queue) {
+    for (std::size_t k = 0; k < queue.size(); ++k) {
+      const std::size_t i = queue[k];
       const Cell& cell = cells[i];
       if (cancel_requested()) {
         not_run(i);
@@ -1353,7 +1356,15 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       progress.begin_cell(name);
       mark_running(i);
       auto cell_dir = run_dir / "cells" / cell.spec.id;
-      CellOutcome o = measure_into(cell, cell_dir);
+      // While this cell tears down, the next one's remote vmlat starts
+      // (RemoteHost::prespawn); it waits for "go" before touching the host.
+      std::function<void()> prespawn_next;
+      if (remote && host_problem.empty() && k + 1 < queue.size())
+        prespawn_next = [&, next = &cells[queue[k + 1]]] {
+          if (!cancel_requested())
+            remote->prespawn(next->spec.id, next->index, ssh_log_of(run_dir / "cells" / next->spec.id));
+        };
+      CellOutcome o = measure_into(cell, cell_dir, prespawn_next);
       retest_failures(st, cell, o, cell_dir, run_dir, [&](const std::filesystem::path& dir) { return measure_into(cell, dir); }, err);
       finish_cell(i, std::move(o));
     }
@@ -1453,6 +1464,33 @@ int run_single_cell(const Plan& plan, PluginRegistry& registry, const CellRunOpt
         << ": provision the host again (vmlat provision PLAN) so that both run the same build\n";
     return exit_code::usage;
   }
+  auto cells = expand(plan);
+  auto it = std::find_if(cells.begin(), cells.end(), [&](const Cell& c) { return c.spec.id == options.cell_id; });
+  if (it == cells.end()) {
+    err << "vmlat run-cell: plan " << plan.name << " has no cell '" << options.cell_id << "'\n";
+    return exit_code::usage;
+  }
+  if (options.wait_go) {
+    // Started early (the previous cell is still tearing down): nothing is
+    // touched before the controller says "go". Byte by byte, so that no
+    // byte after the line is taken from the cancel reader below.
+    std::string line;
+    char c = 0;
+    for (;;) {
+      const ssize_t n = ::read(0, &c, 1);
+      if (n < 0 && errno == EINTR) {
+        if (cancel_requested()) return exit_code::interrupted;
+        continue;
+      }
+      if (n <= 0) return exit_code::interrupted;  // EOF: not wanted after all
+      if (c == '\n') break;
+      if (line.size() < 16) line += c;
+    }
+    if (line != "go") {
+      err << "vmlat run-cell: --wait-go: expected \"go\" on stdin, got \"" << line << "\"\n";
+      return exit_code::usage;
+    }
+  }
   if (options.cancel_on_eof) {
     // The controller keeps our stdin open for the whole cell: EOF means it
     // wants the cell stopped, or it is gone.
@@ -1464,12 +1502,6 @@ int run_single_cell(const Plan& plan, PluginRegistry& registry, const CellRunOpt
       }
       request_cancel();
     }).detach();
-  }
-  auto cells = expand(plan);
-  auto it = std::find_if(cells.begin(), cells.end(), [&](const Cell& c) { return c.spec.id == options.cell_id; });
-  if (it == cells.end()) {
-    err << "vmlat run-cell: plan " << plan.name << " has no cell '" << options.cell_id << "'\n";
-    return exit_code::usage;
   }
   Cell cell = *it;
   cell.index = options.index;

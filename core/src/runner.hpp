@@ -126,6 +126,9 @@ struct CellRunOptions {
   // After the cell, write "vmlat-archive v1\n" and a tar of its directory
   // to stdout: the controller gets the cell back without another round trip.
   bool send_back = false;
+  // Before the host lock, wait for a line "go" on stdin; EOF first: exit
+  // 130 having done nothing (RemoteHost::prespawn).
+  bool wait_go = false;
 };
 int run_single_cell(const Plan& plan, PluginRegistry& registry, const CellRunOptions& options, std::ostream& out,
                     std::ostream& err);

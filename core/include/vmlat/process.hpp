@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vmlat/interrupt.hpp"
@@ -65,6 +66,9 @@ class Process {
   // child reads EOF). Safe to call twice; also done by stop() and the
   // destructor.
   void close_stdin() noexcept;
+  // With ProcessSpec::stdin_pipe: writes `bytes` to the child's stdin.
+  // False if it could not (closed, or the child is gone: EPIPE).
+  bool write_stdin(std::string_view bytes) noexcept;
 
  private:
   pid_t pid_ = -1;

@@ -68,7 +68,7 @@ class XenBackend : public Backend {
 
  private:
   std::string prefix() const { return "xen-" + to_string(type_); }
-  void destroy_stale(CellContext& ctx);
+  void destroy_stale(CellContext& ctx, const std::vector<std::string>& domains);
   void resolve_image(CellContext& ctx);
   void apply_vcpu_pins();
   void check_vcpu_pins(const CommandResult& vcpu_list);

@@ -165,13 +165,14 @@ std::unique_ptr<kvm::GuestExecutor> XlDomain::connect_agent(const fs::path& cons
                                               "domU " + spec_.name);
 }
 
-json XlDomain::destroy() noexcept {
+json XlDomain::destroy(bool known_gone) noexcept {
   json what = json::object();
   if (!created_ || destroyed_) return what;
   try {
     PhaseScope cleanup("xen-destroy", Clock::now() + 60s, /*interruptible=*/false);
     bool listed = false;
-    for (const auto& n : list_domains(dom0_)) listed = listed || n == spec_.name;
+    if (!known_gone)
+      for (const auto& n : list_domains(dom0_)) listed = listed || n == spec_.name;
     bool still = false;
     if (listed) {
       auto r = dom0_.run(Command{{"xl", "destroy", spec_.name}, 45s});

@@ -73,7 +73,9 @@ class XlDomain {
   // Stops the domain if it is there (`xl destroy`; also kills an HVM device
   // model) and checks with `xl list` that it is gone. Never throws;
   // uninterruptible; idempotent. Returns what it did, for the cell's facts.
-  json destroy() noexcept;
+  // `known_gone`: an `xl list` of the caller's has just not shown it (no
+  // second one is run then).
+  json destroy(bool known_gone = false) noexcept;
 
  private:
   Executor& dom0_;
