@@ -30,8 +30,8 @@ std::string slurp(const fs::path& p) {
 }
 
 // The last `n` non-empty lines of a file, for error messages.
-std::string tail_of(const fs::path& p, std::size_t n) {
-  std::istringstream in(slurp(p));
+std::string tail_of_text(const std::string& text, std::size_t n) {
+  std::istringstream in(text);
   std::vector<std::string> lines;
   std::string line;
   while (std::getline(in, line))
@@ -41,6 +41,8 @@ std::string tail_of(const fs::path& p, std::size_t n) {
     out += (out.empty() ? "" : " | ") + lines[i];
   return out.empty() ? "(empty)" : out;
 }
+
+std::string tail_of(const fs::path& p, std::size_t n) { return tail_of_text(slurp(p), n); }
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -471,6 +473,20 @@ void XenBackend::teardown(CellContext& ctx) {
     }
     agent_.reset();
     how.update(domain_->destroy(seen_gone));
+    // Gone before we asked it to go (a crash, a guest that powered itself
+    // off): Xen's own log says why; keep it with the cell.
+    if (!how.value("agent_bye", false) && how.value("xl_destroy", std::string()).rfind("not needed", 0) == 0) {
+      how["vanished"] = true;
+      try {
+        auto r = dom0_->run(Command{{"xl", "dmesg"}, 30s});
+        if (r.ok()) {
+          ctx.save_artifact("xl-dmesg.txt", r.out);
+          ctx.log().warn(prefix() + ": domain " + name + " was gone before the teardown asked it to go; Xen's log "
+                         "(xl-dmesg.txt) ends with: " + tail_of_text(r.out, 3));
+        }
+      } catch (const std::exception&) {
+      }
+    }
     how["teardown_s"] = since(t0);
     if (domain_->created() && !how.value("gone", false)) left = name;
     domain_.reset();

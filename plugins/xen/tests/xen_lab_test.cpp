@@ -383,28 +383,68 @@ json cell_result(const fs::path& run_dir, const json& cell) {
   return json::parse(slurp(run_dir / cell["dir"].get<std::string>() / "result.json"));
 }
 
-TEST_F(XenLab, XenLabPlanRunsPvAndPvhDomusWithTheirHistogramsAndXenFacts) {
+// One run of plans/xen-lab.toml in the lab, Dom0 watched while it runs.
+struct LabPlanRun {
+  ExitStatus status;
+  std::set<std::string> seen_domains, stress_with;
+};
+
+LabPlanRun run_lab_plan(const fs::path& results) {
   // plans/xen-lab.toml as a user runs it: the lab's inventory, no [hosts].
   const auto t0 = Clock::now();
   auto job = Process::spawn(ProcessSpec{{(kBuild / "vmlat").string(), "run", (kSource / "plans/xen-lab.toml").string(),
                                          "--inventory", (g_lab / "inventory.ini").string(), "--results",
-                                         (g_dir / "xen-lab-results").string()},
+                                         results.string()},
                                         {}, g_dir / "plan.out", g_dir / "plan.err", g_dir});
   // Watch Dom0 while it runs: stress-ng must be there while a stress cell's
   // domU is (the probe runs between the workload's start and stop).
-  std::set<std::string> seen_domains, stress_with;
+  LabPlanRun run;
   while (job.running() && Clock::now() - t0 < 1200s) {
     const auto snap = dom0_snapshot();
     for (const auto& d : snap.domains) {
       if (d == "Domain-0") continue;
-      seen_domains.insert(d);
-      if (snap.stress_ng > 0) stress_with.insert(d);
+      run.seen_domains.insert(d);
+      if (snap.stress_ng > 0) run.stress_with.insert(d);
     }
     std::this_thread::sleep_for(1s);
   }
-  auto status = job.wait(Clock::now() + 60s, false);
-  if (status.timed_out) job.stop(5s);
+  run.status = job.wait(Clock::now() + 60s, false);
+  if (run.status.timed_out) job.stop(5s);
   std::cerr << "plans/xen-lab.toml: " << std::chrono::duration<double>(Clock::now() - t0).count() << "s\n";
+  return run;
+}
+
+// The cells of a run whose domU triple-faulted: Xen's own log (the
+// backend keeps `xl dmesg` as xl-dmesg.txt when a domain vanished). Seen
+// now and then with the PVH domU under Dom0 stress in this nested TCG lab
+// (plugins/xen/README.md); not a fault of vmlat, and kept as an infra error.
+std::vector<std::string> triple_faulted(const fs::path& results) {
+  std::vector<std::string> cells;
+  std::error_code ec;
+  const fs::path run_dir = fs::canonical(results / "latest", ec);
+  if (ec) return cells;
+  for (const auto& e : fs::directory_iterator(run_dir / "cells", ec))
+    if (fs::exists(e.path() / "xl-dmesg.txt") &&
+        slurp(e.path() / "xl-dmesg.txt").find("Triple fault") != std::string::npos)
+      cells.push_back(e.path().filename().string());
+  return cells;
+}
+
+TEST_F(XenLab, XenLabPlanRunsPvAndPvhDomusWithTheirHistogramsAndXenFacts) {
+  auto run = run_lab_plan(g_dir / "xen-lab-results");
+  if (run.status.exit_code == 3) {
+    // Once, and only for a domU that Xen says triple-faulted (TCG).
+    if (auto faulted = triple_faulted(g_dir / "xen-lab-results"); !faulted.empty()) {
+      std::cerr << "xen-lab: a domU triple-faulted (Xen's log, xl-dmesg.txt) in " << faulted.front()
+                << ": nested TCG; running the plan once more\n";
+      run = run_lab_plan(g_dir / "xen-lab-results-again");
+      fs::remove_all(g_dir / "xen-lab-results");
+      fs::rename(g_dir / "xen-lab-results-again", g_dir / "xen-lab-results");
+    }
+  }
+  const auto& status = run.status;
+  const auto& seen_domains = run.seen_domains;
+  const auto& stress_with = run.stress_with;
   ASSERT_EQ(status.exit_code, 0) << slurp(g_dir / "plan.out") << slurp(g_dir / "plan.err");
   const fs::path run_dir = fs::canonical(g_dir / "xen-lab-results" / "latest");
   const json run_json = json::parse(slurp(run_dir / "run.json"));
