@@ -1,5 +1,7 @@
 #include "kvm_settings.hpp"
 
+#include "guest_image_settings.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,13 +70,10 @@ std::optional<std::string> starvation_problem(const Config& c, const std::vector
 
 Config read_settings(Settings& s) {
   Config c;
-  c.image = s.choice("image", "nrt", {"nrt", "rt"});
-  c.kernel = s.string("kernel", "");
-  c.initrd = s.string("initrd", "");
-  if (c.kernel.empty() != c.initrd.empty())
-    s.error(c.kernel.empty() ? "initrd" : "kernel", "kernel and initrd go together: set both (your own image) or neither");
-  if (!c.kernel.empty() && s.has("image"))
-    s.error("image", "image (build-guest) and kernel/initrd (your own image) exclude each other");
+  const GuestImageSettings image = read_guest_image_settings(s);
+  c.image = image.image;
+  c.kernel = image.kernel;
+  c.initrd = image.initrd;
   c.disk = s.string("disk", "");
   c.disk_format = s.choice("disk_format", c.disk_format, {"raw", "qcow2"});
   if (!c.disk.empty() && (!c.kernel.empty() || s.has("image")))

@@ -11,6 +11,8 @@
 #include <vmlat/cpus.hpp>
 #include <vmlat/local.hpp>
 #include <vmlat/text.hpp>
+
+#include "guest_image_settings.hpp"
 #include <vmlat/units.hpp>
 
 #include "qmp.hpp"
@@ -71,13 +73,10 @@ json xen_facts(const json& info) {
 
 XenSettings read_xen_settings(Settings& s, DomainType type) {
   XenSettings c;
-  c.image = s.choice("image", "nrt", {"nrt", "rt"});
-  c.kernel = s.string("kernel", "");
-  c.initrd = s.string("initrd", "");
-  if (c.kernel.empty() != c.initrd.empty())
-    s.error(c.kernel.empty() ? "initrd" : "kernel", "kernel and initrd go together: set both (your own image) or neither");
-  if (!c.kernel.empty() && s.has("image"))
-    s.error("image", "image (build-guest) and kernel/initrd (your own image) exclude each other");
+  const kvm::GuestImageSettings image = kvm::read_guest_image_settings(s);
+  c.image = image.image;
+  c.kernel = image.kernel;
+  c.initrd = image.initrd;
   for (const auto* p : {&c.kernel, &c.initrd})
     if (!p->empty() && (p->front() != '/' || p->find(',') != std::string::npos))
       s.error(p == &c.kernel ? "kernel" : "initrd", std::string(p == &c.kernel ? "kernel" : "initrd") + " must be an absolute path in Dom0 without commas, not \"" + *p + "\"");
