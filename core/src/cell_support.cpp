@@ -59,7 +59,13 @@ void FileLogger::raw(const std::string& line) {
 
 CellContextImpl::CellContextImpl(const CellSpec& spec, std::filesystem::path cell_dir, std::filesystem::path work_dir,
                                  Logger& log, Executor& host)
-    : spec_(spec), cell_dir_(std::move(cell_dir)), work_dir_(std::move(work_dir)), log_(log), host_(host) {}
+    // Absolute (CellContext's contract): a plugin hands these paths to
+    // programs that may run in another working directory.
+    : spec_(spec),
+      cell_dir_(std::filesystem::absolute(cell_dir)),
+      work_dir_(std::filesystem::absolute(work_dir)),
+      log_(log),
+      host_(host) {}
 
 void CellContextImpl::save_artifact(std::string_view name, std::string_view content) {
   std::string n(name);

@@ -124,10 +124,12 @@ std::vector<HostSpec> hosts_from_inventory(const std::filesystem::path& inventor
     h.identity_file = str("ansible_ssh_private_key_file");
     if (h.identity_file.empty()) h.identity_file = str("ansible_private_key_file");
     check(h.identity_file, "ansible_ssh_private_key_file");
+    h.identity_file = path_for_children(h.identity_file);
     // vmlat_known_hosts: the known_hosts file for this host (the plan's
     // known_hosts); else ssh's own.
     h.known_hosts = str("vmlat_known_hosts");
     check(h.known_hosts, "vmlat_known_hosts");
+    h.known_hosts = path_for_children(h.known_hosts);
     // vmlat_provision=false: a host provisioned otherwise (a lab image, no
     // Python for Ansible): the plan's `provision = false`.
     if (vars.contains("vmlat_provision")) {
@@ -142,6 +144,8 @@ std::vector<HostSpec> hosts_from_inventory(const std::filesystem::path& inventor
     for (const char* key : {"vmlat_common_prefix", "vmlat_common_work_dir", "vmlat_common_lock_dir"})
       if (!str(key).empty()) {
         check(str(key), key);
+        if (str(key).front() != '/' || str(key).find("/..") != std::string::npos)
+          throw PlanError(inventory.string() + ": host '" + name + "': " + key + " must be an absolute path without '..'");
         h.vars[key] = str(key);
       }
     hosts.push_back(std::move(h));

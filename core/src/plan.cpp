@@ -29,6 +29,11 @@
 
 namespace vmlat {
 
+std::string path_for_children(const std::string& path) {
+  if (path.empty() || path.front() == '~') return path;
+  return std::filesystem::absolute(path).lexically_normal().string();
+}
+
 // ---------------------------------------------------------------- Settings --
 
 std::string Location::str() const {
@@ -755,8 +760,10 @@ struct PlanParser {
         s.error("user", "'user' in [hosts." + host_name + "] may only contain letters, digits, '_', '-' and '.'");
       spec.identity_file = s.string("identity_file", "");
       if (!spec.identity_file.empty()) plain("identity_file", spec.identity_file, "a path to a private key file");
+      spec.identity_file = path_for_children(spec.identity_file);
       spec.known_hosts = s.string("known_hosts", "");
       if (!spec.known_hosts.empty()) plain("known_hosts", spec.known_hosts, "a path to a known_hosts file");
+      spec.known_hosts = path_for_children(spec.known_hosts);
       spec.tags = s.string_list("tags", {});
       for (const auto& tag : spec.tags)
         if (tag.empty() || tag.size() > 64 ||
@@ -779,8 +786,17 @@ struct PlanParser {
                                                               "': set the connection with address, port, user and identity_file, not ansible_* variables");
               continue;
             }
-            if (auto str = vv.as_string()) spec.vars[key] = str->get();
-            else if (auto i = vv.as_integer()) spec.vars[key] = i->get();
+            if (auto str = vv.as_string()) {
+              // vmlat's own layout on the host: used by ssh commands that
+              // start in the login directory and by run-cell, so it must not
+              // depend on a working directory.
+              if ((key.starts_with("vmlat_common_") && key.ends_with("_dir")) || key == "vmlat_common_prefix")
+                if (str->get().empty() || str->get().front() != '/' || str->get().find("/../") != std::string::npos ||
+                    str->get().ends_with("/.."))
+                  diags.error(at(vv), "host variable '" + key + "' of host '" + host_name + "' must be an absolute path without '..', not \"" +
+                                          str->get() + "\"");
+              spec.vars[key] = str->get();
+            } else if (auto i = vv.as_integer()) spec.vars[key] = i->get();
             else if (auto b = vv.as_boolean()) spec.vars[key] = b->get();
             else if (auto f = vv.as_floating_point()) spec.vars[key] = f->get();
             else if (auto a = vv.as_array()) {

@@ -86,6 +86,12 @@ struct Timeouts {
 // address it is this machine, and its cells run inside this vmlat process;
 // with one, cells run there over SSH (vmlat is installed there by the
 // vmlat_common Ansible role).
+// A path of this machine that a plan or an inventory names (identity_file,
+// known_hosts), relative to the working directory as documented: made
+// absolute, since ansible-playbook and ssh may run elsewhere. "~/..." is kept
+// for ssh and Ansible to expand; empty stays empty.
+std::string path_for_children(const std::string& path);
+
 struct HostSpec {
   std::string name = "local";
   std::string address;        // empty: this machine

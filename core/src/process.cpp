@@ -146,7 +146,8 @@ Process Process::spawn(const ProcessSpec& spec) {
   std::vector<char*> envp;
   for (auto& e : env_storage) envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::string resolved_str = resolved.string();
+  // Absolute: the child may change its working directory before execve.
+  std::string resolved_str = std::filesystem::absolute(resolved).string();
   std::string out_path = spec.stdout_path.empty() ? "/dev/null" : spec.stdout_path.string();
   std::string err_path = spec.stderr_path.empty() ? "/dev/null" : spec.stderr_path.string();
   bool same_file = out_path == err_path && out_path != "/dev/null";
@@ -204,6 +205,8 @@ Process Process::spawn(const ProcessSpec& spec) {
       int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
       if (err < 0 || ::dup2(err, 2) < 0) die(3);
     }
+    for (int fd : spec.inherit_fds)
+      if (::fcntl(fd, F_SETFD, 0) != 0) die(6);
     if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) die(4);
     ::execve(resolved_str.c_str(), argv.data(), envp.data());
     die(5);
@@ -228,6 +231,7 @@ Process Process::spawn(const ProcessSpec& spec) {
       case 2: where = "open " + out_path; break;
       case 3: where = "open " + err_path; break;
       case 4: where = "change directory to " + cwd; break;
+      case 6: where = "keep an inherited descriptor"; break;
       default: where = "execute " + resolved_str; break;
     }
     throw InfraError("cannot start '" + program + "': " + where + ": " + std::strerror(payload[1]));

@@ -336,7 +336,9 @@ std::string implausible(const CellSpec& cell, const std::map<int, Histogram>& pe
   const auto period_ns = static_cast<std::uint64_t>(cell.period.count());
   for (const auto& [cpu, h] : per_cpu) {
     const auto samples = static_cast<unsigned long long>(h.samples());
-    const auto missed = static_cast<unsigned long long>(h.missed_periods());
+    // Unknown (a probe that does not count them): none counted here; the
+    // skipped activations are bounded from the buckets below.
+    const auto missed = static_cast<unsigned long long>(h.missed_periods().value_or(0));
     const double counted = static_cast<double>(samples + missed);
     const double most = expected * pl::max_fraction + pl::count_slack;
     if (counted > most) {
@@ -1000,6 +1002,11 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   }
 
   std::filesystem::path root = options.results_root ? *options.results_root : std::filesystem::path(plan.results_dir);
+  // Shown as given (relative to the working directory when it was), used
+  // absolute: the run directory's paths go to child processes (ansible,
+  // QEMU, tar) that may run elsewhere.
+  const bool show_relative = (options.resume_dir ? *options.resume_dir : root).is_relative();
+  root = std::filesystem::absolute(root);
   std::string run_id = compact_utc() + "-" + plan.name;
   std::filesystem::path run_dir = root / run_id;
   auto holder = [&](const char* what) {
@@ -1009,7 +1016,8 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   // The run directory's lock: a run being resumed must not be running.
   std::optional<FileLock> run_lock;
   if (previous) {
-    run_dir = *options.resume_dir;
+    run_dir = std::filesystem::absolute(*options.resume_dir).lexically_normal();
+    if (run_dir.filename().empty()) run_dir = run_dir.parent_path();  // "results/<run>/"
     root = run_dir.parent_path();
     run_id = previous->value("run_id", run_dir.filename().string());
     try {
@@ -1449,7 +1457,8 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   if (gate_errors) out << ", " << gate_errors << " could not be evaluated";
   if (flaky_gates) out << ", " << flaky_gates << " flaky" << (plan.flaky_fails ? " (counted as failed: [plan] flaky = \"fail\")" : "");
   out << "\n";
-  out << "results: " << run_dir.string() << "\n";
+  out << "results: " << (show_relative ? run_dir.lexically_proximate(std::filesystem::current_path()) : run_dir).string()
+      << "\n";
   run_log.info("finished with exit code " + std::to_string(code));
   kill_all_children();
   return code;

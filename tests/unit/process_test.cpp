@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -55,6 +56,55 @@ TEST(Process, MissingProgramIsAnInfraErrorNamingIt) {
   } catch (const InfraError& e) {
     EXPECT_NE(std::string(e.what()).find("vmlat-no-such-program"), std::string::npos) << e.what();
   }
+}
+
+// A path must mean the same thing in a child that gets a working directory
+// of its own (issue 16): a relative program is found where vmlat's working
+// directory says, not in the child's.
+TEST(Process, RelativeProgramRunsFromAnotherWorkingDirectory) {
+  const fs::path dir = scratch() / "relative-program";
+  fs::create_directories(dir / "bin");
+  fs::create_directories(dir / "elsewhere");
+  {
+    std::ofstream script(dir / "bin" / "hello");
+    script << "#!/bin/sh\necho hello from \"$(pwd)\"\n";
+  }
+  fs::permissions(dir / "bin" / "hello", fs::perms::owner_all);
+  const fs::path before = fs::current_path();
+  fs::current_path(dir);
+  const fs::path out = dir / "out.txt";
+  try {
+    auto p = Process::spawn(ProcessSpec{{"bin/hello"}, {}, out, out, dir / "elsewhere"});
+    const auto status = p.wait(std::chrono::steady_clock::now() + 10s);
+    fs::current_path(before);
+    ASSERT_TRUE(status.success()) << status.describe();
+  } catch (...) {
+    fs::current_path(before);
+    throw;
+  }
+  std::ifstream in(out);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "hello from " + (dir / "elsewhere").string() + "\n");
+}
+
+// inherit_fds: a directory the child reaches as /proc/self/fd/N/ (how QEMU
+// binds the kvm backend's sockets without changing its working directory).
+TEST(Process, InheritedDescriptorReachesADirectory) {
+  const fs::path dir = scratch() / "inherited";
+  fs::create_directories(dir);
+  const int fd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  const std::string target = "/proc/self/fd/" + std::to_string(fd) + "/made-by-child";
+  ProcessSpec spec{{"touch", target}, {}, {}, {}, {}};
+  auto without = Process::spawn(spec);
+  EXPECT_FALSE(without.wait(std::chrono::steady_clock::now() + 10s).success());  // close-on-exec: not there
+  EXPECT_FALSE(fs::exists(dir / "made-by-child"));
+  spec.inherit_fds = {fd};
+  auto with = Process::spawn(spec);
+  const auto status = with.wait(std::chrono::steady_clock::now() + 10s);
+  ::close(fd);
+  ASSERT_TRUE(status.success()) << status.describe();
+  EXPECT_TRUE(fs::exists(dir / "made-by-child"));
 }
 
 TEST(Process, CommandTimeoutKillsTheProcess) {

@@ -22,13 +22,20 @@ struct ProcessSpec {
   std::map<std::string, std::string> env;      // added to (or overriding) the environment
   std::filesystem::path stdout_path;           // empty: /dev/null
   std::filesystem::path stderr_path;           // empty: /dev/null; may equal stdout_path
-  std::filesystem::path working_dir;           // empty: inherit
+  // Empty: inherit. Every path in argv that the child resolves itself is
+  // resolved from here: pass absolute paths when setting it (argv[0] is
+  // made absolute by spawn()).
+  std::filesystem::path working_dir;
   // Standard input: a file to read (empty: /dev/null), or, with stdin_pipe,
   // a pipe whose writing end the parent keeps (Process::close_stdin() gives
   // the child EOF: how a remote vmlat learns that its controller wants it to
   // stop, or died).
   std::filesystem::path stdin_path;
   bool stdin_pipe = false;
+  // Descriptors of this process the child keeps at the same numbers (all of
+  // vmlat's are close-on-exec otherwise): e.g. a directory the child reaches
+  // as /proc/self/fd/N/ without changing its working directory.
+  std::vector<int> inherit_fds;
 };
 
 struct ExitStatus {

@@ -201,15 +201,21 @@ class KvmBackend final : public Backend {
     qemu_log_path_ = own_dir_ / "qemu.log";
     // The sockets live in the cell's work directory (a SIGKILL of vmlat
     // leaves nothing outside the run directory), whose path may exceed the
-    // 107 bytes of a unix socket address: QEMU creates them relative to its
-    // working directory, and vmlat reaches them through a descriptor of it.
+    // 107 bytes of a unix socket address: QEMU inherits a descriptor of the
+    // directory and binds them as /proc/self/fd/N/<name>, vmlat connects
+    // through its own copy of it. QEMU keeps vmlat's working directory, so
+    // every path in its argv (the plan's extra_args too) means what it means
+    // to vmlat.
     sock_dir_ = own_dir_ / "sockets";
     fs::create_directories(sock_dir_);
     close_sock_dir();
     sock_dir_fd_ = ::open(sock_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (sock_dir_fd_ < 0) throw InfraError("kvm: cannot open " + sock_dir_.string() + ": " + std::strerror(errno));
+    // The same text names the directory in both processes: the descriptor
+    // keeps its number across fork and exec.
     const std::string reach = "/proc/self/fd/" + std::to_string(sock_dir_fd_) + "/";
     const std::string chan_sock = reach + "chan.sock", qmp_sock = reach + "qmp.sock";
+    // Absolute in the recorded argv (facts): the evidence names the file.
     const std::string kernel = kernel_.empty() ? kernel_ : fs::absolute(kernel_).string();
     const std::string initrd = initrd_.empty() ? initrd_ : fs::absolute(initrd_).string();
     const std::string disk = disk_.empty() ? disk_ : fs::absolute(disk_).string();
@@ -234,9 +240,9 @@ class KvmBackend final : public Backend {
     }
     argv.insert(argv.end(),
                 {"-serial", "file:" + console_path_.string(), "-device",
-                 "virtio-serial-pci", "-chardev", "socket,id=ch0,path=chan.sock,server=on,wait=off",
+                 "virtio-serial-pci", "-chardev", "socket,id=ch0,path=" + chan_sock + ",server=on,wait=off",
                  "-device", std::string("virtserialport,chardev=ch0,name=") + kPortName, "-qmp",
-                 "unix:qmp.sock,server=on,wait=off"});
+                 "unix:" + qmp_sock + ",server=on,wait=off"});
     argv.insert(argv.end(), config_.extra_args.begin(), config_.extra_args.end());
     facts_["vm"] = json{{"memory_mb", config_.memory_mb},
                         {"vcpus", config_.vcpus},
@@ -247,7 +253,9 @@ class KvmBackend final : public Backend {
     ctx.log().info("kvm: starting " + qemu_path_ + " (" + accel_ + ", " + std::to_string(config_.vcpus) +
                    " vCPUs, " + std::to_string(config_.memory_mb) + " MiB)");
     const auto t0 = Clock::now();
-    qemu_ = Process::spawn(ProcessSpec{argv, {}, qemu_log_path_, qemu_log_path_, sock_dir_});
+    ProcessSpec qemu_spec{argv, {}, qemu_log_path_, qemu_log_path_, {}};
+    qemu_spec.inherit_fds = {sock_dir_fd_};
+    qemu_ = Process::spawn(qemu_spec);
     qemu_started_ = true;
     auto alive = [this] { return qemu_.running(); };
 
