@@ -45,6 +45,9 @@ void Histogram::set_exact(nanoseconds min, nanoseconds max, nanoseconds sum) {
 }
 
 void Histogram::merge(const Histogram& other) {
+  const bool fresh = samples() == 0 && !missed_counted_;
+  if (fresh) missed_counted_ = other.missed_counted_;
+  else if (other.samples() != 0 || other.missed_counted_) missed_counted_ = missed_counted_ && other.missed_counted_;
   for (const auto& [bucket, count] : other.buckets_)
     if (count != 0) buckets_[bucket] += count;
   overflows_ += other.overflows_;
@@ -96,7 +99,7 @@ Stats Histogram::stats() const {
   Stats s;
   s.samples = samples();
   s.overflows = overflows_;
-  s.missed_periods = missed_periods_;
+  s.missed_periods = missed_periods();
   if (s.samples == 0) return s;
   s.min = min_;
   s.max = max_;
@@ -139,7 +142,8 @@ void Histogram::append_json(std::string& out) const {
   out += "],\"overflows\":";
   append_number(out, overflows_);
   out += ",\"missed_periods\":";
-  append_number(out, missed_periods_);
+  if (missed_counted_) append_number(out, missed_periods_);
+  else out += "null";
   out += ",\"min_ns\":";
   append_number(out, min_.count());
   out += ",\"max_ns\":";
@@ -154,7 +158,7 @@ json Histogram::to_json() const {
   for (const auto& [bucket, count] : buckets_)
     if (count != 0) buckets.push_back({bucket, count});
   return json{{"bucket_width_ns", 1000},       {"buckets", std::move(buckets)},
-              {"overflows", overflows_},       {"missed_periods", missed_periods_},
+              {"overflows", overflows_},       {"missed_periods", missed_counted_ ? json(missed_periods_) : json(nullptr)},
               {"min_ns", min_.count()},        {"max_ns", max_.count()},
               {"sum_ns", sum_.count()}};
 }
@@ -169,7 +173,7 @@ Histogram Histogram::from_json(const json& j) {
       h.buckets_[pair[0].get<std::uint64_t>()] += pair[1].get<std::uint64_t>();
     }
     h.overflows_ = j.at("overflows").get<std::uint64_t>();
-    h.missed_periods_ = j.at("missed_periods").get<std::uint64_t>();
+    if (const json& missed = j.at("missed_periods"); !missed.is_null()) h.add_missed_periods(missed.get<std::uint64_t>());
     h.set_exact(nanoseconds(j.at("min_ns").get<long long>()), nanoseconds(j.at("max_ns").get<long long>()),
                 nanoseconds(j.at("sum_ns").get<long long>()));
     h.has_extremes_ = h.samples() > 0;
@@ -183,7 +187,8 @@ json stats_to_json(const Stats& s) {
   return json{{"samples", s.samples},        {"min_ns", s.min.count()},   {"mean_ns", s.mean.count()},
               {"p50_ns", s.p50.count()},      {"p90_ns", s.p90.count()},   {"p99_ns", s.p99.count()},
               {"p99_9_ns", s.p999.count()},   {"p99_99_ns", s.p9999.count()},
-              {"max_ns", s.max.count()},      {"overflows", s.overflows},  {"missed_periods", s.missed_periods}};
+              {"max_ns", s.max.count()},      {"overflows", s.overflows},
+              {"missed_periods", s.missed_periods ? json(*s.missed_periods) : json(nullptr)}};
 }
 
 }  // namespace vmlat

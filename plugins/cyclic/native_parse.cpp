@@ -194,8 +194,9 @@ NativeWindow parse_native_window(std::string_view payload, std::uint64_t histogr
     // The span starts on an activation: it holds ceil(length / period) of them.
     const auto activations = static_cast<std::uint64_t>((end - start + period - 1) / period);
     const Histogram& h = w.result.per_cpu.at(cpu);
-    if (h.samples() + h.missed_periods() != activations)
-      fail(at + ": " + std::to_string(h.samples()) + " samples + " + std::to_string(h.missed_periods()) +
+    const std::uint64_t missed = h.missed_periods().value_or(0);  // the native probe always counts them
+    if (h.samples() + missed != activations)
+      fail(at + ": " + std::to_string(h.samples()) + " samples + " + std::to_string(missed) +
            " missed periods, but its span holds " + std::to_string(activations) + " activations");
     w.span_mono_ns[cpu] = {start, end};
   }

@@ -40,6 +40,7 @@ TEST(Histogram, MergeAddsCountsAndKeepsExtremes) {
   Histogram a, b;
   for (int i = 0; i < 90; ++i) a.add(10us);
   for (int i = 0; i < 10; ++i) b.add(100us);
+  a.add_missed_periods(0);  // a probe that counts them, and counted none
   b.add_missed_periods(3);
   a.merge(b);
   EXPECT_EQ(a.samples(), 100u);
@@ -49,6 +50,42 @@ TEST(Histogram, MergeAddsCountsAndKeepsExtremes) {
   EXPECT_EQ(a.percentile(0.91), 100us);  // rank 91
   EXPECT_EQ(a.missed_periods(), 3u);
   EXPECT_EQ(a.mean(), 19us);  // (900 + 1000) / 100
+}
+
+// Missed periods a probe did not count (cyclictest, timerlat) are unknown,
+// never 0: in stats, JSON (null) and after merges with counted ones.
+TEST(Histogram, MissedPeriodsNotCountedStayUnknown) {
+  Histogram uncounted;
+  uncounted.add(10us, 5);
+  EXPECT_FALSE(uncounted.missed_periods().has_value());
+  EXPECT_FALSE(uncounted.stats().missed_periods.has_value());
+  EXPECT_TRUE(uncounted.to_json().at("missed_periods").is_null());
+  EXPECT_TRUE(stats_to_json(uncounted.stats()).at("missed_periods").is_null());
+  std::string appended;
+  uncounted.append_json(appended);
+  EXPECT_EQ(appended, uncounted.to_json().dump());
+  EXPECT_FALSE(Histogram::from_json(uncounted.to_json()).missed_periods().has_value());
+
+  Histogram counted;
+  counted.add(10us, 5);
+  counted.add_missed_periods(0);
+  EXPECT_EQ(counted.missed_periods(), 0u);
+  EXPECT_EQ(Histogram::from_json(counted.to_json()).missed_periods(), 0u);
+
+  // Counted + not counted = not known; a fresh histogram takes either state.
+  Histogram mixed = counted;
+  mixed.merge(uncounted);
+  EXPECT_FALSE(mixed.missed_periods().has_value());
+  Histogram fresh_then_counted;
+  fresh_then_counted.merge(counted);
+  EXPECT_EQ(fresh_then_counted.missed_periods(), 0u);
+  Histogram fresh_then_uncounted;
+  fresh_then_uncounted.merge(uncounted);
+  EXPECT_FALSE(fresh_then_uncounted.missed_periods().has_value());
+  // An empty histogram that counted nothing changes nothing.
+  Histogram counted_then_empty = counted;
+  counted_then_empty.merge(Histogram());
+  EXPECT_EQ(counted_then_empty.missed_periods(), 0u);
 }
 
 TEST(Histogram, OverflowRanksReportTheExactMax) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "vmlat/json.hpp"
@@ -19,7 +20,10 @@ struct Stats {
   std::uint64_t samples = 0;
   nanoseconds min{0}, mean{0}, p50{0}, p90{0}, p99{0}, p999{0}, p9999{0}, max{0};
   std::uint64_t overflows = 0;
-  std::uint64_t missed_periods = 0;
+  // Activations skipped after late wake-ups, as the probe counted them;
+  // nullopt when the probe does not count them (cyclictest, timerlat):
+  // unknown is never reported as 0.
+  std::optional<std::uint64_t> missed_periods;
 };
 
 class Histogram {
@@ -31,11 +35,18 @@ class Histogram {
   void add_bucket(std::uint64_t bucket_us, std::uint64_t count);
   // Samples above the probe's histogram range: counted, value unknown.
   void add_overflows(std::uint64_t count) { overflows_ += count; }
-  void add_missed_periods(std::uint64_t count) { missed_periods_ += count; }
+  // Missed periods the probe counted (0 included): makes them known. A
+  // histogram nobody called this on has them unknown.
+  void add_missed_periods(std::uint64_t count) {
+    missed_periods_ += count;
+    missed_counted_ = true;
+  }
   // Overrides the extremes and the sum with the probe's exact values.
   void set_exact(nanoseconds min, nanoseconds max, nanoseconds sum);
 
   // Merges counts, extremes and sums; empty buckets of `other` are skipped.
+  // Missed periods stay known only if both sides counted them (a histogram
+  // with no samples and none counted takes the other's state).
   void merge(const Histogram& other);
   // Inserts empty buckets 0..n-1, so that adding samples below n us never
   // allocates again (the monitor's cumulative histograms: their memory is
@@ -45,7 +56,9 @@ class Histogram {
 
   std::uint64_t samples() const;  // bucketed samples + overflows
   std::uint64_t overflows() const { return overflows_; }
-  std::uint64_t missed_periods() const { return missed_periods_; }
+  std::optional<std::uint64_t> missed_periods() const {
+    return missed_counted_ ? std::optional<std::uint64_t>(missed_periods_) : std::nullopt;
+  }
   nanoseconds min() const { return min_; }
   nanoseconds max() const { return max_; }
   nanoseconds sum() const { return sum_; }
@@ -57,8 +70,8 @@ class Histogram {
 
   const std::map<std::uint64_t, std::uint64_t>& buckets() const { return buckets_; }
 
-  // {"buckets_us": [[bucket, count], ...], "overflows": n, "missed_periods": n,
-  //  "min_ns": .., "max_ns": .., "sum_ns": ..}
+  // {"bucket_width_ns": 1000, "buckets": [[bucket, count], ...], "overflows": n,
+  //  "missed_periods": n or null (not counted), "min_ns": .., "max_ns": .., "sum_ns": ..}
   json to_json() const;
   static Histogram from_json(const json& j);  // throws std::invalid_argument
   // Appends exactly to_json().dump() to `out`, without building a JSON tree
@@ -69,6 +82,7 @@ class Histogram {
   std::map<std::uint64_t, std::uint64_t> buckets_;
   std::uint64_t overflows_ = 0;
   std::uint64_t missed_periods_ = 0;
+  bool missed_counted_ = false;
   nanoseconds min_{0}, max_{0}, sum_{0};
   bool has_extremes_ = false;
 };

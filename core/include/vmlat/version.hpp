@@ -5,7 +5,7 @@
 // or a virtual function is added, removed or changes signature: the loader
 // refuses plugins built against another ABI.
 #ifndef VMLAT_ABI_VERSION
-#define VMLAT_ABI_VERSION 6
+#define VMLAT_ABI_VERSION 7
 #endif
 
 #define VMLAT_VERSION_STRING "0.1.0"

@@ -91,7 +91,7 @@ json histogram_doc_for_metrics(const Histogram& h) {
   return json{{"bucket_width_ns", 1000},
               {"buckets", std::move(buckets)},
               {"overflows", h.overflows()},
-              {"missed_periods", h.missed_periods()},
+              {"missed_periods", h.missed_periods() ? json(*h.missed_periods()) : json(nullptr)},
               {"min_ns", h.min().count()},
               {"max_ns", h.max().count()},
               {"sum_ns", h.sum().count()}};

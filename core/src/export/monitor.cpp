@@ -465,7 +465,7 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
              {"avg_ns", h.mean().count()},
              {"p99_ns", h.samples() > 0 ? h.percentile(0.99).count() : 0},
              {"overflows", h.overflows()},
-             {"missed_periods", h.missed_periods()}};
+             {"missed_periods", h.missed_periods() ? json(*h.missed_periods()) : json(nullptr)}};
       if (auto s = w.span_mono_ns.find(cpu); s != w.span_mono_ns.end()) {
         c["start_mono_ns"] = s->second.first;
         c["end_mono_ns"] = s->second.second;

@@ -243,8 +243,9 @@ void seed_section(std::string& out, const Run& run) {
 void sweep_section(std::string& out, const Run& run) {
   auto sweep = period_sweep(run);
   if (sweep.periods.empty()) return;
-  out += "<section id=\"sweep\"><h2>Period sweep (worst cases)</h2><p class=\"small\">A latency that does not shrink "
-         "with the period is timer resolution latency (the seed found Xen's 100 µs timer slop this way).</p>"
+  out += "<section id=\"sweep\"><h2>Period sweep (worst cases)</h2><p class=\"small\">A timer slop lifts only the periods "
+         "shorter than it: a latency that grows as the period shrinks is timer resolution latency (the seed found "
+         "Xen's 100 µs timer slop this way); one that is the same at every period is the non-preemptible part.</p>"
          "<table class=\"sweep\"><tr><th>cells</th>";
   for (const auto& p : sweep.periods) out += "<th class=\"num\">" + esc(p) + "</th>";
   out += "</tr>";
@@ -293,7 +294,7 @@ void stats_row(std::string& out, const std::string& label, const json& doc) {
     out += "<td class=\"num\">" + latency(integer_at(s, k)) + "</td>";
   auto max = integer_at(s, "max_ns");
   out += "<td class=\"num max\"" + (max ? " data-ns=\"" + std::to_string(*max) + "\"" : std::string()) + ">" + latency(max) +
-         "</td><td class=\"num\">" + count(s, "overflows") + "</td><td class=\"num\">" + count(s, "missed_periods") + "</td></tr>";
+         "</td><td class=\"num\">" + count(s, "overflows") + "</td><td class=\"num\">" + esc(missed_periods_text(s)) + "</td></tr>";
 }
 
 // Scalar facts of one plugin, flattened to dotted keys (arrays such as argv left out).

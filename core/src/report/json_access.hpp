@@ -24,6 +24,14 @@ inline std::string text_of(const json& j, const char* key) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
+// A statistics object's missed periods as text: the count, or "unknown"
+// where the probe does not count them (null: cyclictest, timerlat), never 0.
+inline std::string missed_periods_text(const json& stats) {
+  if (!stats.is_object()) return "–";
+  const json& v = member(stats, "missed_periods");
+  return v.is_number() ? v.dump() : std::string("unknown");
+}
+
 // A member that is an object, or nullptr.
 inline const json* object_at(const json& j, const char* key) {
   const json& v = member(j, key);

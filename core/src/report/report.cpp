@@ -172,7 +172,7 @@ std::string render_markdown(const ReportInput& in) {
     out << "| " << md(c->id) << " | " << md(c->status) << (c->error.empty() ? "" : ": " + md(c->error)) << " | "
         << (s.is_object() ? text_of(s, "samples") : "–") << " | " << latency(s, "p50_ns") << " | " << latency(s, "p99_ns")
         << " | " << latency(s, "p99_9_ns") << " | " << latency(s, "max_ns") << " | "
-        << (s.is_object() ? text_of(s, "overflows") : "–") << " | " << (s.is_object() ? text_of(s, "missed_periods") : "–")
+        << (s.is_object() ? text_of(s, "overflows") : "–") << " | " << missed_periods_text(s)
         << " | " << (v == "fail" ? "**fail**" : v.empty() ? "–" : md(v)) << " |\n";
   }
   return out.str();

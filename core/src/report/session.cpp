@@ -28,6 +28,7 @@ struct WindowRow {
   std::int64_t start_ns = 0, end_ns = 0;
   long long max_ns = 0;
   std::uint64_t samples = 0, missed = 0;
+  bool missed_known = true;  // every CPU's window counted them
 };
 struct GapRow {
   std::string kind;
@@ -89,7 +90,10 @@ Session load_session(const fs::path& dir) {
         for (const auto& [cpu, c] : pc->items()) {
           w.max_ns = std::max<long long>(w.max_ns, num(c, "max_ns"));
           w.samples += static_cast<std::uint64_t>(num(c, "samples"));
-          w.missed += static_cast<std::uint64_t>(num(c, "missed_periods"));
+          if (auto m = c.find("missed_periods"); m != c.end() && m->is_number())
+            w.missed += m->get<std::uint64_t>();
+          else
+            w.missed_known = false;
         }
       s.windows.push_back(w);
       if (auto sp = r.find("spikes"); sp != r.end() && sp->is_array())
@@ -200,7 +204,7 @@ json session_json(const Session& s) {
   for (const auto& w : s.windows)
     windows.push_back(json{{"seq", w.seq}, {"segment", w.segment}, {"start_unix_ns", w.start_ns},
                            {"end_unix_ns", w.end_ns}, {"max_ns", w.max_ns}, {"samples", w.samples},
-                           {"missed_periods", w.missed}});
+                           {"missed_periods", w.missed_known ? json(w.missed) : json(nullptr)}});
   for (const auto& g : s.gaps)
     gaps.push_back(json{{"kind", g.kind}, {"start_unix_ns", g.start_ns},
                         {"end_unix_ns", g.end_ns < 0 ? json(nullptr) : json(g.end_ns)}, {"reason", g.reason}});

@@ -229,7 +229,7 @@ TEST(NativeWindowParse, CapturedWindowsTileTime) {
       if (last_end.count(cpu)) EXPECT_EQ(span.first, last_end[cpu]) << "window " << i << " CPU " << cpu;
       last_end[cpu] = span.second;
       const Histogram& h = w.result.per_cpu.at(cpu);
-      activations += h.samples() + h.missed_periods();
+      activations += h.samples() + h.missed_periods().value();
       EXPECT_LE(h.max(), 20ms);
     }
     EXPECT_LE(w.result.spikes.size(), 4u);
