@@ -43,8 +43,8 @@ class Plugin {
 
 // Where the probe runs: this machine, a KVM guest, a Xen domU.
 //
-// The runner calls, for every cell: prepare, boot, then hands executor("guest")
-// to the probe and executor(where) to each workload; teardown always runs,
+// The runner calls, for every cell: prepare, boot, then hands probe_target()
+// to the probe and placement(where) to each workload; teardown always runs,
 // also after an error, a timeout or an interrupt.
 class Backend : public Plugin {
  public:
@@ -69,8 +69,8 @@ class Backend : public Plugin {
   // them to the probe (CellContext::target_threads()), which traces their
   // host-side events next to a spike in the guest (trace_above).
   virtual std::vector<int> target_threads() const { return {}; }
-  // Tags a host must carry to run this backend's cells (issue 8's placement):
-  // e.g. {"kvm"}. Empty: any host.
+  // Tags a host must carry to run this backend's cells (placement,
+  // docs/plan-format.md): e.g. {"kvm"}. Empty: any host.
   virtual std::vector<std::string> required_host_tags() const { return {}; }
 };
 

@@ -16,7 +16,8 @@ const char* const kDecompositionMethod =
     "L = L_timer + L_np + I (docs/decomposition.md). L_timer: timerlat's median IRQ latency where the cell has an irq "
     "series, else the period sweep's offset (median shift of the latency quantiles 10%..90% over the group's longest "
     "period; the longest period itself counts 0). L_np + I: the rest of the statistic; with timerlat split at the "
-    "IRQ latency of the same statistic. I is taken as 0: the probe runs at the highest RT priority.";
+    "IRQ latency of the same statistic. I is taken as 0: the probe runs at a high RT priority (95 by default) with nothing at or above it expected on the "
+    "measured CPUs.";
 
 namespace {
 

@@ -88,7 +88,9 @@ XenSettings read_xen_settings(Settings& s, DomainType type) {
   if (static_cast<int>(c.vcpu_pin.size()) > c.vcpus)
     s.error("vcpu_pin", "vcpu_pin lists " + std::to_string(c.vcpu_pin.size()) + " CPUs for " +
                             std::to_string(c.vcpus) + " vCPUs: vCPU i runs on the i-th CPU, list at most one per vCPU");
-  c.scheduler = s.choice("scheduler", "", {"", "credit", "credit2", "null"});
+  // Every scheduler the xen_host role can boot Xen with (xen_host_scheduler):
+  // the cell only checks the name against xl info.
+  c.scheduler = s.choice("scheduler", "", {"", "credit", "credit2", "null", "rtds"});
   c.credit2_weight = static_cast<int>(s.integer("credit2_weight", 0, 0, 65535));
   c.credit2_cap = static_cast<int>(s.integer("credit2_cap", -1, -1, 100 * 128));
   if ((s.has("credit2_weight") || s.has("credit2_cap")) && c.scheduler != "credit2")

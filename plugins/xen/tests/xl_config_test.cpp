@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <unistd.h>
 
+#include "vmlat/local.hpp"
 #include "xen_backend.hpp"
 #include "xl_config.hpp"
 #include "xl_domain.hpp"
@@ -192,6 +193,45 @@ TEST(XenBackendParts, DeviceModelIsFoundByItsDomid) {
   EXPECT_EQ(find_device_model(12, proc), 100);
   EXPECT_EQ(find_device_model(1, proc), -1) << "-xen-domid 12 is not domain 1";
   std::filesystem::remove_all(proc);
+}
+
+// The schedulers the xen_host role can boot Xen with are exactly those a
+// xen-* backend's `scheduler` accepts (issue 16: the role offered rtds, which
+// the backends refused).
+TEST(XenBackendParts, SchedulersAgreeWithTheXenHostRole) {
+  const std::string validate = slurp(VMLAT_SOURCE_DIR "/ansible/roles/xen_host/tasks/validate.yml");
+  const std::string marker = "xen_host_scheduler in [";
+  const auto at = validate.find(marker);
+  ASSERT_NE(at, std::string::npos) << "the role's validate.yml no longer lists its schedulers";
+  const auto end = validate.find(']', at);
+  std::vector<std::string> role;
+  std::string list = validate.substr(at + marker.size(), end - at - marker.size());
+  for (std::size_t q = list.find('\''); q != std::string::npos; q = list.find('\'', q + 1)) {
+    const auto close = list.find('\'', q + 1);
+    role.push_back(list.substr(q + 1, close - q - 1));
+    q = close;
+  }
+  ASSERT_GE(role.size(), 2u);
+  const auto dir = std::filesystem::temp_directory_path() / ("vmlat-xen-sched-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto exec = vmlat::make_local_executor(dir / "exec");
+  auto validates = [&](const std::string& scheduler, const std::string& plugin) {
+    const auto plan = dir / (plugin + "-" + scheduler + ".toml");
+    std::ofstream(plan) << "[plan]\nname = \"sched\"\n[backend." << plugin << "]\nscheduler = \"" << scheduler
+                        << "\"\n[probe.cyclictest]\nplugin = \"cyclic\"\n";
+    auto r = exec->run(vmlat::Command{{VMLAT_BINARY_DIR "/vmlat", "validate", plan.string()}, std::chrono::seconds(30)});
+    return std::pair{r.exit_code, r.out + r.err};
+  };
+  for (const std::string plugin : {"xen-pv", "xen-pvh", "xen-hvm"}) {
+    for (const auto& scheduler : role) {
+      auto [code, text] = validates(scheduler, plugin);
+      EXPECT_EQ(code, 0) << plugin << " refuses the role's scheduler " << scheduler << ": " << text;
+    }
+    auto [code, text] = validates("sedf", plugin);  // removed from Xen long ago; not the role's
+    EXPECT_EQ(code, 2) << text;
+    EXPECT_NE(text.find("rtds"), std::string::npos) << "the error lists the accepted schedulers: " << text;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
