@@ -6,7 +6,10 @@
 and prints the wall times, the ratio 2 hosts / 1 host (target <= 0.55) and
 the per-cell overhead of a remote cell over a local one (target <= 1.5 s).
 Hosts are provisioned once before the timed runs (--no-provision after), so
-the figures are about running cells, not about Ansible.
+the figures are about running cells, not about Ansible. The two sshd carry
+the lab's FAKE machine identities (sshlab.py): vmlat measures hosts that are
+one machine one at a time, and the figures here are about hosts measured in
+parallel, which on this one box share its CPUs.
 
 Usage: python3 bench/hosts_bench.py [--vmlat build/vmlat] [--cells 6] [--duration 2s] [--rounds 3]
 """

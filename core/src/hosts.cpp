@@ -9,6 +9,7 @@
 #include "cell_support.hpp"
 #include "facts.hpp"
 #include "loader.hpp"
+#include "machines.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/local.hpp"
 #include "vmlat/plugin.hpp"
@@ -206,6 +207,7 @@ json remote_facts(Executor& there) {
   commands.push_back({"kvm_device", {"test", "-c", "/dev/kvm"}});
   commands.push_back({"hypervisor_type", {"cat", "/sys/hypervisor/type"}});
   commands.push_back({"xen_capabilities", {"cat", "/proc/xen/capabilities"}});
+  for (const auto& c : identity_fact_commands()) commands.push_back(c);
   std::map<std::string, std::optional<std::string>> raw;
   try {
     raw = read_in_one_round_trip(there, commands);
@@ -223,6 +225,7 @@ json remote_facts(Executor& there) {
     xen = caps && caps->find("control_d") != std::string::npos ? "dom0" : "domU";
   }
   facts["hypervisor"] = json{{"kvm_device", raw.count("kvm_device") && raw["kvm_device"].has_value()}, {"xen", xen}};
+  facts["identity"] = identity_from(read);
   return facts;
 }
 
@@ -255,6 +258,16 @@ HostState discover_one(const HostSpec& spec, std::shared_ptr<SshMaster> master, 
       auto here = make_local_executor(dir, spec.name);
       state.facts = collect_system_facts(*here);
       state.facts["hypervisor"] = hypervisor_facts(*here);
+      std::map<std::string, std::optional<std::string>> raw;
+      try {
+        raw = read_in_one_round_trip(*here, identity_fact_commands());
+      } catch (const InfraError&) {
+        // Unknown identity: this host is then in no group (machines.hpp).
+      }
+      state.facts["identity"] = identity_from([&](const std::string& key) -> std::optional<std::string> {
+        auto it = raw.find(key);
+        return it == raw.end() ? std::nullopt : it->second;
+      });
       return state;
     }
     master->wait_ready(std::chrono::seconds(30));

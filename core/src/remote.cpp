@@ -1,6 +1,7 @@
 #include "remote.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -64,7 +65,6 @@ ExitStatus run_to_end(const ProcessSpec& spec, std::chrono::seconds timeout, boo
 RemoteHost::RemoteHost(const HostSpec& spec, const RemoteRun& run, const std::filesystem::path& scratch,
                        const std::filesystem::path& socket_dir, std::shared_ptr<SshMaster> master)
     : spec_(spec), run_(run), layout_(remote_layout(spec)), scratch_(scratch), master_(std::move(master)) {
-  remote_dir_ = layout_.work_dir + "/runs/" + run_.run_id;
   target_ = master_ ? master_->target()
                     : SshTarget{spec.name, spec.address, spec.port, spec.user, spec.identity_file, spec.known_hosts,
                                 socket_dir / spec.name};
@@ -76,7 +76,6 @@ RemoteHost::~RemoteHost() { drop_prespawned(); }
 void RemoteHost::connect() {
   if (!master_ || !master_->alive()) master_ = std::make_shared<SshMaster>(target_, scratch_ / "ssh-master.log");
   master_->wait_ready(std::chrono::seconds(30));
-  ssh_ = make_ssh_executor(target_, scratch_, remote_dir_ + "/tmp");
 }
 
 void RemoteHost::provision(const std::filesystem::path& log) {
@@ -97,14 +96,41 @@ void RemoteHost::provision(const std::filesystem::path& log) {
 }
 
 void RemoteHost::upload_plan() {
-  // Our own command: the quoted directory, then the plan on stdin.
-  std::string command = "mkdir -p -- " + shell_quote(remote_dir_ + "/cells") + " && cat > " + shell_quote(remote_dir_ + "/plan.toml");
-  auto log = scratch_ / "upload.log";
-  ProcessSpec spec{ssh_argv(target_, command), {}, log, log, {}};
+  // A directory of this host's own, made here and now (mktemp -d): no other
+  // plan host on the same machine, no other controller whose run has the
+  // same id, no stale directory of an earlier attempt shares it, so
+  // cleanup() removes nothing but ours. The plan comes on stdin; the
+  // directory's name comes back on stdout. A constant script of ours, the
+  // values its arguments.
+  const std::string run_parent = layout_.work_dir + "/runs/" + run_.run_id;
+  const std::string script =
+      "n=0; until d=$(mkdir -p -- \"$1\" && mktemp -d -- \"$1/$2.XXXXXXXX\"); do "
+      // The run's directory may vanish under mkdir -p (another host's
+      // cleanup removes it when it is empty): try again.
+      "n=$((n+1)); [ \"$n\" -lt 3 ] || exit 1; done; "
+      "mkdir -- \"$d/cells\" && cat > \"$d/plan.toml\" && printf 'vmlat-dir %s\\n' \"$d\"";
+  auto log = scratch_ / "upload.log", out = scratch_ / "upload.out";
+  ProcessSpec spec{ssh_argv(target_, remote_command_line({"sh", "-c", script, "sh", run_parent, spec_.name})), {}, out, log, {}};
   spec.stdin_path = run_.plan_file;
   auto status = run_to_end(spec, std::chrono::seconds(120));
+  const std::string said = read_text(out);
+  std::error_code ec;
+  std::filesystem::remove(out, ec);
   if (!status.success())
     throw InfraError("cannot copy the plan to " + target_.describe() + ": " + (last_line(read_text(log)).empty() ? status.describe() : last_line(read_text(log))));
+  // Only a name of the form asked for is used (it becomes argv words there).
+  const std::string expected = run_parent + "/" + spec_.name + ".";
+  std::string dir;
+  std::istringstream lines(said);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("vmlat-dir ", 0) == 0) dir = line.substr(10);
+  const bool fits = dir.size() == expected.size() + 8 && dir.compare(0, expected.size(), expected) == 0 &&
+                    std::all_of(dir.begin() + static_cast<std::ptrdiff_t>(expected.size()), dir.end(),
+                                [](unsigned char c) { return std::isalnum(c); });
+  if (!fits)
+    throw InfraError("cannot make a directory for the run on " + target_.describe() + ": mktemp said '" +
+                     last_line(said).substr(0, 200) + "'");
+  remote_dir_ = dir;
 }
 
 std::vector<std::string> RemoteHost::run_cell_argv(const std::string& cell_id, int index, bool wait_go) const {
@@ -303,13 +329,21 @@ void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path&
 void RemoteHost::cleanup() noexcept {
   drop_prespawned();
   try {
-    if (!master_) return;
+    if (!master_ || remote_dir_.empty()) return;
+    // Our directory, then the run's if that left it empty (rmdir: never
+    // another host's directory).
     auto log = scratch_ / "cleanup.log";
-    run_to_end(ProcessSpec{ssh_argv(target_, "rm -rf -- " + shell_quote(remote_dir_)), {}, log, log, {}},
+    const std::string run_parent = layout_.work_dir + "/runs/" + run_.run_id;
+    run_to_end(ProcessSpec{ssh_argv(target_, remote_command_line({"sh", "-c", "rm -rf -- \"$1\"; rmdir -- \"$2\" 2>/dev/null; exit 0",
+                                                                  "sh", remote_dir_, run_parent})),
+                           {},
+                           log,
+                           log,
+                           {}},
                std::chrono::seconds(60), false);
   } catch (...) {
   }
-  ssh_.reset();
+  remote_dir_.clear();
   master_.reset();
 }
 

@@ -43,6 +43,8 @@ class RemoteHost {
   // full output is in `log`).
   void connect();
   void provision(const std::filesystem::path& log);
+  // Makes this host's own directory there (<work_dir>/runs/<run_id>/
+  // <host>.XXXXXXXX, mktemp) and copies the plan into it.
   void upload_plan();
   // Runs the cell there and brings its directory back to
   // run_dir/cells/<id>. `progress` gets the remote phase names. Returns the
@@ -63,7 +65,8 @@ class RemoteHost {
   // run_cell() or cleanup() drops it (stdin EOF: it exits, having done
   // nothing). Never throws (a prespawn that fails is just not used).
   void prespawn(const std::string& cell_id, int index, const std::filesystem::path& log) noexcept;
-  // Removes the run's directory on the host (best effort, never throws).
+  // Removes the directory upload_plan() made, and the run's directory
+  // there if that leaves it empty (best effort, never throws).
   void cleanup() noexcept;
   const SshTarget& target() const { return target_; }
 
@@ -83,11 +86,10 @@ class RemoteHost {
   HostSpec spec_;
   RemoteRun run_;
   RemoteLayout layout_;
-  std::string remote_dir_;  // <work_dir>/runs/<run_id>
+  std::string remote_dir_;  // made by upload_plan(); empty before
   std::filesystem::path scratch_;
   SshTarget target_;
   std::shared_ptr<SshMaster> master_;
-  std::unique_ptr<Executor> ssh_;
 };
 
 // The directory of ansible/ (provision.yml): the source tree's when this

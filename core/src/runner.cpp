@@ -17,6 +17,7 @@
 #include "loader.hpp"
 #include "locks.hpp"
 #include "hosts.hpp"
+#include "machines.hpp"
 #include "regression.hpp"
 #include "remote.hpp"
 #include "vmlat/atomic_file.hpp"
@@ -1083,6 +1084,14 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       }() << "], " << h.summary() << "\n";
     return exit_code::infra;
   }
+  // Plan hosts that are one machine take turns (machines.hpp).
+  const auto machines = same_machines(hosts);
+  if (auto problems = same_machine_problems(machines, hosts, cells); !problems.empty()) {
+    err << "vmlat: refused before anything ran:\n";
+    for (const auto& p : problems) err << "  " << p << "\n";
+    return exit_code::infra;
+  }
+  for (const auto& g : machines) err << "vmlat: " << describe(g) << ": their cells run one at a time\n";
   auto host_of = [&](const std::string& name) -> HostState& {
     for (auto& h : hosts)
       if (h.spec.name == name) return h;
@@ -1153,6 +1162,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
                              {"tags", h.spec.tags},
                              {"reachable", h.reachable}};
       if (!h.reachable) j["vmlat_host"]["error"] = one_line(h.unreachable);
+      j["vmlat_host"]["same_machine_as"] = same_machine_as(machines, h.spec.name);
     }
     hosts_json[h.spec.name] = j;
   }
@@ -1292,9 +1302,16 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     st.run["cells"][i]["status"] = "not-run";
   };
 
-  // One worker per host: hosts in parallel, one cell at a time on each.
+  // One worker per host: hosts in parallel, one cell at a time on each, and
+  // hosts that are one machine in turns (preparing, a cell with its
+  // retests, cleaning up).
+  MachineTurns turns(machines);
+  auto turn_on_machine = [&](const std::string& name) {
+    return turns.take(name, [&](const std::string& holder) { progress.host(name, "waiting for " + holder + " (one machine)"); });
+  };
   auto work_on = [&](const std::string& name, const std::vector<std::size_t>& queue) {
     HostState& h = host_of(name);
+    auto preparing = turn_on_machine(name);
     auto host_dir = run_dir / "hosts" / name;
     std::unique_ptr<RemoteHost> remote;
     std::string host_problem;  // every cell of the host fails with it
@@ -1323,6 +1340,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
         run_log.error("host " + name + ": " + host_problem);
       }
     }
+    preparing.release();
     // One measurement of a cell into `dir`: cells/<id>, or attempts/<id>.retest<k>.
     auto ssh_log_of = [&](const std::filesystem::path& dir) { return host_dir / ("cell-" + dir.filename().string() + ".ssh.log"); };
     auto measure_into = [&](const Cell& cell, const std::filesystem::path& dir,
@@ -1357,6 +1375,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     for (std::size_t k = 0; k < queue.size(); ++k) {
       const std::size_t i = queue[k];
       const Cell& cell = cells[i];
+      auto turn = turn_on_machine(name);
       if (cancel_requested()) {
         not_run(i);
         continue;
@@ -1377,6 +1396,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
       finish_cell(i, std::move(o));
     }
     if (remote) {
+      auto turn = turn_on_machine(name);
       progress.host(name, "cleaning up");
       remote->cleanup();
     }
@@ -1611,6 +1631,7 @@ int list_hosts(const Plan& plan, const std::optional<std::filesystem::path>& inv
   if (!hosts) return code;
   json list = json::array();
   bool all_reachable = true;
+  const auto machines = same_machines(*hosts);
   for (const auto& h : *hosts) {
     all_reachable = all_reachable && h.reachable;
     list.push_back(json{{"name", h.spec.name},
@@ -1620,6 +1641,7 @@ int list_hosts(const Plan& plan, const std::optional<std::filesystem::path>& inv
                         {"tags", h.spec.tags},
                         {"reachable", h.reachable},
                         {"error", h.reachable ? json(nullptr) : json(one_line(h.unreachable))},
+                        {"same_machine_as", same_machine_as(machines, h.spec.name)},
                         {"facts", h.facts}});
   }
   if (as_json) {
@@ -1645,6 +1667,7 @@ int list_hosts(const Plan& plan, const std::optional<std::filesystem::path>& inv
     for (const auto& h : *hosts)
       out << pad(h.spec.name, w[0]) << "  " << pad(address(h), w[1]) << "  " << pad(h.reachable ? "yes" : "no", w[2]) << "  "
           << pad(tags(h), w[3]) << "  " << one_line(h.summary()) << "\n";
+    for (const auto& g : machines) out << describe(g) << ": " << what_run_does(g, *hosts) << "\n";
   }
   return all_reachable ? exit_code::pass : exit_code::infra;
 }

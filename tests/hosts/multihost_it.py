@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A lab of two hosts, for real (CTest vmlat_multihost, labels hosts;integration):
 two OpenSSH servers on loopback (tests/support/sshlab.py), a throwaway key,
-two plan hosts with different tags. vmlat provisions both with Ansible
+two plan hosts with different tags, each sshd with a FAKE machine identity of
+its own so that vmlat takes them for two machines (hosts that are one machine
+are measured one at a time: tests/hosts/samehost_it.py). vmlat provisions both with Ansible
 (ansible/provision.yml: vmlat_common installs the bundle into each host's own
 prefix), measures their cells in parallel over ssh, and gathers every cell
 into one run directory. Then: one sshd stopped (that host's cells are
@@ -122,6 +124,10 @@ def test_two_hosts(vmlat, lab, work):
         check(os.path.exists(os.path.join(run_dir, "hosts", name, "provision.log")), f"{name} was provisioned (log kept)")
         log = open(os.path.join(run_dir, "hosts", name, "provision.log")).read()
         check("failed=0" in log, f"{name}: provision.yml failed nothing")
+    check(run["hosts"]["alpha"]["identity"] != run["hosts"]["beta"]["identity"]
+          and run["hosts"]["alpha"]["vmlat_host"]["same_machine_as"] == [],
+          "the lab's FAKE machine identities make alpha and beta two machines (sshlab.py)",
+          json.dumps([run["hosts"][n].get("identity") for n in ("alpha", "beta")]))
     inventory = load(os.path.join(run_dir, "inventory.json"))
     check(set(inventory["all"]["children"]) == {"lab_a", "lab_b"}, "the inventory has a group per tag")
     spans = intervals(run_dir)

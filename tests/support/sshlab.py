@@ -1,9 +1,25 @@
 """A lab of SSH hosts on this machine, for the multi-host tests and the
 hosts benchmark: real OpenSSH servers (Debian's openssh-server) on loopback,
 each on its own free port, with a host key and a client key made for the
-occasion. Each "host" gets its own vmlat prefix, work directory and lock
-directory (host variables of the plan), so that two logical hosts on one
-machine neither share an install nor wait for each other's measurement lock.
+occasion.
+
+By default each "host" is made to look like a machine of its own:
+
+- its own vmlat prefix, work directory and lock directory (host variables
+  of the plan), so that two logical hosts neither share an install nor wait
+  for each other's measurement lock;
+- a FAKE machine identity: its sshd runs in a mount namespace of its own
+  (unshare -m) where a made-up /etc/machine-id and
+  /proc/sys/kernel/random/boot_id are bind-mounted over the real ones, so
+  every session it starts (vmlat's facts included) sees another machine.
+  vmlat measures hosts that are one machine one at a time
+  (docs/plan-format.md, "One machine under several names"); the fake lets
+  the tests exercise hosts measured in parallel on a single box. It is a
+  fake: the two "machines" share this machine's CPUs.
+
+SshLab(n, fake_machines=False) gives sshds that are honestly this machine
+(no namespace, the real identity); host_toml(..., layout=False) leaves the
+vmlat layout at its defaults (/opt/vmlat, /var/lib/vmlat, /run/vmlat).
 
     with SshLab(2) as lab:
         lab.hosts_toml(tags=[["lab_a"], ["lab_b"]])   # [hosts.*] tables for a plan
@@ -20,6 +36,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 
 def free_port():
@@ -60,8 +77,9 @@ def comm(pid):
 
 
 class SshLab:
-    def __init__(self, count, root=None):
+    def __init__(self, count, root=None, fake_machines=True):
         self.count = count
+        self.fake_machines = fake_machines
         self.root = root or tempfile.mkdtemp(prefix="vmlat-sshlab-")
         self.ports = [free_port() for _ in range(count)]
         self.servers = [None] * count
@@ -69,7 +87,7 @@ class SshLab:
         self.known_hosts = os.path.join(self.root, "known_hosts")
 
     def __enter__(self):
-        for tool in ("/usr/sbin/sshd", "ssh-keygen"):
+        for tool in ("/usr/sbin/sshd", "ssh-keygen") + (("unshare", "mount") if self.fake_machines else ()):
             if not shutil.which(tool):
                 raise RuntimeError(f"{tool} not found: install openssh-server (ci/bootstrap does)")
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
@@ -79,6 +97,8 @@ class SshLab:
         shutil.copy(self.key + ".pub", os.path.join(self.root, "authorized_keys"))
         for i in range(self.count):
             os.makedirs(self.host_dir(i), exist_ok=True)
+            if self.fake_machines:
+                self.make_fake_identity(i)
             self.start(i)
         return self
 
@@ -106,11 +126,27 @@ MaxSessions 100
 """)
         return path
 
+    def make_fake_identity(self, i):
+        """FAKE /etc/machine-id and boot id files for host i (see the module's docstring)."""
+        for name, value in (("fake-machine-id", uuid.uuid4().hex), ("fake-boot-id", str(uuid.uuid4()))):
+            with open(os.path.join(self.host_dir(i), name), "w") as f:
+                f.write(value + "\n")
+
     def start(self, i):
         log = open(os.path.join(self.root, f"sshd_{i}.log"), "ab")
-        self.servers[i] = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", self.config(i)], stdout=log, stderr=log)
+        argv = ["/usr/sbin/sshd", "-D", "-e", "-f", self.config(i)]
+        if self.fake_machines:
+            # The bind mounts live and die with the namespace; unshare and sh
+            # exec, so the sshd keeps the pid we stop it by.
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                    'mount --bind "$1" /etc/machine-id && mount --bind "$2" /proc/sys/kernel/random/boot_id '
+                    '&& shift 2 && exec "$@"', "sh",
+                    os.path.join(self.host_dir(i), "fake-machine-id"), os.path.join(self.host_dir(i), "fake-boot-id")] + argv
+        self.servers[i] = subprocess.Popen(argv, stdout=log, stderr=log)
         deadline = time.time() + 10
         while time.time() < deadline:
+            if self.servers[i].poll() is not None:
+                raise RuntimeError(f"sshd {i} exited ({self.servers[i].returncode}): see {log.name}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.ports[i])) == 0:
                     return
@@ -148,17 +184,20 @@ MaxSessions 100
                     found.append(f"{comm(pid)} {pid}")
         return found
 
-    def host_toml(self, i, name, tags, provision=True):
+    def host_toml(self, i, name, tags, provision=True, layout=True, address="127.0.0.1", extra_vars=""):
+        """A [hosts.NAME] table for host i; layout=False: vmlat's default layout."""
         d = self.host_dir(i)
+        own = f'vmlat_common_prefix = "{d}/opt", vmlat_common_work_dir = "{d}/work", vmlat_common_lock_dir = "{d}/lock"'
+        var_list = ", ".join(v for v in (own if layout else "", extra_vars) if v)
         return f"""[hosts.{name}]
-address = "127.0.0.1"
+address = "{address}"
 port = {self.ports[i]}
 user = "root"
 identity_file = "{self.key}"
 known_hosts = "{self.known_hosts}"
 tags = [{", ".join('"' + t + '"' for t in tags)}]
 provision = {"true" if provision else "false"}
-vars = {{ vmlat_common_prefix = "{d}/opt", vmlat_common_work_dir = "{d}/work", vmlat_common_lock_dir = "{d}/lock" }}
+vars = {{ {var_list} }}
 """
 
     def inventory_ini(self, names, groups):

@@ -14,11 +14,12 @@ def log(msg):
     print(msg, flush=True)
 
 
-def check(cond, msg):
+def check(cond, msg, detail=""):
+    """Records msg as failed unless cond; `detail` (what was seen) is printed with a failure."""
     CHECKS[0] += 1
     if not cond:
         FAILURES.append(msg)
-        log("FAIL: " + msg)
+        log("FAIL: " + msg + (f"\n    {detail}" if detail else ""))
     return cond
 
 
