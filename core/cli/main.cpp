@@ -1,6 +1,10 @@
-// The vmlat command line.
+// The vmlat command line: the commands as a table (name, what it takes, one
+// line of help, its options, its handler), arguments parsed into the
+// requests of the application header (core/app/app.hpp), exit codes mapped
+// for `git bisect run` with --bisect. Adding a command is adding a row.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -8,14 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "../src/loader.hpp"
-#include "../src/plan.hpp"
-#include "../src/runner.hpp"
-#include "../src/export/metrics.hpp"
-#include "../src/export/monitor.hpp"
-#include "../src/export/push.hpp"
-#include "../src/report/commands.hpp"
-#include "vmlat/process.hpp"
+#include "app.hpp"
+#include "vmlat/exit_codes.hpp"
 #include "vmlat/units.hpp"
 #include "vmlat/version.hpp"
 
@@ -23,34 +21,7 @@ using namespace vmlat;
 
 namespace {
 
-const char* kUsage = R"(usage: vmlat <command> [options]
-
-Measures real-time scheduling latency on bare metal and in virtual machines,
-as declared in a TOML test plan, and gates CI on the worst cases.
-
-commands:
-  run PLAN        run every cell of the plan, store results, apply gates
-  validate PLAN   check a plan (and each plugin's settings) without running it
-  plan PLAN       print the plan's expanded cells without running anything
-  hosts PLAN      list the plan's hosts: reachable or not, tags, facts
-  provision PLAN  provision the plan's remote hosts with Ansible, measure nothing
-  push RUN_DIR    push a stored run's metrics to a Prometheus Pushgateway
-  metrics RUN_DIR print a stored run's metrics (Prometheus text format)
-  report RUN_DIR  write a stored run's report (HTML with plots, Markdown, JSON)
-  compare BASE NEW  compare two stored runs: regressions beyond a tolerance
-  monitor PLAN    measure one cell continuously, serve live /metrics
-  plugins         list the plugins found, with kind, version, ABI and file
-  lab xen ...     the Xen virtual lab: Xen under QEMU with Dom0 as an SSH host
-  version         print the version and the plugin ABI
-  help [COMMAND]  this text, or a command's help
-
-exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
-            3 infrastructure error (a cell could not be measured),
-            4 measured and gated fine but the metrics export failed, 130 interrupted
-docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md,
-      docs/metrics.md, docs/report.md
-)";
-
+// Each command's --help, by name.
 const std::map<std::string, std::string> kHelp = {
     {"run", R"(usage: vmlat run PLAN [options]
 
@@ -277,21 +248,105 @@ with --vmlat-prefix is a Xen host for plans:
 struct Args {
   std::string command;
   std::vector<std::string> positional;
-  std::vector<std::filesystem::path> plugin_dirs;
+  app::Dirs plugin_dirs;
   RunOptions run;
   bool json = false;
   bool quiet = false;
   bool progress = false;
   bool help = false;
-  std::optional<exporter::PushOptions> push;
-  std::optional<std::filesystem::path> textfile;
-  std::string push_url;
-  std::optional<std::chrono::milliseconds> push_timeout;
-  exporter::MonitorOptions monitor;
+  MetricsExport metrics;
+  MonitorOptions monitor;
   CellRunOptions cell_run;
   std::string format, output, baseline;  // report, compare
   std::vector<std::string> tolerances;
 };
+
+using Handler = int (*)(Args&);
+struct Command {
+  const char* name;
+  const char* synopsis;  // "run PLAN": the left column of `vmlat help`
+  const char* summary;   // one line; empty: not listed (run-cell, help's own)
+  std::vector<std::string> options;
+  Handler handler;
+};
+
+int cmd_run(Args& a);
+int cmd_validate(Args& a);
+int cmd_plan(Args& a);
+int cmd_hosts(Args& a);
+int cmd_provision(Args& a);
+int cmd_run_cell(Args& a);
+int cmd_push(Args& a);
+int cmd_metrics(Args& a);
+int cmd_report(Args& a);
+int cmd_compare(Args& a);
+int cmd_monitor(Args& a);
+int cmd_plugins(Args& a);
+int cmd_version(Args& a);
+int cmd_help(Args& a);
+
+// `lab` takes the rest of the command line as it is (main() runs it first).
+const Command kCommands[] = {
+    {"run", "run PLAN", "run every cell of the plan, store results, apply gates",
+     {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push", "--push-timeout",
+      "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision", "--bundle", "--bisect"},
+     cmd_run},
+    {"validate", "validate PLAN", "check a plan (and each plugin's settings) without running it", {"--plugin-dir"},
+     cmd_validate},
+    {"plan", "plan PLAN", "print the plan's expanded cells without running anything", {"--json", "--plugin-dir"}, cmd_plan},
+    {"hosts", "hosts PLAN", "list the plan's hosts: reachable or not, tags, facts", {"--inventory", "--json", "--plugin-dir"},
+     cmd_hosts},
+    {"provision", "provision PLAN", "provision the plan's remote hosts with Ansible, measure nothing",
+     {"--inventory", "--bundle", "--results", "--plugin-dir"}, cmd_provision},
+    {"run-cell", "run-cell PLAN", "",
+     {"--cell", "--out", "--index", "--run-id", "--host-name", "--duration", "--lock-dir", "--expect-version",
+      "--cancel-on-eof", "--send-back", "--wait-go", "--plugin-dir"},
+     cmd_run_cell},
+    {"push", "push RUN_DIR", "push a stored run's metrics to a Prometheus Pushgateway",
+     {"--url", "--push-timeout", "--textfile"}, cmd_push},
+    {"metrics", "metrics RUN_DIR", "print a stored run's metrics (Prometheus text format)", {}, cmd_metrics},
+    {"report", "report RUN_DIR", "write a stored run's report (HTML with plots, Markdown, JSON)",
+     {"--format", "--output", "--baseline"}, cmd_report},
+    {"compare", "compare BASE NEW", "compare two stored runs: regressions beyond a tolerance",
+     {"--tolerance", "--format", "--output"}, cmd_compare},
+    {"monitor", "monitor PLAN", "measure one cell continuously, serve live /metrics",
+     {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir", "--results", "--max-disk",
+      "--max-file", "--max-age"},
+     cmd_monitor},
+    {"plugins", "plugins", "list the plugins found, with kind, version, ABI and file", {"--plugin-dir"}, cmd_plugins},
+    {"lab", "lab xen ...", "the Xen virtual lab: Xen under QEMU with Dom0 as an SSH host", {}, nullptr},
+    {"version", "version", "print the version and the plugin ABI", {}, cmd_version},
+    {"help", "help [COMMAND]", "this text, or a command's help", {}, cmd_help},
+};
+
+const Command* find_command(const std::string& name) {
+  for (const auto& c : kCommands)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+std::string usage_text() {
+  std::string text = R"(usage: vmlat <command> [options]
+
+Measures real-time scheduling latency on bare metal and in virtual machines,
+as declared in a TOML test plan, and gates CI on the worst cases.
+
+commands:
+)";
+  for (const auto& c : kCommands) {
+    if (!*c.summary) continue;
+    std::string left = std::string("  ") + c.synopsis;
+    text += left + std::string(left.size() < 18 ? 18 - left.size() : 2, ' ') + c.summary + "\n";
+  }
+  text += R"(
+exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
+            3 infrastructure error (a cell could not be measured),
+            4 measured and gated fine but the metrics export failed, 130 interrupted
+docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md,
+      docs/metrics.md, docs/report.md
+)";
+  return text;
+}
 
 // `vmlat run --bisect`: exit codes for `git bisect run` (docs/bisect.md).
 bool g_bisect = false;
@@ -304,7 +359,7 @@ int bisect_code(int code) {
   const char* what = "";
   switch (code) {
     case exit_code::pass: mapped = 0; what = "good"; break;
-    case 4: mapped = 0; what = "good (the gates passed; only the metrics export failed)"; break;
+    case exit_code::export_failed: mapped = 0; what = "good (the gates passed; only the metrics export failed)"; break;
     case exit_code::gate_failed: mapped = 1; what = "bad (a gate failed)"; break;
     case exit_code::infra: mapped = kBisectSkip; what = "skip (infrastructure error: a broken lab never blames a commit)"; break;
     case exit_code::interrupted: mapped = kBisectSkip; what = "skip (interrupted)"; break;
@@ -336,30 +391,12 @@ Args parse_args(int argc, char** argv) {
   }
   if (i >= words.size()) usage_error("no command given", "");
   a.command = words[i++];
-  if (!kHelp.count(a.command)) usage_error("unknown command '" + a.command + "'", "");
+  const Command* command = find_command(a.command);
+  if (!command) usage_error("unknown command '" + a.command + "'", "");
   auto value = [&](const std::string& opt) -> std::string {
     if (i >= words.size()) usage_error("option " + opt + " needs a value", a.command);
     return words[i++];
   };
-  const std::map<std::string, std::vector<std::string>> allowed = {
-      {"run", {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push",
-               "--push-timeout", "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision",
-               "--bundle", "--bisect"}},
-      {"hosts", {"--inventory", "--json", "--plugin-dir"}},
-      {"provision", {"--inventory", "--bundle", "--results", "--plugin-dir"}},
-      {"run-cell", {"--cell", "--out", "--index", "--run-id", "--host-name", "--duration", "--lock-dir", "--expect-version",
-                    "--cancel-on-eof", "--send-back", "--wait-go", "--plugin-dir"}},
-      {"push", {"--url", "--push-timeout", "--textfile"}},
-      {"metrics", {}},
-      {"report", {"--format", "--output", "--baseline"}},
-      {"compare", {"--tolerance", "--format", "--output"}},
-      {"monitor", {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir", "--results",
-                   "--max-disk", "--max-file", "--max-age"}},
-      {"validate", {"--plugin-dir"}},
-      {"plan", {"--json", "--plugin-dir"}},
-      {"plugins", {"--plugin-dir"}},
-      {"version", {}},
-      {"help", {}}};
   while (i < words.size()) {
     std::string w = words[i++];
     if (w == "-h" || w == "--help") {
@@ -377,12 +414,12 @@ Args parse_args(int argc, char** argv) {
       inline_value = w.substr(eq + 1);
       has_inline = true;
     }
-    const auto& ok = allowed.at(a.command);
+    const auto& ok = command->options;
     if (std::find(ok.begin(), ok.end(), opt) == ok.end())
       usage_error("unknown option '" + opt + "' for '" + a.command + "'", a.command);
     auto arg = [&]() { return has_inline ? inline_value : value(opt); };
     if (opt == "--plugin-dir") a.plugin_dirs.emplace_back(arg());
-    else if (opt == "--results") a.run.results_root = arg();
+    else if (opt == "--results") a.run.results_root = a.monitor.results_root = arg();
     else if (opt == "--junit") a.run.junit_path = arg();
     else if (opt == "--only") {
       auto v = arg();
@@ -395,17 +432,16 @@ Args parse_args(int argc, char** argv) {
       if (!d || d->count() <= 0) usage_error("--duration: " + (why.empty() ? "must be positive" : why), a.command);
       a.run.duration = a.cell_run.duration = *d;
     } else if (opt == "--push" || opt == "--url") {
-      a.push_url = arg();
-      exporter::ParsedUrl parsed;
-      if (auto why = exporter::parse_push_url(a.push_url, parsed); !why.empty()) usage_error(opt + ": " + why, a.command);
+      a.metrics.push_url = arg();
+      if (auto why = app::check_push_url(a.metrics.push_url); !why.empty()) usage_error(opt + ": " + why, a.command);
     } else if (opt == "--push-timeout" || opt == "--window" || opt == "--for") {
       std::string why;
       auto d = parse_duration(arg(), &why);
       if (!d || d->count() <= 0) usage_error(opt + ": " + (why.empty() ? "must be positive" : why), a.command);
-      if (opt == "--push-timeout") a.push_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      if (opt == "--push-timeout") a.metrics.push_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
       else if (opt == "--window") a.monitor.window = *d;
       else a.monitor.stop_after = *d;
-    } else if (opt == "--textfile") a.textfile = std::filesystem::path(arg());
+    } else if (opt == "--textfile") a.metrics.textfile_dir = std::filesystem::path(arg());
     else if (opt == "--resume") a.run.resume_dir = std::filesystem::path(arg());
     else if (opt == "--no-wait") a.run.no_wait = a.monitor.no_wait = true;
     else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = a.cell_run.lock_dir = std::filesystem::path(arg());
@@ -435,7 +471,7 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--listen") a.monitor.listen = arg();
     else if (opt == "--max-disk" || opt == "--max-file") {
       std::string why;
-      auto bytes = exporter::parse_size_bytes(arg(), &why);
+      auto bytes = app::parse_size_bytes(arg(), &why);
       if (!bytes) usage_error(opt + ": " + why, a.command);
       (opt == "--max-disk" ? a.monitor.bounds.max_bytes : a.monitor.bounds.file_bytes) = *bytes;
     } else if (opt == "--max-age") {
@@ -455,140 +491,75 @@ Args parse_args(int argc, char** argv) {
   }
   if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root))
     usage_error("--resume reuses the run's own directory, --only and --duration: do not combine them", a.command);
-  if (!a.push_url.empty()) {
-    a.push = exporter::PushOptions{};
-    a.push->url = a.push_url;
-    if (a.push_timeout) {
-      a.push->budget = *a.push_timeout;
-      a.push->attempt_timeout = std::min(a.push->attempt_timeout, *a.push_timeout);
-    }
-  } else if (a.push_timeout && !a.help) {
+  if (a.metrics.push_url.empty() && a.metrics.push_timeout && !a.help)
     usage_error("--push-timeout needs " + std::string(a.command == "push" ? "--url" : "--push"), a.command);
-  }
-  if (a.command == "push" && !a.push && !a.help) usage_error("missing --url URL (the Pushgateway)", a.command);
+  if (a.command == "push" && a.metrics.push_url.empty() && !a.help) usage_error("missing --url URL (the Pushgateway)", a.command);
   return a;
 }
 
-std::string need_plan(const Args& a) {
-  if (a.positional.size() != 1) usage_error(a.positional.empty() ? "missing PLAN" : "too many arguments", a.command);
+std::string need_one(const Args& a, const char* what) {
+  if (a.positional.size() != 1) usage_error(a.positional.empty() ? std::string("missing ") + what : "too many arguments", a.command);
   return a.positional.front();
 }
+std::string need_plan(const Args& a) { return need_one(a, "PLAN"); }
+std::string need_run_dir(const Args& a) { return need_one(a, "RUN_DIR"); }
 
-// Loads and validates; prints diagnostics. Returns nullopt on errors.
-std::optional<Plan> load_valid(const std::string& path, PluginRegistry& registry) {
-  Diagnostics diags;
-  Plan plan = load_plan(path, diags, &registry);
-  if (!diags.empty()) {
-    std::cerr << diags.str();
-    std::cerr << path << ": " << diags.all().size() << " error" << (diags.all().size() == 1 ? "" : "s") << "\n";
-    return std::nullopt;
-  }
-  return plan;
+int cmd_run(Args& a) {
+  a.run.progress = a.progress || (!a.quiet && isatty(STDERR_FILENO));
+  return app::run(need_plan(a), a.plugin_dirs, a.run, a.metrics, std::cout, std::cerr);
 }
-
-int cmd_plugins(const Args& a) {
-  PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
-  if (registry.all().empty()) {
-    std::cout << "no plugins found; searched:";
-    for (const auto& d : registry.dirs()) std::cout << " " << d.string();
-    std::cout << "\n";
+int cmd_validate(Args& a) { return app::validate(need_plan(a), a.plugin_dirs, std::cout, std::cerr); }
+int cmd_plan(Args& a) { return app::show_plan(need_plan(a), a.plugin_dirs, a.json, std::cout, std::cerr); }
+int cmd_hosts(Args& a) { return app::hosts(need_plan(a), a.plugin_dirs, a.run.inventory, a.json, std::cout, std::cerr); }
+int cmd_provision(Args& a) { return app::provision(need_plan(a), a.plugin_dirs, a.run, std::cout, std::cerr); }
+int cmd_run_cell(Args& a) {
+  const std::string plan = need_plan(a);
+  if (a.cell_run.cell_id.empty() || a.cell_run.out_dir.empty()) usage_error("run-cell needs --cell ID and --out DIR", a.command);
+  if (a.cell_run.run_id.empty()) a.cell_run.run_id = "run-cell";
+  return app::run_cell(plan, a.plugin_dirs, a.cell_run, std::cout, std::cerr);
+}
+int cmd_push(Args& a) { return app::push(need_run_dir(a), a.metrics, std::cout, std::cerr); }
+int cmd_metrics(Args& a) { return app::metrics(need_run_dir(a), std::cout, std::cerr); }
+int cmd_report(Args& a) {
+  return app::report(report::ReportCommand{need_run_dir(a), a.format.empty() ? "html" : a.format, a.output, a.baseline},
+                     std::cout, std::cerr);
+}
+int cmd_compare(Args& a) {
+  if (a.positional.size() != 2) usage_error("compare needs BASE_RUN and NEW_RUN", a.command);
+  return app::compare(report::CompareCommand{a.positional[0], a.positional[1], a.tolerances,
+                                             a.format.empty() ? "text" : a.format, a.output},
+                      std::cout, std::cerr);
+}
+int cmd_monitor(Args& a) { return app::monitor(need_plan(a), a.plugin_dirs, a.monitor, std::cout, std::cerr); }
+int cmd_plugins(Args& a) { return app::list_plugins(a.plugin_dirs, std::cout); }
+int cmd_version(Args&) {
+  std::cout << "vmlat " << version_string << " (plugin ABI " << abi_version << ")\n";
+  return exit_code::pass;
+}
+int cmd_help(Args& a) {
+  if (a.positional.empty()) {
+    std::cout << usage_text();
     return exit_code::pass;
   }
-  std::size_t wn = 4, wk = 4, wv = 7;
-  for (const auto& p : registry.all()) {
-    wn = std::max(wn, p.name.size());
-    wk = std::max(wk, p.kind.size());
-    wv = std::max(wv, p.version.size());
-  }
-  auto pad = [](std::string s, std::size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };
-  std::cout << pad("NAME", wn) << "  " << pad("KIND", wk) << "  " << pad("VERSION", wv) << "  ABI  FILE\n";
-  for (const auto& p : registry.all()) {
-    std::cout << pad(p.name, wn) << "  " << pad(p.kind.empty() ? "-" : p.kind, wk) << "  "
-              << pad(p.version.empty() ? "-" : p.version, wv) << "  " << pad(p.abi ? std::to_string(p.abi) : "-", 3) << "  "
-              << p.file.string() << "\n";
-    if (!p.refused.empty()) std::cout << "  ^ " << p.refused << "\n";
-    else if (!p.summary.empty()) std::cout << "  " << p.summary << "\n";
-  }
+  auto it = kHelp.find(a.positional.front());
+  if (it == kHelp.end()) usage_error("no help for '" + a.positional.front() + "'", "");
+  std::cout << it->second;
   return exit_code::pass;
 }
 
-int cmd_plan(const Args& a) {
-  auto path = need_plan(a);
-  PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
-  auto plan = load_valid(path, registry);
-  if (!plan) return exit_code::usage;
-  auto cells = expand(*plan);
-  if (a.json) {
-    json out = json::array();
-    for (const auto& c : cells) {
-      json axes = json::object();
-      for (const auto& [k, v] : c.spec.axes) axes[k] = v;
-      json gates = json::array();
-      for (const auto& g : plan->gates)
-        if (g.matches(c.spec)) gates.push_back(g.name);
-      out.push_back(json{{"index", c.index}, {"id", c.spec.id}, {"axes", axes}, {"gates", gates}});
-    }
-    std::cout << dump_json(out, 2) << "\n";
+int dispatch(Args& a) {
+  const Command* command = find_command(a.command);
+  if (a.help && a.command != "help") {
+    std::cout << kHelp.at(a.command);
     return exit_code::pass;
   }
-  std::cout << "plan " << plan->name << ": " << cells.size() << " cell" << (cells.size() == 1 ? "" : "s") << ", "
-            << format_duration(plan->duration) << " each";
-  if (!plan->description.empty()) std::cout << " (" << plan->description << ")";
-  std::cout << "\n";
-  for (const auto& c : cells) {
-    std::cout << "  " << c.index << ". " << c.spec.id << "\n     ";
-    for (const auto& [k, v] : c.spec.axes) std::cout << " " << k << "=" << v;
-    std::string gates;
-    for (const auto& g : plan->gates)
-      if (g.matches(c.spec)) gates += (gates.empty() ? "" : ", ") + g.name;
-    if (!gates.empty()) std::cout << "\n      gates: " << gates;
-    std::cout << "\n";
-  }
-  return exit_code::pass;
-}
-
-std::string need_run_dir(const Args& a) {
-  if (a.positional.size() != 1) usage_error(a.positional.empty() ? "missing RUN_DIR" : "too many arguments", a.command);
-  return a.positional.front();
-}
-
-std::optional<exporter::StoredRun> load_stored(const std::string& dir) {
   try {
-    return exporter::load_run_dir(dir);
+    return command->handler(a);
   } catch (const std::exception& e) {
     std::cerr << "vmlat: " << e.what() << "\n";
-    return std::nullopt;
+    return exit_code::infra;
   }
 }
-
-int cmd_metrics(const Args& a) {
-  auto stored = load_stored(need_run_dir(a));
-  if (!stored) return exit_code::usage;
-  exporter::MetricSet set;
-  for (const auto& c : stored->cells) exporter::add_cell_metrics(set, stored->run, c);
-  std::cout << exporter::to_text(set.families());
-  return exit_code::pass;
-}
-
-int cmd_push(const Args& a) {
-  auto stored = load_stored(need_run_dir(a));
-  if (!stored) return exit_code::usage;
-  if (stored->cells.empty()) {
-    std::cerr << "vmlat: " << stored->dir << " has no cell results to push\n";
-    return exit_code::usage;
-  }
-  exporter::RunExporter exporter(a.push, a.textfile, std::cerr);
-  // Replays as the end of a live run; the run's own exit code is not ours.
-  int code = exporter.run_done(exit_code::pass, stored->run, stored->cells, stored->dir);
-  if (code == exit_code::pass)
-    std::cout << "pushed " << stored->cells.size() << " cell" << (stored->cells.size() == 1 ? "" : "s") << " of "
-              << stored->run.value("run_id", stored->dir) << " to " << a.push->url << "\n";
-  return code;
-}
-
-int dispatch(Args& a);
-
-}  // namespace
 
 // `vmlat lab xen ...`: the lab tool takes the rest of the command line as it is.
 int run_lab(int argc, char** argv) {
@@ -597,18 +568,10 @@ int run_lab(int argc, char** argv) {
     return argc < 3 ? exit_code::usage : exit_code::pass;
   }
   if (std::string(argv[2]) != "xen") usage_error("unknown lab '" + std::string(argv[2]) + "' (there is: xen)", "lab");
-  const auto tool = find_in_path("xen-lab", libexec_dirs());
-  if (tool.empty()) {
-    std::cerr << "vmlat: xen-lab not found (libexec/vmlat/xen-lab; build/libexec in a build tree)\n";
-    return exit_code::infra;
-  }
-  std::vector<char*> args{const_cast<char*>("xen-lab")};
-  for (int i = 3; i < argc; ++i) args.push_back(argv[i]);
-  args.push_back(nullptr);
-  ::execv(tool.c_str(), args.data());
-  std::cerr << "vmlat: cannot run " << tool.string() << ": " << std::strerror(errno) << "\n";
-  return exit_code::infra;
+  return app::lab_xen(std::vector<std::string>(argv + 3, argv + argc), std::cerr);
 }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "lab") return run_lab(argc, argv);
@@ -616,101 +579,5 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--bisect") g_bisect = true;
   Args a = parse_args(argc, argv);
-  exporter::finish_process(bisect_code(dispatch(a)));
+  app::finish_process(bisect_code(dispatch(a)));
 }
-
-namespace {
-int dispatch(Args& a) {
-  if (a.command == "help") {
-    if (!a.positional.empty()) {
-      auto it = kHelp.find(a.positional.front());
-      if (it == kHelp.end()) usage_error("no help for '" + a.positional.front() + "'", "");
-      std::cout << it->second;
-    } else {
-      std::cout << kUsage;
-    }
-    return exit_code::pass;
-  }
-  if (a.help) {
-    std::cout << kHelp.at(a.command);
-    return exit_code::pass;
-  }
-  try {
-    if (a.command == "version") {
-      std::cout << "vmlat " << version_string << " (plugin ABI " << abi_version << ")\n";
-      return exit_code::pass;
-    }
-    if (a.command == "plugins") return cmd_plugins(a);
-    if (a.command == "plan") return cmd_plan(a);
-    if (a.command == "validate") {
-      auto path = need_plan(a);
-      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
-      auto plan = load_valid(path, registry);
-      if (!plan) return exit_code::usage;
-      std::cout << path << ": valid, " << expand(*plan).size() << " cells\n";
-      return exit_code::pass;
-    }
-    if (a.command == "run") {
-      auto path = need_plan(a);
-      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
-      auto plan = load_valid(path, registry);
-      if (!plan) return exit_code::usage;
-      a.run.progress = a.progress || (!a.quiet && isatty(STDERR_FILENO));
-      // Exporters: the plan's [export.prometheus], overridden by the command line.
-      if (!a.push && !plan->prometheus.push.empty()) {
-        a.push = exporter::PushOptions{};
-        a.push->url = plan->prometheus.push;
-        a.push->budget = std::chrono::duration_cast<std::chrono::milliseconds>(plan->prometheus.push_timeout);
-        a.push->attempt_timeout = std::min(a.push->attempt_timeout, a.push->budget);
-      }
-      if (a.push && !plan->prometheus.job.empty()) a.push->job = plan->prometheus.job;
-      if (!a.textfile && !plan->prometheus.textfile.empty()) a.textfile = std::filesystem::path(plan->prometheus.textfile);
-      auto exporter = std::make_shared<exporter::RunExporter>(a.push, a.textfile, std::cerr);
-      if (exporter->enabled()) {
-        a.run.on_cell_done = [exporter](const json& run, const json& cell, const std::filesystem::path&) {
-          exporter->cell_done(run, cell);
-        };
-        a.run.on_run_done = [exporter](int code, const json& run, const std::vector<json>& cells,
-                                       const std::filesystem::path& dir) {
-          return exporter->run_done(code, run, cells, dir.string());
-        };
-      }
-      return run_plan(*plan, registry, a.run, std::cout, std::cerr);
-    }
-    if (a.command == "hosts" || a.command == "provision" || a.command == "run-cell") {
-      auto path = need_plan(a);
-      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
-      auto plan = load_valid(path, registry);
-      if (!plan) return exit_code::usage;
-      if (a.command == "hosts") return list_hosts(*plan, a.run.inventory, a.json, std::cout, std::cerr);
-      if (a.command == "provision") return provision_hosts(*plan, a.run, std::cout, std::cerr);
-      if (a.cell_run.cell_id.empty() || a.cell_run.out_dir.empty()) usage_error("run-cell needs --cell ID and --out DIR", a.command);
-      if (a.cell_run.run_id.empty()) a.cell_run.run_id = "run-cell";
-      return run_single_cell(*plan, registry, a.cell_run, std::cout, std::cerr);
-    }
-    if (a.command == "push") return cmd_push(a);
-    if (a.command == "metrics") return cmd_metrics(a);
-    if (a.command == "report") {
-      report::ReportCommand c{need_run_dir(a), a.format.empty() ? "html" : a.format, a.output, a.baseline};
-      return report::report_command(c, std::cout, std::cerr);
-    }
-    if (a.command == "compare") {
-      if (a.positional.size() != 2) usage_error("compare needs BASE_RUN and NEW_RUN", a.command);
-      report::CompareCommand c{a.positional[0], a.positional[1], a.tolerances, a.format.empty() ? "text" : a.format, a.output};
-      return report::compare_command(c, std::cout, std::cerr);
-    }
-    if (a.command == "monitor") {
-      auto path = need_plan(a);
-      PluginRegistry registry(PluginRegistry::search_dirs(a.plugin_dirs));
-      auto plan = load_valid(path, registry);
-      if (!plan) return exit_code::usage;
-      if (a.run.results_root) a.monitor.results_root = *a.run.results_root;
-      return exporter::run_monitor(*plan, registry, a.monitor, std::cout, std::cerr);
-    }
-  } catch (const std::exception& e) {
-    std::cerr << "vmlat: " << e.what() << "\n";
-    return exit_code::infra;
-  }
-  return exit_code::usage;
-}
-}  // namespace

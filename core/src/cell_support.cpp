@@ -18,6 +18,26 @@
 
 namespace vmlat {
 
+std::string compact_utc() {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+bool remove_empty_dirs(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec) || std::filesystem::is_symlink(dir, ec)) return false;
+  bool empty = true;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec) && !entry.is_symlink(ec) && remove_empty_dirs(entry.path())) continue;
+    empty = false;
+  }
+  return empty && std::filesystem::remove(dir, ec);
+}
+
 std::string iso_now() {
   auto now = std::chrono::system_clock::now();
   auto t = std::chrono::system_clock::to_time_t(now);
@@ -91,14 +111,5 @@ std::string describe_current_exception() {
   }
 }
 
-std::unique_ptr<Plugin> make_plugin(const Instance& instance, PluginRegistry& registry) {
-  auto plugin = registry.create(instance.plugin);
-  Diagnostics diags;
-  auto s = instance_settings(instance, diags);
-  plugin->configure(s);
-  s.finish();
-  if (!diags.empty()) throw PlanError(diags.str());
-  return plugin;
-}
 
 }  // namespace vmlat

@@ -23,6 +23,11 @@ class PluginRegistry;
 
 // "2026-11-25T13:03:01.123Z"
 std::string iso_now();
+// "20261206T012345Z": the current UTC time as run and session ids use it.
+std::string compact_utc();
+// Removes `dir` and the directories below it that hold no file (the scratch
+// tree of cells that left nothing for diagnosis). True if `dir` went.
+bool remove_empty_dirs(const std::filesystem::path& dir);
 
 // Appends timestamped lines to `path`; also to `parent` (the run log), and
 // warnings/errors to `echo` (a terminal) when given. Keeps the warnings for
@@ -72,9 +77,5 @@ class CellContextImpl final : public CellContext {
 // catches everything at the plugin boundary and turns it into an
 // infrastructure error of the cell.
 std::string describe_current_exception();
-
-// A fresh plugin object for `instance`, configured from its table. Throws
-// PlanError if the table no longer validates.
-std::unique_ptr<Plugin> make_plugin(const Instance& instance, PluginRegistry& registry);
 
 }  // namespace vmlat

@@ -329,16 +329,11 @@ Placement place_cells(const Plan& plan, std::vector<Cell>& cells, const std::vec
     for (auto& c : cells) c.spec.host_name = hosts.front().spec.name;
     return placement;
   }
-  // What each backend instance asks of a host.
+  // What each backend instance asks of a host: its plugin's descriptor
+  // says (nothing is created or configured to ask).
   std::map<std::string, std::vector<std::string>> needs;
-  for (const auto& [name, instance] : plan.backends) {
-    try {
-      auto plugin = make_plugin(instance, registry);
-      if (auto* backend = dynamic_cast<Backend*>(plugin.get())) needs[name] = backend->required_host_tags();
-    } catch (...) {
-      needs[name] = {};
-    }
-  }
+  for (const auto& [name, instance] : plan.backends)
+    if (const PluginInfo* info = registry.find(instance.plugin)) needs[name] = info->host_tags;
   std::map<std::string, std::size_t> load;
   for (auto& cell : cells) {
     std::vector<std::string> why_not;

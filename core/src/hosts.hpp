@@ -58,8 +58,9 @@ struct HostState {
 // the returned masters.
 std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const std::filesystem::path& scratch);
 
-// Which host takes each cell: tags the backend needs (Backend::
-// required_host_tags), host_kernel against the facts (PREEMPT_RT or not),
+// Which host takes each cell: tags the backend needs (its plugin's
+// Descriptor::host_tags, from the class's kHostTags), host_kernel against
+// the facts (PREEMPT_RT or not),
 // the host axis. Fills Cell::spec.host_name. Cells no host can take make
 // `problems` (one line each, naming the cell and why); with the implicit
 // local host (no [hosts]) every cell goes to it, as before placement.

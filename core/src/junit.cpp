@@ -1,8 +1,9 @@
-// JUnit XML: one testcase per cell x gate (or one per cell without gates);
-// infrastructure errors as <error>, gate failures as <failure>.
+#include "junit.hpp"
+
 #include <sstream>
 
-#include "runner.hpp"
+#include "cell/outcome.hpp"
+#include "gates/verdict.hpp"
 #include "vmlat/text.hpp"
 #include "vmlat/units.hpp"
 
@@ -38,9 +39,10 @@ std::string junit_xml(const std::string& plan_name, const json& run, const std::
   int tests = 0, failures = 0, errors = 0, skipped = 0;
   std::ostringstream cases;
   for (const auto& r : cell_results) {
-    std::string cell_id = r["cell"]["id"].get<std::string>();
-    std::string status = r.value("status", "unknown");
-    std::string error = r.contains("error") && r["error"].is_string() ? r["error"].get<std::string>() : "";
+    const ResultHead head = read_result_head(r);
+    const std::string& cell_id = head.cell_id;
+    const std::string status = head.status ? status_name(*head.status) : "unknown";
+    const std::string& error = head.error;
     std::string classname = xml_escape(plan_name + "." + cell_id);
     double wall = 0;
     if (r.contains("timings") && r["timings"].contains("phases")) wall = r["timings"]["phases"].value("wall_s", 0.0);
@@ -51,10 +53,10 @@ std::string junit_xml(const std::string& plan_name, const json& run, const std::
     const json& gates = r.contains("gates") ? r["gates"] : json::array();
     if (gates.empty()) {
       open_case("measure");
-      if (status == "skipped") {
+      if (head.status == CellStatus::skipped) {
         ++skipped;
         cases << "      <skipped message=\"" << xml_escape(error) << "\"/>\n";
-      } else if (status != "measured") {
+      } else if (head.status != CellStatus::measured) {
         ++errors;
         cases << "      <error type=\"" << xml_escape(status) << "\" message=\"" << xml_escape(error) << "\"/>\n";
       }
@@ -63,22 +65,22 @@ std::string junit_xml(const std::string& plan_name, const json& run, const std::
     }
     for (const auto& g : gates) {
       open_case(g.value("gate", "gate"));
-      std::string verdict = g.value("verdict", "error");
-      if (verdict == "fail") {
+      const Verdict verdict = parse_verdict(g.value("verdict", "error")).value_or(Verdict::error);
+      if (verdict == Verdict::fail) {
         ++failures;
         cases << "      <failure type=\"gate\" message=\"" << xml_escape(g.value("message", "")) << "\">"
               << xml_escape("stat=" + g.value("stat", "") + " value=" + ns_text(g, "value_ns") + " bound=" + ns_text(g, "bound_ns") +
                             " excess=" + ns_text(g, "excess_ns"))
               << "</failure>\n";
-      } else if (verdict == "skipped") {
+      } else if (verdict == Verdict::skipped) {
         ++skipped;
         cases << "      <skipped message=\"" << xml_escape(g.value("message", "")) << "\"/>\n";
-      } else if (verdict == "flaky") {
+      } else if (verdict == Verdict::flaky) {
         // Passed on a retest: a passing test case that says it was flaky
         // (Surefire's flakyFailure, which Jenkins and GitLab show).
         cases << "      <flakyFailure type=\"gate\" message=\"" << xml_escape(g.value("message", "")) << "\"/>\n"
               << "      <system-out>flaky: " << xml_escape(g.value("message", "")) << "</system-out>\n";
-      } else if (verdict != "pass") {
+      } else if (verdict != Verdict::pass) {
         ++errors;
         cases << "      <error type=\"" << xml_escape(status) << "\" message=\"" << xml_escape(g.value("message", error)) << "\"/>\n";
       }

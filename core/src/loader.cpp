@@ -109,6 +109,12 @@ PluginRegistry::PluginRegistry(std::vector<std::filesystem::path> dirs) : dirs_(
       info.kind = d->kind ? d->kind : "";
       info.version = d->version ? d->version : "";
       info.summary = d->summary ? d->summary : "";
+      for (std::string_view tags = d->host_tags ? d->host_tags : ""; !tags.empty();) {
+        const auto comma = tags.find(',');
+        if (comma != 0) info.host_tags.emplace_back(tags.substr(0, comma));
+        if (comma == std::string_view::npos) break;
+        tags.remove_prefix(comma + 1);
+      }
       if (info.kind != "backend" && info.kind != "workload" && info.kind != "probe") {
         info.refused = "refused: unknown plugin kind '" + info.kind + "'";
         infos_.push_back(info);

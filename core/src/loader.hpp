@@ -12,6 +12,7 @@ class Plugin;
 
 struct PluginInfo {
   std::string name, kind, version, summary;
+  std::vector<std::string> host_tags;  // a backend's (Descriptor::host_tags): placement
   int abi = 0;
   std::filesystem::path file;
   std::string refused;  // why it cannot be used; empty if usable

@@ -18,9 +18,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "cell/plugins.hpp"
 #include "cell_support.hpp"
 #include "loader.hpp"
-#include "regression.hpp"
+#include "gates/regression.hpp"
 #include "sha256.hpp"
 #include "vmlat/cpus.hpp"
 #include "vmlat/errors.hpp"
@@ -1247,31 +1248,8 @@ struct PlanParser {
     std::map<std::string, std::vector<std::string>> probe_series;  // probe instance -> its series
     for (auto* instances : {&plan.backends, &plan.workloads, &plan.probes}) {
       for (auto& [name, instance] : *instances) {
-        const PluginInfo* info = registry.find(instance.plugin);
-        if (!info) {
-          diags.error(instance.plugin_location, "[" + instance.kind + "." + name + "]: " + registry.why_missing(instance.plugin));
-          continue;
-        }
-        if (info->kind != instance.kind) {
-          diags.error(instance.plugin_location, "[" + instance.kind + "." + name + "]: plugin '" + instance.plugin + "' is a " +
-                                                    info->kind + " plugin, not a " + instance.kind + " (" + info->file.string() + ")");
-          continue;
-        }
-        std::unique_ptr<Plugin> plugin;
-        try {
-          plugin = registry.create(instance.plugin);
-          auto s = instance_settings(instance, diags);
-          plugin->configure(s);
-          s.finish();
-        } catch (const std::exception& e) {
-          diags.error(instance.location, "[" + instance.kind + "." + name + "]: plugin '" + instance.plugin + "' failed to configure: " + e.what());
-          continue;
-        } catch (...) {
-          // A plugin may throw anything; validation reports it like any error.
-          diags.error(instance.location, "[" + instance.kind + "." + name + "]: plugin '" + instance.plugin +
-                                             "' failed to configure: " + describe_current_exception());
-          continue;
-        }
+        std::unique_ptr<Plugin> plugin = create_plugin(instance, registry, diags);
+        if (!plugin) continue;
         if (auto* probe = dynamic_cast<Probe*>(plugin.get()); probe && instance.kind == "probe")
           probe_series[name] = probe->series();
         if (instance.kind == "backend" && cells) {

@@ -18,7 +18,7 @@
 namespace vmlat {
 
 class PluginRegistry;
-struct RegressionSpec;  // regression.hpp
+struct RegressionSpec;  // gates/regression.hpp
 
 struct Instance {
   std::string kind;    // "backend", "workload", "probe"
@@ -65,7 +65,7 @@ struct GateSpec {
   Location series_location;
   Selector match;
   // Set for `regression = { baseline = ..., tolerance = ... }`: the bound is
-  // then the baseline's statistic plus the tolerance (regression.hpp).
+  // then the baseline's statistic plus the tolerance (gates/regression.hpp).
   std::shared_ptr<const RegressionSpec> regression;
   // Measure a failing cell again up to this many times (the plan's retest
   // when the gate does not say): a failure that does not reproduce is flaky.

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "app.hpp"
 #include "vmlat/json.hpp"
 
 namespace vmlat::session {
@@ -20,15 +21,11 @@ inline constexpr std::string_view kSessionSchema = "vmlat-monitor-session/1";
 inline constexpr std::string_view kRecordSchema = "vmlat-monitor-record/1";
 inline constexpr const char* kCurrentLog = "windows.log";
 
-struct Bounds {
-  // All window logs together (current + rotated) stay under this; the oldest
-  // rotated file is deleted first. The current file alone may reach file_bytes.
-  std::uint64_t max_bytes = 256ull << 20;
-  // The current log is rotated once it is this large.
-  std::uint64_t file_bytes = 16ull << 20;
-  // Rotated logs older than this are deleted (0: no age limit).
-  std::chrono::seconds max_age = std::chrono::hours(24 * 30);
-};
+// All window logs together (current + rotated) stay under max_bytes; the
+// oldest rotated file is deleted first, the current file alone may reach
+// file_bytes before it is rotated; rotated logs older than max_age are
+// deleted (0: no age limit). The monitor's options carry them (app.hpp).
+using Bounds = SessionBounds;
 
 // One record as a line: "<crc32 of the JSON, 8 hex digits> <JSON>\n".
 std::string encode_record(const json& record);

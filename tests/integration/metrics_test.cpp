@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "vmlat/exit_codes.hpp"
 #include "metrics.hpp"
 #include "push.hpp"
 #include "vmlat/histogram.hpp"
@@ -301,7 +302,7 @@ TEST(Push, ExportFailureNeverTurnsAVerdict) {
   }
   std::ostringstream err;
   RunExporter textfile_only(std::nullopt, std::filesystem::path("/proc/vmlat-not-writable"), err);
-  EXPECT_EQ(textfile_only.run_done(0, run, cells, "/tmp/run"), export_failed_exit_code);
+  EXPECT_EQ(textfile_only.run_done(0, run, cells, "/tmp/run"), exit_code::export_failed);
   EXPECT_NE(err.str().find("textfile"), std::string::npos) << err.str();
 }
 

@@ -13,7 +13,7 @@
 #include "model.hpp"
 #include "plots.hpp"
 #include "plan.hpp"
-#include "regression.hpp"
+#include "gates/regression.hpp"
 #include "report.hpp"
 #include "run_store.hpp"
 #include "text_escape.hpp"
@@ -486,30 +486,30 @@ TEST_F(ScratchDir, RegressionGateVerdicts) {
   cell.id = "a";
   Histogram within = spread(100, 10, 20, 109000), beyond = spread(100, 10, 20, 111000);
 
-  auto pass = evaluate_regression_gate(gate, cell, "measured", "", &within);
+  auto pass = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &within);
   EXPECT_EQ(pass.verdict, Verdict::pass) << pass.message;
   EXPECT_EQ(pass.bound, nanoseconds(110000));
   EXPECT_EQ(pass.extra["baseline_ns"], 100000);
   EXPECT_EQ(pass.extra["baseline_run"], "base-run");
 
-  auto fail = evaluate_regression_gate(gate, cell, "measured", "", &beyond);
+  auto fail = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &beyond);
   EXPECT_EQ(fail.verdict, Verdict::fail);
   EXPECT_EQ(fail.message, "max 111us vs baseline 100us (+11.0us, +11.0%) exceeds tolerance 10% (+10.0us) by 1.0us");
 
   cell.id = "new-cell";
-  auto absent = evaluate_regression_gate(gate, cell, "measured", "", &within);
+  auto absent = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &within);
   EXPECT_EQ(absent.verdict, Verdict::skipped);
   EXPECT_NE(absent.message.find("no baseline: cell new-cell is not in baseline run base-run"), std::string::npos);
   cell.id = "b";
-  auto unmeasured = evaluate_regression_gate(gate, cell, "measured", "", &within);
+  auto unmeasured = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &within);
   EXPECT_EQ(unmeasured.verdict, Verdict::skipped);
   EXPECT_NE(unmeasured.message.find("was not measured in baseline run base-run (infra-error)"), std::string::npos);
-  auto not_measured_now = evaluate_regression_gate(gate, cell, "infra-error", "boot", nullptr);
+  auto not_measured_now = evaluate_regression_gate(gate, cell, CellStatus::infra_error, "boot", nullptr);
   EXPECT_EQ(not_measured_now.verdict, Verdict::error);
 
   GateSpec missing = gate;
   missing.regression = std::make_shared<const RegressionSpec>(RegressionSpec{baseline_run((dir_ / "gone").string()), spec.tolerance});
-  auto error = evaluate_regression_gate(missing, cell, "measured", "", &within);
+  auto error = evaluate_regression_gate(missing, cell, CellStatus::measured, "", &within);
   EXPECT_EQ(error.verdict, Verdict::error);
   EXPECT_NE(error.message.find("cannot be read"), std::string::npos) << error.message;
 }

@@ -2,7 +2,7 @@
 // what a probe returns must fit its cell, whatever the probe.
 #include <gtest/gtest.h>
 
-#include "runner.hpp"
+#include "cell/plausibility.hpp"
 
 using namespace vmlat;
 using namespace std::chrono_literals;

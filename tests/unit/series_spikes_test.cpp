@@ -2,7 +2,8 @@
 // and the check that a probe's spike list belongs to its histograms.
 #include <gtest/gtest.h>
 
-#include "runner.hpp"
+#include "cell/plausibility.hpp"
+#include "gates/evaluate.hpp"
 
 using namespace vmlat;
 using namespace std::chrono_literals;
@@ -58,7 +59,7 @@ TEST(SeriesGates, AGateReadsItsSeriesOrFailsToEvaluate) {
   CellSpec cell;
   const Histogram thread = with_max(800us), irq_h = with_max(2ms);
   const std::map<std::string, Histogram> named{{"thread", thread}, {"irq", irq_h}};
-  auto r = evaluate_gates(plan, cell, "measured", "", &thread, &named);
+  auto r = evaluate_gates(plan, cell, CellStatus::measured, "", &thread, &named);
   ASSERT_EQ(r.size(), 3u);
   EXPECT_EQ(r[0].verdict, Verdict::pass);
   EXPECT_EQ(r[0].value, 800us);
@@ -68,7 +69,7 @@ TEST(SeriesGates, AGateReadsItsSeriesOrFailsToEvaluate) {
   EXPECT_EQ(r[2].verdict, Verdict::error);
   EXPECT_EQ(r[2].message, "the cell has no series 'softirq'");
   // Without named series (the monitor) a series gate cannot pass.
-  EXPECT_EQ(evaluate_gates(plan, cell, "measured", "", &thread)[1].verdict, Verdict::error);
+  EXPECT_EQ(evaluate_gates(plan, cell, CellStatus::measured, "", &thread)[1].verdict, Verdict::error);
 }
 
 }  // namespace

@@ -29,6 +29,11 @@ extern "C" struct Descriptor {
   const char* kind;     // "backend", "workload" or "probe"
   const char* version;  // the plugin's own version
   const char* summary;  // one line for `vmlat plugins`
+  // Backends: the tags a host must carry to run this backend's cells
+  // (placement, docs/plan-format.md), comma-separated, e.g. "kvm"; "" for
+  // any host. Known without creating or configuring the plugin: from the
+  // class's `static constexpr const char* kHostTags` (VMLAT_PLUGIN reads it).
+  const char* host_tags;
 };
 
 class Plugin {
@@ -69,10 +74,20 @@ class Backend : public Plugin {
   // them to the probe (CellContext::target_threads()), which traces their
   // host-side events next to a spike in the guest (trace_above).
   virtual std::vector<int> target_threads() const { return {}; }
-  // Tags a host must carry to run this backend's cells (placement,
-  // docs/plan-format.md): e.g. {"kvm"}. Empty: any host.
-  virtual std::vector<std::string> required_host_tags() const { return {}; }
+  // The tags a host must carry to run this backend's cells are a property
+  // of the class, not of an instance: declare
+  //   static constexpr const char* kHostTags = "kvm";
+  // and VMLAT_PLUGIN puts them in the Descriptor (placement reads them
+  // before anything is created).
 };
+
+namespace detail {
+template <typename T>
+constexpr const char* host_tags_of() {
+  if constexpr (requires { T::kHostTags; }) return T::kHostTags;
+  else return "";
+}
+}  // namespace detail
 
 // Interference started before the probe and stopped after it.
 class Workload : public Plugin {
@@ -178,8 +193,8 @@ class Probe : public Plugin {
 // Probe) as a vmlat plugin. Use once per plugin library.
 #define VMLAT_PLUGIN(CLASS, NAME, KIND, VERSION, SUMMARY)                                   \
   namespace {                                                                               \
-  const ::vmlat::Descriptor vmlat_plugin_descriptor_value{VMLAT_ABI_VERSION, NAME, KIND,    \
-                                                          VERSION, SUMMARY};                \
+  const ::vmlat::Descriptor vmlat_plugin_descriptor_value{                                  \
+      VMLAT_ABI_VERSION, NAME, KIND, VERSION, SUMMARY, ::vmlat::detail::host_tags_of<CLASS>()}; \
   const ::vmlat::Descriptor* vmlat_plugin_describe() { return &vmlat_plugin_descriptor_value; } \
   ::vmlat::Plugin* vmlat_plugin_create() { return new CLASS(); }                            \
   }                                                                                         \

@@ -1,5 +1,7 @@
 #include "push.hpp"
 
+#include "vmlat/exit_codes.hpp"
+
 #include <prometheus/collectable.h>
 #include <prometheus/gateway.h>
 #include <unistd.h>
@@ -238,7 +240,7 @@ void RunExporter::cell_done(const json& run, const json& cell_result) {
   }
 }
 
-int RunExporter::run_done(int exit_code, const json& run, const std::vector<json>& cell_results,
+int RunExporter::run_done(int code, const json& run, const std::vector<json>& cell_results,
                           const std::string& run_dir) {
   bool push_failed = false, other_failed = false;
   try {
@@ -281,8 +283,10 @@ int RunExporter::run_done(int exit_code, const json& run, const std::vector<json
          << "; the results on disk are complete.\n"
          << "vmlat: push them later with: vmlat push " << run_dir << " --url " << push_->url << "\n";
   }
-  if (failed_ && exit_code == 0) return export_failed_exit_code;
-  return exit_code;
+  // Only a pass becomes export_failed: a gate failure (1), an infrastructure
+  // error (3) or an interrupt (130) keeps its own code.
+  if (failed_ && code == exit_code::pass) return exit_code::export_failed;
+  return code;
 }
 
 }  // namespace vmlat::exporter

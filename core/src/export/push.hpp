@@ -16,10 +16,6 @@
 
 namespace vmlat::exporter {
 
-// Exit code of `vmlat run` / `vmlat push` when everything was measured and
-// gated fine (0) but the export failed. A gate failure (1), an infrastructure
-// error (3) or an interrupt (130) keeps its own code.
-inline constexpr int export_failed_exit_code = 4;
 
 struct PushOptions {
   std::string url;                                     // http://host:port[/prefix]
@@ -76,7 +72,7 @@ class RunExporter {
   void cell_done(const json& run, const json& cell_result);
   // Final state: every cell pushed again with the finished run.json (run end
   // timestamp), the textfile written. Returns the exit code to use.
-  int run_done(int exit_code, const json& run, const std::vector<json>& cell_results, const std::string& run_dir);
+  int run_done(int code, const json& run, const std::vector<json>& cell_results, const std::string& run_dir);
   bool failed() const { return failed_; }
 
  private:

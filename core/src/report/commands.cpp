@@ -8,12 +8,11 @@
 #include "run_store.hpp"
 #include "session.hpp"
 #include "vmlat/atomic_file.hpp"
+#include "vmlat/exit_codes.hpp"
 
 namespace vmlat::report {
 
 namespace {
-
-constexpr int kUsage = 2, kInfra = 3;
 
 std::optional<StoredRun> load(const std::string& dir, const char* what, std::ostream& err) {
   try {
@@ -28,15 +27,15 @@ std::optional<StoredRun> load(const std::string& dir, const char* what, std::ost
 int emit(const std::string& content, const std::string& path, std::ostream& out, std::ostream& err) {
   if (path.empty() || path == "-") {
     out << content;
-    return 0;
+    return exit_code::pass;
   }
   try {
     write_file_atomic(path, content);
   } catch (const std::exception& e) {
     err << "vmlat: cannot write " << path << ": " << e.what() << "\n";
-    return kInfra;
+    return exit_code::infra;
   }
-  return 0;
+  return exit_code::pass;
 }
 
 }  // namespace
@@ -44,15 +43,15 @@ int emit(const std::string& content, const std::string& path, std::ostream& out,
 int report_command(const ReportCommand& c, std::ostream& out, std::ostream& err) {
   if (c.format != "html" && c.format != "markdown" && c.format != "json") {
     err << "vmlat: --format must be html, markdown or json (got '" << c.format << "')\n";
-    return kUsage;
+    return exit_code::usage;
   }
   if (is_session_dir(c.run_dir)) return session_report_command(c, out, err);  // vmlat monitor's
   auto stored = load(c.run_dir, "report", err);
-  if (!stored) return kUsage;
+  if (!stored) return exit_code::usage;
   std::optional<StoredRun> base_stored;
   if (!c.baseline.empty()) {
     base_stored = load(c.baseline, "--baseline", err);
-    if (!base_stored) return kUsage;
+    if (!base_stored) return exit_code::usage;
   }
   Run run = make_run(*stored);
   std::optional<Run> base;
@@ -82,7 +81,7 @@ int report_command(const ReportCommand& c, std::ostream& out, std::ostream& err)
 int compare_command(const CompareCommand& c, std::ostream& out, std::ostream& err) {
   if (c.format != "text" && c.format != "markdown" && c.format != "json") {
     err << "vmlat: --format must be text, markdown or json (got '" << c.format << "')\n";
-    return kUsage;
+    return exit_code::usage;
   }
   CompareOptions options;
   for (const auto& t : c.tolerances) {
@@ -95,7 +94,7 @@ int compare_command(const CompareCommand& c, std::ostream& out, std::ostream& er
     auto tolerance = parse_tolerance(value, &why);
     if (!tolerance) {
       err << "vmlat: --tolerance " << t << ": " << why << "\n";
-      return kUsage;
+      return exit_code::usage;
     }
     if (stat.empty()) {
       options.tolerance = *tolerance;
@@ -105,14 +104,14 @@ int compare_command(const CompareCommand& c, std::ostream& out, std::ostream& er
     for (const auto& s : options.stats) known = known || s.name == stat;
     if (!known) {
       err << "vmlat: --tolerance " << t << ": compare reports p50, p99, p99.9 and max; '" << stat << "' is none of them\n";
-      return kUsage;
+      return exit_code::usage;
     }
     options.per_stat[stat] = *tolerance;
   }
   auto base_stored = load(c.base, "BASE_RUN", err);
-  if (!base_stored) return kUsage;
+  if (!base_stored) return exit_code::usage;
   auto new_stored = load(c.now, "NEW_RUN", err);
-  if (!new_stored) return kUsage;
+  if (!new_stored) return exit_code::usage;
   Run base = make_run(*base_stored), now = make_run(*new_stored);
   Comparison comparison = compare_runs(base, now, options);
   std::string text = c.format == "text"       ? compare_text(comparison)

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "text_escape.hpp"
+#include "vmlat/exit_codes.hpp"
 #include "vmlat/units.hpp"
 
 namespace vmlat::report {
@@ -84,9 +85,9 @@ int Comparison::improvements() const {
 }
 
 int Comparison::exit_code() const {
-  if (regressions()) return 1;
-  if (!not_measured_in_new.empty()) return 3;
-  return 0;
+  if (regressions()) return exit_code::gate_failed;
+  if (!not_measured_in_new.empty()) return exit_code::infra;
+  return exit_code::pass;
 }
 
 namespace {

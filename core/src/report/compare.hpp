@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "model.hpp"
-#include "regression.hpp"
+#include "gates/regression.hpp"
 
 namespace vmlat::report {
 

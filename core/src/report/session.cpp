@@ -12,6 +12,7 @@
 #include "plots.hpp"
 #include "session_store.hpp"
 #include "text_escape.hpp"
+#include "vmlat/exit_codes.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/json.hpp"
 
@@ -324,7 +325,7 @@ int session_report_command(const ReportCommand& c, std::ostream& out, std::ostre
     s = load_session(c.run_dir);
   } catch (const std::exception& e) {
     err << "vmlat: report: " << e.what() << "\n";
-    return 2;
+    return exit_code::usage;
   }
   std::string content = c.format == "html"       ? render_session_html(s)
                         : c.format == "markdown" ? render_session_markdown(s)
@@ -333,16 +334,16 @@ int session_report_command(const ReportCommand& c, std::ostream& out, std::ostre
   if (output.empty() && c.format == "html") output = (fs::path(c.run_dir) / "report.html").string();
   if (output.empty() || output == "-") {
     out << content;
-    return 0;
+    return exit_code::pass;
   }
   try {
     write_file_atomic(output, content);
   } catch (const std::exception& e) {
     err << "vmlat: cannot write " << output << ": " << e.what() << "\n";
-    return 3;
+    return exit_code::infra;
   }
   if (c.format == "html") out << "report: " << output << "\n";
-  return 0;
+  return exit_code::pass;
 }
 
 }  // namespace vmlat::report

@@ -132,7 +132,7 @@ class KvmBackend final : public Backend {
 
   std::vector<std::string> placements() const override { return {"host", "guest"}; }
   // Placement (docs/plan-format.md): kvm cells go to hosts tagged "kvm".
-  std::vector<std::string> required_host_tags() const override { return {"kvm"}; }
+  static constexpr const char* kHostTags = "kvm";
 
   void prepare(CellContext& ctx) override {
     facts_ = json::object();

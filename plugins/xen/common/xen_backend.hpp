@@ -58,7 +58,7 @@ class XenBackend : public Backend {
 
   void configure(Settings& settings) override;
   std::vector<std::string> placements() const override { return {"guest", "dom0", "host"}; }
-  std::vector<std::string> required_host_tags() const override { return {"xen"}; }
+  static constexpr const char* kHostTags = "xen";  // placement: Dom0 of a Xen host
   void prepare(CellContext& ctx) override;
   void boot(CellContext& ctx) override;
   Executor& probe_target() override;

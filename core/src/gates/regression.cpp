@@ -1,10 +1,12 @@
-#include "regression.hpp"
+#include "gates/regression.hpp"
 
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <ostream>
 
+#include "gates/evaluate.hpp"
+#include "plan.hpp"
 #include "vmlat/histogram.hpp"
 #include "vmlat/units.hpp"
 
@@ -164,7 +166,7 @@ std::shared_ptr<const BaselineRun> baseline_run(const std::string& path) {
   return created;
 }
 
-GateResult evaluate_regression_gate(const GateSpec& gate, const CellSpec& cell, const std::string& cell_status,
+GateResult evaluate_regression_gate(const GateSpec& gate, const CellSpec& cell, CellStatus status,
                                     const std::string& cell_error, const Histogram* merged) {
   GateResult r;
   r.gate = gate.name;
@@ -172,14 +174,14 @@ GateResult evaluate_regression_gate(const GateSpec& gate, const CellSpec& cell, 
   const RegressionSpec& spec = *gate.regression;
   const BaselineRun& baseline = *spec.baseline;
   r.extra = json{{"baseline", baseline.path()}, {"tolerance", spec.tolerance.text}};
-  if (cell_status == "skipped") {
+  if (status == CellStatus::skipped) {
     r.verdict = Verdict::skipped;
     r.message = cell_error;
     return r;
   }
-  if (cell_status != "measured" || !merged || merged->empty()) {
+  if (status != CellStatus::measured || !merged || merged->empty()) {
     r.verdict = Verdict::error;
-    r.message = cell_status == "measured" ? "the probe returned no samples" : "not measured: " + cell_error;
+    r.message = status == CellStatus::measured ? "the probe returned no samples" : "not measured: " + cell_error;
     return r;
   }
   const StoredRun* base_run = baseline.run();

@@ -10,11 +10,17 @@
 #include <string>
 #include <string_view>
 
+#include "cell/status.hpp"
+#include "gates/gate_result.hpp"
 #include "run_store.hpp"
-#include "runner.hpp"
+#include "vmlat/histogram.hpp"
 #include "vmlat/json.hpp"
 
 namespace vmlat {
+
+struct GateSpec;
+struct CellSpec;
+struct Plan;
 
 // A latency statistic by name: max, min, mean, pNN (p50, p99, p99.9, ...).
 struct StatName {
@@ -101,7 +107,7 @@ struct RegressionSpec {
 //                                no baseline yet; the run stays promotable)
 //   else pass/fail against baseline + tolerance; `bound` is that sum, and
 //   `extra` carries baseline_ns, baseline_run and tolerance for result.json.
-GateResult evaluate_regression_gate(const GateSpec& gate, const CellSpec& cell, const std::string& cell_status,
+GateResult evaluate_regression_gate(const GateSpec& gate, const CellSpec& cell, CellStatus status,
                                     const std::string& cell_error, const Histogram* merged);
 
 // Loads every regression gate's baseline now and warns on `err` about those

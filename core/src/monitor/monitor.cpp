@@ -1,4 +1,4 @@
-#include "monitor.hpp"
+#include "monitor/monitor.hpp"
 
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
@@ -17,11 +17,15 @@
 #include <mutex>
 #include <thread>
 
-#include "../cell_support.hpp"
-#include "../loader.hpp"
-#include "../locks.hpp"
-#include "../runner.hpp"
-#include "metrics.hpp"
+#include "cell/running_cell.hpp"
+#include "cell_support.hpp"
+#include "export/metrics.hpp"
+#include "facts.hpp"
+#include "gates/evaluate.hpp"
+#include "loader.hpp"
+#include "locks.hpp"
+#include "session_store.hpp"
+#include "vmlat/exit_codes.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/interrupt.hpp"
@@ -32,8 +36,13 @@
 #include "vmlat/units.hpp"
 #include "vmlat/version.hpp"
 
-namespace vmlat::exporter {
+namespace vmlat {
 
+using exporter::add_cell_metrics;
+using exporter::cell_labels;
+using exporter::histogram_doc_for_metrics;
+using exporter::LabelList;
+using exporter::MetricSet;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -75,15 +84,6 @@ constexpr std::uint64_t kMaxReservedBuckets = 100000;
 std::int64_t unix_now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string utc_stamp() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
 }
 
 // SIGHUP: reopen the logs (logrotate). Only a flag here; the monitor's loop
@@ -130,26 +130,6 @@ void sleep_until(Deadline until) {
 
 }  // namespace
 
-std::optional<std::uint64_t> parse_size_bytes(const std::string& text, std::string* why) {
-  std::size_t used = 0;
-  unsigned long long n = 0;
-  try {
-    n = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    if (why) *why = "'" + text + "' is not a size (e.g. 256MiB, 16M, 4096)";
-    return std::nullopt;
-  }
-  const std::string unit = text.substr(used);
-  static const std::map<std::string, unsigned> shifts = {{"", 0},   {"B", 0},   {"K", 10},  {"KiB", 10}, {"M", 20},
-                                                         {"MiB", 20}, {"G", 30}, {"GiB", 30}};
-  auto it = shifts.find(unit);
-  if (it == shifts.end() || n == 0 || n > (1ULL << (63 - it->second))) {
-    if (why) *why = "'" + text + "' is not a positive size (units: B, KiB, MiB, GiB; K, M, G mean the same)";
-    return std::nullopt;
-  }
-  return static_cast<std::uint64_t>(n) << it->second;
-}
-
 int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions& options, std::ostream& out,
                 std::ostream& err) {
   install_cancel_handlers();
@@ -187,7 +167,7 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
 
   // The session directory: evidence that outlives the monitor.
   const fs::path root = options.results_root ? *options.results_root : fs::path(plan.results_dir);
-  const std::string session_id = "monitor-" + utc_stamp() + "-" + std::to_string(::getpid());
+  const std::string session_id = "monitor-" + compact_utc() + "-" + std::to_string(::getpid());
   const fs::path session_dir = root / session_id;
   std::error_code mk_ec;
   fs::create_directories(session_dir / "artifacts", mk_ec);
@@ -262,7 +242,6 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
 
   const Instance& backend_inst = plan.backends.at(cell.backend);
   const Instance& probe_inst = plan.probes.at(cell.probe);
-  const Instance* workload_inst = cell.workload == "none" ? nullptr : &plan.workloads.at(cell.workload);
 
   // --- session state -------------------------------------------------------
   const std::string started = iso_now();
@@ -374,10 +353,6 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
   }
 
   // --- metrics ---------------------------------------------------------------
-  std::unique_ptr<Plugin> backend_p, workload_p, probe_p;
-  Backend* backend = nullptr;
-  Workload* workload = nullptr;
-  Probe* probe = nullptr;
   auto publish = [&](const std::map<int, Histogram>& window, std::int64_t window_end_unix_ns) {
     json run{{"plan", {{"name", plan.name}}}, {"vmlat_version", version_string}, {"started", started}, {"finished", nullptr}};
     // The cumulative histograms go to the metrics reduced to the exported
@@ -391,7 +366,7 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
     for (const auto& [cpu, h] : cumulative) per_cpu[std::to_string(cpu)] = metrics_doc(h);
     for (const auto& [cpu, h] : window) window_merged.merge(h);
     json gates = json::array();
-    for (const auto& g : evaluate_gates(plan, cell.spec, "measured", "", &merged)) {
+    for (const auto& g : evaluate_gates(plan, cell.spec, CellStatus::measured, "", &merged)) {
       json j{{"gate", g.gate}, {"stat", g.stat}, {"bound_ns", g.bound.count()}, {"verdict", verdict_name(g.verdict)}};
       if (g.verdict == Verdict::pass || g.verdict == Verdict::fail) j["value_ns"] = g.value.count();
       gates.push_back(j);
@@ -399,7 +374,7 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
     json result{{"run_id", session_id},
                 {"cell", {{"id", cell.spec.id}, {"axes", axes}, {"host", cell.spec.host_name},
                           {"period_ns", cell.spec.period.count()}, {"duration_ns", cell.spec.duration.count()}}},
-                {"status", "measured"},
+                {"status", status_name(CellStatus::measured)},
                 {"plugins", {{"backend", {{"plugin", backend_inst.plugin}}}}},
                 {"host_facts", host_facts},
                 {"facts", json::object()},
@@ -534,75 +509,42 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
     log.info("SIGHUP: logs reopened");
   };
 
-  while (!cancel_requested() && !time_is_up()) {
-    ++segment;
-    CellContextImpl ctx(cell.spec, session_dir / "artifacts", scratch / "work", log, *host);
-    bool booted = false, workload_running = false;
+  // A segment's measurement: the probe's windows, streamed (or one run per
+  // window) until it fails, the monitor is stopped or its time is up. Throws
+  // what ended it (RunningCell makes that the segment's failure).
+  auto measure_segment = [&](RunningCell& running, std::uint64_t windows_before) {
     std::unique_ptr<ProbeStream> stream;
-    std::string phase = "configure";
-    std::string failure;
-    std::uint64_t windows_before = windows;
+    {
+      PhaseScope scope("stream", after(plan.timeouts.start));
+      stream = running.probe().stream(running.target(), running.context(), options.window);
+    }
+    streaming = stream != nullptr;
+    json seg{{"segment", segment}, {"started", iso_now()}, {"streaming", streaming}};
     try {
-      backend_p = make_plugin(backend_inst, registry);
-      backend = dynamic_cast<Backend*>(backend_p.get());
-      probe_p = make_plugin(probe_inst, registry);
-      probe = dynamic_cast<Probe*>(probe_p.get());
-      workload = nullptr;
-      if (workload_inst) {
-        workload_p = make_plugin(*workload_inst, registry);
-        workload = dynamic_cast<Workload*>(workload_p.get());
-        if (!workload) throw PlanError("plugin '" + workload_inst->plugin + "' is not a workload");
-      }
-      if (!backend || !probe) throw PlanError("the cell's backend or probe plugin has the wrong kind");
-      phase = "prepare";
-      {
-        PhaseScope scope("prepare", after(plan.timeouts.prepare));
-        booted = true;
-        backend->prepare(ctx);
-      }
-      phase = "boot";
-      {
-        PhaseScope scope("boot", after(plan.timeouts.boot));
-        backend->boot(ctx);
-        ctx.target_threads_ = backend->target_threads();
-      }
-      if (workload) {
-        phase = "start";
-        PhaseScope scope("start", after(plan.timeouts.start));
-        workload_running = true;
-        workload->start(backend->placement(workload_inst->where), ctx);
-      }
-      phase = "measure";
-      {
-        PhaseScope scope("stream", after(plan.timeouts.start));
-        stream = probe->stream(backend->probe_target(), ctx, options.window);
-      }
-      streaming = stream != nullptr;
-      json seg{{"segment", segment}, {"started", iso_now()}, {"streaming", streaming}};
-      try {
-        seg["backend"] = backend->facts();
-        seg["probe"] = stream ? stream->facts() : probe->facts();
-      } catch (const std::exception&) {
-      }
-      if (!reserved) {
-        reserve_cumulative(seg["probe"]);
-        reserved = true;
-      }
-      segments_facts.push_back(seg);
-      // Bounded over days of restarts: the first segment and the last ones.
-      if (segments_facts.size() > 20) segments_facts.erase(segments_facts.begin() + 1);
-      write_facts();
-      records->append(json{{"type", "segment"}, {"segment", segment}, {"time_unix_ns", unix_now_ns()},
-                           {"streaming", streaming}});
-      write_session();
-      if (!streaming)
-        log.warn("probe '" + probe_inst.name + "' cannot stream (engine cyclictest or timerlat): it runs once per "
-                 "window, and the time between two runs is not measured (recorded as gaps of kind between-runs)");
-      log.info("segment " + std::to_string(segment) + " measuring");
+      seg["backend"] = running.backend_facts();
+      seg["probe"] = stream ? stream->facts() : running.probe().facts();
+    } catch (...) {
+    }
+    if (!reserved) {
+      reserve_cumulative(seg["probe"]);
+      reserved = true;
+    }
+    segments_facts.push_back(seg);
+    // Bounded over days of restarts: the first segment and the last ones.
+    if (segments_facts.size() > 20) segments_facts.erase(segments_facts.begin() + 1);
+    write_facts();
+    records->append(json{{"type", "segment"}, {"segment", segment}, {"time_unix_ns", unix_now_ns()},
+                         {"streaming", streaming}});
+    write_session();
+    if (!streaming)
+      log.warn("probe '" + probe_inst.name + "' cannot stream (engine cyclictest or timerlat): it runs once per "
+               "window, and the time between two runs is not measured (recorded as gaps of kind between-runs)");
+    log.info("segment " + std::to_string(segment) + " measuring");
 
-      // No window for this long: the probe or its target is stuck.
-      const auto silence_limit = options.window + std::max<std::chrono::nanoseconds>(plan.timeouts.measure_margin, 5s);
-      auto last_window_at = Clock::now();
+    // No window for this long: the probe or its target is stuck.
+    const auto silence_limit = options.window + std::max<std::chrono::nanoseconds>(plan.timeouts.measure_margin, 5s);
+    auto last_window_at = Clock::now();
+    try {
       while (!cancel_requested() && !time_is_up()) {
         handle_reopen();
         if (stream) {
@@ -621,7 +563,7 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
           w.start_unix_ns = unix_now_ns();
           {
             PhaseScope scope("measure", after(options.window + plan.timeouts.measure_margin));
-            w.result = probe->run(backend->probe_target(), ctx);
+            w.result = running.probe().run(running.target(), running.context());
           }
           w.end_unix_ns = unix_now_ns();
           if (w.result.per_cpu.empty()) {
@@ -638,52 +580,43 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
           if (w.result.interrupted) break;
         }
       }
-    } catch (const Cancelled&) {
-    } catch (const PhaseTimeout& e) {
-      failure = phase + ": " + e.what();
-    } catch (const PlanError& e) {
-      err << "vmlat monitor: " << e.what() << "\n";
-      code = exit_code::usage;
-    } catch (const std::exception& e) {
-      failure = phase + ": " + e.what();
+    } catch (...) {
+      // Failed (or interrupted): the stream's last windows are not
+      // recorded; the stream ends before the cell is brought down.
+      if (stream) stream->stop();
+      throw;
     }
-    // Tear down (uninterruptible): the stream's last windows first.
+    // Stopped: the stream's last windows, the partial one included.
     if (stream) {
-      for (auto& w : stream->stop())
-        if (failure.empty()) {
-          try {
-            record_window(w, true);
-          } catch (const std::exception& e) {
-            log.error(std::string("cannot record the last window: ") + e.what());
-          }
+      for (auto& w : stream->stop()) {
+        try {
+          record_window(w, true);
+        } catch (const std::exception& e) {
+          log.error(std::string("cannot record the last window: ") + e.what());
         }
-      stream.reset();
-    }
-    if (workload && workload_running) {
-      try {
-        PhaseScope scope("stop", after(plan.timeouts.stop), false);
-        workload->stop(ctx);
-      } catch (const std::exception& e) {
-        log.warn(std::string("stopping the workload: ") + e.what());
       }
     }
-    if (backend && booted) {
-      PhaseScope scope("teardown", after(plan.timeouts.stop), false);
-      try {
-        backend->teardown(ctx);
-      } catch (const std::exception& e) {
-        log.warn(std::string("teardown: ") + e.what());
-      }
-    }
-    workload_p.reset();
-    probe_p.reset();
-    backend_p.reset();
-    backend = nullptr;
-    probe = nullptr;
-    workload = nullptr;
-    if (code == exit_code::usage) break;
-    if (failure.empty()) break;  // stopped (SIGINT, --for)
+  };
+
+  // Forever, as far as a phase deadline goes: the segment ends by itself.
+  constexpr auto kUntilStopped = std::chrono::hours(24 * 365 * 100);
+  while (!cancel_requested() && !time_is_up()) {
+    ++segment;
+    CellContextImpl ctx(cell.spec, session_dir / "artifacts", scratch / "work", log, *host);
+    const std::uint64_t windows_before = windows;
+    RunningCell running(plan, registry, cell, ctx);
+    const RunningCell::Ended ended =
+        running.run(kUntilStopped, [&](RunningCell& c) { measure_segment(c, windows_before); });
+    // A stop (SIGINT, --for) ends the session; anything else is a failure.
+    const std::string failure = ended.status == CellStatus::infra_error ? ended.phase + ": " + ended.error : "";
+    if (failure.empty()) break;
     log.error("segment " + std::to_string(segment) + " failed: " + failure);
+    if (ended.phase == "teardown" && (cancel_requested() || time_is_up())) {
+      // The last segment would not come down: something may still run.
+      err << "vmlat monitor: " << failure << "\n";
+      code = exit_code::infra;
+      break;
+    }
     if (windows == 0 && !open_gap) {
       // Never measured: a broken setup, not a failure to ride out.
       err << "vmlat monitor: " << failure << "\n";
@@ -697,6 +630,7 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
       code = exit_code::infra;
       break;
     }
+    if (cancel_requested() || time_is_up()) break;
     log.info("bringing the backend up again in " + format_duration(backoff));
     try {
       sleep_until(after(backoff));
@@ -734,4 +668,4 @@ int run_monitor(const Plan& plan, PluginRegistry& registry, const MonitorOptions
   return code;
 }
 
-}  // namespace vmlat::exporter
+}  // namespace vmlat

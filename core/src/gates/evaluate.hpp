@@ -1,0 +1,28 @@
+// Judging a cell by the plan's gates (docs/plan-format.md, [[gate]]): the
+// rules every caller shares (the runner, remote cells, resume, the monitor's
+// metrics). A cell that was not measured never passes a gate.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cell/status.hpp"
+#include "gates/gate_result.hpp"
+#include "plan.hpp"
+#include "vmlat/histogram.hpp"
+
+namespace vmlat {
+
+// The statistic a gate bounds, read from a merged histogram.
+std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& merged);
+
+// `merged` is the cell's default series; `named` (optional) its series by
+// name, the default included: a gate with `series` reads that one, and is an
+// `error` when the cell has no such series.
+std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, CellStatus status,
+                                       const std::string& cell_error, const Histogram* merged,
+                                       const std::map<std::string, Histogram>* named = nullptr);
+
+}  // namespace vmlat

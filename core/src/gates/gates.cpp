@@ -1,0 +1,101 @@
+#include <algorithm>
+#include <cstdio>
+
+#include "gates/evaluate.hpp"
+#include "gates/regression.hpp"
+#include "vmlat/units.hpp"
+
+namespace vmlat {
+
+namespace {
+constexpr std::pair<Verdict, const char*> kVerdicts[] = {
+    {Verdict::pass, "pass"}, {Verdict::fail, "fail"}, {Verdict::error, "error"},
+    {Verdict::skipped, "skipped"}, {Verdict::flaky, "flaky"},
+};
+}  // namespace
+
+const char* verdict_name(Verdict v) {
+  for (const auto& [verdict, name] : kVerdicts)
+    if (verdict == v) return name;
+  return "?";
+}
+
+std::optional<Verdict> parse_verdict(std::string_view name) {
+  for (const auto& [verdict, word] : kVerdicts)
+    if (name == word) return verdict;
+  return std::nullopt;
+}
+
+json gates_json(const std::vector<GateResult>& gates) {
+  json arr = json::array();
+  for (const auto& g : gates) {
+    json j{{"gate", g.gate}, {"stat", g.stat}, {"bound_ns", g.bound.count()}, {"verdict", verdict_name(g.verdict)}};
+    if (!g.series.empty()) j["series"] = g.series;
+    // A value was measured for pass, fail and flaky (the first attempt's),
+    // and for an error decided by a retest that could not be measured.
+    if (g.verdict == Verdict::pass || g.verdict == Verdict::fail || g.verdict == Verdict::flaky ||
+        (g.verdict == Verdict::error && g.value.count() > 0)) {
+      j["value_ns"] = g.value.count();
+      j["excess_ns"] = std::max<long long>(0, (g.value - g.bound).count());
+    }
+    if (!g.message.empty()) j["message"] = g.message;
+    for (auto it = g.extra.begin(); it != g.extra.end(); ++it) j[it.key()] = it.value();
+    arr.push_back(j);
+  }
+  return arr;
+}
+
+std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& merged) {
+  if (gate.stat == "max") return merged.max();
+  if (gate.stat == "min") return merged.min();
+  if (gate.stat == "mean") return merged.mean();
+  return merged.percentile(gate.quantile);
+}
+
+std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, CellStatus status,
+                                       const std::string& cell_error, const Histogram* default_merged,
+                                       const std::map<std::string, Histogram>* named) {
+  std::vector<GateResult> results;
+  for (const auto& gate : plan.gates) {
+    if (!gate.matches(cell)) continue;
+    if (gate.regression) {
+      results.push_back(evaluate_regression_gate(gate, cell, status, cell_error, default_merged));
+      continue;
+    }
+    const Histogram* merged = default_merged;
+    if (!gate.series.empty()) {
+      merged = nullptr;
+      if (named)
+        if (auto it = named->find(gate.series); it != named->end()) merged = &it->second;
+    }
+    GateResult r;
+    r.gate = gate.name;
+    r.stat = gate.stat;
+    r.series = gate.series;
+    r.bound = gate.bound;
+    if (status == CellStatus::skipped) {
+      r.verdict = Verdict::skipped;
+      r.message = cell_error;
+    } else if (status != CellStatus::measured || !merged || merged->empty()) {
+      // A cell that was not measured never counts as passed.
+      r.verdict = Verdict::error;
+      r.message = status != CellStatus::measured ? "not measured: " + cell_error
+                  : !merged && !gate.series.empty() ? "the cell has no series '" + gate.series + "'"
+                                                    : "the probe returned no samples";
+    } else {
+      r.value = gate_statistic(gate, *merged);
+      r.verdict = r.value <= r.bound ? Verdict::pass : Verdict::fail;
+      if (r.verdict == Verdict::fail) {
+        auto over = r.value - r.bound;
+        char pct[32];
+        std::snprintf(pct, sizeof pct, "%.1f%%", 100.0 * static_cast<double>(over.count()) / static_cast<double>(r.bound.count()));
+        r.message = gate.stat + " " + format_latency(r.value) + " exceeds bound " + format_latency(r.bound) + " by " +
+                    format_latency(over) + " (" + pct + ")";
+      }
+    }
+    results.push_back(r);
+  }
+  return results;
+}
+
+}  // namespace vmlat
