@@ -108,225 +108,275 @@ CellOutcome remote_outcome(RunParts& run, const Cell& cell, const std::filesyste
   return o;
 }
 
-// What the remote hosts of the run share: the bundle they are provisioned
-// with (made once), Ansible's directory, the ssh control sockets.
-struct RemoteSetup {
-  RemoteRun remote_run;
-  std::string provisioning_problem;  // every host to provision fails with it
-  std::filesystem::path socket_dir;
+// The workers of a run, with what they share: the outcomes, the remote
+// hosts' bundle (made once) and ssh control sockets, each host's turns on its
+// machine.
+class Workers {
+ public:
+  Workers(RunParts& run, std::vector<CellOutcome>& outcomes)
+      : run_(run), plan_(run.plan), options_(run.selection.options), cells_(run.selection.cells),
+        run_dir_(run.record.dir()), outcomes_(outcomes), turns_(run.hosts.machines) {}
+
+  int measure() {
+    outcomes_.assign(cells_.size(), CellOutcome{});
+    keep_or_queue();
+    if (int code = set_up_remote(); code != exit_code::pass) return code;
+    {
+      std::vector<std::thread> workers;
+      for (const auto& [name, queue] : queues_) workers.emplace_back([this, name, queue] { work_on(name, queue); });
+      for (auto& w : workers) w.join();
+    }
+    clean_up();
+    return exit_code::pass;
+  }
+
+ private:
+  // One host's state while its worker runs.
+  struct HostWork {
+    HostState& host;
+    std::filesystem::path dir;             // hosts/<name>: its logs
+    std::unique_ptr<RemoteHost> remote;    // remote hosts only
+    std::string problem;                   // every cell of the host fails with it
+  };
+
+  void keep_or_queue();
+  int set_up_remote();
+  void work_on(const std::string& name, const std::vector<std::size_t>& queue);
+  void prepare(HostWork& w);
+  CellOutcome measure_into(HostWork& w, const Cell& cell, const std::filesystem::path& dir,
+                           const std::function<void()>& on_teardown = {});
+  std::filesystem::path ssh_log_of(const HostWork& w, const std::filesystem::path& dir) const {
+    return w.dir / ("cell-" + dir.filename().string() + ".ssh.log");
+  }
+  MachineTurns::Turn turn_on_machine(const std::string& name) {
+    return turns_.take(name, [&](const std::string& holder) { run_.progress.host(name, "waiting for " + holder + " (one machine)"); });
+  }
+  // run.json, the exporter hook and progress follow each cell.
+  void finish_cell(std::size_t i, CellOutcome o);
+  void mark_running(std::size_t i);
+  void not_run(std::size_t i);
+  void clean_up();
+
+  RunParts& run_;
+  const Plan& plan_;
+  const RunOptions& options_;
+  const std::vector<Cell>& cells_;
+  const std::filesystem::path& run_dir_;
+  std::vector<CellOutcome>& outcomes_;
+  MachineTurns turns_;
+  std::map<std::string, std::vector<std::size_t>> queues_;  // host -> cells, plan order
+  RemoteRun remote_run_;
+  std::string provisioning_problem_;  // every host to provision fails with it
+  std::filesystem::path socket_dir_;
 };
 
-}  // namespace
-
-int measure_cells(RunParts& run, std::vector<CellOutcome>& outcomes) {
-  const Plan& plan = run.plan;
-  const RunOptions& options = run.selection.options;
-  const std::vector<Cell>& cells = run.selection.cells;
-  const std::filesystem::path& run_dir = run.record.dir();
-  outcomes.assign(cells.size(), CellOutcome{});
-
-  // Kept cells of a resumed run; the others queue on their host, in plan order.
-  std::map<std::string, std::vector<std::size_t>> queues;
-  for (std::size_t i = 0; i < cells.size(); ++i) {
-    const Cell& cell = cells[i];
-    if (run.selection.previous) {
-      auto cell_dir = run_dir / "cells" / cell.spec.id;
-      if (auto kept = kept_outcome(plan, cell, cell_dir)) {
-        outcomes[i] = std::move(*kept);
-        run.record.finished(i, outcomes[i], run.err, /*kept=*/true);
-        run.progress.end_cell(static_cast<std::size_t>(cell.index), cell, outcomes[i]);
+// Kept cells of a resumed run; the others queue on their host, in plan order.
+void Workers::keep_or_queue() {
+  for (std::size_t i = 0; i < cells_.size(); ++i) {
+    const Cell& cell = cells_[i];
+    if (run_.selection.previous) {
+      auto cell_dir = run_dir_ / "cells" / cell.spec.id;
+      if (auto kept = kept_outcome(plan_, cell, cell_dir)) {
+        outcomes_[i] = std::move(*kept);
+        run_.record.finished(i, outcomes_[i], run_.err, /*kept=*/true);
+        run_.progress.end_cell(static_cast<std::size_t>(cell.index), cell, outcomes_[i]);
         continue;
       }
       // Measured again: the earlier attempt is kept aside, never overwritten.
       std::error_code ec;
       if (std::filesystem::exists(cell_dir, ec)) {
-        auto aside = run_dir / "attempts" / cell.spec.id;
+        auto aside = run_dir_ / "attempts" / cell.spec.id;
         int n = 1;
         while (std::filesystem::exists(aside.string() + "." + std::to_string(n), ec)) ++n;
         std::filesystem::create_directories(aside.parent_path(), ec);
         std::filesystem::rename(cell_dir, aside.string() + "." + std::to_string(n), ec);
       }
     }
-    queues[cell.spec.host_name].push_back(i);
+    queues_[cell.spec.host_name].push_back(i);
   }
+}
 
-  // The bundle the remote hosts are provisioned with, made once.
-  RemoteSetup remote{RemoteRun{run.record.id(), std::filesystem::absolute(plan.path), run_dir, run.record.inventory(), {}, {},
-                               options.duration},
-                     {},
-                     {}};
+// The bundle the remote hosts are provisioned with (made once), and the
+// directory of the ssh control sockets.
+int Workers::set_up_remote() {
+  remote_run_ = RemoteRun{run_.record.id(), std::filesystem::absolute(plan_.path), run_dir_, run_.record.inventory(), {}, {},
+                          options_.duration};
   bool provision_any = false;
-  for (const auto& [name, queue] : queues) {
-    const auto& h = run.hosts.of(name).spec;
-    if (!h.local() && h.provision && !options.no_provision) provision_any = true;
+  for (const auto& [name, queue] : queues_) {
+    const auto& h = run_.hosts.of(name).spec;
+    if (!h.local() && h.provision && !options_.no_provision) provision_any = true;
   }
   if (provision_any) {
-    if (auto dir = find_ansible_dir()) remote.remote_run.ansible_dir = *dir;
-    else remote.provisioning_problem = "cannot find vmlat's ansible/ (provision.yml) beside this vmlat";
-    if (remote.provisioning_problem.empty()) {
+    if (auto dir = find_ansible_dir()) remote_run_.ansible_dir = *dir;
+    else provisioning_problem_ = "cannot find vmlat's ansible/ (provision.yml) beside this vmlat";
+    if (provisioning_problem_.empty()) {
       try {
-        if (options.bundle) {
-          remote.remote_run.bundle = std::filesystem::absolute(*options.bundle);
+        if (options_.bundle) {
+          remote_run_.bundle = std::filesystem::absolute(*options_.bundle);
         } else {
-          std::filesystem::create_directories(run_dir / ".work");
-          remote.remote_run.bundle = run_dir / ".work" / "vmlat-bundle.tar.gz";
-          run.progress.host("controller", "making the vmlat bundle");
-          make_bundle(remote.remote_run.ansible_dir, remote.remote_run.bundle, run_dir / "bundle.log");
+          std::filesystem::create_directories(run_dir_ / ".work");
+          remote_run_.bundle = run_dir_ / ".work" / "vmlat-bundle.tar.gz";
+          run_.progress.host("controller", "making the vmlat bundle");
+          make_bundle(remote_run_.ansible_dir, remote_run_.bundle, run_dir_ / "bundle.log");
         }
       } catch (const std::exception& e) {
-        remote.provisioning_problem = e.what();
+        provisioning_problem_ = e.what();
       }
     }
   }
-  if (run.hosts.any_remote(cells)) {
+  if (run_.hosts.any_remote(cells_)) {
     try {
-      remote.socket_dir = control_socket_dir(run_dir / ".work" / "ssh");
+      socket_dir_ = control_socket_dir(run_dir_ / ".work" / "ssh");
     } catch (const std::exception& e) {
-      run.err << "vmlat: " << e.what() << "\n";
-      outcomes.clear();
+      run_.err << "vmlat: " << e.what() << "\n";
+      outcomes_.clear();
       return exit_code::infra;
     }
   }
+  return exit_code::pass;
+}
 
-  // Records a finished cell: run.json, exporters, progress.
-  auto finish_cell = [&](std::size_t i, CellOutcome o) {
-    std::lock_guard lock(run.record.mutex());
-    outcomes[i] = std::move(o);
-    run.record.finished(i, outcomes[i], run.err);
-    if (options.on_cell_done && outcomes[i].has_result())
-      options.on_cell_done(run.record.run(), result_json(outcomes[i]), run_dir);
-    run.progress.end_cell(static_cast<std::size_t>(cells[i].index), cells[i], outcomes[i]);
-  };
-  auto mark_running = [&](std::size_t i) {
-    std::lock_guard lock(run.record.mutex());
-    run.record.running(i, run.err);
-  };
-  auto not_run = [&](std::size_t i) {
-    std::lock_guard lock(run.record.mutex());
-    outcomes[i].status = CellStatus::not_run;
-    outcomes[i].error = "the run was interrupted before this cell";
-    run.record.not_run(i);
-  };
+void Workers::finish_cell(std::size_t i, CellOutcome o) {
+  std::lock_guard lock(run_.record.mutex());
+  outcomes_[i] = std::move(o);
+  run_.record.finished(i, outcomes_[i], run_.err);
+  if (options_.on_cell_done && outcomes_[i].has_result())
+    options_.on_cell_done(run_.record.run(), result_json(outcomes_[i]), run_dir_);
+  run_.progress.end_cell(static_cast<std::size_t>(cells_[i].index), cells_[i], outcomes_[i]);
+}
 
-  // One worker per host: hosts in parallel, one cell at a time on each, and
-  // hosts that are one machine in turns (preparing, a cell with its
-  // retests, cleaning up).
-  MachineTurns turns(run.hosts.machines);
-  auto turn_on_machine = [&](const std::string& name) {
-    return turns.take(name, [&](const std::string& holder) { run.progress.host(name, "waiting for " + holder + " (one machine)"); });
-  };
-  auto work_on = [&](const std::string& name, const std::vector<std::size_t>& queue) {
-    HostState& h = run.hosts.of(name);
-    auto preparing = turn_on_machine(name);
-    auto host_dir = run_dir / "hosts" / name;
-    std::unique_ptr<RemoteHost> remote_host;
-    std::string host_problem;  // every cell of the host fails with it
-    if (!h.spec.local()) {
-      std::error_code ec;
-      std::filesystem::create_directories(host_dir, ec);
-      remote_host = std::make_unique<RemoteHost>(h.spec, remote.remote_run, run_dir / ".work" / "hosts" / name,
-                                                 remote.socket_dir, h.master);
-      try {
-        if (!h.reachable) throw InfraError(h.unreachable);
-        run.progress.host(name, "connecting");
-        remote_host->connect();
-        if (h.spec.provision && !options.no_provision) {
-          if (!remote.provisioning_problem.empty()) throw InfraError("cannot provision " + name + ": " + remote.provisioning_problem);
-          run.progress.host(name, "provisioning");
-          run.run_log.info("provisioning host " + name + " (ansible-playbook provision.yml --limit " + name + ")");
-          remote_host->provision(host_dir / "provision.log");
-        }
-        remote_host->upload_plan();
-      } catch (const Cancelled&) {
-        host_problem = "interrupted while preparing host " + name;
-      } catch (const std::exception& e) {
-        host_problem = one_line(e.what());
-      }
-      if (!host_problem.empty()) {
-        run.progress.host(name, "failed");
-        run.run_log.error("host " + name + ": " + host_problem);
-      }
-    }
-    preparing.release();
-    // One measurement of a cell into `dir`: cells/<id>, or attempts/<id>.retest<k>.
-    auto ssh_log_of = [&](const std::filesystem::path& dir) { return host_dir / ("cell-" + dir.filename().string() + ".ssh.log"); };
-    auto measure_into = [&](const Cell& cell, const std::filesystem::path& dir,
-                            const std::function<void()>& on_teardown = {}) -> CellOutcome {
-      std::error_code dir_error;
-      std::filesystem::create_directories(dir, dir_error);
-      FileLogger cell_log(dir / "cell.log", &run.run_log, cell.spec.id);
-      if (h.spec.local()) return local_cell(run, cell, dir, cell_log, h.facts);
-      if (!host_problem.empty()) {
-        auto o = unmeasured_outcome(plan, cell, run.record.id(), CellStatus::infra_error, "host " + name + ": " + host_problem,
-                                    "host", h.facts);
-        cell_log.error(o.error + (std::filesystem::exists(host_dir / "provision.log") ? " (see hosts/" + name + "/provision.log)" : ""));
-        store_result(plan, cell, dir, o, cell_log, run.err);
-        return o;
-      }
-      std::string failure;
-      run.progress.cell(static_cast<std::size_t>(cell.index), cell, "remote");
-      auto ssh_log = ssh_log_of(dir);
-      try {
-        int code = remote_host->run_cell(
-            cell.spec.id, cell.index, ssh_log,
-            [&](const std::string& phase) { run.progress.cell(static_cast<std::size_t>(cell.index), cell, phase); }, dir,
-            on_teardown);
-        if (code == exit_code::usage)
-          failure = "vmlat on host " + name + " refused the cell (exit 2): see hosts/" + name + "/" + ssh_log.filename().string();
-      } catch (const std::exception& e) {
-        failure = one_line(e.what());
-      }
-      // The cell log that came back replaces ours; add what the controller saw.
-      FileLogger back(dir / "cell.log", nullptr, "controller");
-      if (!failure.empty()) back.error(failure);
-      return remote_outcome(run, cell, dir, failure, back);
-    };
-    for (std::size_t k = 0; k < queue.size(); ++k) {
-      const std::size_t i = queue[k];
-      const Cell& cell = cells[i];
-      auto turn = turn_on_machine(name);
-      if (cancel_requested()) {
-        not_run(i);
-        continue;
-      }
-      run.progress.begin_cell(name);
-      mark_running(i);
-      auto cell_dir = run_dir / "cells" / cell.spec.id;
-      // While this cell tears down, the next one's remote vmlat starts
-      // (RemoteHost::prespawn); it waits for "go" before touching the host.
-      std::function<void()> prespawn_next;
-      if (remote_host && host_problem.empty() && k + 1 < queue.size())
-        prespawn_next = [&, next = &cells[queue[k + 1]]] {
-          if (!cancel_requested())
-            remote_host->prespawn(next->spec.id, next->index, ssh_log_of(run_dir / "cells" / next->spec.id));
-        };
-      CellOutcome o = measure_into(cell, cell_dir, prespawn_next);
-      retest_failures(plan, cell, o, cell_dir, run_dir, [&](const std::filesystem::path& dir) { return measure_into(cell, dir); },
-                      run.err);
-      finish_cell(i, std::move(o));
-    }
-    if (remote_host) {
-      auto turn = turn_on_machine(name);
-      run.progress.host(name, "cleaning up");
-      remote_host->cleanup();
-    }
-    run.progress.host(name, host_problem.empty() ? "done" : "failed");
-  };
-  {
-    std::vector<std::thread> workers;
-    for (const auto& [name, queue] : queues) workers.emplace_back(work_on, name, queue);
-    for (auto& w : workers) w.join();
-  }
+void Workers::mark_running(std::size_t i) {
+  std::lock_guard lock(run_.record.mutex());
+  run_.record.running(i, run_.err);
+}
 
+void Workers::not_run(std::size_t i) {
+  std::lock_guard lock(run_.record.mutex());
+  outcomes_[i].status = CellStatus::not_run;
+  outcomes_[i].error = "the run was interrupted before this cell";
+  run_.record.not_run(i);
+}
+
+// A remote host is connected, provisioned and given the plan before its
+// first cell; what fails makes every cell of the host an infrastructure error.
+void Workers::prepare(HostWork& w) {
+  if (w.host.spec.local()) return;
+  const std::string& name = w.host.spec.name;
   std::error_code ec;
-  if (!remote.socket_dir.empty() && remote.socket_dir.string().rfind("/tmp/vmlat-ssh-", 0) == 0)
-    std::filesystem::remove_all(remote.socket_dir, ec);
+  std::filesystem::create_directories(w.dir, ec);
+  w.remote = std::make_unique<RemoteHost>(w.host.spec, remote_run_, run_dir_ / ".work" / "hosts" / name, socket_dir_,
+                                          w.host.master);
+  try {
+    if (!w.host.reachable) throw InfraError(w.host.unreachable);
+    run_.progress.host(name, "connecting");
+    w.remote->connect();
+    if (w.host.spec.provision && !options_.no_provision) {
+      if (!provisioning_problem_.empty()) throw InfraError("cannot provision " + name + ": " + provisioning_problem_);
+      run_.progress.host(name, "provisioning");
+      run_.run_log.info("provisioning host " + name + " (ansible-playbook provision.yml --limit " + name + ")");
+      w.remote->provision(w.dir / "provision.log");
+    }
+    w.remote->upload_plan();
+  } catch (const Cancelled&) {
+    w.problem = "interrupted while preparing host " + name;
+  } catch (const std::exception& e) {
+    w.problem = one_line(e.what());
+  }
+  if (!w.problem.empty()) {
+    run_.progress.host(name, "failed");
+    run_.run_log.error("host " + name + ": " + w.problem);
+  }
+}
+
+// One measurement of a cell into `dir`: cells/<id>, or attempts/<id>.retest<k>.
+CellOutcome Workers::measure_into(HostWork& w, const Cell& cell, const std::filesystem::path& dir,
+                                  const std::function<void()>& on_teardown) {
+  const std::string& name = w.host.spec.name;
+  std::error_code dir_error;
+  std::filesystem::create_directories(dir, dir_error);
+  FileLogger cell_log(dir / "cell.log", &run_.run_log, cell.spec.id);
+  if (w.host.spec.local()) return local_cell(run_, cell, dir, cell_log, w.host.facts);
+  if (!w.problem.empty()) {
+    auto o = unmeasured_outcome(plan_, cell, run_.record.id(), CellStatus::infra_error, "host " + name + ": " + w.problem,
+                                "host", w.host.facts);
+    cell_log.error(o.error + (std::filesystem::exists(w.dir / "provision.log") ? " (see hosts/" + name + "/provision.log)" : ""));
+    store_result(plan_, cell, dir, o, cell_log, run_.err);
+    return o;
+  }
+  std::string failure;
+  run_.progress.cell(static_cast<std::size_t>(cell.index), cell, "remote");
+  auto ssh_log = ssh_log_of(w, dir);
+  try {
+    int code = w.remote->run_cell(
+        cell.spec.id, cell.index, ssh_log,
+        [&](const std::string& phase) { run_.progress.cell(static_cast<std::size_t>(cell.index), cell, phase); }, dir,
+        on_teardown);
+    if (code == exit_code::usage)
+      failure = "vmlat on host " + name + " refused the cell (exit 2): see hosts/" + name + "/" + ssh_log.filename().string();
+  } catch (const std::exception& e) {
+    failure = one_line(e.what());
+  }
+  // The cell log that came back replaces ours; add what the controller saw.
+  FileLogger back(dir / "cell.log", nullptr, "controller");
+  if (!failure.empty()) back.error(failure);
+  return remote_outcome(run_, cell, dir, failure, back);
+}
+
+// A host's worker: its cells one at a time in plan order (in turns with the
+// other hosts of its machine), each retested when a gate failed.
+void Workers::work_on(const std::string& name, const std::vector<std::size_t>& queue) {
+  HostWork w{run_.hosts.of(name), run_dir_ / "hosts" / name, nullptr, {}};
+  {
+    auto preparing = turn_on_machine(name);
+    prepare(w);
+  }
+  for (std::size_t k = 0; k < queue.size(); ++k) {
+    const std::size_t i = queue[k];
+    const Cell& cell = cells_[i];
+    auto turn = turn_on_machine(name);
+    if (cancel_requested()) {
+      not_run(i);
+      continue;
+    }
+    run_.progress.begin_cell(name);
+    mark_running(i);
+    auto cell_dir = run_dir_ / "cells" / cell.spec.id;
+    // While this cell tears down, the next one's remote vmlat starts
+    // (RemoteHost::prespawn); it waits for "go" before touching the host.
+    std::function<void()> prespawn_next;
+    if (w.remote && w.problem.empty() && k + 1 < queue.size())
+      prespawn_next = [&, next = &cells_[queue[k + 1]]] {
+        if (!cancel_requested())
+          w.remote->prespawn(next->spec.id, next->index, ssh_log_of(w, run_dir_ / "cells" / next->spec.id));
+      };
+    CellOutcome o = measure_into(w, cell, cell_dir, prespawn_next);
+    retest_failures(plan_, cell, o, cell_dir, run_dir_, [&](const std::filesystem::path& dir) { return measure_into(w, cell, dir); },
+                    run_.err);
+    finish_cell(i, std::move(o));
+  }
+  if (w.remote) {
+    auto turn = turn_on_machine(name);
+    run_.progress.host(name, "cleaning up");
+    w.remote->cleanup();
+  }
+  run_.progress.host(name, w.problem.empty() ? "done" : "failed");
+}
+
+void Workers::clean_up() {
+  std::error_code ec;
+  if (!socket_dir_.empty() && socket_dir_.string().rfind("/tmp/vmlat-ssh-", 0) == 0) std::filesystem::remove_all(socket_dir_, ec);
   // The bundle is made again from the build whenever needed; the remote
   // sessions' scratch only matters while they run (their logs are in hosts/).
-  if (!remote.remote_run.bundle.empty() && !options.bundle) std::filesystem::remove(remote.remote_run.bundle, ec);
-  std::filesystem::remove_all(run_dir / ".work" / "hosts", ec);
-  remove_empty_dirs(run_dir / ".work");
-  return exit_code::pass;
+  if (!remote_run_.bundle.empty() && !options_.bundle) std::filesystem::remove(remote_run_.bundle, ec);
+  std::filesystem::remove_all(run_dir_ / ".work" / "hosts", ec);
+  remove_empty_dirs(run_dir_ / ".work");
+}
+
+}  // namespace
+
+int measure_cells(RunParts& run, std::vector<CellOutcome>& outcomes) {
+  Workers workers(run, outcomes);
+  return workers.measure();
 }
 
 }  // namespace vmlat
