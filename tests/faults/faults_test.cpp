@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "cli_fixture.hpp"
+#include "session_store.hpp"
 #include "vmlat/json.hpp"
 
 using namespace vmlat;
@@ -419,6 +420,54 @@ bound = "10s"
     EXPECT_NE(result["error"].get<std::string>().find(c.expect), std::string::npos) << result["error"];
     EXPECT_NE(read_file(marker).find("teardown faulty-none-native-1ms"), std::string::npos) << "teardown did not run";
     expect_truthful(run_dir);
+  }
+}
+
+// A monitor runs for days beside a guest: whatever a plugin throws from
+// whichever phase, the monitor ends with its documented exit code (3: the
+// cell could not be measured at all, or its last teardown failed), the
+// backend was torn down, every file of the session parses and nothing is
+// left running (the suite's TearDown).
+TEST_F(Faults, MonitorWithAPluginThrowingAnythingFromAnyPhaseExits3AndTearsDown) {
+  struct Case {
+    std::string backend_throw_in, probe_throw_in;
+  };
+  for (const auto& c : {Case{"prepare", ""}, Case{"boot", ""}, Case{"probe_target", ""}, Case{"teardown", ""},
+                        Case{"", "run"}, Case{"", "stream"}}) {
+    for (const std::string what : {"int", "string", "std"}) {
+      SCOPED_TRACE("backend " + c.backend_throw_in + " probe " + c.probe_throw_in + " / " + what);
+      const auto results = dir_ / ("monitor-" + c.backend_throw_in + c.probe_throw_in + "-" + what);
+      const auto marker = dir_ / "teardown.marker";
+      fs::remove(marker);
+      auto plan = write_plan("monitor.toml", R"([plan]
+period = "1ms"
+cpus = [0]
+[backend.faulty]
+plugin = "fault-backend"
+throw_in = ")" + c.backend_throw_in + R"("
+throw_what = ")" + what + R"("
+teardown_marker = ")" + marker.string() + R"("
+[probe.fixed]
+plugin = "fixed-probe"
+throw_in = ")" + c.probe_throw_in + R"("
+throw_what = ")" + what + R"("
+)");
+      auto r = run({"monitor", plan.string(), "--window", "300ms", "--for", "2s", "--listen", "127.0.0.1:0", "--results",
+                    results.string(), "--plugin-dir", kTestPlugins.string()});
+      EXPECT_EQ(r.code, 3) << r.out << r.err;
+      EXPECT_NE(read_file(marker).find("teardown faulty-none-fixed-1ms"), std::string::npos) << "teardown did not run";
+      fs::path session;
+      for (const auto& e : fs::directory_iterator(results))
+        if (e.path().filename().string().rfind("monitor-", 0) == 0) session = e.path();
+      ASSERT_FALSE(session.empty()) << r.out << r.err;
+      EXPECT_EQ(unparsable_json_files(session), std::vector<std::string>{});
+      const json doc = json::parse(read_file(session / "session.json"));
+      EXPECT_EQ(doc["status"], "failed");
+      const auto records = session::read_records(session);
+      EXPECT_EQ(records.errors, std::vector<std::string>{});
+      // Windows only where the backend failed at its last teardown.
+      EXPECT_EQ(doc["windows"].get<int>() > 0, c.backend_throw_in == "teardown") << doc.dump();
+    }
   }
 }
 

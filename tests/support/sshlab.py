@@ -17,6 +17,8 @@ By default each "host" is made to look like a machine of its own:
   the tests exercise hosts measured in parallel on a single box. It is a
   fake: the two "machines" share this machine's CPUs.
 
+SshLab(n, env={"VMLAT_PLUGIN_PATH": dir}) sets variables in every session
+(sshd's SetEnv): how a test gives the remote vmlat its test plugins.
 SshLab(n, fake_machines=False) gives sshds that are honestly this machine
 (no namespace, the real identity); host_toml(..., layout=False) leaves the
 vmlat layout at its defaults (/opt/vmlat, /var/lib/vmlat, /run/vmlat).
@@ -77,9 +79,10 @@ def comm(pid):
 
 
 class SshLab:
-    def __init__(self, count, root=None, fake_machines=True):
+    def __init__(self, count, root=None, fake_machines=True, env=None):
         self.count = count
         self.fake_machines = fake_machines
+        self.env = env or {}  # set in every session (sshd's SetEnv), e.g. VMLAT_PLUGIN_PATH
         self.root = root or tempfile.mkdtemp(prefix="vmlat-sshlab-")
         self.ports = [free_port() for _ in range(count)]
         self.servers = [None] * count
@@ -124,6 +127,8 @@ PidFile none
 MaxStartups 100
 MaxSessions 100
 """)
+            if self.env:
+                f.write("SetEnv " + " ".join(f"{k}={v}" for k, v in self.env.items()) + "\n")
         return path
 
     def make_fake_identity(self, i):
