@@ -420,9 +420,9 @@ LabPlanRun run_lab_plan(const std::string& plan, const fs::path& results) {
 
 // The cells of a run whose domU triple-faulted: Xen's own log (the
 // backend keeps `xl dmesg` as xl-dmesg.txt when a domain vanished). The
-// PVH domU under Dom0 stress did so in 4 of 7 runs with the lab's former
-// CPU model (plugins/xen/README.md, "Triple faults"); kept as the one
-// reason to run the plan once more, and every such retry is reported.
+// PVH domU under Dom0 stress did so in 4 of 7 CI runs, an open finding
+// (plugins/xen/README.md, "Triple faults"); kept as the one reason to run
+// a plan once more, and every such retry is reported.
 // xl dmesg is Xen's whole ring: only a cell whose own domain (domid in its
 // facts) is named in a "dN... Triple fault" line counts.
 bool xen_logged_triple_fault(const std::string& xl_dmesg, long domid) {
