@@ -13,9 +13,13 @@
 //     timeout, console log kept), both leave no domain in `xl list`
 //   - plans/xen-lab.toml with the lab's inventory: PV and PVH domUs boot,
 //     cyclictest runs in them, histograms and xl info facts come back, the
-//     domains are destroyed; stress-ng in Dom0 while the stress cells' domUs
-//     run; SIGINT to vmlat mid-cell: exit 130, no domain left; a domU that
-//     hangs at boot: the cell an infra error at the boot timeout, console kept
+//     domains are destroyed; stress-ng in Dom0 while the PV stress cell's domU
+//     runs; the plan once more only after a triple fault Xen logged, every
+//     such retry printed ("xen-lab: retries: N"); SIGINT to vmlat mid-cell:
+//     exit 130, no domain left; a domU that hangs at boot: the cell an infra
+//     error at the boot timeout, console kept
+//   - (heavy, VMLAT_XEN_LAB_PVH_STRESS=1) plans/xen-lab-pvh-stress.toml: PVH
+//     with stress-ng in Dom0, the same safety net
 //   - (heavy, VMLAT_XEN_LAB_HVM=1) plans/xen-lab-hvm.toml: HVM domUs with the
 //     device model's threads at SCHED_FIFO, read back from Dom0's /proc
 //   - the lab tears down: no QEMU left (also after a boot timeout, and on
@@ -383,16 +387,16 @@ json cell_result(const fs::path& run_dir, const json& cell) {
   return json::parse(slurp(run_dir / cell["dir"].get<std::string>() / "result.json"));
 }
 
-// One run of plans/xen-lab.toml in the lab, Dom0 watched while it runs.
+// One run of a plan (plans/xen-lab*.toml) in the lab, Dom0 watched while it runs.
 struct LabPlanRun {
   ExitStatus status;
   std::set<std::string> seen_domains, stress_with;
 };
 
-LabPlanRun run_lab_plan(const fs::path& results) {
-  // plans/xen-lab.toml as a user runs it: the lab's inventory, no [hosts].
+LabPlanRun run_lab_plan(const std::string& plan, const fs::path& results) {
+  // The plan as a user runs it: the lab's inventory, no [hosts].
   const auto t0 = Clock::now();
-  auto job = Process::spawn(ProcessSpec{{(kBuild / "vmlat").string(), "run", (kSource / "plans/xen-lab.toml").string(),
+  auto job = Process::spawn(ProcessSpec{{(kBuild / "vmlat").string(), "run", (kSource / plan).string(),
                                          "--inventory", (g_lab / "inventory.ini").string(), "--results",
                                          results.string()},
                                         {}, g_dir / "plan.out", g_dir / "plan.err", g_dir});
@@ -410,38 +414,72 @@ LabPlanRun run_lab_plan(const fs::path& results) {
   }
   run.status = job.wait(Clock::now() + 60s, false);
   if (run.status.timed_out) job.stop(5s);
-  std::cerr << "plans/xen-lab.toml: " << std::chrono::duration<double>(Clock::now() - t0).count() << "s\n";
+  std::cerr << plan << ": " << std::chrono::duration<double>(Clock::now() - t0).count() << "s\n";
   return run;
 }
 
 // The cells of a run whose domU triple-faulted: Xen's own log (the
-// backend keeps `xl dmesg` as xl-dmesg.txt when a domain vanished). Seen
-// now and then with the PVH domU under Dom0 stress in this nested TCG lab
-// (plugins/xen/README.md); not a fault of vmlat, and kept as an infra error.
+// backend keeps `xl dmesg` as xl-dmesg.txt when a domain vanished). The
+// PVH domU under Dom0 stress did so in 4 of 7 CI runs, an open finding
+// (plugins/xen/README.md, "Triple faults"); kept as the one reason to run
+// a plan once more, and every such retry is reported.
+// xl dmesg is Xen's whole ring: only a cell whose own domain (domid in its
+// facts) is named in a "dN... Triple fault" line counts.
+bool xen_logged_triple_fault(const std::string& xl_dmesg, long domid) {
+  const std::string who = " d" + std::to_string(domid) + "v";
+  std::istringstream in(xl_dmesg);
+  for (std::string line; std::getline(in, line);)
+    if (line.find("Triple fault") != std::string::npos && line.find(who) != std::string::npos) return true;
+  return false;
+}
+
 std::vector<std::string> triple_faulted(const fs::path& results) {
   std::vector<std::string> cells;
   std::error_code ec;
   const fs::path run_dir = fs::canonical(results / "latest", ec);
   if (ec) return cells;
-  for (const auto& e : fs::directory_iterator(run_dir / "cells", ec))
-    if (fs::exists(e.path() / "xl-dmesg.txt") &&
-        slurp(e.path() / "xl-dmesg.txt").find("Triple fault") != std::string::npos)
+  for (const auto& e : fs::directory_iterator(run_dir / "cells", ec)) {
+    if (!fs::exists(e.path() / "xl-dmesg.txt")) continue;
+    long domid = -1;
+    try {
+      domid = json::parse(slurp(e.path() / "result.json"))["facts"]["backend"]["domain"].value("domid", -1L);
+    } catch (const std::exception&) {
+    }
+    if (domid >= 0 && xen_logged_triple_fault(slurp(e.path() / "xl-dmesg.txt"), domid))
       cells.push_back(e.path().filename().string());
+  }
   return cells;
 }
 
-TEST_F(XenLab, XenLabPlanRunsPvAndPvhDomusWithTheirHistogramsAndXenFacts) {
-  auto run = run_lab_plan(g_dir / "xen-lab-results");
+// A plan run with the safety net, counted: the plan once more, once, and only
+// when Xen says a cell's domU triple-faulted. The count and the cells go to
+// the test's output as "xen-lab: retries: N" (ci/test prints that line from
+// CTest's log, passed or not) and to the test's XML properties.
+LabPlanRun run_lab_plan_with_retry(const std::string& plan, const fs::path& results) {
+  auto run = run_lab_plan(plan, results);
+  int retries = 0;
+  std::string retried_for;
   if (run.status.exit_code == 3) {
-    // Once, and only for a domU that Xen says triple-faulted (TCG).
-    if (auto faulted = triple_faulted(g_dir / "xen-lab-results"); !faulted.empty()) {
-      std::cerr << "xen-lab: a domU triple-faulted (Xen's log, xl-dmesg.txt) in " << faulted.front()
-                << ": nested TCG; running the plan once more\n";
-      run = run_lab_plan(g_dir / "xen-lab-results-again");
-      fs::remove_all(g_dir / "xen-lab-results");
-      fs::rename(g_dir / "xen-lab-results-again", g_dir / "xen-lab-results");
+    if (auto faulted = triple_faulted(results); !faulted.empty()) {
+      ++retries;
+      for (const auto& c : faulted) retried_for += (retried_for.empty() ? "" : ", ") + c;
+      std::cerr << "xen-lab: a domU triple-faulted (Xen's log, xl-dmesg.txt) in " << retried_for
+                << "; running " << plan << " once more\n";
+      const fs::path faulted_dir = results.string() + "-faulted", again = results.string() + "-again";
+      run = run_lab_plan(plan, again);
+      fs::rename(results, faulted_dir);
+      fs::rename(again, results);
     }
   }
+  std::cout << "xen-lab: retries: " << retries << (retries ? " (triple fault in " + retried_for + ")" : "")
+            << " [" << plan << "]" << std::endl;
+  ::testing::Test::RecordProperty("xen_lab_retries", retries);
+  if (retries) ::testing::Test::RecordProperty("xen_lab_retried_for", "triple fault in " + retried_for);
+  return run;
+}
+
+TEST_F(XenLab, XenLabPlanRunsPvAndPvhDomusWithTheirHistogramsAndXenFacts) {
+  const auto run = run_lab_plan_with_retry("plans/xen-lab.toml", g_dir / "xen-lab-results");
   const auto& status = run.status;
   const auto& seen_domains = run.seen_domains;
   const auto& stress_with = run.stress_with;
@@ -489,7 +527,30 @@ TEST_F(XenLab, XenLabPlanRunsPvAndPvhDomusWithTheirHistogramsAndXenFacts) {
       EXPECT_FALSE(stress_with.count(name)) << "stress-ng in Dom0 during a cell without workload";
     }
   }
-  EXPECT_EQ(with_stress, 2);
+  EXPECT_EQ(with_stress, 1);
+  EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
+}
+
+// PVH under Dom0 stress: only with VMLAT_XEN_LAB_PVH_STRESS=1 (CTest
+// xen_lab_pvh_stress_tests, label heavy): under this nested TCG its domU
+// crashes now and then (plugins/xen/README.md, "Triple faults").
+TEST_F(XenLab, PvhUnderDom0StressPlanMeasuresItsCell) {
+  if (!std::getenv("VMLAT_XEN_LAB_PVH_STRESS"))
+    GTEST_SKIP() << "heavy: set VMLAT_XEN_LAB_PVH_STRESS=1 (ctest -L heavy)";
+  const auto run = run_lab_plan_with_retry("plans/xen-lab-pvh-stress.toml", g_dir / "pvh-stress-results");
+  ASSERT_EQ(run.status.exit_code, 0) << slurp(g_dir / "plan.out") << slurp(g_dir / "plan.err");
+  const fs::path run_dir = fs::canonical(g_dir / "pvh-stress-results" / "latest");
+  const json run_json = json::parse(slurp(run_dir / "run.json"));
+  ASSERT_EQ(run_json["cells"].size(), 1u) << run_json["cells"].dump(1);
+  const json& cell = run_json["cells"][0];
+  ASSERT_EQ(cell["status"], "measured") << cell.dump(1);
+  const json result = cell_result(run_dir, cell);
+  expect_histogram(result);
+  EXPECT_EQ(result["facts"]["backend"]["type"], "pvh");
+  EXPECT_EQ(result["facts"]["workload"]["placement"], "dom0") << result["facts"].dump(1);
+  const std::string name = result["facts"]["backend"]["domain"].value("name", "");
+  EXPECT_TRUE(run.stress_with.count(name)) << "no stress-ng in Dom0 while " << name << " ran";
+  EXPECT_EQ(result["facts"]["backend"]["teardown"]["gone"], true);
   EXPECT_EQ(domains(), std::vector<std::string>{"Domain-0"});
 }
 
