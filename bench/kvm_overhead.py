@@ -36,7 +36,7 @@ CACHE = "/var/cache/vmlat/guests"  # the kvm backend's default cache, which the 
 
 
 def guest_image(build: Path, flavour: str) -> dict:
-    cmd = [str(REPO / "plugins/kvm/guest/build-guest"), "--flavour", flavour, "--print-json",
+    cmd = [str(REPO / "plugins/common/guest/images/build-guest"), "--flavour", flavour, "--print-json",
            "--agent", str(build / "libexec/vmlat-guest-agent")]
     probe = build / "libexec/vmlat-probe"
     if probe.exists():

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: what one xen-pv cell of `vmlat run` costs in the Xen lab over a plain script.
 
-Boots the Xen virtual lab (plugins/xen/lab) with this build installed in Dom0,
+Boots the Xen virtual lab (labs/xen) with this build installed in Dom0,
 then alternates (A B A B ...) per round:
 
   vmlat   a --cells N plan (xen-pv, nrt guest, cyclictest in the domU) run from
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-XEN_LAB = REPO / "plugins/xen/lab/xen-lab"
+XEN_LAB = REPO / "labs/xen/xen-lab"
 IMAGE = "/var/cache/vmlat/guests/nrt"
 TARGET = 1.10
 

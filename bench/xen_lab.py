@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: the Xen virtual lab under QEMU TCG (plugins/xen/lab).
+"""Benchmark: the Xen virtual lab under QEMU TCG (labs/xen).
 
 Prints:
   lab          build (cached images), QEMU start -> Dom0 ready -> sshd answers, teardown
@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins/kvm/guest"))
+sys.path.insert(0, str(REPO / "plugins/common/guest/images"))
 from vmlatchan import Channel  # noqa: E402
 
-XEN_LAB = REPO / "plugins/xen/lab/xen-lab"
+XEN_LAB = REPO / "labs/xen/xen-lab"
 DOMU = "/usr/local/libexec/vmlat/vmlat-xen-domu"
 IMAGE = "/var/cache/vmlat/guests/nrt"
 COMMANDS = [("true", ["true"]), ("uname -r", ["uname", "-r"]), ("xl list", ["xl", "list"]),

@@ -235,10 +235,10 @@ kind, version, ABI and file; refused files are listed with the reason.
     {"version", "usage: vmlat version\n\nPrints vmlat's version and plugin ABI version.\n"},
     {"lab", R"(usage: vmlat lab xen run|start|stop|ssh|build [options] [-- COMMAND...]
 
-Runs plugins/xen/lab/xen-lab (libexec/vmlat/xen-lab once installed) with the
+Runs labs/xen/xen-lab (libexec/vmlat/xen-lab once installed) with the
 rest of the command line: Debian's Xen 4.17 under QEMU with a PV Dom0 built
 from Debian packages, Dom0 reachable as an SSH host. `vmlat lab xen --help`
-lists its options; plugins/xen/lab/README.md has the details. A lab started
+lists its options; labs/xen/README.md has the details. A lab started
 with --vmlat-prefix is a Xen host for plans:
   vmlat run plans/xen-lab.toml --inventory LAB_DIR/inventory.ini
 )"},

@@ -597,7 +597,7 @@ TEST_F(Faults, TwoBuildsOfOneGuestImageAtOnceShareOneIntactImage) {
   auto cache = dir_ / "guest-cache";
   fs::create_directories(cache);
   fs::copy(machine_debs, cache / "debs", fs::copy_options::create_hard_links | fs::copy_options::recursive);
-  auto build_guest = fs::path(VMLAT_SOURCE_DIR) / "plugins/kvm/guest/build-guest";
+  auto build_guest = fs::path(VMLAT_SOURCE_DIR) / "plugins/common/guest/images/build-guest";
   std::vector<std::string> argv{build_guest.string(), "--flavour", "nrt", "--cache", cache.string(), "--print-json"};
   auto a = Process::spawn(ProcessSpec{argv, {}, dir_ / "a.json", dir_ / "a.err", {}});
   auto b = Process::spawn(ProcessSpec{argv, {}, dir_ / "b.json", dir_ / "b.err", {}});

@@ -1,5 +1,5 @@
 // build-guest's resolution stamps (<cache>/.stamps-<flavour>.json, written by
-// plugins/kvm/guest/build-guest): what a resolution depended on, each file as
+// plugins/common/guest/images/build-guest): what a resolution depended on, each file as
 // "inode size mtime ctime" from stat(2). When every stamp still matches, the
 // image build-guest resolved then is the image it would resolve now, and the
 // backend boots it without running the script: an unchanged build-guest call

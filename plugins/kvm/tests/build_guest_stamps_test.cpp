@@ -42,8 +42,8 @@ TEST(KvmBuildGuestStamps, RealBuildGuestWritesStampsTheBackendAccepts) {
     fs::create_directory_symlink("/var/cache/vmlat/guests/debs", dir / "cache/debs");
   // A copy of the script, so that the test can touch it.
   const fs::path script = dir / "build-guest";
-  fs::copy_file(kSource / "plugins/kvm/guest/build-guest", script);
-  fs::copy_file(kSource / "plugins/kvm/guest/image-lib.sh", dir / "image-lib.sh");
+  fs::copy_file(kSource / "plugins/common/guest/images/build-guest", script);
+  fs::copy_file(kSource / "plugins/common/guest/images/image-lib.sh", dir / "image-lib.sh");
   auto run_build_guest = [&] {
     auto p = Process::spawn(ProcessSpec{{script.string(), "--flavour", "nrt", "--cache", (dir / "cache").string(),
                                          "--agent", kAgent.string(), "--print-json"},

@@ -96,7 +96,7 @@ TEST_F(KvmE2E, GuestThatNeverComesUpIsKilledAtTheBootTimeout) {
   // The nrt kernel, with an initramfs whose /init never starts the agent.
   auto guest_json = dir_ / "guest.json";
   {
-    auto p = Process::spawn(ProcessSpec{{(kSource / "plugins/kvm/guest/build-guest").string(), "--flavour", "nrt",
+    auto p = Process::spawn(ProcessSpec{{(kSource / "plugins/common/guest/images/build-guest").string(), "--flavour", "nrt",
                                          "--print-json", "--agent",
                                          (fs::path(VMLAT_BINARY_DIR) / "libexec/vmlat-guest-agent").string()},
                                         {}, guest_json, dir_ / "build-guest.err", dir_});
