@@ -32,6 +32,20 @@ std::optional<CellOutcome> kept_outcome(const Plan& plan, const Cell& cell, cons
   if (!o || (o->status != CellStatus::measured && o->status != CellStatus::skipped)) return std::nullopt;  // measured again
   if (o->measured() && !o->merged) return std::nullopt;
   o->gates = evaluate_gates(plan, cell.spec, o->status, o->error, o->merged ? &*o->merged : nullptr, &o->series_merged);
+  // A failure its retests decided (flaky, reproduced, or undecided when a
+  // retest could not be measured) keeps that verdict: the first measurement
+  // alone would say "fail" again.
+  if (o->retests.is_array() && !o->retests.empty())
+    if (auto stored = result->find("gates"); stored != result->end() && stored->is_array())
+      for (auto& g : o->gates) {
+        if (g.verdict != Verdict::fail) continue;
+        for (const auto& s : *stored)
+          if (s.is_object() && s.value("gate", "") == g.gate)
+            if (auto v = parse_verdict(s.value("verdict", "")); v && *v != Verdict::pass) {
+              g.verdict = *v;
+              g.message = s.value("message", g.message);
+            }
+      }
   o->kept = true;
   return o;
 }
