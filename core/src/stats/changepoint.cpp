@@ -15,26 +15,27 @@ using detail::Policy;
 
 namespace {
 
-// Welch's two-sample t-test, two-sided; `floor_var` is added to each side's
-// variance (the quantum's rounding variance on the log scale).
-double welch_p(std::span<const double> a, std::span<const double> b, double floor_var) {
-  auto moments = [&](std::span<const double> x, double& mean, double& var) {
-    const double n = static_cast<double>(x.size());
+// Student's two-sample t-test with the pooled variance, two-sided: exact
+// under the null (one normal distribution of log values on both sides, so the
+// same variance); Welch's approximation is liberal in the far tail with a
+// side of 3 runs, the tail a corrected p-value lives in. `floor_var` is added
+// to the pooled variance (the quantum's rounding variance on the log scale).
+double student_p(std::span<const double> a, std::span<const double> b, double floor_var) {
+  auto sums = [](std::span<const double> x, double& mean, double& ss) {
     mean = 0;
     for (double v : x) mean += v;
-    mean /= n;
-    var = 0;
-    for (double v : x) var += (v - mean) * (v - mean);
-    var = var / (n - 1) + floor_var;
+    mean /= static_cast<double>(x.size());
+    ss = 0;
+    for (double v : x) ss += (v - mean) * (v - mean);
   };
-  double m1, v1, m2, v2;
-  moments(a, m1, v1);
-  moments(b, m2, v2);
-  const double n1 = static_cast<double>(a.size()), n2 = static_cast<double>(b.size());
-  const double s1 = v1 / n1, s2 = v2 / n2, se2 = s1 + s2;
+  double m1, ss1, m2, ss2;
+  sums(a, m1, ss1);
+  sums(b, m2, ss2);
+  const double n1 = static_cast<double>(a.size()), n2 = static_cast<double>(b.size()), df = n1 + n2 - 2;
+  const double var = (ss1 + ss2) / df + floor_var;
+  const double se2 = var * (1 / n1 + 1 / n2);
   if (!(se2 > 0)) return m1 == m2 ? 1.0 : 0.0;
   const double t = std::abs(m2 - m1) / std::sqrt(se2);
-  const double df = se2 * se2 / (s1 * s1 / (n1 - 1) + s2 * s2 / (n2 - 1));
   return 2 * boost::math::cdf(boost::math::complement(boost::math::students_t_distribution<double, Policy>(df), t));
 }
 
@@ -53,12 +54,14 @@ Candidate candidate(std::span<const double> y, std::size_t a, std::size_t b, std
     if (q[t] > q[best]) best = t;
   c.tau = a + best;
   const double positions = static_cast<double>(b - a - 2 * min_seg + 1);
-  c.p = std::min(1.0, positions * welch_p(y.subspan(a, best), y.subspan(a + best, b - a - best), floor_var));
+  c.p = std::min(1.0, positions * student_p(y.subspan(a, best), y.subspan(a + best, b - a - best), floor_var));
   return c;
 }
 
 // Binary segmentation of y from a first accepted split: every segment's
-// candidate is tested at `level`; accepted ones split their segment.
+// candidate is tested at `level` x (segment length / series length), so that
+// the disjoint segments of a series share `level` (their false splits add up
+// to at most `level`); accepted ones split their segment.
 std::vector<Candidate> segment(std::span<const double> y, Candidate first, double level, std::size_t min_seg,
                                double floor_var) {
   std::vector<Candidate> found{first};
@@ -67,7 +70,7 @@ std::vector<Candidate> segment(std::span<const double> y, Candidate first, doubl
     const auto [a, b] = todo.back();
     todo.pop_back();
     const auto c = candidate(y, a, b, min_seg, floor_var);
-    if (c.tau == 0 || !(c.p <= level)) continue;
+    if (c.tau == 0 || !(c.p <= level * static_cast<double>(b - a) / static_cast<double>(y.size()))) continue;
     found.push_back(c);
     todo.emplace_back(a, c.tau);
     todo.emplace_back(c.tau, b);

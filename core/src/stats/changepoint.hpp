@@ -1,9 +1,10 @@
 // Change points in a series of runs (docs/statistics.md, "Change points"):
-// E-divisive means (Matteson & James 2014) locates a candidate, a Welch t-test
-// of the log values on either side, Bonferroni-corrected for the positions the
-// candidate was chosen among, decides (the approach of Hunter/Apache Otava,
-// Fleming et al. 2023, with that selection correction); binary segmentation
-// repeats inside the segments. Over many series the control is
+// E-divisive means (Matteson & James 2014) locates a candidate, a two-sample
+// t-test of the log values on either side, Bonferroni-corrected for the
+// positions the candidate was chosen among, decides (the approach of
+// Hunter/Apache Otava, Fleming et al. 2023, with that selection correction);
+// binary segmentation repeats inside the segments, each at a share of the
+// level in proportion to its length. Over many series the control is
 // Benjamini-Bogomolov (2014): series selected by Benjamini-Hochberg on their
 // first test, later splits at alpha * selected / series.
 #pragma once
