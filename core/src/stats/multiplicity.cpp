@@ -53,7 +53,8 @@ std::vector<double> bh_adjusted(std::span<const double> p) {
   const double m = static_cast<double>(idx.size());
   double running = 1.0;
   for (std::size_t j = idx.size(); j-- > 0;) {
-    running = std::min(running, m * p[idx[j]] / static_cast<double>(j + 1));
+    // m p / (j + 1) >= p; the max keeps rounding (m p / m) from going below p.
+    running = std::min(running, std::max(p[idx[j]], m * p[idx[j]] / static_cast<double>(j + 1)));
     out[idx[j]] = running;
   }
   return out;
