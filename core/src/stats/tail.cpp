@@ -594,13 +594,13 @@ TailFit fit_tail(const Histogram& h, double duration_s, const TailOptions& opt) 
   if (f.gof_df < 1) return give_up("too few cells to test the fit");
   if (f.xi < kXiRegular)
     return give_up("shape " + fmt(f.xi) + " < -0.5: a bounded tail where the fit's intervals are not valid");
+  if (f.gof_p < opt.gof_alpha)
+    return give_up("generalised Pareto rejected by the chi-square test (p = " + fmt(f.gof_p) + " < " +
+                   fmt(opt.gof_alpha) + ")");
   if (f.xi >= opt.max_shape)
     return give_up("shape " + fmt(f.xi) + " >= " + fmt(opt.max_shape) +
                    ": not one extreme-value tail (an infinite mean: a mixture of populations above the threshold); "
                    "no return level is extrapolated from it");
-  if (f.gof_p < opt.gof_alpha)
-    return give_up("generalised Pareto rejected by the chi-square test (p = " + fmt(f.gof_p) + " < " +
-                   fmt(opt.gof_alpha) + ")");
 
   f.method = "gpd";
   for (double hz : opt.horizons_s) f.return_levels.push_back(return_level_at(f, hz, zc, opt.interval));
@@ -614,12 +614,13 @@ double run_length_for_rate(double per_hour, double confidence) {
   return -std::log1p(-confidence) / per_hour * 3600;
 }
 
-RunLength run_length_for_bound(const TailFit& f, const Histogram& h, double bound_ns, double confidence) {
+RunLength run_length_for_bound(const TailFit& f, const Histogram& h, double bound_ns, double confidence,
+                               IntervalMethod method) {
   RunLength r;
   r.bound_ns = bound_ns;
   r.confidence = confidence;
   // A one-sided lower limit at c is the lower end of a two-sided 2c-1 interval.
-  const auto e = bound_exceedance(f, h, bound_ns, 2 * confidence - 1);
+  const auto e = bound_exceedance(f, h, bound_ns, 2 * confidence - 1, method);
   r.basis = e.basis;
   if (e.basis == "empirical" && e.observed == 0) {
     // No exceedance in the run: the rate's upper limit is -ln(1-c)/T, so the
@@ -906,25 +907,6 @@ BlockMaximaFit fit_block_maxima(std::span<const double> maxima_ns, double block_
   f.sigma_ns = p.sigma * 1000;
   f.xi = p.xi;
   f.loglik = p.loglik;
-  // Covariance: the inverse observed information by numeric differences in
-  // (mu, log sigma, xi).
-  using P = std::array<double, 3>;
-  std::function<double(const P&)> ll = [&](const P& q) {
-    return gev_loglik(x, q[0], std::exp(q[1]), use_gumbel ? 0.0 : q[2]);
-  };
-  auto H = hessian<3>(ll, {p.mu, std::log(p.sigma), p.xi}, {1e-3 * p.sigma, 1e-3, 1e-3});
-  double info[3][3], cov[3][3] = {};
-  for (int i = 0; i < 3; ++i)
-    for (int j = 0; j < 3; ++j) info[i][j] = -H[i][j];
-  if (use_gumbel) {
-    info[2][2] = 1;
-    info[0][2] = info[2][0] = info[1][2] = info[2][1] = 0;
-  }
-  if (!invert3(info, cov) || !(cov[0][0] > 0) || !(cov[1][1] > 0)) return give_up("the fit's information matrix is singular");
-  if (use_gumbel) cov[2][2] = 0;
-  for (int i = 0; i < 3; ++i)
-    for (int j = 0; j < 3; ++j) f.cov[i][j] = cov[i][j] * (i == 0 ? 1000 : 1) * (j == 0 ? 1000 : 1);
-
   // Pearson X^2 on equiprobable cells under the fitted model; the parameters
   // come from the ungrouped likelihood, so X^2 lies between chi2(G-4) and
   // chi2(G-1) (Chernoff & Lehmann 1954): the p-value uses G-1, the
@@ -945,6 +927,25 @@ BlockMaximaFit fit_block_maxima(std::span<const double> maxima_ns, double block_
   if (f.gof_p < opt.gof_alpha)
     return give_up(std::string(use_gumbel ? "Gumbel" : "GEV") + " rejected by the chi-square test (p = " +
                    fmt(f.gof_p) + " < " + fmt(opt.gof_alpha) + ")");
+  // Covariance: the inverse observed information by numeric differences in
+  // (mu, log sigma, xi).
+  using P = std::array<double, 3>;
+  std::function<double(const P&)> ll = [&](const P& q) {
+    return gev_loglik(x, q[0], std::exp(q[1]), use_gumbel ? 0.0 : q[2]);
+  };
+  auto H = hessian<3>(ll, {p.mu, std::log(p.sigma), p.xi}, {1e-3 * p.sigma, 1e-3, 1e-3});
+  double info[3][3], cov[3][3] = {};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) info[i][j] = -H[i][j];
+  if (use_gumbel) {
+    info[2][2] = 1;
+    info[0][2] = info[2][0] = info[1][2] = info[2][1] = 0;
+  }
+  if (!invert3(info, cov) || !(cov[0][0] > 0) || !(cov[1][1] > 0)) return give_up("the fit's information matrix is singular");
+  if (use_gumbel) cov[2][2] = 0;
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) f.cov[i][j] = cov[i][j] * (i == 0 ? 1000 : 1) * (j == 0 ? 1000 : 1);
+
   f.method = use_gumbel ? "gumbel" : "gev";
 
   const double zc = normal_quantile((1 + opt.confidence) / 2);

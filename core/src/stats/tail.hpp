@@ -115,7 +115,10 @@ struct RunLength {
   bool at_least = false;  // no exceedance was seen: only a lower bound (the measured duration) is known
   std::string basis;      // "model" or "empirical"
 };
-RunLength run_length_for_bound(const TailFit& fit, const Histogram& h, double bound_ns, double confidence);
+// The profile-likelihood limit by default: this is asked once per gate, not
+// per cell, and its one-sided coverage is the better (docs/statistics.md).
+RunLength run_length_for_bound(const TailFit& fit, const Histogram& h, double bound_ns, double confidence,
+                               IntervalMethod method = IntervalMethod::profile);
 // The zero-failure demonstration length: a run of this length without an
 // exceedance shows at confidence c that the rate is below per_hour.
 double run_length_for_rate(double per_hour, double confidence);
