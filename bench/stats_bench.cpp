@@ -172,7 +172,7 @@ void bench_history() {
 }
 
 void bench_changepoints() {
-  std::printf("== change points (E-divisive + Welch t, Benjamini-Bogomolov over the series)\n");
+  std::printf("== change points (E-divisive + pooled t, Benjamini-Bogomolov over the series)\n");
   for (std::size_t runs : {30u, 100u}) {
     std::mt19937_64 rng(5);
     std::normal_distribution<double> noise(0, 0.05);

@@ -294,7 +294,7 @@ TEST(TailFit, JsonHasTheIssuesFieldNames) {
   EXPECT_TRUE(j["reason"].is_null());
   ASSERT_EQ(j["return_levels"].size(), 2u);
   EXPECT_EQ(j["return_levels"][0]["horizon"], "1h");
-  EXPECT_EQ(j["return_levels"][1]["horizon"], "1d");
+  EXPECT_EQ(j["return_levels"][1]["horizon"], "24h");
   for (const char* k : {"value_ns", "low_ns", "high_ns"}) EXPECT_TRUE(j["return_levels"][0][k].is_number_integer()) << k;
   EXPECT_EQ(j["bound_exceedance"][0]["bound_ns"], 200000);
   EXPECT_TRUE(j["bound_exceedance"][0]["per_hour"].is_number());

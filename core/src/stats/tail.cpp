@@ -676,7 +676,6 @@ namespace {
 json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 json ns_or_null(double v) { return std::isfinite(v) ? json(static_cast<long long>(std::llround(v))) : json(nullptr); }
 std::string horizon_name(double s) {
-  if (s >= 86400 && std::fmod(s, 86400) == 0) return std::to_string(static_cast<long long>(s / 86400)) + "d";
   if (s >= 3600 && std::fmod(s, 3600) == 0) return std::to_string(static_cast<long long>(s / 3600)) + "h";
   if (s >= 60 && std::fmod(s, 60) == 0) return std::to_string(static_cast<long long>(s / 60)) + "min";
   return fmt(s, 6) + "s";
