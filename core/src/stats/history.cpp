@@ -10,7 +10,7 @@
 #include <mutex>
 #include <numeric>
 #include <random>
-#include <sstream>
+#include <tuple>
 
 #include "stats/common.hpp"
 

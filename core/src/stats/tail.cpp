@@ -6,17 +6,15 @@
 #include <boost/math/distributions/normal.hpp>
 #include <boost/math/tools/minima.hpp>
 #include <cmath>
+#include <limits>
 #include <functional>
-#include <iterator>
 #include <numeric>
-#include <sstream>
 
 #include "stats/common.hpp"
 
 namespace vmlat::stats {
 
 using detail::fmt;
-using detail::median;
 using detail::Policy;
 
 namespace {
