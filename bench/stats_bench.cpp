@@ -194,9 +194,28 @@ void bench_changepoints() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::vector<std::string> dirs(argv + 1, argv + argc);
+  for (const auto& dir : dirs) {
+    if (dir == "--help" || dir == "-h") {
+      std::printf("usage: vmlat_stats_bench [RUN_DIR ...]\n"
+                  "Times the tail fit, the history verdicts and the change points on simulated data, then fits\n"
+                  "the cells of each RUN_DIR (a run directory of vmlat, e.g. results/latest).\n");
+      return 0;
+    }
+    std::error_code ec;
+    if (!fs::is_directory(fs::path(dir) / "cells", ec)) {
+      std::fprintf(stderr, "vmlat_stats_bench: %s is not a run directory (no cells/ in it)\n", dir.c_str());
+      return 2;
+    }
+  }
   bench_tail();
   bench_history();
   bench_changepoints();
-  bench_real({argv + 1, argv + argc});
+  try {
+    bench_real(dirs);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vmlat_stats_bench: %s\n", e.what());
+    return 3;
+  }
   return 0;
 }

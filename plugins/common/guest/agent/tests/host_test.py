@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "guest"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "images"))
 from vmlatchan import Channel, encode  # noqa: E402
 
 passed = 0
