@@ -205,8 +205,6 @@ namespace {
 json remote_facts(Executor& there) {
   std::vector<std::pair<std::string, std::vector<std::string>>> commands = system_fact_commands();
   commands.push_back({"kvm_device", {"test", "-c", "/dev/kvm"}});
-  commands.push_back({"hypervisor_type", {"cat", "/sys/hypervisor/type"}});
-  commands.push_back({"xen_capabilities", {"cat", "/proc/xen/capabilities"}});
   for (const auto& c : identity_fact_commands()) commands.push_back(c);
   std::map<std::string, std::optional<std::string>> raw;
   try {
@@ -219,12 +217,7 @@ json remote_facts(Executor& there) {
     return it == raw.end() ? std::nullopt : it->second;
   };
   json facts = system_facts_from(read);
-  json xen = nullptr;
-  if (auto type = read("hypervisor_type"); type && trim(*type) == "xen") {
-    auto caps = read("xen_capabilities");
-    xen = caps && caps->find("control_d") != std::string::npos ? "dom0" : "domU";
-  }
-  facts["hypervisor"] = json{{"kvm_device", raw.count("kvm_device") && raw["kvm_device"].has_value()}, {"xen", xen}};
+  facts["hypervisor"] = json{{"kvm_device", raw.count("kvm_device") && raw["kvm_device"].has_value()}, {"xen", facts["xen_role"]}};
   facts["identity"] = identity_from(read);
   return facts;
 }

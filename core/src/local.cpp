@@ -250,6 +250,14 @@ json system_facts_from(const std::function<std::optional<std::string>(const std:
   }
   facts["preempt_model"] = model;
   facts["preempt_rt"] = model == "PREEMPT_RT";
+  // Xen's control domain says so in its capabilities; a host cell measured
+  // there is the seed's "Dom0" row, not bare metal.
+  json xen_role = nullptr;
+  if (auto type = read("hypervisor_type"); type && trim(*type) == "xen") {
+    auto caps = read("xen_capabilities");
+    xen_role = caps && caps->find("control_d") != std::string::npos ? "dom0" : "domU";
+  }
+  facts["xen_role"] = xen_role;
   json cpu_count = nullptr;
   if (auto n = read("cpu_count")) {
     try {
@@ -317,6 +325,8 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& system_fact
       {"realtime", {"cat", "/sys/kernel/realtime"}},
       {"cpu_count", {"nproc", "--all"}},
       {"cpuinfo", {"cat", "/proc/cpuinfo"}},
+      {"hypervisor_type", {"cat", "/sys/hypervisor/type"}},
+      {"xen_capabilities", {"cat", "/proc/xen/capabilities"}},
       // Settings known to move latency (docs/results-format.md, "tuning"),
       // in one round trip: key=value lines from a constant script of ours.
       {"tuning",

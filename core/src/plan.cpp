@@ -891,7 +891,7 @@ struct PlanParser {
       });
       for (auto& [key, node] : entries) {
         std::string name(key);
-        if (name == "exclude") continue;
+        if (name == "exclude" || name == "scope") continue;
         Axis axis;
         axis.name = name;
         axis.location = at(*node);
@@ -902,6 +902,7 @@ struct PlanParser {
           continue;
         }
         std::unordered_set<std::string> seen;
+        std::unordered_map<std::string, std::string> id_part_of;  // sanitized -> the value that made it
         for (auto&& item : *arr) {
           std::string value;
           if (auto s = item.as_string()) value = s->get();
@@ -912,6 +913,11 @@ struct PlanParser {
           }
           if (!seen.insert(value).second) {
             diags.error(at(item), "value " + quote_short(value) + " appears twice in matrix axis '" + name + "'");
+            continue;
+          }
+          if (auto [it, fresh] = id_part_of.emplace(sanitize(value), value); !fresh) {
+            diags.error(at(item), "values " + quote_short(it->second) + " and " + quote_short(value) + " of matrix axis '" + name +
+                                      "' give the same cell id part '" + it->first + "' (ids keep letters, digits, '.' and '_'): rename one");
             continue;
           }
           check_axis_value(name, value, at(item));
@@ -954,6 +960,9 @@ struct PlanParser {
     }
     const bool sizes_ok = check_matrix_size(t ? at(*t) : plan_loc);
 
+    if (t)
+      if (auto* scope = t->get("scope")) parse_scopes(*scope);
+    default_scopes();
     if (t)
       if (auto* ex = t->get("exclude")) parse_excludes(*ex);
     matrix_complete = sizes_ok && diags.all().size() == errors_before && find_axis("backend") && find_axis("workload") &&
@@ -1108,6 +1117,68 @@ struct PlanParser {
     }
     if (!ok) return std::nullopt;
     return out;
+  }
+
+  // [matrix] scope = { axis = ["backend", ...] }: see Plan::axis_scopes.
+  void parse_scopes(const toml::node& node) {
+    auto* t = node.as_table();
+    if (!t) {
+      diags.error(at(node), "matrix.scope must be a table of axis = [backends], e.g. scope = { guest_kernel = [\"kvm\"] }");
+      return;
+    }
+    const Axis* backends = find_axis("backend");
+    for (auto&& [k, v] : *t) {
+      std::string name(k.str());
+      const Location where = location_of(k.source(), file);
+      const Axis* axis = find_axis(name);
+      if (!axis) {
+        std::string message = "matrix.scope names axis " + quote_short(name) + ", which the matrix does not have";
+        auto close = did_you_mean(name, axis_names());
+        message += close.empty() ? " (axes: " + join_some(axis_names()) + ")" : "; did you mean '" + close + "'?";
+        diags.error(where, message);
+        continue;
+      }
+      if (name == "host" || std::find(kBuiltinAxes.begin(), kBuiltinAxes.end(), name) != kBuiltinAxes.end()) {
+        diags.error(where, "matrix.scope cannot scope the '" + name + "' axis: every cell has one");
+        continue;
+      }
+      auto* arr = v.as_array();
+      if (!arr) {
+        diags.error(at(v), "matrix.scope." + name + " must be an array of backend names, e.g. [\"kvm\"]");
+        continue;
+      }
+      std::vector<std::string> names;
+      for (auto&& item : *arr) {
+        auto str = item.as_string();
+        if (!str) {
+          diags.error(at(item), "matrix.scope." + name + ": values must be strings (backend names)");
+          continue;
+        }
+        const std::string value = str->get();
+        if (backends && std::find(backends->values.begin(), backends->values.end(), value) == backends->values.end()) {
+          std::string message = "matrix.scope." + name + " names backend " + quote_short(value) + ", which is not a value of matrix.backend (values: " +
+                                join_some(backends->values) + ")";
+          auto close = did_you_mean(value, backends->values);
+          if (!close.empty()) message += "; did you mean '" + close + "'?";
+          diags.error(at(item), message);
+          continue;
+        }
+        names.push_back(value);
+      }
+      plan.axis_scopes[name] = std::move(names);
+    }
+  }
+
+  // guest_kernel belongs to guests: bare metal (the host plugin) has none.
+  void default_scopes() {
+    const Axis* backends = find_axis("backend");
+    if (!backends || !find_axis("guest_kernel") || plan.axis_scopes.count("guest_kernel")) return;
+    std::vector<std::string> guests;
+    for (const auto& b : backends->values) {
+      auto it = plan.backends.find(b);
+      if ((it == plan.backends.end() ? b : it->second.plugin) != "host") guests.push_back(b);
+    }
+    if (guests.size() != backends->values.size()) plan.axis_scopes["guest_kernel"] = std::move(guests);
   }
 
   void parse_excludes(const toml::node& node) {
@@ -1397,14 +1468,28 @@ std::vector<Cell> expand(const Plan& plan) {
     if (possible) excludes.push_back(std::move(mask));
   }
 
+  // Scopes as, per axis, the backend positions it applies to (empty: all).
+  std::vector<std::vector<bool>> in_scope(plan.axes.size());
+  for (std::size_t i = 0; i < plan.axes.size(); ++i) {
+    auto scope = plan.axis_scopes.find(plan.axes[i].name);
+    if (scope == plan.axis_scopes.end()) continue;
+    const auto& backends = plan.axes[*backend].values;
+    in_scope[i].resize(backends.size());
+    for (std::size_t k = 0; k < backends.size(); ++k)
+      in_scope[i][k] = std::find(scope->second.begin(), scope->second.end(), backends[k]) != scope->second.end();
+  }
+  auto has_axis = [&](std::size_t i, const std::vector<std::size_t>& at) { return in_scope[i].empty() || in_scope[i][at[*backend]]; };
+
   std::vector<std::size_t> pos(plan.axes.size(), 0);
   cells.reserve(static_cast<std::size_t>(total));
+  std::unordered_set<std::string> ids;  // cells that differ only in out-of-scope axes are one
   int index = 0;
   while (true) {
     bool excluded = false;
     for (const auto& mask : excludes) {
       bool all = true;
-      for (const auto& [axis, hit] : mask) all = all && hit[pos[axis]];
+      // A selector naming an axis the cell does not have does not match it.
+      for (const auto& [axis, hit] : mask) all = all && has_axis(axis, pos) && hit[pos[axis]];
       if (all) {
         excluded = true;
         break;
@@ -1422,15 +1507,20 @@ std::vector<Cell> expand(const Plan& plan) {
       spec.period = plan.period;
       spec.cpus = plan.cpus;
       for (std::size_t i = 0; i < plan.axes.size(); ++i) {
+        if (!has_axis(i, pos)) continue;
         spec.axes.emplace_back(plan.axes[i].name, plan.axes[i].values[pos[i]]);
-        spec.id += (i ? "-" : "") + id_parts[i][pos[i]];
+        spec.id += (spec.id.empty() ? "" : "-") + id_parts[i][pos[i]];
         if (periods[i][pos[i]]) spec.period = *periods[i][pos[i]];
         if (plan.axes[i].name == "host") spec.host_name = plan.axes[i].values[pos[i]];
       }
-      c.backend = plan.axes[*backend].values[pos[*backend]];
-      c.workload = plan.axes[*workload].values[pos[*workload]];
-      c.probe = plan.axes[*probe].values[pos[*probe]];
-      cells.push_back(std::move(c));
+      if (ids.insert(spec.id).second) {
+        c.backend = plan.axes[*backend].values[pos[*backend]];
+        c.workload = plan.axes[*workload].values[pos[*workload]];
+        c.probe = plan.axes[*probe].values[pos[*probe]];
+        cells.push_back(std::move(c));
+      } else {
+        --index;
+      }
     }
     // Odometer: the last axis varies fastest.
     std::size_t i = plan.axes.size();

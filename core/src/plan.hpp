@@ -132,6 +132,12 @@ struct Plan {
   bool hosts_declared = false;  // the plan has a [hosts] table: placement rules apply
   std::vector<Axis> axes;  // backend, workload, probe, period first, then free axes
   std::vector<Selector> excludes;  // a cell matching every entry of one selector is left out
+  // [matrix] scope: axis -> the backend instances it applies to (absent: all).
+  // A cell whose backend is out of an axis's scope does not have that axis:
+  // neither its value nor its id part, and the cells that differed only in
+  // it are one cell. guest_kernel defaults to every backend but the host
+  // plugin (bare metal has no guest). See docs/plan-format.md, "Scopes".
+  std::map<std::string, std::vector<std::string>> axis_scopes;
   std::map<std::string, Instance> backends, workloads, probes;
   std::vector<GateSpec> gates;
   PrometheusExport prometheus;

@@ -178,7 +178,13 @@ def kernel_label(result):
         gk = axes["guest_kernel"]
         return host + "/" + {"rt": "RT", "nrt": "NRT"}.get(gk, gk)
     rt = (((result.get("facts") or {}).get("backend") or {}).get("guest") or {}).get("system", {}).get("preempt_rt")
-    return host if rt is None else host + "/" + ("RT" if rt else "NRT")
+    if rt is not None:
+        return host + "/" + ("RT" if rt else "NRT")
+    plugin = ((result.get("plugins") or {}).get("backend") or {}).get("plugin", axes.get("backend"))
+    if plugin != "host":
+        return host
+    dom0 = (result.get("host_facts") or {}).get("xen_role") == "dom0"
+    return ("Dom0" if dom0 else "Host") + " (" + host + ")"
 
 
 def measured_max(result):

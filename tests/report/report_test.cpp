@@ -283,13 +283,20 @@ TEST(Model, SeedTableHasTheStudysRowsAndColumns) {
   rt_host.host_facts["preempt_rt"] = true;  // no host_kernel axis: the facts say RT
   rt_host.max_ns = 31000;
   cells.push_back(rt_host);
+  // The host backend in Xen's control domain: the seed's Dom0 row.
+  CellDoc dom0{"host-dom0", axes("host", "none")};
+  dom0.host_facts["preempt_rt"] = false;
+  dom0.host_facts["xen_role"] = "dom0";
+  dom0.max_ns = 630000;
+  cells.push_back(dom0);
   auto s = stored("r", cells);
   RunView run = make_run(s);
   auto tables = seed_tables(run);
   ASSERT_EQ(tables.size(), 1u);
   const auto& t = tables[0];
   EXPECT_EQ(t.fixed, (std::vector<std::pair<std::string, std::string>>{{"probe", "cyclictest"}, {"period", "1ms"}}));
-  EXPECT_EQ(t.rows, (std::vector<std::string>{"NRT/NRT", "NRT/RT", "RT/NRT", "RT/RT", "NRT", "RT"}));
+  EXPECT_EQ(t.rows, (std::vector<std::string>{"NRT/NRT", "NRT/RT", "RT/NRT", "RT/RT", "Host (NRT)", "Host (RT)", "Dom0 (NRT)"}));
+  EXPECT_EQ(*t.entries.at({6, 2}).worst_ns, 630000);
   ASSERT_EQ(t.columns.size(), 3u);
   EXPECT_EQ(t.columns[0].backend, "kvm");
   EXPECT_EQ(t.columns[0].label(), "no stress");
@@ -387,7 +394,7 @@ TEST(Report, EveryMeasuredCellHasBothPlotsAndItsExactMax) {
   EXPECT_EQ(html.find("class=\"plot histogram\" data-cell-id=\"c\""), std::string::npos);
   EXPECT_NE(html.find("<table class=\"seed\">"), std::string::npos);
   std::string md = render_markdown(ReportInput{&run, nullptr, nullptr});
-  EXPECT_NE(md.find("| NRT | 123 µs | 98.8 µs | infra-error |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| Host (NRT) | 123 µs | 98.8 µs | infra-error |"), std::string::npos) << md;
 }
 
 TEST(Report, WithABaselineTheComparisonAndTheOverlayAreShown) {

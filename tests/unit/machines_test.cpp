@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "facts.hpp"
 #include "machines.hpp"
 #include "plan.hpp"
 #include "vmlat/interrupt.hpp"
@@ -196,4 +197,14 @@ TEST(Machines, ACancelledRunStopsWaitingForItsTurn) {
   held.release();
   // The cancelled wait left no one in the queue: b's next turn is free.
   auto again = turns.take("b");
+}
+
+// The seed's Dom0 row needs to know where a host cell ran: Xen's control
+// domain says "control_d" in its capabilities, another domain does not.
+TEST(SystemFacts, XenRoleFromHypervisorTypeAndCapabilities) {
+  EXPECT_EQ(system_facts_from(values({{"hypervisor_type", "xen\n"}, {"xen_capabilities", "control_d\n"}}))["xen_role"], "dom0");
+  EXPECT_EQ(system_facts_from(values({{"hypervisor_type", "xen\n"}, {"xen_capabilities", ""}}))["xen_role"], "domU");
+  EXPECT_EQ(system_facts_from(values({{"hypervisor_type", "xen"}}))["xen_role"], "domU");
+  EXPECT_TRUE(system_facts_from(values({{"hypervisor_type", "kvm"}, {"xen_capabilities", "control_d"}}))["xen_role"].is_null());
+  EXPECT_TRUE(system_facts_from(values({}))["xen_role"].is_null());
 }

@@ -210,7 +210,7 @@ void seed_section(std::string& out, const Run& run) {
   auto tables = seed_tables(run);
   if (tables.empty()) return;
   out += "<section id=\"seed\"><h2>Worst cases (the seed study's layout)</h2><p class=\"small\">Rows: host kernel / guest "
-         "kernel (NRT or RT; bare metal: the host kernel alone). Columns: backend, without and with stress. Entries: the "
+         "kernel (NRT or RT); Host: bare metal, Dom0: Xen's control domain, each with its kernel. Columns: backend, without and with stress. Entries: the "
          "worst case (max) of the cells that fall there.</p>";
   for (const auto& t : tables) {
     std::string caption;

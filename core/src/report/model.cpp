@@ -200,6 +200,22 @@ std::string guest_kernel_label(const Cell& c) {
   return {};
 }
 
+std::string seed_row_label(const Cell& c) {
+  const std::string guest = guest_kernel_label(c);
+  if (!guest.empty()) return host_kernel_label(c) + "/" + guest;
+  std::string plugin = c.axis("backend");
+  if (c.result)
+    if (const json* plugins = object_at(*c.result, "plugins"))
+      if (const json* backend = object_at(*plugins, "backend"))
+        if (backend->contains("plugin") && (*backend)["plugin"].is_string()) plugin = (*backend)["plugin"].get<std::string>();
+  if (plugin != "host") return host_kernel_label(c);
+  bool dom0 = false;
+  if (c.result)
+    if (const json* facts = object_at(*c.result, "host_facts"))
+      dom0 = facts->contains("xen_role") && (*facts)["xen_role"] == "dom0";
+  return (dom0 ? "Dom0 (" : "Host (") + host_kernel_label(c) + ")";
+}
+
 std::string accelerators(const Run& run, const std::string& backend) {
   auto it = run.accelerators.find(backend);
   return it == run.accelerators.end() ? std::string() : it->second;
@@ -220,8 +236,7 @@ std::vector<SeedTable> seed_tables(const Run& run) {
       tables.push_back(SeedTable{fixed, {}, {}, {}});
       table = tables.end() - 1;
     }
-    std::string guest = guest_kernel_label(c);
-    std::string row = host_kernel_label(c) + (guest.empty() ? "" : "/" + guest);
+    const std::string row = seed_row_label(c);
     SeedColumn column{c.axis("backend"), c.axis("workload")};
     auto r = std::find(table->rows.begin(), table->rows.end(), row);
     if (r == table->rows.end()) r = table->rows.insert(table->rows.end(), row);
@@ -230,10 +245,11 @@ std::vector<SeedTable> seed_tables(const Run& run) {
     if (col == table->columns.end()) col = table->columns.insert(table->columns.end(), column);
     add_to_entry(table->entries[{static_cast<std::size_t>(r - table->rows.begin()), static_cast<std::size_t>(col - table->columns.begin())}], c);
   }
-  // The seed's order: rows NRT/NRT, NRT/RT, RT/NRT, RT/RT, then bare metal;
-  // columns grouped by backend, "no stress" first.
+  // The seed's order: rows NRT/NRT, NRT/RT, RT/NRT, RT/RT, then bare metal
+  // and Dom0; columns grouped by backend, "no stress" first.
   auto row_rank = [](const std::string& row) {
-    static const std::vector<std::string> order = {"NRT/NRT", "NRT/RT", "RT/NRT", "RT/RT", "NRT", "RT"};
+    static const std::vector<std::string> order = {"NRT/NRT",   "NRT/RT",     "RT/NRT",    "RT/RT", "Host (NRT)",
+                                                   "Host (RT)", "Dom0 (NRT)", "Dom0 (RT)", "NRT",   "RT"};
     auto it = std::find(order.begin(), order.end(), row);
     return it == order.end() ? order.size() : static_cast<std::size_t>(it - order.begin());
   };

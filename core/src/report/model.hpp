@@ -103,6 +103,10 @@ std::vector<SeedTable> seed_tables(const Run& run);
 // guest facts); "" when there is no guest (the host backend).
 std::string host_kernel_label(const Cell& cell);
 std::string guest_kernel_label(const Cell& cell);
+// The seed table's row: "NRT/RT" (host/guest kernel) for a guest,
+// "Host (RT)" for bare metal, "Dom0 (NRT)" for a host-backend cell measured
+// in Xen's control domain (host_facts.xen_role).
+std::string seed_row_label(const Cell& cell);
 
 // The period sweep: rows are the combinations of every other axis, columns
 // the periods (shortest first), entries worst cases. Empty when the run has

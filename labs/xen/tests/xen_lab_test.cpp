@@ -277,6 +277,14 @@ engine = "cyclictest"
   const json result =
       json::parse(slurp(run_dir / run_json["cells"][0]["dir"].get<std::string>() / "result.json"));
   EXPECT_GT(result["per_cpu"]["0"]["stats"]["samples"].get<long>(), 100) << result.dump(1);
+  // The cell ran in Xen's control domain: the seed table's Dom0 row, not Host.
+  EXPECT_EQ(result["host_facts"]["xen_role"], "dom0") << result["host_facts"].dump(1);
+  auto report = run({(kBuild / "vmlat").string(), "report", run_dir.string(), "--format", "json"});
+  ASSERT_EQ(report.code, 0) << report.err;
+  const json model = json::parse(report.out);
+  ASSERT_EQ(model["seed_tables"].size(), 1u) << model["seed_tables"].dump(1);
+  const std::string row = model["seed_tables"][0]["rows"][0].get<std::string>();
+  EXPECT_EQ(row.rfind("Dom0 (", 0), 0u) << model["seed_tables"].dump(1);
 }
 
 TEST_F(XenLab, GeneratedConfigsOfAllThreeTypesPassXlDryRun) {
