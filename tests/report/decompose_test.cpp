@@ -218,7 +218,7 @@ TEST(Decompose, SlopRecoveredFromSimulatedSweeps) {
     std::vector<SweepCell> cells;
     std::vector<Simulated> sims;
     for (long long p : k.periods_us) {
-      sims.push_back(simulate(slop, p * 1000, 3'000'000'000LL, noise, static_cast<std::uint64_t>(p * 7919 + k.slop_us), k.native));
+      sims.push_back(simulate(slop, p * 1000, 3'000'000'000LL, noise, static_cast<std::uint64_t>(p * 7919 + k.slop_us * 2 + k.native), k.native));
       cells.push_back({"host-" + period_text(p * 1000), period_text(p * 1000), sims.back().latency});
     }
     StoredRun stored = sweep_run(cells);

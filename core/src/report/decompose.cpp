@@ -510,7 +510,8 @@ std::string slop_text(const GroupDecomposition& g) {
     s = "timer slop S = " + us(e.slop_ns) + " (" + us(e.low_ns) + " to " + us(e.high_ns) + ")";
   }
   if (g.slop_from) return s + ", borrowed from group " + label_of(*g.slop_from, "") + " (same period, no stress)";
-  if (!e.seen) return s;
+  // A large misfit says the periods differ in a way no slop explains (docs: "Where it breaks").
+  if (!e.seen) return s + " (model misfit " + us(e.misfit_ns) + ")";
   s += ", fitted to the period sweep (misfit " + us(e.misfit_ns) + ")";
   for (const auto& r : e.in_reach) {
     s += "; at " + us(r.period_ns) + ": floor lift gives " + us(r.floor_ns);
