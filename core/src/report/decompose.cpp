@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -131,9 +132,32 @@ std::vector<std::pair<long long, double>> residues(const HistogramData& h, long 
   return {by.rbegin(), by.rend()};
 }
 
+// The reference's noise as the model uses it: its non-empty buckets, and the
+// 90% quantile above which (plus the largest timer part) a noise value can no
+// longer move a quantile the fit reads.
+struct Noise {
+  std::vector<std::pair<long long, double>> buckets;  // us, mass
+  double beyond = 0;
+  long long q90_us = 0;
+};
+
+Noise noise_of(const HistogramData& h) {
+  Noise n;
+  double total = static_cast<double>(h.overflows), seen = 0;
+  for (const auto& [k, c] : h.buckets) total += static_cast<double>(c);
+  n.beyond = static_cast<double>(h.overflows);
+  for (const auto& [k, c] : h.buckets) {
+    n.buckets.emplace_back(static_cast<long long>(k), static_cast<double>(c));
+    if (seen < 0.9 * total) n.q90_us = static_cast<long long>(k);
+    seen += static_cast<double>(c);
+  }
+  return n;
+}
+
 // The model's law of one cell's latency under slop `sigma`: the timer part
-// (from the cell's own residues) plus the reference's noise, independent of it.
-BucketLaw model_law(const std::vector<std::pair<long long, double>>& res, long long period_ns, long long sigma, const BucketLaw& noise) {
+// (from the cell's own residues) plus the reference's noise, independent of
+// it. Only the mass below the 90% quantile is placed; the rest is `beyond`.
+BucketLaw model_law(const std::vector<std::pair<long long, double>>& res, long long period_ns, long long sigma, const Noise& noise) {
   long long top_ns = 0;
   double delayed = 0;
   for (const auto& [r, w] : res) {
@@ -141,24 +165,37 @@ BucketLaw model_law(const std::vector<std::pair<long long, double>>& res, long l
     top_ns = std::max(top_ns, sigma - period_ns + r);
     delayed += w;
   }
+  // T >= 0, so the model's 90% quantile is at most the noise's plus the
+  // largest T: noise above that only counts in the total.
+  const long long cut_us = noise.q90_us + top_ns / 1000 + 2;
   BucketLaw g;
-  g.first_us = noise.first_us;
-  g.beyond = noise.beyond;
-  g.mass.assign(noise.mass.size() + static_cast<std::size_t>(top_ns / 1000) + 2, 0.0);
+  g.first_us = noise.buckets.empty() ? 0 : noise.buckets.front().first;
+  g.mass.assign(static_cast<std::size_t>(std::max(0LL, cut_us - g.first_us + 1)), 0.0);
+  double placed = 0, all = noise.beyond;
+  for (const auto& [k, m] : noise.buckets) all += m;
+  auto add = [&](long long bucket, double m) {
+    if (bucket > cut_us) return;
+    g.mass[static_cast<std::size_t>(bucket - g.first_us)] += m;
+    placed += m;
+  };
   const double on_time = std::max(0.0, 1.0 - delayed);
-  for (std::size_t j = 0; j < noise.mass.size(); ++j) g.mass[j] += on_time * noise.mass[j];
+  for (const auto& [k, m] : noise.buckets) {
+    if (k > cut_us) break;
+    add(k, on_time * m);
+  }
   for (const auto& [r, w] : res) {
     const long long t = sigma - period_ns + r;
     if (t <= 0) break;
     // N is uniform within its bucket, so t + N splits between two buckets.
-    const auto whole = static_cast<std::size_t>(t / 1000);
+    const long long whole = t / 1000;
     const double frac = static_cast<double>(t % 1000) / 1000.0;
-    for (std::size_t j = 0; j < noise.mass.size(); ++j) {
-      const double m = w * noise.mass[j];
-      g.mass[j + whole] += m * (1 - frac);
-      g.mass[j + whole + 1] += m * frac;
+    for (const auto& [k, m] : noise.buckets) {
+      if (k + whole > cut_us) break;
+      add(k + whole, w * m * (1 - frac));
+      add(k + whole + 1, w * m * frac);
     }
   }
+  g.beyond = std::max(0.0, all - placed);
   return g;
 }
 
@@ -166,17 +203,85 @@ struct FitCell {
   long long period_ns = 0;
   std::vector<std::pair<long long, double>> res;
   std::vector<double> quantiles;  // the cell's, at fit_quantiles()
+  // The model's at sigma = P: for sigma >= P the timer part is sigma - P + R
+  // with every R, so the model's law is this one moved by sigma - P.
+  std::vector<double> lifted;
 };
 
-double misfit(const std::vector<FitCell>& cells, const BucketLaw& noise, const std::vector<double>& us, long long sigma) {
-  double sum = 0;
+// The misfit of slops 0, step, 2 step, ... (whole microseconds), n of them.
+// For sigma >= P a cell's model is its lifted law moved by sigma - P. Below
+// P, the delayed wake-ups are those whose residue exceeds P - sigma (a
+// prefix of `res`); on whole microseconds each keeps its split between two
+// buckets, so their part of the law only moves with sigma: it is built once,
+// adding each wake-up as it becomes delayed, and read at an offset.
+std::vector<double> misfit_profile(const std::vector<FitCell>& cells, const Noise& noise, const std::vector<double>& us, long long step_us,
+                                   std::size_t n) {
+  std::vector<double> profile(n, 0.0);
+  double noise_total = noise.beyond;
+  for (const auto& [k, m] : noise.buckets) noise_total += m;
+  const long long first = noise.buckets.empty() ? 0 : noise.buckets.front().first;
+  // The on-time wake-ups keep the noise as it is, up to the model's cut (the
+  // noise's 90% quantile plus the largest timer part, below P here).
+  long long longest_us = 0;
+  for (const auto& c : cells) longest_us = std::max(longest_us, (c.period_ns + 999) / 1000);
+  std::vector<double> dense(static_cast<std::size_t>(noise.q90_us + longest_us + 3 - first + 1), 0.0);
+  for (const auto& [k, m] : noise.buckets)
+    if (k - first < static_cast<long long>(dense.size())) dense[static_cast<std::size_t>(k - first)] = m;
   for (const auto& c : cells) {
-    auto q = law_quantiles(model_law(c.res, c.period_ns, sigma, noise), us);
-    double d = 0;
-    for (std::size_t i = 0; i < q.size(); ++i) d += std::abs(c.quantiles[i] - q[i]);
-    sum += d / static_cast<double>(q.size());
+    const long long period_us_up = (c.period_ns + 999) / 1000;
+    // delayed[y - y0]: the delayed wake-ups' share of the law at x = y + sigma/1us.
+    const long long y0 = first - period_us_up - 2, y1 = noise.q90_us + 3;
+    std::vector<double> delayed(static_cast<std::size_t>(y1 - y0 + 1), 0.0);
+    std::size_t next_atom = 0;
+    double delayed_weight = 0;
+    long long top_offset_ns = LLONG_MIN;  // the largest residue - P among the delayed
+    for (std::size_t i = 0; i < n; ++i) {
+      const long long sigma = static_cast<long long>(i) * step_us * 1000;
+      if (sigma >= c.period_ns) {
+        double d = 0;
+        for (std::size_t q = 0; q < us.size(); ++q) d += std::abs(c.quantiles[q] - c.lifted[q] - static_cast<double>(sigma - c.period_ns));
+        profile[i] += d / static_cast<double>(us.size());
+        continue;
+      }
+      for (; next_atom < c.res.size() && sigma - c.period_ns + c.res[next_atom].first > 0; ++next_atom) {
+        const auto [r, w] = c.res[next_atom];
+        const long long offset = r - c.period_ns;  // t = sigma + offset, in (-P, 0)
+        const long long whole = offset >= 0 ? offset / 1000 : -((-offset + 999) / 1000);
+        const double frac = static_cast<double>(offset - whole * 1000) / 1000.0;
+        for (const auto& [k, m] : noise.buckets) {
+          const long long y = k + whole;
+          if (y + 1 > y1) break;
+          delayed[static_cast<std::size_t>(y - y0)] += w * m * (1 - frac);
+          delayed[static_cast<std::size_t>(y + 1 - y0)] += w * m * frac;
+        }
+        delayed_weight += w;
+        top_offset_ns = std::max(top_offset_ns, offset);
+      }
+      const long long sigma_us = sigma / 1000;
+      const long long top_us = top_offset_ns == LLONG_MIN ? 0 : (sigma + top_offset_ns) / 1000;
+      // The model's law (as model_law places it) read in one pass, up to its
+      // 90% quantile: its total is the noise's, the on-time and the delayed
+      // shares of it adding up to one.
+      const auto size = static_cast<std::size_t>(noise.q90_us + top_us + 2 - first + 1);
+      const double on_time = std::max(0.0, 1.0 - delayed_weight);
+      double seen = 0, d = 0;
+      std::size_t q = 0;
+      for (std::size_t x = 0; x < size && q < us.size(); ++x) {
+        const long long at = first + static_cast<long long>(x);
+        double m = x < dense.size() ? on_time * dense[x] : 0.0;
+        const long long y = at - sigma_us;
+        if (y >= y0 && y <= y1) m += delayed[static_cast<std::size_t>(y - y0)];
+        for (; q < us.size() && seen + m >= us[q] * noise_total; ++q) {
+          const double within = m > 0 ? (us[q] * noise_total - seen) / m : 0.0;
+          d += std::abs(c.quantiles[q] - (static_cast<double>(at) + std::clamp(within, 0.0, 1.0)) * 1000.0);
+        }
+        seen += m;
+      }
+      for (; q < us.size(); ++q) d += std::abs(c.quantiles[q] - static_cast<double>(first + static_cast<long long>(size)) * 1000.0);
+      profile[i] += d / static_cast<double>(us.size());
+    }
   }
-  return sum;
+  return profile;
 }
 
 }  // namespace
@@ -231,58 +336,46 @@ std::optional<SlopEstimate> estimate_slop(const std::vector<SweepPoint>& points)
   std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->period_ns < b->period_ns; });
   if (sorted.size() < 2 || sorted.front()->period_ns == sorted.back()->period_ns) return std::nullopt;
   const SweepPoint& reference = *sorted.back();
-  const BucketLaw noise = law_of(*reference.latency);
+  const Noise noise = noise_of(*reference.latency);
   const std::vector<double> us = fit_quantiles();
   std::vector<FitCell> cells;
   long long sigma_max = 1000;
   for (const SweepPoint* p : sorted) {
     if (p->period_ns == reference.period_ns) continue;
-    FitCell c{p->period_ns, residues(*p->latency, p->period_ns), law_quantiles(law_of(*p->latency), us)};
+    FitCell c{p->period_ns, residues(*p->latency, p->period_ns), law_quantiles(law_of(*p->latency), us), {}};
+    c.lifted = law_quantiles(model_law(c.res, c.period_ns, c.period_ns, noise), us);
     // Under a slop sigma >= P the body starts at sigma - P: no larger sigma fits.
     sigma_max = std::max(sigma_max, static_cast<long long>(c.quantiles.back()) + p->period_ns);
     cells.push_back(std::move(c));
   }
 
-  // Misfit on a grid, then finer around the best; every evaluation is kept
-  // for the band.
-  std::map<long long, double> j;
-  auto eval = [&](long long sigma) {
-    auto it = j.find(sigma);
-    if (it == j.end()) it = j.emplace(sigma, misfit(cells, noise, us, sigma)).first;
-    return it->second;
-  };
-  const long long coarse = std::max(250LL, sigma_max / 400);
-  for (long long s = 0; s <= sigma_max + coarse; s += coarse) eval(s);
-  auto best = [&] {
-    auto b = j.begin();
-    for (auto it = j.begin(); it != j.end(); ++it)
-      if (it->second < b->second) b = it;  // the smallest sigma among equals
-    return *b;
-  };
-  const long long around = best().first;
-  for (long long s = std::max(0LL, around - coarse); s <= around + coarse; s += 50) eval(s);
-  const auto [fit, fit_misfit] = best();
+  // The misfit on a grid of whole microseconds (the histograms' resolution;
+  // coarser beyond 2,000 points).
+  const long long step_us = std::max(1LL, (sigma_max / 1000 + 1999) / 2000);
+  const auto n = static_cast<std::size_t>(sigma_max / 1000 / step_us + 2);
+  const std::vector<double> j = misfit_profile(cells, noise, us, step_us, n);
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < n; ++i)
+    if (j[i] < j[best]) best = i;  // the smallest sigma among equals
+  const long long fit = static_cast<long long>(best) * step_us * 1000;
+  const double fit_misfit = j[best];
   const double limit = fit_misfit + kBandToleranceNs;
-  // The band's edges, bisected between the last slop inside and the first outside.
-  auto edge = [&](long long inside, long long outside) {
-    for (int i = 0; i < 8 && std::abs(outside - inside) > 50; ++i) {
-      long long mid = inside + (outside - inside) / 2;
-      (eval(mid) <= limit ? inside : outside) = mid;
+  std::size_t lo = best, hi = best;
+  for (std::size_t i = 0; i < n; ++i)
+    if (j[i] <= limit) {
+      lo = std::min(lo, i);
+      hi = std::max(hi, i);
     }
-    return inside;
+  // An edge lies between the last grid slop inside and the first outside:
+  // where the misfit, taken as linear between them, reaches the limit.
+  const auto step_ns = static_cast<double>(step_us * 1000);
+  auto edge = [&](std::size_t inside, std::size_t outside) {
+    const double part = (limit - j[inside]) / (j[outside] - j[inside]);
+    const double toward = outside > inside ? 1.0 : -1.0;
+    return std::llround((static_cast<double>(inside) + toward * std::clamp(part, 0.0, 1.0)) * step_ns);
   };
-  long long band_low = fit, band_high = fit;
-  {
-    std::vector<std::pair<long long, double>> grid(j.begin(), j.end());
-    std::size_t lo = grid.size(), hi = 0;
-    for (std::size_t i = 0; i < grid.size(); ++i)
-      if (grid[i].second <= limit) {
-        lo = std::min(lo, i);
-        hi = i;
-      }
-    band_low = lo > 0 ? edge(grid[lo].first, grid[lo - 1].first) : 0;
-    band_high = hi + 1 < grid.size() ? edge(grid[hi].first, grid[hi + 1].first) : grid[hi].first;
-  }
+  const long long band_low = lo > 0 ? edge(lo, lo - 1) : 0;
+  const long long band_high = hi + 1 < n ? edge(hi, hi + 1) : static_cast<long long>(hi) * step_us * 1000;
 
   SlopEstimate e;
   e.fit_ns = fit;
