@@ -6,8 +6,8 @@ headless Chromium (docs/report.md).
      console check the reports go through (so the check can fail);
   2. real runs: plans/quickstart.toml (host backend, stress off/on, both probe
      engines, 1s cells), plans/period-sweep.toml (50us, 500us, 1ms: the
-     decomposition's bars add up and their timer parts are the period
-     offsets, recomputed here) and, when QEMU is installed,
+     decomposition's bars add up and their timer parts are the slop
+     model's for the slop the page states, recomputed here) and, when QEMU is installed,
      plans/kvm-quick.toml without stress (nrt and rt guests, 1s cells) and a
      guest with trace_above (both traces linked inside the run directory, the
      time line holds the spike at its mapped host time and every host event);
@@ -308,19 +308,35 @@ def quantile_ns(hist, q):
     return hist["max_ns"]
 
 
+def timer_part_ns(hist, period_ns, slop_ns, q):
+    """The slop model's timer part at quantile q (docs/decomposition.md), computed here independently: each
+    bucketed wake-up L sets max(0, S - P + (L mod P)) for the next one (a bucket at its middle); nearest rank."""
+    atoms = sorted((max(0, slop_ns - period_ns + (k * 1000 + 500) % period_ns), c) for k, c in hist["buckets"])
+    n = sum(c for _, c in atoms)
+    rank = max(1, min(n, -(-int(round(q * n * 1e6)) // 1000000)))
+    seen = 0
+    for t, c in atoms:
+        seen += c
+        if seen >= rank:
+            return t
+    return atoms[-1][0]
+
+
 def check_decomposition(name, run_dir, doc):
     """Every measured cell of a period sweep has a stacked bar per statistic whose parts add up to the
-    statistic, and its timer part is the offset over the longest period, recomputed here."""
+    statistic; its timer part is the slop model's quantile for the slop the page reports, recomputed here
+    from result.json; the page states the slop of its group with an interval that holds it."""
     _, results = results_of(run_dir)
-    groups = {}
-    for r in results:
-        if measured_max(r) is None:
-            continue
-        axes = r["cell"]["axes"]
-        key = tuple(sorted((k, v) for k, v in axes.items() if k != "period"))
-        groups.setdefault(key, []).append(r)
+    by_id = {r["cell"]["id"]: r for r in results if measured_max(r) is not None}
     svgs = doc.find_all("svg", cls="breakdown")
     check(svgs, "%s: no decomposition plot" % name)
+    slops = doc.find_all("li", cls="slop")
+    check(slops, "%s: no slop stated" % name)
+    for li in slops:
+        lo, s, hi = (int(li.attrs.get(k, "-1")) for k in ("data-slop-low-ns", "data-slop-ns", "data-slop-high-ns"))
+        check(0 <= lo <= s <= hi, "%s: slop %d outside its interval %d..%d" % (name, s, lo, hi))
+    rows = {tr.attrs["data-cell-id"]: tr for table in doc.find_all("table", cls="decomposition")
+            for tr in table.find_all("tr") if "data-cell-id" in tr.attrs}
     parts = {}
     for svg in svgs:
         for rect in svg.find_all("rect", cls="part"):
@@ -328,22 +344,22 @@ def check_decomposition(name, run_dir, doc):
                 parts.setdefault((rect.attrs["data-cell-id"], rect.attrs["data-stat"]), {})[
                     (rect.classes() - {"part"}).pop()] = int(rect.attrs["data-ns"])
     n = 0
-    for cells in groups.values():
-        ref = max(cells, key=lambda r: r["cell"]["period_ns"])
-        for r in cells:
-            cid = r["cell"]["id"]
-            diffs = sorted(quantile_ns(r["merged"]["histogram"], u / 100) - quantile_ns(ref["merged"]["histogram"], u / 100)
-                           for u in range(10, 91))
-            offset = 0 if r is ref else diffs[len(diffs) // 2]
-            for stat in ("p50", "p99", "max"):
-                total = r["merged"]["stats"][stat + "_ns"]
-                got = parts.get((cid, stat))
-                if not check(got is not None, "%s: %s has no %s bar" % (name, cid, stat)):
-                    continue
-                check(sum(got.values()) == total, "%s: %s %s parts %s do not add up to %d" % (name, cid, stat, got, total))
-                check(got.get("timer") == min(max(0, offset), total),
-                      "%s: %s %s timer part %s, the offset over %s is %d" % (name, cid, stat, got.get("timer"), ref["cell"]["id"], offset))
-                n += 1
+    for cid, r in by_id.items():
+        row = rows.get(cid)
+        if not check(row is not None and "data-slop-ns" in row.attrs, "%s: %s has no decomposition row with a slop" % (name, cid)):
+            continue
+        slop, period = int(row.attrs["data-slop-ns"]), int(row.attrs["data-period-ns"])
+        check(period == r["cell"]["period_ns"], "%s: %s period %d, result.json %d" % (name, cid, period, r["cell"]["period_ns"]))
+        for stat, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
+            total = r["merged"]["stats"][stat + "_ns"]
+            got = parts.get((cid, stat))
+            if not check(got is not None, "%s: %s has no %s bar" % (name, cid, stat)):
+                continue
+            check(sum(got.values()) == total, "%s: %s %s parts %s do not add up to %d" % (name, cid, stat, got, total))
+            want = min(timer_part_ns(r["merged"]["histogram"], period, slop, q), total)
+            check(got.get("timer") == want,
+                  "%s: %s %s timer part %s, the model under S = %d ns gives %d" % (name, cid, stat, got.get("timer"), slop, want))
+            n += 1
     log("   decomposition: %d bars checked" % n)
 
 

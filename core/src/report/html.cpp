@@ -352,9 +352,19 @@ void decomposition_section(std::string& out, const Run& run) {
     std::string accel = accelerators(run, b);
     out += "<h3>" + esc(b.empty() ? "(no backend axis)" : b) +
            (accel.empty() || accel == "kvm" ? "" : " <span class=\"small\">(" + esc(accel) + ")</span>") + "</h3>";
+    std::string slops;
+    for (const auto* g : mine)
+      if (g->slop) {
+        std::string label;
+        for (const auto& [k, v] : g->axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
+        slops += "<li class=\"slop\" data-slop-ns=\"" + std::to_string(g->slop->slop_ns) + "\" data-slop-low-ns=\"" +
+                 std::to_string(g->slop->low_ns) + "\" data-slop-high-ns=\"" + std::to_string(g->slop->high_ns) + "\">" + esc(label) +
+                 ": " + esc(slop_text(*g)) + "</li>";
+      }
+    if (!slops.empty()) out += "<ul class=\"slops\">" + slops + "</ul>";
     out += breakdown_svg(run, b, mine);
-    out += "<table class=\"decomposition\"><tr><th>cells</th><th>period</th><th>L_timer from</th><th class=\"num\">period "
-           "offset</th><th class=\"num\">irq p50</th>";
+    out += "<table class=\"decomposition\"><tr><th>cells</th><th>period</th><th>L_timer from</th><th class=\"num\">median "
+           "shift</th><th class=\"num\">irq p50</th>";
     for (const char* s : {"p50", "p99", "max"})
       out += "<th class=\"num\">" + std::string(s) + ": L_timer + L_np</th>";
     out += "</tr>";
@@ -362,7 +372,11 @@ void decomposition_section(std::string& out, const Run& run) {
       for (const auto& c : g->cells) {
         std::string label;
         for (const auto& [k, v] : g->axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
-        out += "<tr data-cell-id=\"" + esc(run.cells[static_cast<std::size_t>(c.cell)].id) + "\"><td>" +
+        const std::string slop_attr =
+            g->slop && !c.d.irq_p50_ns ? " data-slop-ns=\"" + std::to_string(g->slop->slop_ns) + "\" data-period-ns=\"" +
+                                             std::to_string(c.d.period_ns) + "\""
+                                       : "";
+        out += "<tr data-cell-id=\"" + esc(run.cells[static_cast<std::size_t>(c.cell)].id) + "\"" + slop_attr + "><td>" +
                cell_link(run.cells[static_cast<std::size_t>(c.cell)]) + " <span class=\"small\">" + esc(label) + "</span></td><td>" +
                esc(c.period) + "</td><td>" + esc(c.d.timer_source) + "</td><td class=\"num\">" + (c.d.offset_ns ? offset_text(*c.d.offset_ns) : "–") +
                "</td><td class=\"num\">" + latency(c.d.irq_p50_ns) + "</td>";

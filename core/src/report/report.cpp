@@ -141,8 +141,17 @@ std::string render_markdown(const ReportInput& in) {
 
   auto decomposition = decompose_run(run);
   if (!decomposition.empty()) {
-    out << "### Latency decomposition\n\n" << md(kDecompositionMethod)
-        << "\n\n| cells | period | L_timer from | period offset | p50: L_timer + L_np | p99: L_timer + L_np | max: L_timer + L_np |\n"
+    out << "### Latency decomposition\n\n" << md(kDecompositionMethod) << "\n\n";
+    bool slops = false;
+    for (const auto& g : decomposition)
+      if (g.slop) {
+        std::string label;
+        for (const auto& [k, v] : g.axes) label += (label.empty() ? "" : ", ") + k + "=" + v;
+        out << "- " << md(label) << ": " << md(slop_text(g)) << "\n";
+        slops = true;
+      }
+    out << (slops ? "\n" : "")
+        << "| cells | period | L_timer from | median shift | p50: L_timer + L_np | p99: L_timer + L_np | max: L_timer + L_np |\n"
            "|---|---|---|---:|---:|---:|---:|\n";
     for (const auto& g : decomposition)
       for (const auto& c : g.cells) {
