@@ -113,6 +113,7 @@ struct ReportCommand {
   std::string format = "html"; // html, markdown, json
   std::string output;          // "": RUN_DIR/report.html for html, stdout otherwise; "-": stdout
   std::string baseline;        // optional run directory to compare with
+  std::vector<std::string> more_runs;  // further run directories merged with run_dir into one report
 };
 struct CompareCommand {
   std::string base, now;

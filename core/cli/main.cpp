@@ -139,9 +139,14 @@ Prints the metrics of a stored run (results/<run-id>, or a results root: its
 "latest" run), every cell, in the Prometheus text format: what --push sends
 and --textfile writes. See docs/metrics.md.
 )"},
-    {"report", R"(usage: vmlat report RUN_DIR [options]
+    {"report", R"(usage: vmlat report RUN_DIR [RUN_DIR...] [options]
 
 Renders a stored run (results/<run-id>, or a results root: its "latest" run).
+Several runs (other machines, another kernel, one CI job per host) make one
+report: their cells together, a cell measured in more than one run shown once
+per run and marked with its run, the seed table's columns grouped by machine
+(host_facts hostname, else cpu_model) when the runs come from more than one,
+and the verdict the worst of the runs'.
 HTML (the default) is one self-contained file, no script and nothing loaded
 from the network: the verdict and the system first, the gates (failures and
 by how much they exceeded their bound), the seed study's worst-case table,
@@ -158,7 +163,8 @@ options:
   --output FILE       where to write (default: RUN_DIR/report.html for html,
                       stdout for markdown and json; '-' is stdout)
   --baseline RUN_DIR  compare with this run: a comparison table (tolerance 10%),
-                      and the baseline's CCDF overlaid on each cell's
+                      and the baseline's CCDF overlaid on each cell's (one
+                      RUN_DIR only)
 )"},
     {"compare", R"(usage: vmlat compare BASE_RUN NEW_RUN [options]
 
@@ -305,7 +311,7 @@ const Command kCommands[] = {
     {"push", "push RUN_DIR", "push a stored run's metrics to a Prometheus Pushgateway",
      {"--url", "--push-timeout", "--textfile"}, cmd_push},
     {"metrics", "metrics RUN_DIR", "print a stored run's metrics (Prometheus text format)", {}, cmd_metrics},
-    {"report", "report RUN_DIR", "write a stored run's report (HTML with plots, Markdown, JSON)",
+    {"report", "report RUN_DIR...", "write a stored run's report (HTML with plots, Markdown, JSON)",
      {"--format", "--output", "--baseline"}, cmd_report},
     {"compare", "compare BASE NEW", "compare two stored runs: regressions beyond a tolerance",
      {"--tolerance", "--format", "--output"}, cmd_compare},
@@ -521,7 +527,9 @@ int cmd_run_cell(Args& a) {
 int cmd_push(Args& a) { return app::push(need_run_dir(a), a.metrics, std::cout, std::cerr); }
 int cmd_metrics(Args& a) { return app::metrics(need_run_dir(a), std::cout, std::cerr); }
 int cmd_report(Args& a) {
-  return app::report(report::ReportCommand{need_run_dir(a), a.format.empty() ? "html" : a.format, a.output, a.baseline},
+  if (a.positional.empty()) usage_error("missing RUN_DIR", a.command);
+  return app::report(report::ReportCommand{a.positional.front(), a.format.empty() ? "html" : a.format, a.output, a.baseline,
+                                           std::vector<std::string>(a.positional.begin() + 1, a.positional.end())},
                      std::cout, std::cerr);
 }
 int cmd_compare(Args& a) {

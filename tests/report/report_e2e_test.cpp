@@ -155,6 +155,53 @@ TEST_F(ReportE2E, ReportWritesHtmlBesideTheRunAndMarkdownAndJsonToStdout) {
   EXPECT_EQ(vmlat({"report", dir.string(), "--output", (dir_ / "no" / "such" / "dir" / "r.html").string()}).code, 3);
 }
 
+// Two real runs (as two CI jobs would make them) merged by the CLI: the cell
+// both measured is shown once per run, each marked with its run, and the
+// failing gate of the second run makes the merged verdict FAIL.
+TEST_F(ReportE2E, ReportMergesRunsKeepingACellOfBothRunsTwice) {
+  auto first = run("first", vmlat::testing::kOneNativeCellPlan);
+  auto second = run("second", vmlat::testing::kOneNativeCellPlan + R"([[gate]]
+name = "impossible"
+stat = "max"
+bound = "1ns"
+)", 1);
+  const std::string first_id = first.filename().string(), second_id = second.filename().string();
+  ASSERT_NE(first_id, second_id);
+  auto js = vmlat({"report", first.string(), (dir_ / "second").string(), "--format", "json"});
+  ASSERT_EQ(js.code, 0) << js.err;
+  json j = json::parse(js.out);
+  ASSERT_EQ(j["runs"].size(), 2u);
+  EXPECT_EQ(j["runs"][0]["run_id"], first_id);
+  EXPECT_EQ(j["runs"][0]["verdict"], "MEASURED");
+  EXPECT_EQ(j["runs"][1]["verdict"], "FAIL");
+  EXPECT_EQ(j["verdict"]["word"], "FAIL");
+  ASSERT_EQ(j["cells"].size(), 2u);
+  EXPECT_EQ(j["cells"][0]["id"], j["cells"][1]["id"]);
+  EXPECT_EQ(j["cells"][0]["run_id"], first_id);
+  EXPECT_EQ(j["cells"][0]["also_in"], json::array({second_id}));
+  EXPECT_EQ(j["cells"][1]["also_in"], json::array({first_id}));
+  EXPECT_EQ(j["cells"][1]["max_ns"], max_of(second, j["cells"][1]["id"].get<std::string>()));
+  // One seed entry holds the cell of both runs, each run's value kept.
+  ASSERT_EQ(j["seed_tables"].size(), 1u);
+  const json& entry = j["seed_tables"][0]["entries"][0];
+  ASSERT_EQ(entry["by_run"].size(), 2u);
+  EXPECT_EQ(entry["by_run"][0]["max_ns"], j["cells"][0]["max_ns"]);
+  EXPECT_EQ(entry["by_run"][1]["max_ns"], j["cells"][1]["max_ns"]);
+
+  // HTML: beside the first run by default; each cell marked with its run.
+  auto html = vmlat({"report", first.string(), second.string()});
+  ASSERT_EQ(html.code, 0) << html.err;
+  std::string page = read(first / "report.html");
+  EXPECT_NE(page.find("data-verdict=\"FAIL\""), std::string::npos);
+  EXPECT_NE(page.find("run " + first_id + "; also measured in " + second_id), std::string::npos);
+  EXPECT_NE(page.find("run " + second_id + "; also measured in " + first_id), std::string::npos);
+
+  auto with_base = vmlat({"report", first.string(), second.string(), "--baseline", first.string()});
+  EXPECT_EQ(with_base.code, 2);
+  EXPECT_NE(with_base.err.find("--baseline compares one run"), std::string::npos) << with_base.err;
+  EXPECT_EQ(vmlat({"report", first.string(), (dir_ / "nowhere").string()}).code, 2);
+}
+
 TEST_F(ReportE2E, RegressionGateThroughVmlatRun) {
   auto base = run("base", one_cell_with_regression_gate(dir_ / "none-yet"), 3);  // no baseline yet: exit 3
   EXPECT_NE(last_.err.find("gate 'no-regression': baseline '" + (dir_ / "none-yet").string() + "' cannot be read"),

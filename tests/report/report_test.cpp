@@ -313,6 +313,105 @@ TEST(Model, SeedTableHasTheStudysRowsAndColumns) {
   EXPECT_EQ(worst_case_text(851400), "851 µs");
 }
 
+// Two runs of two machines (a host run on one, a kvm run on the other, as
+// one CI job per host makes them): one seed table with a column group per
+// machine, the cell both ran shown once per run and marked, the worst verdict.
+TEST(Merge, TwoMachinesMakeOneSeedTableAndACellOfBothRunsIsShownTwice) {
+  auto on = [](CellDoc c, const std::string& machine) {
+    c.host_facts["hostname"] = machine;
+    return c;
+  };
+  CellDoc failing = on({"host-none", axes("host", "none"), "measured", 40000}, "core-duo");
+  failing.gates = json::array({json{{"gate", "g"}, {"stat", "max"}, {"verdict", "fail"}, {"bound_ns", 10}, {"value_ns", 20}, {"excess_ns", 10}}});
+  auto host_run = stored("hostrun", {failing, on({"host-stress", axes("host", "stress"), "measured", 45000}, "core-duo")});
+  std::vector<CellDoc> kvm_cells{on({"host-none", axes("host", "none"), "measured", 20000}, "core-i7")};
+  for (std::string gk : {"nrt", "rt"}) {
+    auto a = axes("kvm", "none");
+    a.emplace_back("guest_kernel", gk);
+    kvm_cells.push_back(on({"kvm-none-" + gk, a, "measured", gk == "rt" ? 30000 : 35000}, "core-i7"));
+  }
+  auto kvm_run = stored("kvmrun", kvm_cells);
+  std::vector<RunView> runs{make_run(host_run), make_run(kvm_run)};
+  EXPECT_EQ(runs[0].verdict.word, "FAIL");
+  EXPECT_EQ(runs[1].verdict.word, "MEASURED");
+  RunView merged = merge_runs(runs);
+  ASSERT_TRUE(merged.merged());
+  EXPECT_EQ(merged.verdict.word, "FAIL");  // the worst of the runs
+  ASSERT_EQ(merged.cells.size(), 5u);
+  int twins = 0;
+  for (const auto& c : merged.cells) {
+    EXPECT_EQ(c.index, &c - merged.cells.data());
+    EXPECT_EQ(c.axis("machine"), c.run_id == "hostrun" ? "core-duo" : "core-i7") << c.id;
+    if (c.id != "host-none") {
+      EXPECT_TRUE(c.also_in.empty()) << c.id;
+      continue;
+    }
+    ++twins;
+    EXPECT_EQ(c.also_in, (std::vector<std::string>{c.run_id == "hostrun" ? "kvmrun" : "hostrun"}));
+  }
+  EXPECT_EQ(twins, 2);
+
+  auto tables = seed_tables(merged);
+  ASSERT_EQ(tables.size(), 1u);  // the machine is a column group, not another table
+  const auto& t = tables[0];
+  EXPECT_EQ(t.rows, (std::vector<std::string>{"NRT/NRT", "NRT/RT", "Host (NRT)"}));
+  ASSERT_EQ(t.columns.size(), 4u);
+  std::vector<std::string> columns;
+  for (const auto& c : t.columns) columns.push_back(c.machine + "/" + c.backend + "/" + c.workload);
+  EXPECT_EQ(columns, (std::vector<std::string>{"core-duo/host/none", "core-duo/host/stress", "core-i7/host/none", "core-i7/kvm/none"}));
+  EXPECT_EQ(*t.entries.at({2, 0}).worst_ns, 40000);  // host-none on each machine: both shown
+  EXPECT_EQ(*t.entries.at({2, 2}).worst_ns, 20000);
+  EXPECT_EQ(*t.entries.at({1, 3}).worst_ns, 30000);
+
+  std::string html = render_html(ReportInput{&merged, nullptr, nullptr});
+  EXPECT_NE(html.find("<th class=\"machine\" colspan=\"2\">core-duo</th><th class=\"machine\" colspan=\"2\">core-i7</th>"),
+            std::string::npos);
+  EXPECT_NE(html.find("data-run=\"hostrun\">run hostrun; also measured in kvmrun</span>"), std::string::npos);
+  EXPECT_NE(html.find("data-run=\"kvmrun\">run kvmrun; also measured in hostrun</span>"), std::string::npos);
+  json j = render_json(ReportInput{&merged, nullptr, nullptr});
+  ASSERT_EQ(j["runs"].size(), 2u);
+  EXPECT_EQ(j["runs"][1]["run_id"], "kvmrun");
+  EXPECT_EQ(j["verdict"]["word"], "FAIL");
+  EXPECT_EQ(j["seed_tables"][0]["columns"][0]["machine"], "core-duo");
+  EXPECT_EQ(j["cells"][2]["also_in"], json::array({"hostrun"}));
+  std::string md = render_markdown(ReportInput{&merged, nullptr, nullptr});
+  EXPECT_NE(md.find("| host-none | kvmrun (also in hostrun) |"), std::string::npos) << md;
+}
+
+// Two runs of one machine (a reboot, a rerun): the same cell lands in one
+// seed entry, which shows each run's value beside its run id.
+TEST(Merge, OneMachineTwoRunsShowBothValuesOfTheSameCell) {
+  auto first = stored("a1", {{"host-none", axes("host", "none"), "measured", 12000}});
+  auto second = stored("b2", {{"host-none", axes("host", "none"), "measured", 97000}});
+  std::vector<RunView> runs{make_run(first), make_run(second)};
+  RunView merged = merge_runs(runs);
+  EXPECT_EQ(merged.cells[0].axis("machine"), "");  // one machine: no machine axis
+  auto tables = seed_tables(merged);
+  ASSERT_EQ(tables.size(), 1u);
+  ASSERT_EQ(tables[0].columns.size(), 1u);
+  const SeedEntry& e = tables[0].entries.at({0, 0});
+  EXPECT_EQ(e.cells.size(), 2u);
+  auto parts = entry_by_run(merged, e);
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[0].first, "a1");
+  EXPECT_EQ(*parts[0].second.worst_ns, 12000);
+  EXPECT_EQ(*parts[1].second.worst_ns, 97000);
+  std::string md = render_markdown(ReportInput{&merged, nullptr, nullptr});
+  EXPECT_NE(md.find("| Host (NRT) | 12.0 µs (run a1) · 97.0 µs (run b2) |"), std::string::npos) << md;
+  json j = render_json(ReportInput{&merged, nullptr, nullptr});
+  EXPECT_EQ(j["seed_tables"][0]["entries"][0]["by_run"][1]["max_ns"], 97000);
+  // One run is left as it is.
+  std::vector<RunView> one{make_run(first)};
+  EXPECT_FALSE(merge_runs(one).merged());
+  // Two jobs of one plan started in the same second share a run id: still told apart.
+  auto again = stored("a1", {{"host-none", axes("host", "none"), "measured", 15000}});
+  std::vector<RunView> same_id{make_run(first), make_run(again)};
+  RunView both = merge_runs(same_id);
+  EXPECT_EQ(both.cells[1].run_id, "a1#2");
+  EXPECT_EQ(both.cells[0].also_in, (std::vector<std::string>{"a1#2"}));
+  EXPECT_EQ(both.run_id, "a1 + a1#2");
+}
+
 TEST(Model, GuestKernelComesFromTheBackendsFactsWithoutAnAxis) {
   CellDoc c{"kvm", axes("kvm", "none")};
   c.facts = json{{"backend", {{"guest", {{"system", {{"preempt_rt", true}}}}}}}};

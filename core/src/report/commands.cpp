@@ -45,15 +45,34 @@ int report_command(const ReportCommand& c, std::ostream& out, std::ostream& err)
     err << "vmlat: --format must be html, markdown or json (got '" << c.format << "')\n";
     return exit_code::usage;
   }
-  if (is_session_dir(c.run_dir)) return session_report_command(c, out, err);  // vmlat monitor's
-  auto stored = load(c.run_dir, "report", err);
-  if (!stored) return exit_code::usage;
+  if (!c.more_runs.empty() && !c.baseline.empty()) {
+    err << "vmlat: --baseline compares one run: give one RUN_DIR with it\n";
+    return exit_code::usage;
+  }
+  if (is_session_dir(c.run_dir) && c.more_runs.empty()) return session_report_command(c, out, err);  // vmlat monitor's
+  // Every run is read before the model points into it: the vector is not resized after.
+  std::vector<std::string> dirs{c.run_dir};
+  dirs.insert(dirs.end(), c.more_runs.begin(), c.more_runs.end());
+  std::vector<StoredRun> all;
+  all.reserve(dirs.size());
+  for (const auto& dir : dirs) {
+    if (dirs.size() > 1 && is_session_dir(dir)) {
+      err << "vmlat: report: " << dir << " is a monitor session; it cannot be merged with runs\n";
+      return exit_code::usage;
+    }
+    auto one = load(dir, "report", err);
+    if (!one) return exit_code::usage;
+    all.push_back(std::move(*one));
+  }
+  const StoredRun* stored = &all.front();
   std::optional<StoredRun> base_stored;
   if (!c.baseline.empty()) {
     base_stored = load(c.baseline, "--baseline", err);
     if (!base_stored) return exit_code::usage;
   }
-  Run run = make_run(*stored);
+  std::vector<Run> runs;
+  for (const auto& one : all) runs.push_back(make_run(one));
+  Run run = merge_runs(runs);
   std::optional<Run> base;
   std::optional<Comparison> comparison;
   if (base_stored) {
@@ -68,7 +87,8 @@ int report_command(const ReportCommand& c, std::ostream& out, std::ostream& err)
   if (c.format == "html") {
     if (output.empty()) output = (std::filesystem::path(stored->dir) / "report.html").string();
     std::error_code ec;
-    in.link_artifacts = output != "-" && std::filesystem::weakly_canonical(std::filesystem::absolute(output).parent_path(), ec) ==
+    // A merged page links each cell's files relative to its own run: right in none of them but the first.
+    in.link_artifacts = !run.merged() && output != "-" && std::filesystem::weakly_canonical(std::filesystem::absolute(output).parent_path(), ec) ==
                                              std::filesystem::weakly_canonical(stored->dir, ec);
     int code = emit(render_html(in), output, out, err);
     if (code == 0 && output != "-") out << "report: " << output << "\n";

@@ -60,6 +60,7 @@ svg .spike{fill:#b3261e}svg .uncertainty{stroke:#b3261e;stroke-width:1}svg .spik
 svg .running{fill:#8ae234}svg .ev{stroke-width:1}svg .ev-switch{stroke:#204a87}svg .ev-wakeup{stroke:#f57900}
 svg .ev-exit{stroke:#5c3566}svg .ev-entry{stroke:#06989a}svg .ev-marker{stroke:#b3261e;stroke-width:2}svg .ev-other{stroke:#888}
 svg .ev-irq{stroke:#c4a000}svg .ev-timer{stroke:#4e9a06}
+.run-mark{font-size:.8em;color:#555;margin-left:.4em}.run-mark.twin{color:#8f5902;font-weight:bold}th.machine{background:#e8e8f4}
 )";
 
 struct GateRow {
@@ -69,38 +70,56 @@ struct GateRow {
 
 int verdict_order(const std::string& v) { return v == "fail" ? 0 : v == "error" ? 1 : v == "skipped" ? 2 : 3; }
 
-std::string cell_link(const Cell& c) {
-  return "<a href=\"#cell-" + std::to_string(c.index) + "\">" + esc(c.id) + "</a>";
+// A merged report's mark of where a cell comes from: its run, and the other
+// runs holding the same cell (shown there too, never dropped).
+std::string run_mark(const Run& run, const Cell& c) {
+  if (!run.merged()) return {};
+  std::string also;
+  for (const auto& id : c.also_in) also += (also.empty() ? "" : ", ") + id;
+  return " <span class=\"run-mark" + std::string(also.empty() ? "" : " twin") + "\" data-run=\"" + esc(c.run_id) + "\">run " +
+         esc(c.run_id) + (also.empty() ? "" : "; also measured in " + esc(also)) + "</span>";
 }
 
-void system_section(std::string& out, const Run& run) {
-  const json& r = run.stored->run;
-  out += "<section id=\"system\"><h2>System</h2><table class=\"identity\">";
-  auto row = [&](const std::string& k, const std::string& v) {
-    if (!v.empty()) out += "<tr><th>" + esc(k) + "</th><td>" + esc(v) + "</td></tr>";
-  };
-  row("plan", run.plan_name);
-  row("description", run.plan_description);
-  row("run", run.run_id);
-  row("vmlat", run.vmlat_version);
-  row("started", run.started);
-  row("finished", run.finished);
-  row("status", run.status);
-  if (run.exit_code) row("exit code", std::to_string(*run.exit_code));
-  std::string argv;
-  for (const auto& a : member(r, "command_line"))
-    if (a.is_string()) argv += (argv.empty() ? "" : " ") + a.get<std::string>();
-  row("command line", argv);
-  out += "</table>";
-  const json& hosts = member(r, "hosts");
-  if (hosts.is_object()) {
-    for (auto it = hosts.begin(); it != hosts.end(); ++it) {
-      out += "<h3>host " + esc(it.key()) + "</h3><table class=\"host-facts\">";
-      if (it.value().is_object())
-        for (auto f = it.value().begin(); f != it.value().end(); ++f)
-          out += "<tr><th>" + esc(f.key()) + "</th><td>" +
-                 esc(f.value().is_string() ? f.value().get<std::string>() : f.value().dump()) + "</td></tr>";
-      out += "</table>";
+std::string cell_link(const Run& run, const Cell& c) {
+  return "<a href=\"#cell-" + std::to_string(c.index) + "\">" + esc(c.id) + "</a>" + run_mark(run, c);
+}
+
+void system_section(std::string& out, const Run& merged) {
+  out += "<section id=\"system\"><h2>System</h2>";
+  const std::vector<const Run*> runs = merged.runs();
+  for (const Run* one : runs) {
+    const Run& run = *one;
+    const json& r = run.stored->run;
+    if (merged.merged())
+      out += "<h3 class=\"source-run\" data-run=\"" + esc(run.run_id) + "\">run " + esc(run.run_id) + ": " +
+             esc(run.verdict.word) + "</h3>";
+    out += "<table class=\"identity\">";
+    auto row = [&](const std::string& k, const std::string& v) {
+      if (!v.empty()) out += "<tr><th>" + esc(k) + "</th><td>" + esc(v) + "</td></tr>";
+    };
+    row("plan", run.plan_name);
+    row("description", run.plan_description);
+    row("run", run.run_id);
+    row("vmlat", run.vmlat_version);
+    row("started", run.started);
+    row("finished", run.finished);
+    row("status", run.status);
+    if (run.exit_code) row("exit code", std::to_string(*run.exit_code));
+    std::string argv;
+    for (const auto& a : member(r, "command_line"))
+      if (a.is_string()) argv += (argv.empty() ? "" : " ") + a.get<std::string>();
+    row("command line", argv);
+    out += "</table>";
+    const json& hosts = member(r, "hosts");
+    if (hosts.is_object()) {
+      for (auto it = hosts.begin(); it != hosts.end(); ++it) {
+        out += "<h3>host " + esc(it.key()) + "</h3><table class=\"host-facts\">";
+        if (it.value().is_object())
+          for (auto f = it.value().begin(); f != it.value().end(); ++f)
+            out += "<tr><th>" + esc(f.key()) + "</th><td>" +
+                   esc(f.value().is_string() ? f.value().get<std::string>() : f.value().dump()) + "</td></tr>";
+        out += "</table>";
+      }
     }
   }
   out += "</section>";
@@ -129,7 +148,7 @@ void gates_section(std::string& out, const Run& run) {
         by = latency(excess);
         if (bound && *bound > 0) by += " (" + percent(static_cast<double>(*excess) / static_cast<double>(*bound)) + ")";
       }
-      out += "<tr class=\"gate v-" + esc(v) + "\"><td>" + esc(v) + "</td><td>" + cell_link(*it->cell) + "</td><td>" +
+      out += "<tr class=\"gate v-" + esc(v) + "\"><td>" + esc(v) + "</td><td>" + cell_link(run, *it->cell) + "</td><td>" +
              esc(text_of(g, "gate")) + "</td><td>" + esc(text_of(g, "stat")) + "</td><td class=\"num\">" +
              (v == "pass" || v == "fail" ? latency(value) : "–") + "</td><td class=\"num\">" +
              (v == "pass" || v == "fail" || !member(g, "baseline").is_string() ? latency(bound) : "baseline+" + esc(text_of(g, "tolerance"))) +
@@ -200,9 +219,16 @@ void entry_cell(std::string& out, const Run& run, const SeedEntry* e) {
   out += "<td class=\"num worst\" data-cells=\"" + esc(ids) + "\"";
   if (e->worst_ns) out += " data-ns=\"" + std::to_string(*e->worst_ns) + "\"";
   out += ">";
-  if (e->worst_ns) out += esc(worst_case_text(*e->worst_ns));
-  else out += esc(run.cells[static_cast<std::size_t>(e->cells.front())].status);
-  if (e->not_measured && e->worst_ns) out += " <span class=\"small\">(" + std::to_string(e->not_measured) + " not measured)</span>";
+  auto parts = entry_by_run(run, *e);
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const SeedEntry& p = parts[i].second;
+    // One value per run: the same cell measured in two runs is shown twice.
+    if (parts.size() > 1) out += std::string(i ? "<br>" : "") + "<span class=\"by-run\" data-run=\"" + esc(parts[i].first) + "\">";
+    if (p.worst_ns) out += esc(worst_case_text(*p.worst_ns));
+    else out += esc(run.cells[static_cast<std::size_t>(p.cells.front())].status);
+    if (p.not_measured && p.worst_ns) out += " <span class=\"small\">(" + std::to_string(p.not_measured) + " not measured)</span>";
+    if (parts.size() > 1) out += " <span class=\"small\">run " + esc(parts[i].first) + "</span></span>";
+  }
   out += "</td>";
 }
 
@@ -215,10 +241,21 @@ void seed_section(std::string& out, const Run& run) {
   for (const auto& t : tables) {
     std::string caption;
     for (const auto& [k, v] : t.fixed) caption += (caption.empty() ? "" : ", ") + k + " = " + v;
-    out += "<table class=\"seed\"><caption>" + esc(caption) + "</caption><tr><th rowspan=\"2\">kernels</th>";
+    const bool machines = std::any_of(t.columns.begin(), t.columns.end(), [](const SeedColumn& c) { return !c.machine.empty(); });
+    out += "<table class=\"seed\"><caption>" + esc(caption) + "</caption><tr><th rowspan=\"" + (machines ? "3" : "2") +
+           "\">kernels</th>";
+    if (machines) {  // the paper's machine columns (Core Duo, Core i7)
+      for (std::size_t i = 0; i < t.columns.size();) {
+        std::size_t j = i;
+        while (j < t.columns.size() && t.columns[j].machine == t.columns[i].machine) ++j;
+        out += "<th class=\"machine\" colspan=\"" + std::to_string(j - i) + "\">" + esc(t.columns[i].machine) + "</th>";
+        i = j;
+      }
+      out += "</tr><tr>";
+    }
     for (std::size_t i = 0; i < t.columns.size();) {
       std::size_t j = i;
-      while (j < t.columns.size() && t.columns[j].backend == t.columns[i].backend) ++j;
+      while (j < t.columns.size() && t.columns[j].backend == t.columns[i].backend && t.columns[j].machine == t.columns[i].machine) ++j;
       std::string accel = accelerators(run, t.columns[i].backend);
       out += "<th colspan=\"" + std::to_string(j - i) + "\">" + esc(t.columns[i].backend) +
              (accel.empty() || accel == "kvm" ? "" : " <span class=\"small\">(" + esc(accel) + ")</span>") + "</th>";
@@ -280,7 +317,7 @@ void index_section(std::string& out, const Run& run) {
     const json& stats = merged ? member(*merged, "stats") : member(json(), "");
     std::string v = c->worst_verdict();
     out += "<tr class=\"v-" + esc(v.empty() ? "none" : v) + "\"><td class=\"num\">" + std::to_string(c->index + 1) + "</td><td>" +
-           cell_link(*c) + "</td><td>" + esc(c->status) + "</td><td class=\"num\">" + count(stats, "samples") +
+           cell_link(run, *c) + "</td><td>" + esc(c->status) + "</td><td class=\"num\">" + count(stats, "samples") +
            "</td><td class=\"num\">" + latency(integer_at(stats, "p99_ns")) + "</td><td class=\"num\">" + latency(c->max_ns) +
            "</td><td>" + esc(v.empty() ? "–" : v) + "</td></tr>";
   }
@@ -325,7 +362,7 @@ void facts_details(std::string& out, const Run& run, const Cell& c) {
   // Usually the run's host: said in one row instead of repeated per cell.
   const json& host_facts = member(r, "host_facts");
   std::string host = text_of(member(r, "cell"), "host");
-  const json& run_host = member(member(run.stored->run, "hosts"), host.c_str());
+  const json& run_host = member(member((c.stored ? c.stored : run.stored)->run, "hosts"), host.c_str());
   if (host_facts.is_object() && host_facts == run_host)
     out += "<tr><th>host</th><td>" + esc(host) + ": as in <a href=\"#system\">System</a> (" +
            esc(text_of(host_facts, "kernel_release")) + ", " + esc(text_of(host_facts, "preempt_model")) + ")</td></tr>";
@@ -377,7 +414,7 @@ void decomposition_section(std::string& out, const Run& run) {
                                              std::to_string(c.d.period_ns) + "\""
                                        : "";
         out += "<tr data-cell-id=\"" + esc(run.cells[static_cast<std::size_t>(c.cell)].id) + "\"" + slop_attr + "><td>" +
-               cell_link(run.cells[static_cast<std::size_t>(c.cell)]) + " <span class=\"small\">" + esc(label) + "</span></td><td>" +
+               cell_link(run, run.cells[static_cast<std::size_t>(c.cell)]) + " <span class=\"small\">" + esc(label) + "</span></td><td>" +
                esc(c.period) + "</td><td>" + esc(c.d.timer_source) + "</td><td class=\"num\">" + (c.d.offset_ns ? offset_text(*c.d.offset_ns) : "–") +
                "</td><td class=\"num\">" + latency(c.d.irq_p50_ns) + "</td>";
         for (const auto& st : c.d.stats)
@@ -396,7 +433,7 @@ void cell_section(std::string& out, const Run& run, const Cell& c, const Run* ba
   out += "<section class=\"cell\" id=\"cell-" + std::to_string(c.index) + "\" data-cell-id=\"" + esc(c.id) +
          "\" data-status=\"" + esc(c.status) + "\"";
   if (c.max_ns) out += " data-max-ns=\"" + std::to_string(*c.max_ns) + "\"";
-  out += "><h3>" + std::to_string(c.index + 1) + ". " + esc(c.id) + "<span class=\"badge\">" + esc(c.status) + "</span>";
+  out += "><h3>" + std::to_string(c.index + 1) + ". " + esc(c.id) + run_mark(run, c) + "<span class=\"badge\">" + esc(c.status) + "</span>";
   if (!v.empty()) out += "<span class=\"badge v-" + esc(v) + "\">gates: " + esc(v) + "</span>";
   out += "</h3><p class=\"axes\">";
   for (std::size_t i = 0; i < c.axes.size(); ++i)
@@ -483,14 +520,17 @@ std::string render_html(const ReportInput& in) {
          esc(run.verdict.detail) + "</p>";
   // System identity, one line, beside the verdict.
   std::string identity;
-  const json& hosts = member(run.stored->run, "hosts");
-  if (hosts.is_object())
-    for (auto it = hosts.begin(); it != hosts.end(); ++it) {
-      const json& h = it.value();
-      identity += (identity.empty() ? "" : "; ") + it.key() + ": " + host_identity(h);
-    }
-  out += "<p class=\"identity\">" + esc(identity) + "</p><p>run " + esc(run.run_id) + ", vmlat " + esc(run.vmlat_version) +
-         ", " + esc(run.started) + "</p></header>";
+  const std::vector<const Run*> sources = run.runs();
+  for (const Run* one : sources) {
+    const json& hosts = member(one->stored->run, "hosts");
+    if (hosts.is_object())
+      for (auto it = hosts.begin(); it != hosts.end(); ++it) {
+        const json& h = it.value();
+        identity += (identity.empty() ? "" : "; ") + it.key() + ": " + host_identity(h);
+      }
+  }
+  out += "<p class=\"identity\">" + esc(identity) + "</p><p>" + (run.merged() ? "runs " : "run ") + esc(run.run_id) +
+         ", vmlat " + esc(run.vmlat_version) + ", " + esc(run.started) + "</p></header>";
   gates_section(out, run);
   if (in.comparison) comparison_section(out, *in.comparison);
   seed_section(out, run);

@@ -39,6 +39,34 @@ void add_to_entry(SeedEntry& e, const Cell& c) {
   else ++e.not_measured;
 }
 
+// The verdict from the cells' gates and statuses and the run's status.
+void judge(Run& r) {
+  int failing_cells = 0, unmeasured = 0, incomplete = 0;
+  for (const auto& c : r.cells) {
+    if (c.worst_verdict() == "fail") ++failing_cells;
+    if (c.status == "infra-error" || (c.status == "measured" && !c.measured())) ++unmeasured;
+    if (c.status == "interrupted" || c.status == "not-run" || c.status == "pending" || c.status == "running") ++incomplete;
+  }
+  auto plural = [](int n, const char* word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); };
+  if (r.gates.fail) {
+    r.verdict = {"FAIL", plural(r.gates.fail, "gate") + " failed in " + plural(failing_cells, "cell")};
+  } else if (unmeasured || r.gates.error) {
+    std::string d;
+    if (unmeasured) d = plural(unmeasured, "cell") + " not measured";
+    if (r.gates.error) d += (d.empty() ? "" : ", ") + plural(r.gates.error, "gate") + " not evaluated";
+    r.verdict = {"INFRA ERROR", d};
+  } else if (incomplete || (r.status != "complete" && !r.status.empty())) {
+    r.verdict = {"INCOMPLETE", "run " + (r.status.empty() ? std::string("?") : r.status) + ", " +
+                                   plural(incomplete, "cell") + " interrupted or not run"};
+  } else if (r.gates.total() == 0) {
+    r.verdict = {"MEASURED", "no gates"};
+  } else {
+    r.verdict = {"PASS", plural(r.gates.pass, "gate") + " passed"};
+  }
+  if (r.gates.skipped) r.verdict.detail += ", " + plural(r.gates.skipped, "gate") + " skipped";
+  if (r.gates.flaky) r.verdict.detail += ", " + plural(r.gates.flaky, "gate") + " flaky (failed, then passed on retest)";
+}
+
 }  // namespace
 
 std::vector<Series> cell_series(const json& result) {
@@ -120,6 +148,13 @@ Run make_run(const StoredRun& stored) {
       c.error = text_of(*c.result, "error");
     }
     const json* cell_doc = c.result ? object_at(*c.result, "cell") : nullptr;
+    c.stored = &stored;
+    c.run_id = r.run_id;
+    c.host = text_of(cell_doc ? *cell_doc : entry, "host");
+    if (const json* facts = c.result ? object_at(*c.result, "host_facts") : nullptr) {
+      c.machine = text_of(*facts, "hostname");
+      if (c.machine.empty()) c.machine = text_of(*facts, "cpu_model");
+    }
     const json* axes = cell_doc ? object_at(*cell_doc, "axes") : object_at(entry, "axes");
     if (axes)
       for (auto it = axes->begin(); it != axes->end(); ++it)
@@ -149,30 +184,7 @@ Run make_run(const StoredRun& stored) {
     r.cells.push_back(std::move(c));
   }
 
-  int failing_cells = 0, unmeasured = 0, incomplete = 0;
-  for (const auto& c : r.cells) {
-    if (c.worst_verdict() == "fail") ++failing_cells;
-    if (c.status == "infra-error" || (c.status == "measured" && !c.measured())) ++unmeasured;
-    if (c.status == "interrupted" || c.status == "not-run" || c.status == "pending" || c.status == "running") ++incomplete;
-  }
-  auto plural = [](int n, const char* word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); };
-  if (r.gates.fail) {
-    r.verdict = {"FAIL", plural(r.gates.fail, "gate") + " failed in " + plural(failing_cells, "cell")};
-  } else if (unmeasured || r.gates.error) {
-    std::string d;
-    if (unmeasured) d = plural(unmeasured, "cell") + " not measured";
-    if (r.gates.error) d += (d.empty() ? "" : ", ") + plural(r.gates.error, "gate") + " not evaluated";
-    r.verdict = {"INFRA ERROR", d};
-  } else if (incomplete || (r.status != "complete" && !r.status.empty())) {
-    r.verdict = {"INCOMPLETE", "run " + (r.status.empty() ? std::string("?") : r.status) + ", " +
-                                   plural(incomplete, "cell") + " interrupted or not run"};
-  } else if (r.gates.total() == 0) {
-    r.verdict = {"MEASURED", "no gates"};
-  } else {
-    r.verdict = {"PASS", plural(r.gates.pass, "gate") + " passed"};
-  }
-  if (r.gates.skipped) r.verdict.detail += ", " + plural(r.gates.skipped, "gate") + " skipped";
-  if (r.gates.flaky) r.verdict.detail += ", " + plural(r.gates.flaky, "gate") + " flaky (failed, then passed on retest)";
+  judge(r);
   return r;
 }
 
@@ -216,6 +228,86 @@ std::string seed_row_label(const Cell& c) {
   return (dom0 ? "Dom0 (" : "Host (") + host_kernel_label(c) + ")";
 }
 
+Run merge_runs(std::vector<Run>& runs) {
+  if (runs.size() == 1) return runs.front();
+  Run m;
+  if (runs.empty()) return m;
+  // Two CI jobs of one plan started in the same second have one run id:
+  // the later ones become "<id>#2", ... so that marks tell them apart.
+  std::set<std::string> ids;
+  for (Run& r : runs) {
+    std::string id = r.run_id;
+    for (int n = 2; !ids.insert(id).second; ++n) id = r.run_id + "#" + std::to_string(n);
+    r.run_id = id;
+    for (Cell& c : r.cells) c.run_id = id;
+  }
+  m.stored = runs.front().stored;
+  auto join = [](std::string& to, const std::string& part) {
+    if (!part.empty() && ("+" + to + "+").find("+" + part + "+") == std::string::npos) to += (to.empty() ? "" : "+") + part;
+  };
+  std::map<std::string, std::set<std::string>> runs_of;  // host and axes -> run ids
+  auto key = [](const Cell& c) {  // axes in any order: two plans may list them differently
+    auto axes = c.axes;
+    std::sort(axes.begin(), axes.end());
+    std::string k = c.host;
+    for (const auto& [a, v] : axes) k += "\n" + a + "=" + v;
+    return k;
+  };
+  std::set<std::string> machines;
+  m.status = "complete";
+  bool all_exit_codes = true;
+  for (const Run& r : runs) {
+    m.sources.push_back(&r);
+    m.run_id += (m.run_id.empty() ? "" : " + ") + r.run_id;
+    join(m.plan_name, r.plan_name);
+    join(m.vmlat_version, r.vmlat_version);
+    if (m.plan_description.empty()) m.plan_description = r.plan_description;
+    if (m.status == "complete" && r.status != "complete") m.status = r.status;
+    if (m.started.empty() || (!r.started.empty() && r.started < m.started)) m.started = r.started;
+    if (r.finished > m.finished) m.finished = r.finished;
+    if (!r.exit_code) all_exit_codes = false;
+    else m.exit_code = std::max(m.exit_code.value_or(0), *r.exit_code);
+    m.gates.pass += r.gates.pass, m.gates.fail += r.gates.fail, m.gates.error += r.gates.error;
+    m.gates.skipped += r.gates.skipped, m.gates.flaky += r.gates.flaky;
+    m.measured += r.measured;
+    for (const auto& [backend, accel] : r.accelerators) {
+      std::string& known = m.accelerators[backend];
+      for (std::size_t at = 0; at <= accel.size();) {
+        auto slash = std::min(accel.find('/', at), accel.size());
+        std::string a = accel.substr(at, slash - at);
+        if (!a.empty() && ("/" + known + "/").find("/" + a + "/") == std::string::npos) known += (known.empty() ? "" : "/") + a;
+        at = slash + 1;
+      }
+    }
+    for (const Cell& c : r.cells) {
+      runs_of[key(c)].insert(c.run_id);
+      if (!c.machine.empty()) machines.insert(c.machine);
+      m.cells.push_back(c);
+      m.cells.back().index = static_cast<int>(m.cells.size() - 1);
+    }
+  }
+  for (Cell& c : m.cells) {
+    for (const auto& id : runs_of[key(c)])
+      if (id != c.run_id) c.also_in.push_back(id);
+    // After the key: a twin is the same axes and host, whatever the machine.
+    if (machines.size() > 1) c.axes.emplace_back("machine", c.machine.empty() ? "?" : c.machine);
+  }
+  if (!all_exit_codes) m.exit_code.reset();
+  judge(m);
+  return m;
+}
+
+std::vector<std::pair<std::string, SeedEntry>> entry_by_run(const Run& run, const SeedEntry& e) {
+  std::vector<std::pair<std::string, SeedEntry>> parts;
+  for (int i : e.cells) {
+    const Cell& c = run.cells[static_cast<std::size_t>(i)];
+    auto p = std::find_if(parts.begin(), parts.end(), [&](const auto& q) { return q.first == c.run_id; });
+    if (p == parts.end()) p = parts.insert(parts.end(), {c.run_id, SeedEntry{}});
+    add_to_entry(p->second, c);
+  }
+  return parts;
+}
+
 std::string accelerators(const Run& run, const std::string& backend) {
   auto it = run.accelerators.find(backend);
   return it == run.accelerators.end() ? std::string() : it->second;
@@ -224,7 +316,7 @@ std::string accelerators(const Run& run, const std::string& backend) {
 std::string SeedColumn::label() const { return workload == "none" ? "no stress" : workload; }
 
 std::vector<SeedTable> seed_tables(const Run& run) {
-  static const std::set<std::string> placed = {"backend", "workload", "host_kernel", "guest_kernel"};
+  static const std::set<std::string> placed = {"backend", "workload", "host_kernel", "guest_kernel", "machine"};
   std::vector<SeedTable> tables;
   for (const auto& c : run.cells) {
     if (c.axes.empty()) continue;
@@ -237,11 +329,13 @@ std::vector<SeedTable> seed_tables(const Run& run) {
       table = tables.end() - 1;
     }
     const std::string row = seed_row_label(c);
-    SeedColumn column{c.axis("backend"), c.axis("workload")};
+    SeedColumn column{c.axis("backend"), c.axis("workload"), c.axis("machine")};
     auto r = std::find(table->rows.begin(), table->rows.end(), row);
     if (r == table->rows.end()) r = table->rows.insert(table->rows.end(), row);
     auto col = std::find_if(table->columns.begin(), table->columns.end(),
-                            [&](const SeedColumn& k) { return k.backend == column.backend && k.workload == column.workload; });
+                            [&](const SeedColumn& k) {
+                              return k.backend == column.backend && k.workload == column.workload && k.machine == column.machine;
+                            });
     if (col == table->columns.end()) col = table->columns.insert(table->columns.end(), column);
     add_to_entry(table->entries[{static_cast<std::size_t>(r - table->rows.begin()), static_cast<std::size_t>(col - table->columns.begin())}], c);
   }
@@ -261,12 +355,17 @@ std::vector<SeedTable> seed_tables(const Run& run) {
       auto ra = row_rank(t.rows[a]), rb = row_rank(t.rows[b]);
       return ra != rb ? ra < rb : t.rows[a] < t.rows[b];
     });
-    std::vector<std::string> backends;
-    for (const auto& c : t.columns)
+    std::vector<std::string> backends, machines;
+    for (const auto& c : t.columns) {
       if (std::find(backends.begin(), backends.end(), c.backend) == backends.end()) backends.push_back(c.backend);
+      if (std::find(machines.begin(), machines.end(), c.machine) == machines.end()) machines.push_back(c.machine);
+    }
     std::stable_sort(col_order.begin(), col_order.end(), [&](std::size_t a, std::size_t b) {
       const auto& ca = t.columns[a];
       const auto& cb = t.columns[b];
+      auto ma = std::find(machines.begin(), machines.end(), ca.machine) - machines.begin();
+      auto mb = std::find(machines.begin(), machines.end(), cb.machine) - machines.begin();
+      if (ma != mb) return ma < mb;
       auto ba = std::find(backends.begin(), backends.end(), ca.backend) - backends.begin();
       auto bb = std::find(backends.begin(), backends.end(), cb.backend) - backends.begin();
       if (ba != bb) return ba < bb;

@@ -40,6 +40,13 @@ struct Cell {
   std::vector<Series> series;
   std::vector<const json*> gates;       // result.json gates[]
   std::optional<long long> max_ns;      // the default series' merged max
+  // Where the cell comes from: its run (a merged report holds several), the
+  // plan host it ran on, and the machine (host_facts: hostname, else cpu_model).
+  const StoredRun* stored = nullptr;
+  std::string run_id, host, machine;
+  // Merged reports: the other runs holding a cell with the same axes and
+  // host. Such a cell is shown once per run, each marked, never dropped.
+  std::vector<std::string> also_in;
   std::string axis(const std::string& name) const;  // "" if absent
   bool measured() const { return status == "measured" && max_ns.has_value(); }
   // Worst gate verdict: "fail" > "error" > "skipped" > "pass"; "" without gates.
@@ -69,8 +76,22 @@ struct Run {
   RunVerdict verdict;
   int measured = 0;
   std::map<std::string, std::string> accelerators;  // backend -> "tcg", ... (see accelerators())
+  std::vector<const Run*> sources;  // merge_runs: the runs merged, in order; empty for one run
+  bool merged() const { return !sources.empty(); }
+  std::vector<const Run*> runs() const { return merged() ? sources : std::vector<const Run*>{this}; }  // sources, or itself
 };
 Run make_run(const StoredRun& stored);
+
+// `vmlat report RUN...`: several runs as one (different machines, a reboot
+// into another kernel, one CI job per host). The cells of every run, in
+// order and renumbered; a cell with the same axes and host in two runs is
+// kept twice, each naming the other in also_in. When the runs come from more
+// than one machine every cell gains the axis "machine" (Cell::machine): the
+// seed tables group their columns by it, the sweep and the decomposition
+// keep machines apart. The verdict is judged over all cells, so it is the
+// worst of the runs'. A run id that repeats becomes "<id>#2", ... (in
+// `runs` too). `runs` must outlive the result; one run is returned as it is.
+Run merge_runs(std::vector<Run>& runs);
 
 // One table in the seed study's layout: rows are host/guest kernels
 // (NRT/NRT, NRT/RT, RT/NRT, RT/RT; bare-metal cells as NRT or RT), columns
@@ -84,6 +105,7 @@ struct SeedEntry {
 };
 struct SeedColumn {
   std::string backend, workload;  // axis values
+  std::string machine;            // the column group of a merged report's machine; "" for one machine
   std::string label() const;      // "no stress" or the workload's name
 };
 // The accelerators the cells of a backend ran on (facts.backend.accelerator,
@@ -107,6 +129,10 @@ std::string guest_kernel_label(const Cell& cell);
 // "Host (RT)" for bare metal, "Dom0 (NRT)" for a host-backend cell measured
 // in Xen's control domain (host_facts.xen_role).
 std::string seed_row_label(const Cell& cell);
+
+// A seed or sweep entry split by the run its cells come from: one part per
+// run, in the order of the runs (a single part when all come from one run).
+std::vector<std::pair<std::string, SeedEntry>> entry_by_run(const Run& run, const SeedEntry& entry);
 
 // The period sweep: rows are the combinations of every other axis, columns
 // the periods (shortest first), entries worst cases. Empty when the run has

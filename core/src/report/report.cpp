@@ -25,10 +25,23 @@ std::string latency(const json& j, const char* key) {
 
 std::string entry_text(const Run& run, const SeedEntry* e) {
   if (!e) return "–";
-  if (!e->worst_ns) return md(run.cells[static_cast<std::size_t>(e->cells.front())].status);
-  std::string s = worst_case_text(*e->worst_ns);
-  if (e->not_measured) s += " (" + std::to_string(e->not_measured) + " not measured)";
+  auto parts = entry_by_run(run, *e);
+  std::string s;
+  for (const auto& [run_id, p] : parts) {  // the same cell of two runs: shown twice
+    if (!s.empty()) s += " · ";
+    if (!p.worst_ns) s += md(run.cells[static_cast<std::size_t>(p.cells.front())].status);
+    else s += worst_case_text(*p.worst_ns);
+    if (p.worst_ns && p.not_measured) s += " (" + std::to_string(p.not_measured) + " not measured)";
+    if (parts.size() > 1) s += " (run " + md(run_id) + ")";
+  }
   return s;
+}
+
+// "a1b2 (also in c3d4)": a merged report's cell's run.
+std::string run_text(const Cell& c) {
+  std::string s = c.run_id;
+  for (std::size_t i = 0; i < c.also_in.size(); ++i) s += (i ? ", " : " (also in ") + c.also_in[i];
+  return s + (c.also_in.empty() ? "" : ")");
 }
 
 const char* emoji(const std::string& css) {
@@ -54,7 +67,17 @@ json axes_json(const std::vector<std::pair<std::string, std::string>>& axes) {
 json entry_json(const Run& run, const SeedEntry& e) {
   json ids = json::array();
   for (int i : e.cells) ids.push_back(run.cells[static_cast<std::size_t>(i)].id);
-  return json{{"max_ns", e.worst_ns ? json(*e.worst_ns) : json(nullptr)}, {"cells", ids}, {"not_measured", e.not_measured}};
+  json j{{"max_ns", e.worst_ns ? json(*e.worst_ns) : json(nullptr)}, {"cells", ids}, {"not_measured", e.not_measured}};
+  auto parts = entry_by_run(run, e);
+  if (parts.size() > 1) {
+    j["by_run"] = json::array();
+    for (const auto& [run_id, p] : parts) {
+      json one = entry_json(run, p);
+      one["run_id"] = run_id;
+      j["by_run"].push_back(one);
+    }
+  }
+  return j;
 }
 
 }  // namespace
@@ -64,14 +87,19 @@ std::string render_markdown(const ReportInput& in) {
   std::ostringstream out;
   out << "## " << emoji(run.verdict.css()) << " vmlat " << md(run.plan_name) << ": **" << run.verdict.word << "** — "
       << md(run.verdict.detail) << "\n\n";
-  const json& hosts = member(run.stored->run, "hosts");
   std::string identity;
-  if (hosts.is_object())
-    for (auto it = hosts.begin(); it != hosts.end(); ++it) {
-      const json& h = it.value();
-      identity += (identity.empty() ? "" : "; ") + md(host_identity(h));
-    }
-  out << "Run " << md(run.run_id) << " · vmlat " << md(run.vmlat_version) << " · " << identity << " · " << run.measured
+  const std::vector<const Run*> sources = run.runs();
+  for (const Run* one : sources) {
+    const json& hosts = member(one->stored->run, "hosts");
+    if (hosts.is_object())
+      for (auto it = hosts.begin(); it != hosts.end(); ++it) identity += (identity.empty() ? "" : "; ") + md(host_identity(it.value()));
+  }
+  if (run.merged()) {
+    out << "Merged from " << sources.size() << " runs:";
+    for (const Run* one : sources) out << " " << md(one->run_id) << " (" << md(one->verdict.word) << ")";
+    out << "\n\n";
+  }
+  out << (run.merged() ? "Runs " : "Run ") << md(run.run_id) << " · vmlat " << md(run.vmlat_version) << " · " << identity << " · " << run.measured
       << "/" << run.cells.size() << " cells measured · gates: " << run.gates.pass << " passed, " << run.gates.fail
       << " failed, " << run.gates.error << " not evaluated, " << run.gates.skipped << " skipped\n\n";
 
@@ -104,7 +132,7 @@ std::string render_markdown(const ReportInput& in) {
     out << "### Worst cases" << (caption.empty() ? "" : ": " + md(caption)) << "\n\n| kernels |";
     for (const auto& c : t.columns) {
       std::string accel = accelerators(run, c.backend);
-      out << " " << md(c.backend) << (accel.empty() || accel == "kvm" ? "" : " (" + md(accel) + ")") << ", " << md(c.label()) << " |";
+      out << " " << (c.machine.empty() ? "" : md(c.machine) + ": ") << md(c.backend) << (accel.empty() || accel == "kvm" ? "" : " (" + md(accel) + ")") << ", " << md(c.label()) << " |";
     }
     out << "\n|---|";
     for (std::size_t i = 0; i < t.columns.size(); ++i) out << "---:|";
@@ -172,13 +200,14 @@ std::string render_markdown(const ReportInput& in) {
   std::vector<const Cell*> cells;
   for (const auto& c : run.cells) cells.push_back(&c);
   std::stable_sort(cells.begin(), cells.end(), [](const Cell* a, const Cell* b) { return cell_rank(*a) < cell_rank(*b); });
-  out << "### Cells\n\n| cell | status | samples | p50 | p99 | p99.9 | max | overflows | missed | gates |\n"
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  out << "### Cells\n\n| cell |" << (run.merged() ? " run |" : "")
+      << " status | samples | p50 | p99 | p99.9 | max | overflows | missed | gates |\n|---|" << (run.merged() ? "---|" : "")
+      << "---|---:|---:|---:|---:|---:|---:|---:|---|\n";
   for (const Cell* c : cells) {
     const json* merged = c->series.empty() ? nullptr : c->series.front().merged;
     const json& s = merged ? member(*merged, "stats") : member(json(), "");
     std::string v = c->worst_verdict();
-    out << "| " << md(c->id) << " | " << md(c->status) << (c->error.empty() ? "" : ": " + md(c->error)) << " | "
+    out << "| " << md(c->id) << " | " << (run.merged() ? md(run_text(*c)) + " | " : "") << md(c->status) << (c->error.empty() ? "" : ": " + md(c->error)) << " | "
         << (s.is_object() ? text_of(s, "samples") : "–") << " | " << latency(s, "p50_ns") << " | " << latency(s, "p99_ns")
         << " | " << latency(s, "p99_9_ns") << " | " << latency(s, "max_ns") << " | "
         << (s.is_object() ? text_of(s, "overflows") : "–") << " | " << missed_periods_text(s)
@@ -216,7 +245,8 @@ json render_json(const ReportInput& in) {
           traces.push_back(json{{"name", t}, {"path", link ? json(*link) : json(nullptr)}});
         }
     const json& spikes = c.result ? member(*c.result, "spikes") : member(json(), "");
-    cells.push_back(json{{"index", c.index + 1}, {"id", c.id}, {"axes", axes_json(c.axes)}, {"status", c.status},
+    cells.push_back(json{{"index", c.index + 1}, {"id", c.id}, {"run_id", c.run_id}, {"also_in", c.also_in},
+                         {"host", c.host}, {"machine", c.machine}, {"axes", axes_json(c.axes)}, {"status", c.status},
                          {"error", c.error.empty() ? json(nullptr) : json(c.error)},
                          {"max_ns", c.max_ns ? json(*c.max_ns) : json(nullptr)}, {"series", series}, {"gates", gates},
                          {"traces", traces}, {"spikes", spikes.is_array() ? spikes : json::array()}});
@@ -228,7 +258,7 @@ json render_json(const ReportInput& in) {
   json seed = json::array();
   for (const auto& t : seed_tables(run)) {
     json columns = json::array();
-    for (const auto& c : t.columns) columns.push_back(json{{"backend", c.backend}, {"workload", c.workload}, {"label", c.label()}});
+    for (const auto& c : t.columns) columns.push_back(json{{"backend", c.backend}, {"workload", c.workload}, {"machine", c.machine}, {"label", c.label()}});
     json entries = json::array();
     for (const auto& [key, e] : t.entries) {
       json j = entry_json(run, e);
@@ -250,10 +280,16 @@ json render_json(const ReportInput& in) {
     sweep_json = json{{"periods", sweep.periods}, {"rows", rows}};
   }
   const json& r = run.stored->run;
+  json runs = json::array();
+  const std::vector<const Run*> sources = run.runs();
+  for (const Run* one : sources)
+    runs.push_back(json{{"dir", one->stored->dir}, {"run_id", one->run_id}, {"plan", one->plan_name}, {"status", one->status},
+                        {"verdict", one->verdict.word}, {"hosts", member(one->stored->run, "hosts")}});
   return json{{"schema", "vmlat-report/1"},
               {"run", {{"dir", run.stored->dir}, {"run_id", run.run_id}, {"plan", run.plan_name}, {"status", run.status},
                        {"exit_code", run.exit_code ? json(*run.exit_code) : json(nullptr)}, {"started", run.started},
                        {"finished", run.finished}, {"vmlat_version", run.vmlat_version}, {"hosts", member(r, "hosts")}}},
+              {"runs", runs},
               {"verdict", {{"word", run.verdict.word}, {"detail", run.verdict.detail}}},
               {"gates", {{"pass", run.gates.pass}, {"fail", run.gates.fail}, {"error", run.gates.error},
                          {"skipped", run.gates.skipped}, {"not_passed", failures}}},

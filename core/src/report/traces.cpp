@@ -97,9 +97,10 @@ std::string kind_of(const std::string& event) {
 }  // namespace
 
 std::optional<std::string> artifact_link(const Run& run, const Cell& c, const std::string& name) {
-  if (!plain_name(name) || !plain_name(c.id) || !run.stored) return std::nullopt;
+  const StoredRun* stored = c.stored ? c.stored : run.stored;
+  if (!plain_name(name) || !plain_name(c.id) || !stored) return std::nullopt;
   std::error_code ec;
-  const fs::path root = fs::canonical(run.stored->dir, ec);
+  const fs::path root = fs::canonical(stored->dir, ec);
   if (ec) return std::nullopt;
   const fs::path file = root / "cells" / c.id / name;
   if (!fs::is_regular_file(fs::symlink_status(file, ec))) return std::nullopt;  // a link could point anywhere
@@ -338,7 +339,7 @@ std::string cell_traces_html(const Run& run, const Cell& c, bool link) {
   }
   if (!link && (has_traces || !artifacts.empty()))
     out += "<p class=\"small\">This report was written outside its run directory: the files are in " +
-           esc(run.stored ? run.stored->dir : "") + "/cells/" + esc(c.id) + "/.</p>";
+           esc(c.stored ? c.stored->dir : run.stored ? run.stored->dir : "") + "/cells/" + esc(c.id) + "/.</p>";
 
   if (has_spikes) {
     out += "<table class=\"spikes\"><caption>worst wake-ups (" + std::to_string(spikes.size()) +
@@ -369,7 +370,7 @@ std::string cell_traces_html(const Run& run, const Cell& c, bool link) {
   const json& host = member(trace_facts, "host");
   auto href = host_trace ? artifact_link(run, c, "host-trace.txt") : std::nullopt;
   if (href && fired.is_object()) {
-    auto text = read_capped(fs::path(run.stored->dir) / *href);
+    auto text = read_capped(fs::path((c.stored ? c.stored : run.stored)->dir) / *href);
     auto spike_host = integer_at(host, "spike_host_monotonic_ns");
     auto latency = integer_at(fired, "latency_ns");
     if (text && latency) {
@@ -387,7 +388,7 @@ std::string cell_traces_html(const Run& run, const Cell& c, bool link) {
       std::vector<TraceEvent> guest_events;
       auto offset = integer_at(host, "clock_offset_ns");
       auto guest_href = artifact_link(run, c, "trace.txt");
-      std::optional<std::string> guest_text = offset && guest_href ? read_capped(fs::path(run.stored->dir) / *guest_href) : std::nullopt;
+      std::optional<std::string> guest_text = offset && guest_href ? read_capped(fs::path((c.stored ? c.stored : run.stored)->dir) / *guest_href) : std::nullopt;
       if (guest_text && excerpt.mapped) {
         std::size_t pos = 0;
         while (pos < guest_text->size()) {
