@@ -11,8 +11,10 @@
 //   - an existing domain defined by the test, measured by name: running and
 //     shut off (start = true), left as found (dumpxml --inactive unchanged);
 //     a shut-off one without start = true is refused (exit 3);
-//   - SIGINT mid-cell: 130; libvirtd killed mid-cell: 3; neither leaves a
-//     domain in `virsh list --all` or a QEMU running.
+//   - SIGINT mid-cell: 130; libvirtd killed mid-cell: 3; a guest that
+//     never boots: 3; none leaves a domain in `virsh list --all` or a QEMU
+//     running;
+//   - `[[gate]] lint = "error"` on a measured cell with lint errors: 1.
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 
@@ -165,7 +167,7 @@ class LibvirtE2E : public CliTest {
     CliTest::TearDown();
   }
 
-  std::string plan(const std::string& backend_table, const std::string& duration = "2s") {
+  std::string plan(const std::string& backend_table, const std::string& duration = "2s", const std::string& boot = "120s") {
     return R"([plan]
 name = "libvirt-test"
 duration = ")" + duration + R"("
@@ -174,7 +176,7 @@ results = "results"
 
 [timeouts]
 prepare = "15m"
-boot = "120s"
+boot = ")" + boot + R"("
 
 [matrix]
 backend = ["libvirt"]
@@ -371,4 +373,20 @@ TEST_F(LibvirtE2E, LintGateFailsOnTheDomainsErrors) {
   EXPECT_EQ(g["verdict"], "fail");
   EXPECT_EQ(g["findings"], result["facts"]["backend"]["lint"]["errors"]);
   EXPECT_NE(g["message"].get<std::string>().find("tsc-deadline"), std::string::npos) << g.dump();
+}
+
+TEST_F(LibvirtE2E, FailedBootIsAnInfrastructureErrorAndLeavesNothing) {
+  // A "kernel" that is no kernel: QEMU refuses it, or the guest never says
+  // hello within the boot timeout; either way the cell is not measured.
+  std::ofstream(dir_ / "junk-kernel") << std::string(4096, 'k');
+  std::ofstream(dir_ / "junk-initrd") << std::string(4096, 'i');
+  const std::string table = "define = true\nlock_memory = false\nvcpu_pin = \"0-1\"\nkernel = \"" +
+                            (dir_ / "junk-kernel").string() + "\"\ninitrd = \"" + (dir_ / "junk-initrd").string() + "\"";
+  auto r = vmlat({"run", write_plan("plan.toml", plan(table, "2s", "20s")).string(), "--results", (dir_ / "results").string()});
+  EXPECT_EQ(r.code, 3) << r.err;
+  json result = only_cell_result();
+  EXPECT_EQ(result["status"], "infra-error");
+  EXPECT_EQ(result["error_phase"], "boot") << result.dump(1).substr(0, 2000);
+  EXPECT_EQ(daemon_->list_all(), "");
+  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-"), 0);
 }
