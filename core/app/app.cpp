@@ -220,13 +220,13 @@ int compare(const report::CompareCommand& command, std::ostream& out, std::ostre
   return report::compare_command(command, out, err);
 }
 
-int lab_xen(const std::vector<std::string>& args, std::ostream& err) {
-  const auto tool = find_in_path("xen-lab", libexec_dirs());
+int exec_libexec(const std::string& name, const std::vector<std::string>& args, std::ostream& err) {
+  const auto tool = find_in_path(name, libexec_dirs());
   if (tool.empty()) {
-    err << "vmlat: xen-lab not found (libexec/vmlat/xen-lab; build/libexec in a build tree)\n";
+    err << "vmlat: " << name << " not found (libexec/vmlat/" << name << "; build/libexec in a build tree)\n";
     return exit_code::infra;
   }
-  std::vector<char*> argv{const_cast<char*>("xen-lab")};
+  std::vector<char*> argv{const_cast<char*>(name.c_str())};
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   ::execv(tool.c_str(), argv.data());

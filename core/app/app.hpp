@@ -154,9 +154,10 @@ int metrics(const std::string& run_dir, std::ostream& out, std::ostream& err);
 // `vmlat report RUN_DIR` and `vmlat compare BASE NEW`.
 int report(const report::ReportCommand& command, std::ostream& out, std::ostream& err);
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err);
-// `vmlat lab xen ARGS...`: runs libexec's xen-lab with ARGS (returns only
-// if it cannot be started).
-int lab_xen(const std::vector<std::string>& args, std::ostream& err);
+// `vmlat lab xen ARGS...` (xen-lab) and `vmlat lint-domain ARGS...`
+// (vmlat-lint-domain): execs libexec's `name` with ARGS (returns only if it
+// cannot be started).
+int exec_libexec(const std::string& name, const std::vector<std::string>& args, std::ostream& err);
 
 // Checks of option values the command line makes before calling: an error
 // message, empty when fine.

@@ -248,6 +248,18 @@ lists its options; labs/xen/README.md has the details. A lab started
 with --vmlat-prefix is a Xen host for plans:
   vmlat run plans/xen-lab.toml --inventory LAB_DIR/inventory.ini
 )"},
+    {"lint-domain", R"(usage: vmlat lint-domain NAME|FILE.xml [--uri URI] [--format text|json] [--no-host]
+                         [--host-cpus LIST] [--isolated LIST] [--nohz-full LIST]
+
+Checks a libvirt domain (by name, through libvirt: qemu:///system unless
+--uri) or a domain XML file against libvirt's "KVM real time" rules and
+against the host (isolcpus, nohz_full, the pinned CPUs). Each finding names
+its rule, severity, XML path and fix; nothing is changed. Runs
+libexec/vmlat/vmlat-lint-domain (built where libvirt-dev is installed);
+plugins/common/libvirt/README.md lists every rule.
+exit codes: 0 no error finding (warnings allowed), 1 error findings, 2 bad
+usage or not a domain XML, 3 libvirt unreachable or no such domain.
+)"},
     {"help", "usage: vmlat help [COMMAND]\n"},
 };
 
@@ -321,6 +333,7 @@ const Command kCommands[] = {
      cmd_monitor},
     {"plugins", "plugins", "list the plugins found, with kind, version, ABI and file", {"--plugin-dir"}, cmd_plugins},
     {"lab", "lab xen ...", "the Xen virtual lab: Xen under QEMU with Dom0 as an SSH host", {}, nullptr},
+    {"lint-domain", "lint-domain NAME|FILE.xml", "check a libvirt domain's XML against the real-time rules", {}, nullptr},
     {"version", "version", "print the version and the plugin ABI", {}, cmd_version},
     {"help", "help [COMMAND]", "this text, or a command's help", {}, cmd_help},
 };
@@ -576,13 +589,20 @@ int run_lab(int argc, char** argv) {
     return argc < 3 ? exit_code::usage : exit_code::pass;
   }
   if (std::string(argv[2]) != "xen") usage_error("unknown lab '" + std::string(argv[2]) + "' (there is: xen)", "lab");
-  return app::lab_xen(std::vector<std::string>(argv + 3, argv + argc), std::cerr);
+  return app::exec_libexec("xen-lab", std::vector<std::string>(argv + 3, argv + argc), std::cerr);
+}
+
+// `vmlat lint-domain ...`: vmlat-lint-domain takes the rest of the command
+// line (its --help is the full usage).
+int run_lint_domain(int argc, char** argv) {
+  return app::exec_libexec("vmlat-lint-domain", std::vector<std::string>(argv + 2, argv + argc), std::cerr);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "lab") return run_lab(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "lint-domain") return run_lint_domain(argc, argv);
   // Known before parsing, so that even a usage error is mapped for git bisect.
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--bisect") g_bisect = true;

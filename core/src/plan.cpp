@@ -1224,6 +1224,26 @@ struct PlanParser {
       auto s = settings(t, "[[gate]] #" + std::to_string(index));
       GateSpec g;
       g.location = at(*t);
+      if (t && t->contains("lint")) {
+        // A lint gate: the backend's RT lint findings, nothing measured.
+        g.lint = s.choice("lint", "error", {"error", "warning"});
+        g.stat = "lint";
+        g.retest = 0;  // a domain's XML does not change when measured again
+        for (const char* key : {"stat", "bound", "regression", "series", "retest"})
+          if (s.has(key)) {
+            s.allow({key});
+            s.error(key, std::string("a lint gate has no ") + key + ": it fails on the backend's lint findings");
+          }
+        g.name = s.string("name", "lint<" + g.lint);
+        s.allow({"match"});
+        if (t->contains("match"))
+          if (auto sel = parse_selector(*t->get("match"), "gate '" + g.name + "': match")) g.match = *sel;
+        if (!names.insert(g.name).second) s.error("name", "two gates are named '" + g.name + "': gate names must be unique");
+        s.string("description", "");
+        s.finish();
+        plan.gates.push_back(std::move(g));
+        continue;
+      }
       g.stat = s.string("stat", "max");
       if (g.stat == "max" || g.stat == "min" || g.stat == "mean") {
       } else if (g.stat.size() > 1 && g.stat[0] == 'p' && g.stat[1] >= '0' && g.stat[1] <= '9') {

@@ -70,6 +70,10 @@ struct GateSpec {
   // Measure a failing cell again up to this many times (the plan's retest
   // when the gate does not say): a failure that does not reproduce is flaky.
   std::optional<int> retest;
+  // Set for `lint = "error"` / `"warning"`: the gate reads the RT lint a
+  // backend recorded (facts.backend.lint, the libvirt backend) and fails on
+  // findings of that severity or worse; no statistic, no bound.
+  std::string lint;
   Location location;
   bool matches(const CellSpec& cell) const;
 };

@@ -73,3 +73,51 @@ TEST(SeriesGates, AGateReadsItsSeriesOrFailsToEvaluate) {
 }
 
 }  // namespace
+
+namespace {
+
+// A lint gate reads facts.backend.lint: errors fail "error", warnings too
+// fail "warning"; no lint recorded is an error, never a pass.
+TEST(LintGate, ReadsTheBackendsFindings) {
+  Plan plan;
+  GateSpec errors, warnings;
+  errors.name = "lint<error";
+  errors.lint = "error";
+  warnings.name = "lint<warning";
+  warnings.lint = "warning";
+  plan.gates = {errors, warnings};
+  CellSpec cell;
+  const Histogram h = with_max(800us);
+  auto facts_with = [](std::vector<std::pair<std::string, std::string>> findings) {
+    json f = json::array();
+    for (const auto& [rule, severity] : findings) f.push_back(json{{"rule", rule}, {"severity", severity}});
+    return json{{"backend", {{"lint", {{"findings", f}}}}}};
+  };
+  const json clean = facts_with({});
+  auto r = evaluate_gates(plan, cell, CellStatus::measured, "", &h, nullptr, &clean);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].verdict, Verdict::pass);
+  EXPECT_EQ(r[1].verdict, Verdict::pass);
+  const json warned = facts_with({{"pmu", "warning"}});
+  r = evaluate_gates(plan, cell, CellStatus::measured, "", &h, nullptr, &warned);
+  EXPECT_EQ(r[0].verdict, Verdict::pass);
+  EXPECT_EQ(r[1].verdict, Verdict::fail);
+  EXPECT_NE(r[1].message.find("pmu"), std::string::npos) << r[1].message;
+  const json failed = facts_with({{"pmu", "warning"}, {"locked", "error"}, {"vcpusched", "error"}});
+  r = evaluate_gates(plan, cell, CellStatus::measured, "", &h, nullptr, &failed);
+  EXPECT_EQ(r[0].verdict, Verdict::fail);
+  EXPECT_EQ(r[0].extra["findings"], 2);
+  EXPECT_NE(r[0].message.find("locked, vcpusched"), std::string::npos) << r[0].message;
+  EXPECT_EQ(r[1].extra["findings"], 3);
+  const json gates = gates_json(r);
+  EXPECT_EQ(gates[0]["stat"], "lint");
+  EXPECT_FALSE(gates[0].contains("value_ns"));
+  // No lint recorded (another backend), or no facts at all.
+  const json none = json{{"backend", json::object()}};
+  EXPECT_EQ(evaluate_gates(plan, cell, CellStatus::measured, "", &h, nullptr, &none)[0].verdict, Verdict::error);
+  EXPECT_EQ(evaluate_gates(plan, cell, CellStatus::measured, "", &h)[0].verdict, Verdict::error);
+  EXPECT_EQ(evaluate_gates(plan, cell, CellStatus::infra_error, "boot failed", nullptr, nullptr, &clean)[0].verdict,
+            Verdict::error);
+}
+
+}  // namespace

@@ -20,9 +20,15 @@ std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& m
 
 // `merged` is the cell's default series; `named` (optional) its series by
 // name, the default included: a gate with `series` reads that one, and is an
-// `error` when the cell has no such series.
+// `error` when the cell has no such series. `facts` (result.json's facts:
+// "backend", ...) is what lint gates read; without it they are `error`.
 std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, CellStatus status,
                                        const std::string& cell_error, const Histogram* merged,
-                                       const std::map<std::string, Histogram>* named = nullptr);
+                                       const std::map<std::string, Histogram>* named = nullptr,
+                                       const json* facts = nullptr);
+
+// A lint gate on one cell: facts.backend.lint's findings of the gate's
+// severity (error; warning: errors and warnings) fail it.
+GateResult evaluate_lint_gate(const GateSpec& gate, CellStatus status, const std::string& cell_error, const json* facts);
 
 }  // namespace vmlat

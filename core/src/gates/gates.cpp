@@ -33,8 +33,8 @@ json gates_json(const std::vector<GateResult>& gates) {
     if (!g.series.empty()) j["series"] = g.series;
     // A value was measured for pass, fail and flaky (the first attempt's),
     // and for an error decided by a retest that could not be measured.
-    if (g.verdict == Verdict::pass || g.verdict == Verdict::fail || g.verdict == Verdict::flaky ||
-        (g.verdict == Verdict::error && g.value.count() > 0)) {
+    if (g.stat != "lint" && (g.verdict == Verdict::pass || g.verdict == Verdict::fail || g.verdict == Verdict::flaky ||
+                             (g.verdict == Verdict::error && g.value.count() > 0))) {
       j["value_ns"] = g.value.count();
       j["excess_ns"] = std::max<long long>(0, (g.value - g.bound).count());
     }
@@ -52,12 +52,57 @@ std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& m
   return merged.percentile(gate.quantile);
 }
 
+GateResult evaluate_lint_gate(const GateSpec& gate, CellStatus status, const std::string& cell_error, const json* facts) {
+  GateResult r;
+  r.gate = gate.name;
+  r.stat = "lint";
+  r.extra["lint"] = gate.lint;
+  const json* lint = nullptr;
+  if (facts && facts->is_object())
+    if (auto b = facts->find("backend"); b != facts->end() && b->is_object())
+      if (auto l = b->find("lint"); l != b->end() && l->is_object()) lint = &*l;
+  if (status == CellStatus::skipped) {
+    r.verdict = Verdict::skipped;
+    r.message = cell_error;
+    return r;
+  }
+  // As every gate: a cell that was not measured never passes.
+  if (status != CellStatus::measured) {
+    r.verdict = Verdict::error;
+    r.message = "not measured: " + cell_error;
+    return r;
+  }
+  if (!lint || !lint->contains("findings") || !(*lint)["findings"].is_array()) {
+    r.verdict = Verdict::error;
+    r.message = "the backend recorded no RT lint (facts.backend.lint: the libvirt backend does)";
+    return r;
+  }
+  std::string rules;
+  int counted = 0;
+  for (const auto& f : (*lint)["findings"]) {
+    const std::string severity = f.is_object() ? f.value("severity", std::string()) : std::string();
+    if (severity != "error" && !(gate.lint == "warning" && severity == "warning")) continue;
+    ++counted;
+    if (counted <= 8) rules += (rules.empty() ? "" : ", ") + f.value("rule", std::string("?"));
+  }
+  r.extra["findings"] = counted;
+  r.verdict = counted == 0 ? Verdict::pass : Verdict::fail;
+  if (counted > 0)
+    r.message = std::to_string(counted) + " RT lint finding(s) of severity " + gate.lint + (gate.lint == "warning" ? " or error" : "") +
+                ": " + rules + (counted > 8 ? ", ..." : "");
+  return r;
+}
+
 std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, CellStatus status,
                                        const std::string& cell_error, const Histogram* default_merged,
-                                       const std::map<std::string, Histogram>* named) {
+                                       const std::map<std::string, Histogram>* named, const json* facts) {
   std::vector<GateResult> results;
   for (const auto& gate : plan.gates) {
     if (!gate.matches(cell)) continue;
+    if (!gate.lint.empty()) {
+      results.push_back(evaluate_lint_gate(gate, status, cell_error, facts));
+      continue;
+    }
     if (gate.regression) {
       results.push_back(evaluate_regression_gate(gate, cell, status, cell_error, default_merged));
       continue;
