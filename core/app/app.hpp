@@ -115,10 +115,23 @@ struct ReportCommand {
   std::string baseline;        // optional run directory to compare with
 };
 struct CompareCommand {
-  std::string base, now;
+  // Run directories, or results directories (every complete run of NEW's
+  // plan there that started no later than NEW, NEW itself left out).
+  std::vector<std::string> bases;
+  std::string now;
   std::vector<std::string> tolerances;  // "10%", "20us", "max=20us", "p99=5%"
   std::string format = "text";          // text, markdown, json
   std::string output;                   // "" or "-": stdout
+  std::size_t last = 0;                 // --last N: the newest N runs of the baseline; 0: all
+  double confidence = 0.99;             // --confidence
+};
+struct HistoryCommand {
+  std::string results_dir;     // a results directory: its complete runs
+  std::string plan;            // --plan: whose runs ("": the newest run's plan)
+  std::string format = "text"; // text, markdown, json
+  std::string output;          // "" or "-": stdout
+  std::size_t last = 0;        // --last N: the newest N runs only; 0: all
+  double confidence = 0.99;    // --confidence
 };
 }  // namespace report
 
@@ -153,6 +166,8 @@ int metrics(const std::string& run_dir, std::ostream& out, std::ostream& err);
 // `vmlat report RUN_DIR` and `vmlat compare BASE NEW`.
 int report(const report::ReportCommand& command, std::ostream& out, std::ostream& err);
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err);
+// `vmlat history RESULTS_DIR`: docs/report.md.
+int history(const report::HistoryCommand& command, std::ostream& out, std::ostream& err);
 // `vmlat lab xen ARGS...`: runs libexec's xen-lab with ARGS (returns only
 // if it cannot be started).
 int lab_xen(const std::vector<std::string>& args, std::ostream& err);
