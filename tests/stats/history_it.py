@@ -14,9 +14,14 @@ machine, with real runs:
      across the 8 real runs (resampled: real run-to-run spread, nothing
      changed), each compared with the other 7: at most 1 of 8 exits 1 (the
      correction keeps a 1,000-cell run's false-alarm rate that of a small one).
-  3. Detection: a ninth run with a SCHED_FIFO burst on every CPU (a priority
-     99 busy loop of 5 ms every 25 ms, above the probes' 95) must give
-     `regressed` on every cell, exit 1.
+  3. Detection: a ninth run with a SCHED_FIFO burst on the measured CPU (a
+     priority 99 busy loop, above the probes' 95, 30 ms of every 50 ms: most
+     wake-ups wait, so the median moves, not only the tail this machine's
+     neighbours already shake by orders of magnitude) must give `regressed`
+     on every cell, exit 1.
+
+About 8 minutes on a loaded 2-core VM (9 runs of 4 one-second cells, 8
+comparisons of 1,000 cells).
 
 Latency itself is never asserted: only that the verdicts of unchanged runs
 are rarely `regressed` and those of a disturbed run are. The burst processes
@@ -42,7 +47,7 @@ PLAN = """[plan]
 name = "history-it"
 description = "unchanged host runs for the history acceptance test"
 duration = "1s"
-cpus = "all"
+cpus = [0]
 results = "{results}"
 
 [matrix]
@@ -70,7 +75,7 @@ cpu = int(sys.argv[1])
 os.sched_setaffinity(0, {cpu})
 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(99))
 while True:
-    end = time.monotonic() + 0.005
+    end = time.monotonic() + 0.030
     while time.monotonic() < end:
         pass
     time.sleep(0.020)
@@ -192,8 +197,8 @@ def main():
         check(syn_failed <= 1, f"at most 1 of {len(syn)} comparisons of 1,000 unchanged cells exits 1 (got {syn_failed})")
         shutil.rmtree(os.path.join(work, "synthetic"), ignore_errors=True)
 
-        # 3. A SCHED_FIFO burst on every CPU: regressed on every cell.
-        for cpu in sorted(os.sched_getaffinity(0)):
+        # 3. A SCHED_FIFO burst on the measured CPU: regressed on every cell.
+        for cpu in [0]:
             burst.append(subprocess.Popen([sys.executable, "-c", BURST, str(cpu)], preexec_fn=die_with_parent))
         time.sleep(0.5)
         check(all(p.poll() is None for p in burst), "the burst processes run (SCHED_FIFO allowed)")
