@@ -266,7 +266,17 @@ TEST_F(ReportE2E, ReportWritesHtmlBesideTheRunAndMarkdownAndJsonToStdout) {
   auto with_base = vmlat({"report", dir.string(), "--baseline", dir.string(), "--output", "-"});
   ASSERT_EQ(with_base.code, 0);
   EXPECT_NE(with_base.out.find("<section id=\"comparison\">"), std::string::npos);
-  for (const std::string cmd : {"report", "compare"}) {
+  // How long to run, before running: what a 1s cell within the bound shows
+  // (ln(100) per second of measuring = 16,578 per hour) and the 4.61 h that
+  // would show fewer than one exceedance per hour.
+  auto plan = write_plan("both.toml", vmlat::testing::kBothEnginesPlan);
+  auto shown = vmlat({"plan", plan.string()});
+  EXPECT_NE(shown.out.find("how long to run, gate max<=10s: a 1s cell that stays within 10s shows at 99% only that max "
+                           "exceeds it less than 1.66e+04 times per hour; less than once per hour takes 4.61 h without "
+                           "exceeding it"),
+            std::string::npos)
+      << shown.out;
+  for (const std::string cmd : {"report", "compare", "history"}) {
     auto help = vmlat({cmd, "--help"});
     EXPECT_EQ(help.code, 0);
     EXPECT_NE(help.out.find("usage: vmlat " + cmd), std::string::npos) << help.out;
