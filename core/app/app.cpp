@@ -2,9 +2,11 @@
 // run, the monitor, the exporters and the report called.
 #include "app.hpp"
 
+#include <cmath>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <ostream>
@@ -14,6 +16,7 @@
 #include "loader.hpp"
 #include "monitor/monitor.hpp"
 #include "plan.hpp"
+#include "stats/tail.hpp"
 #include "report/commands.hpp"
 #include "run/run.hpp"
 #include "run_store.hpp"
@@ -124,6 +127,21 @@ int show_plan(const std::string& path, const Dirs& plugin_dirs, bool as_json, st
     if (!gates.empty()) out << "\n      gates: " << gates;
     out << "\n";
   }
+  // How long to run (docs/statistics.md): what a passing cell of this
+  // length shows about a max or return-level bound, and the length that
+  // would show it is exceeded less than once an hour.
+  const double cell_s = std::chrono::duration<double>(plan->duration).count();
+  for (const auto& g : plan->gates) {
+    if (g.regression || !(g.stat == "max" || g.horizon_s > 0) || g.bound.count() <= 0 || cell_s <= 0) continue;
+    const double per_hour = std::log(1 / (1 - g.confidence)) / (cell_s / 3600);
+    char rate[32], hours[32], level[32];
+    std::snprintf(rate, sizeof rate, "%.3g", per_hour);
+    std::snprintf(hours, sizeof hours, "%.3g", stats::run_length_for_rate(1.0, g.confidence) / 3600);
+    std::snprintf(level, sizeof level, "%g%%", 100 * g.confidence);
+    out << "how long to run, gate " << g.name << ": a " << format_duration(plan->duration) << " cell that stays within "
+        << format_duration(g.bound) << " shows at " << level << " only that " << g.stat << " exceeds it less than " << rate
+        << " times per hour; less than once per hour takes " << hours << " h without exceeding it\n";
+  }
   return exit_code::pass;
 }
 
@@ -218,6 +236,10 @@ int report(const report::ReportCommand& command, std::ostream& out, std::ostream
 
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err) {
   return report::compare_command(command, out, err);
+}
+
+int history(const report::HistoryCommand& command, std::ostream& out, std::ostream& err) {
+  return report::history_command(command, out, err);
 }
 
 int exec_libexec(const std::string& name, const std::vector<std::string>& args, std::ostream& err) {

@@ -116,10 +116,23 @@ struct ReportCommand {
   std::vector<std::string> more_runs;  // further run directories merged with run_dir into one report
 };
 struct CompareCommand {
-  std::string base, now;
+  // Run directories, or results directories (every complete run of NEW's
+  // plan there that started no later than NEW, NEW itself left out).
+  std::vector<std::string> bases;
+  std::string now;
   std::vector<std::string> tolerances;  // "10%", "20us", "max=20us", "p99=5%"
   std::string format = "text";          // text, markdown, json
   std::string output;                   // "" or "-": stdout
+  std::size_t last = 0;                 // --last N: the newest N runs of the baseline; 0: all
+  double confidence = 0.99;             // --confidence
+};
+struct HistoryCommand {
+  std::string results_dir;     // a results directory: its complete runs
+  std::string plan;            // --plan: whose runs ("": the newest run's plan)
+  std::string format = "text"; // text, markdown, json
+  std::string output;          // "" or "-": stdout
+  std::size_t last = 0;        // --last N: the newest N runs only; 0: all
+  double confidence = 0.99;    // --confidence
 };
 }  // namespace report
 
@@ -154,6 +167,8 @@ int metrics(const std::string& run_dir, std::ostream& out, std::ostream& err);
 // `vmlat report RUN_DIR` and `vmlat compare BASE NEW`.
 int report(const report::ReportCommand& command, std::ostream& out, std::ostream& err);
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err);
+// `vmlat history RESULTS_DIR`: docs/report.md.
+int history(const report::HistoryCommand& command, std::ostream& out, std::ostream& err);
 // `vmlat lab xen ARGS...` (xen-lab) and `vmlat lint-domain ARGS...`
 // (vmlat-lint-domain): execs libexec's `name` with ARGS (returns only if it
 // cannot be started).

@@ -166,24 +166,60 @@ options:
                       and the baseline's CCDF overlaid on each cell's (one
                       RUN_DIR only)
 )"},
-    {"compare", R"(usage: vmlat compare BASE_RUN NEW_RUN [options]
+    {"compare", R"(usage: vmlat compare BASE... NEW_RUN [options]
 
-Compares two stored runs (run directories, or results roots: their "latest"
-run) cell by cell (cells are matched by id): the change of p50, p99, p99.9
-and max, absolute and relative, and a verdict against a tolerance. A
-statistic regresses when NEW > BASE + tolerance; a percentile's tolerance is
-never below 1us, its resolution. Cells only in one run are listed. Regressions
-come first, one line each naming the cell and the change.
+Compares a stored run with a baseline cell by cell (cells are matched by id):
+the change of p50, p99, p99.9 and max and a verdict per cell and statistic:
+regressed, improved, unchanged or inconclusive. NEW_RUN is a run directory
+(or a results root: its "latest" run). BASE is one or more of:
+  a run directory            that run
+  a results directory        every complete run of NEW's plan there that
+                             started no later than NEW (NEW left out)
+With 3 or more earlier runs the run-to-run spread of each statistic is
+learnt from them and a change is regressed only when NEW lies outside what
+the history predicts at the confidence (0.99), controlled over every
+statistic of the comparison (Benjamini-Hochberg), and beyond the tolerance;
+inconclusive says what would make it conclusive (more runs, longer cells).
+With 1 or 2 earlier runs the spread cannot be judged (it says so): a
+statistic regresses when NEW > BASE + tolerance (2 runs: their median); a
+percentile's tolerance is never below 1us, its resolution. See
+docs/statistics.md. Cells on one side only are listed; regressions come
+first, one line each naming the cell and the change.
 
-exit codes: 0 no regression; 1 a regression beyond tolerance; 3 a cell of
-BASE not measured in NEW (absent, infra error, interrupted, skipped), or a
-cell of NEW not measured (1 wins over 3); 2 bad usage or directory.
+exit codes: 0 no statistic regressed (inconclusive never fails); 1 a
+statistic regressed; 3 a cell of BASE's newest run not measured in NEW
+(absent, infra error, interrupted, skipped), or a cell of NEW not measured (1
+wins over 3); 2 bad usage, an unreadable directory, or a results directory
+without an earlier complete run of the plan.
 
 options:
+  --last N            the newest N runs of the baseline only
+  --confidence C      1 - the comparison's false-alarm rate (default 0.99)
   --tolerance T       for every statistic: a percentage ("10%", the default)
-                      or a duration ("20us")
+                      or a duration ("20us"): a smaller change never regresses
   --tolerance STAT=T  for one statistic (p50, p99, p99.9, max), e.g. max=50us;
                       repeatable
+  --format F          text (default), markdown or json
+  --output FILE       write there instead of stdout
+)"},
+    {"history", R"(usage: vmlat history RESULTS_DIR [options]
+
+Reads every complete run of a plan in RESULTS_DIR (oldest first by start
+time) as series: per cell and statistic (p50, p99, p99.9, max) its value in
+each run that measured it. Finds the change points of all the series
+together (E-divisive means with a t-test, binary segmentation, controlled
+over every series: docs/statistics.md, "Change points") and for each names
+the run where the change starts and the recorded facts that differ from the
+run before it (kernel, command line, QEMU, Xen, tuning: as vmlat compare
+lists them). Exits 0 when written, 2 for bad usage or a directory without a
+complete run of the plan, 3 if the output cannot be written. See
+docs/report.md.
+
+options:
+  --plan NAME         the plan whose runs to read (default: that of the
+                      directory's latest run)
+  --last N            the newest N runs only
+  --confidence C      1 - the false-alarm rate over all series (default 0.99)
   --format F          text (default), markdown or json
   --output FILE       write there instead of stdout
 )"},
@@ -277,6 +313,9 @@ struct Args {
   CellRunOptions cell_run;
   std::string format, output, baseline;  // report, compare
   std::vector<std::string> tolerances;
+  std::string plan_name;     // history --plan
+  std::size_t last = 0;      // compare --last
+  double confidence = 0.99;  // compare --confidence
 };
 
 using Handler = int (*)(Args&);
@@ -298,6 +337,7 @@ int cmd_push(Args& a);
 int cmd_metrics(Args& a);
 int cmd_report(Args& a);
 int cmd_compare(Args& a);
+int cmd_history(Args& a);
 int cmd_monitor(Args& a);
 int cmd_plugins(Args& a);
 int cmd_version(Args& a);
@@ -325,8 +365,10 @@ const Command kCommands[] = {
     {"metrics", "metrics RUN_DIR", "print a stored run's metrics (Prometheus text format)", {}, cmd_metrics},
     {"report", "report RUN_DIR...", "write a stored run's report (HTML with plots, Markdown, JSON)",
      {"--format", "--output", "--baseline"}, cmd_report},
-    {"compare", "compare BASE NEW", "compare two stored runs: regressions beyond a tolerance",
-     {"--tolerance", "--format", "--output"}, cmd_compare},
+    {"compare", "compare BASE... NEW", "compare a stored run with an earlier run or a history of them",
+     {"--tolerance", "--format", "--output", "--last", "--confidence"}, cmd_compare},
+    {"history", "history RESULTS_DIR", "a plan's runs as series per cell and statistic: change points and what changed",
+     {"--plan", "--last", "--confidence", "--format", "--output"}, cmd_history},
     {"monitor", "monitor PLAN", "measure one cell continuously, serve live /metrics",
      {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir", "--results", "--max-disk",
       "--max-file", "--max-age"},
@@ -507,6 +549,32 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--output") a.output = arg();
     else if (opt == "--baseline") a.baseline = arg();
     else if (opt == "--tolerance") a.tolerances.push_back(arg());
+    else if (opt == "--plan") a.plan_name = arg();
+    else if (opt == "--last") {
+      const std::string v = arg();
+      std::size_t used = 0;
+      unsigned long n = 0;
+      try {
+        n = std::stoul(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty() || v[0] == '-' || v[0] == '+' || n == 0)
+        usage_error("--last takes a number of runs (1 or more), got '" + v + "'", a.command);
+      a.last = n;
+    } else if (opt == "--confidence") {
+      const std::string v = arg();
+      std::size_t used = 0;
+      double c = 0;
+      try {
+        c = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty() || !(c > 0 && c < 1))
+        usage_error("--confidence takes a probability between 0 and 1, e.g. 0.99, got '" + v + "'", a.command);
+      a.confidence = c;
+    }
   }
   if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root))
     usage_error("--resume reuses the run's own directory, --only and --duration: do not combine them", a.command);
@@ -545,11 +613,29 @@ int cmd_report(Args& a) {
                                            std::vector<std::string>(a.positional.begin() + 1, a.positional.end())},
                      std::cout, std::cerr);
 }
+// The options compare and history share.
+template <class Command>
+Command history_options(const Args& a) {
+  Command c;
+  c.format = a.format.empty() ? "text" : a.format;
+  c.output = a.output;
+  c.last = a.last;
+  c.confidence = a.confidence;
+  return c;
+}
 int cmd_compare(Args& a) {
-  if (a.positional.size() != 2) usage_error("compare needs BASE_RUN and NEW_RUN", a.command);
-  return app::compare(report::CompareCommand{a.positional[0], a.positional[1], a.tolerances,
-                                             a.format.empty() ? "text" : a.format, a.output},
-                      std::cout, std::cerr);
+  if (a.positional.size() < 2) usage_error("compare needs BASE (one or more) and NEW_RUN", a.command);
+  auto c = history_options<report::CompareCommand>(a);
+  c.bases.assign(a.positional.begin(), a.positional.end() - 1);
+  c.now = a.positional.back();
+  c.tolerances = a.tolerances;
+  return app::compare(c, std::cout, std::cerr);
+}
+int cmd_history(Args& a) {
+  auto c = history_options<report::HistoryCommand>(a);
+  c.results_dir = need_one(a, "RESULTS_DIR");
+  c.plan = a.plan_name;
+  return app::history(c, std::cout, std::cerr);
 }
 int cmd_monitor(Args& a) { return app::monitor(need_plan(a), a.plugin_dirs, a.monitor, std::cout, std::cerr); }
 int cmd_plugins(Args& a) { return app::list_plugins(a.plugin_dirs, std::cout); }

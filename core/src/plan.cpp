@@ -1250,13 +1250,30 @@ struct PlanParser {
         std::string why;
         if (auto q = parse_percentile(g.stat, &why)) g.quantile = *q;
         else s.error("stat", "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) + " is not a percentile: " + why);
+      } else if (g.stat.size() > 2 && g.stat.rfind("rl", 0) == 0) {
+        // A return level: rl<duration>, e.g. rl1h, rl24h.
+        std::string why;
+        auto horizon = parse_duration(g.stat.substr(2), &why);
+        if (!horizon || horizon->count() <= 0)
+          s.error("stat", "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) +
+                              " is not a return level: write rl and a duration, e.g. rl1h or rl24h" + (why.empty() ? "" : ": " + why));
+        else
+          g.horizon_s = std::chrono::duration<double>(*horizon).count();
       } else {
-        std::string message = "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) + " must be max, min, mean or a percentile like p99 or p99.9";
+        std::string message = "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) + " must be max, min, mean, a percentile like p99 or p99.9, or a return level like rl1h";
         auto close = did_you_mean(g.stat, {"max", "min", "mean", "p50", "p90", "p99"});
         if (!close.empty()) message += "; did you mean '" + close + "'?";
         s.error("stat", message);
       }
-      s.allow({"match", "regression"});
+      s.allow({"match", "regression", "confidence"});
+      if (const toml::node* c = t ? t->get("confidence") : nullptr) {
+        auto v = c->value<double>();
+        if (!v || !(*v > 0 && *v < 1) || !c->is_floating_point())
+          s.error("confidence", "confidence in [[gate]] #" + std::to_string(index) +
+                                    " must be a number between 0 and 1 (exclusive), e.g. 0.99");
+        else
+          g.confidence = *v;
+      }
       if (t && t->contains("regression")) g.regression = parse_regression(*t->get("regression"), "[[gate]] #" + std::to_string(index));
       if (g.regression && s.has("bound")) {
         s.allow({"bound"});
@@ -1269,6 +1286,8 @@ struct PlanParser {
       if (t && t->contains("series")) g.series_location = at(*t->get("series"));
       if (g.regression && !g.series.empty())
         s.error("series", "regression gates compare the default series only: drop series, or use a bound");
+      if (g.regression && g.horizon_s > 0)
+        s.error("stat", "regression gates compare max, min, mean or a percentile: a return level (" + g.stat + ") takes a bound");
       g.name = s.string("name", (g.series.empty() ? "" : g.series + ":") +
                                     (g.regression ? g.stat + "<=baseline+" + g.regression->tolerance.text
                                                   : g.stat + "<=" + format_duration(g.bound)));
@@ -1293,13 +1312,14 @@ struct PlanParser {
     auto s = settings(t, "regression of " + gate);
     std::string baseline = s.string("baseline", "");
     if (baseline.empty())
-      s.error(s.has("baseline") ? "baseline" : "", "regression needs a baseline: a run directory or a results directory with a 'latest' link, e.g. baseline = \"results/last-good\"");
+      s.error(s.has("baseline") ? "baseline" : "", "regression needs a baseline: a run directory, or a results directory (its complete runs of this plan), e.g. baseline = \"results/last-good\"");
     std::string why;
     auto tolerance = parse_tolerance(s.string("tolerance", "10%"), &why);
     if (!tolerance) s.error("tolerance", why);
+    const auto last = static_cast<std::size_t>(s.integer("last", 0, 0, 100000));
     s.finish();
     if (baseline.empty() || !tolerance) return nullptr;
-    return std::make_shared<const RegressionSpec>(RegressionSpec{baseline_run(baseline), *tolerance});
+    return std::make_shared<const RegressionSpec>(RegressionSpec{baseline_run(baseline), *tolerance, last});
   }
 
   void parse_export() {
@@ -1428,6 +1448,9 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   if (registry) p.validate_plugins(*registry, p.matrix_complete ? &cells : nullptr);
   if (!diags.empty()) return plan;
   if (cells.empty()) diags.error(Location{file, 0, 0}, "the matrix has no cells left after matrix.exclude");
+  for (auto& g : plan.gates)
+    g.cells_matched = static_cast<std::size_t>(
+        std::count_if(cells.begin(), cells.end(), [&](const Cell& c) { return g.matches(c.spec); }));
   std::unordered_map<std::string, int> ids;
   for (const auto& c : cells)
     if (ids[c.spec.id]++ == 1)

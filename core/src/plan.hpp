@@ -58,8 +58,16 @@ using Selector = std::vector<std::pair<std::string, std::vector<std::string>>>;
 
 struct GateSpec {
   std::string name;
-  std::string stat;        // "max", "mean", "min", "p99", "p99.9", ...
+  std::string stat;        // "max", "mean", "min", "p99", "p99.9", ..., "rl1h", "rl24h"
   double quantile = 0;     // for pNN: NN/100
+  double horizon_s = 0;    // for rl<duration>: the return level's horizon (rl1h: 3600)
+  // How sure a statement of the gate must be: a regression gate's verdicts
+  // against its history, and the run length a max or rl bound needs
+  // (docs/statistics.md, "How long to run").
+  double confidence = 0.99;
+  // The plan's cells this gate matches (set by load_plan): the family a
+  // regression gate's per-cell verdicts are corrected over.
+  std::size_t cells_matched = 0;
   std::chrono::nanoseconds bound{0};
   std::string series;      // a named series of the cell ("irq"); empty: the default series
   Location series_location;

@@ -92,9 +92,11 @@ TEST_F(ReportE2E, CompareFindsAMaxMadeWorseAndPassesAnIdenticalPair) {
   EXPECT_EQ(json_r.code, 1);
   json j = json::parse(json_r.out);
   EXPECT_EQ(j["cells"][0]["cell"], cell);
-  EXPECT_EQ(j["cells"][0]["stats"]["max"]["base_ns"], before);
-  EXPECT_EQ(j["cells"][0]["stats"]["max"]["new_ns"], after);
-  EXPECT_EQ(j["cells"][0]["stats"]["max"]["delta_ns"], after - before);
+  ASSERT_EQ(j["cells"][0]["stats"][3]["stat"], "max");
+  EXPECT_EQ(j["cells"][0]["stats"][3]["verdict"], "regressed");
+  EXPECT_EQ(j["cells"][0]["stats"][3]["base_ns"], before);
+  EXPECT_EQ(j["cells"][0]["stats"][3]["new_ns"], after);
+  EXPECT_EQ(j["cells"][0]["stats"][3]["delta_ns"], after - before);
 
   // A tolerance that covers the change passes; the other direction is an improvement.
   auto wide = vmlat({"compare", base.string(), worse.string(), "--tolerance", "max=1h"});
@@ -121,6 +123,125 @@ TEST_F(ReportE2E, CompareFindsAMaxMadeWorseAndPassesAnIdenticalPair) {
   EXPECT_EQ(vmlat({"compare", base.string()}).code, 2);
   EXPECT_EQ(vmlat({"compare", base.string(), base.string(), "--tolerance", "10"}).code, 2);
   EXPECT_EQ(vmlat({"compare", base.string(), base.string(), "--tolerance", "p42=1us"}).code, 2);
+  EXPECT_EQ(vmlat({"compare", base.string(), base.string(), "--last", "0"}).code, 2);
+  EXPECT_EQ(vmlat({"compare", base.string(), base.string(), "--confidence", "1"}).code, 2);
+}
+
+TEST_F(ReportE2E, CompareTakesAResultsDirectoryAsAHistory) {
+  auto base = run("base", vmlat::testing::kBothEnginesPlan);
+  const std::string cell = "host-none-native-1ms";
+  const long long before = max_of(base, cell);
+  // Five earlier runs of the plan (copies of a real one, maxima spread by a
+  // few percent), one interrupted and one of another plan beside them.
+  auto hist = dir_ / "hist";
+  fs::create_directories(hist);
+  auto copy_as = [&](const std::string& id, const std::string& started, long long max_ns) {
+    fs::copy(base, hist / id, fs::copy_options::recursive);
+    set_max(hist / id, cell, max_ns);
+    json run = read_json(hist / id / "run.json");
+    run["run_id"] = id;
+    run["started"] = started;
+    write_json(hist / id / "run.json", run);
+    return hist / id;
+  };
+  const long long spread[] = {100, 104, 97, 102, 99};
+  for (int i = 0; i < 5; ++i)
+    copy_as("r" + std::to_string(i), "2026-01-0" + std::to_string(i + 1) + "T00:00:00Z", before * spread[i] / 100);
+  json other = read_json(copy_as("other", "2026-01-06T00:00:00Z", before) / "run.json");
+  other["plan"]["name"] = "another-plan";
+  write_json(hist / "other" / "run.json", other);
+  json cut = read_json(copy_as("cut", "2026-01-06T00:00:00Z", before) / "run.json");
+  cut["status"] = "interrupted";
+  write_json(hist / "cut" / "run.json", cut);
+  auto worse = dir_ / "worse";
+  fs::copy(base, worse, fs::copy_options::recursive);
+  set_max(worse, cell, before * 3 + 1000000);  // started now: after every run of hist
+
+  auto all = vmlat({"compare", hist.string(), worse.string(), "--format", "json"});
+  EXPECT_EQ(all.code, 1) << all.out << all.err;
+  json j = json::parse(all.out);
+  EXPECT_EQ(j["history"]["runs"], json({"r0", "r1", "r2", "r3", "r4"}));
+  EXPECT_EQ(j["cells"][0]["cell"], cell);
+  EXPECT_EQ(j["cells"][0]["stats"][3]["verdict"], "regressed");
+  EXPECT_EQ(j["cells"][0]["stats"][3]["runs"], 5);
+  EXPECT_DOUBLE_EQ(j["cells"][0]["stats"][3]["confidence"].get<double>(), 0.99);
+  auto last = vmlat({"compare", hist.string(), worse.string(), "--last", "2", "--format", "json"});
+  EXPECT_EQ(json::parse(last.out)["history"]["runs"], json({"r3", "r4"})) << last.out;
+  // Several run directories are a history too; the text says how it judged.
+  auto listed = vmlat({"compare", (hist / "r0").string(), (hist / "r1").string(), (hist / "r2").string(), base.string(),
+                       "--confidence", "0.95"});
+  EXPECT_EQ(listed.code, 0) << listed.out << listed.err;
+  EXPECT_NE(listed.out.find("baseline: 3 earlier runs (r0 .. r2): BASE is their median; verdicts at confidence 95%"),
+            std::string::npos)
+      << listed.out;
+  // A results directory without an earlier complete run of the plan: usage.
+  auto none = vmlat({"compare", (dir_ / "base").string(), worse.string()});
+  EXPECT_EQ(none.code, 1) << none.err;  // base's own run is there and earlier
+  fs::create_directories(dir_ / "empty");
+  auto empty = vmlat({"compare", (dir_ / "empty").string(), worse.string()});
+  EXPECT_EQ(empty.code, 2);
+  EXPECT_NE(empty.err.find("no complete run of plan"), std::string::npos) << empty.err;
+}
+
+TEST_F(ReportE2E, HistoryFindsAStepAtTheRunWhereTheKernelChangedAndNoneWithoutIt) {
+  auto base = run("base", vmlat::testing::kBothEnginesPlan);
+  const std::string cell = "host-none-native-1ms";
+  const long long before = max_of(base, cell);
+  // 20 runs made from the real one: the max within a few percent of it; in
+  // the stepped history the max is 4x from run 12 on, where the host's
+  // kernel changed.
+  auto make = [&](const fs::path& root, bool step) {
+    fs::create_directories(root);
+    unsigned lcg = 18;
+    for (int i = 0; i < 20; ++i) {
+      lcg = lcg * 1103515245u + 12345u;
+      const long long noise = static_cast<long long>((lcg >> 16) % 100) - 50;  // -5.0% .. +4.9%
+      const bool after = step && i >= 12;
+      char id[8];
+      std::snprintf(id, sizeof id, "r%02d", i);
+      auto dir = root / id;
+      fs::copy(base, dir, fs::copy_options::recursive);
+      set_max(dir, cell, (after ? 4 : 1) * (before + before * noise / 1000));
+      json r = read_json(dir / "run.json");
+      r["run_id"] = id;
+      r["started"] = std::string("2026-02-01T00:00:") + (id + 1) + "Z";  // r07 -> ...00:07Z
+      write_json(dir / "run.json", r);
+      if (after)
+        for (const auto& c : r["cells"]) {
+          auto path = dir / c["dir"].get<std::string>() / "result.json";
+          json res = read_json(path);
+          res["host_facts"]["kernel_release"] = "6.1.0-99-amd64";
+          write_json(path, res);
+        }
+    }
+  };
+  make(dir_ / "stepped", true);
+  make(dir_ / "flat", false);
+
+  auto stepped = vmlat({"history", (dir_ / "stepped").string(), "--format", "json"});
+  ASSERT_EQ(stepped.code, 0) << stepped.err;
+  json j = json::parse(stepped.out);
+  EXPECT_EQ(j["runs"].size(), 20u);
+  ASSERT_EQ(j["change_points"].size(), 1u) << j["change_points"].dump(1);
+  const json& cp = j["change_points"][0];
+  EXPECT_EQ(cp["cell"], cell);
+  EXPECT_EQ(cp["stat"], "max");
+  EXPECT_EQ(cp["run_id"], "r12");
+  EXPECT_GT(cp["after_ns"].get<long long>(), 3 * cp["before_ns"].get<long long>());
+  bool kernel = false;
+  for (const auto& f : cp["facts_changed"]) kernel = kernel || (f["fact"] == "host.kernel_release" && f["after"] == "\"6.1.0-99-amd64\"");
+  EXPECT_TRUE(kernel) << cp.dump(1);
+  auto text = vmlat({"history", (dir_ / "stepped").string()});
+  EXPECT_NE(text.out.find("CHANGE " + cell + " max at run r12: "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("host.kernel_release: "), std::string::npos) << text.out;
+  auto md = vmlat({"history", (dir_ / "stepped").string(), "--format", "markdown"});
+  EXPECT_NE(md.out.find("| " + cell + " | max | r12 |"), std::string::npos) << md.out;
+
+  auto flat = vmlat({"history", (dir_ / "flat").string(), "--format", "json"});
+  ASSERT_EQ(flat.code, 0) << flat.err;
+  EXPECT_TRUE(json::parse(flat.out)["change_points"].empty()) << flat.out;
+  EXPECT_NE(vmlat({"history", (dir_ / "flat").string()}).out.find("no change points"), std::string::npos);
+  EXPECT_EQ(vmlat({"history", (dir_ / "nowhere").string()}).code, 2);
 }
 
 TEST_F(ReportE2E, ReportWritesHtmlBesideTheRunAndMarkdownAndJsonToStdout) {
@@ -145,7 +266,17 @@ TEST_F(ReportE2E, ReportWritesHtmlBesideTheRunAndMarkdownAndJsonToStdout) {
   auto with_base = vmlat({"report", dir.string(), "--baseline", dir.string(), "--output", "-"});
   ASSERT_EQ(with_base.code, 0);
   EXPECT_NE(with_base.out.find("<section id=\"comparison\">"), std::string::npos);
-  for (const std::string cmd : {"report", "compare"}) {
+  // How long to run, before running: what a 1s cell within the bound shows
+  // (ln(100) per second of measuring = 16,578 per hour) and the 4.61 h that
+  // would show fewer than one exceedance per hour.
+  auto plan = write_plan("both.toml", vmlat::testing::kBothEnginesPlan);
+  auto shown = vmlat({"plan", plan.string()});
+  EXPECT_NE(shown.out.find("how long to run, gate max<=10s: a 1s cell that stays within 10s shows at 99% only that max "
+                           "exceeds it less than 1.66e+04 times per hour; less than once per hour takes 4.61 h without "
+                           "exceeding it"),
+            std::string::npos)
+      << shown.out;
+  for (const std::string cmd : {"report", "compare", "history"}) {
     auto help = vmlat({cmd, "--help"});
     EXPECT_EQ(help.code, 0);
     EXPECT_NE(help.out.find("usage: vmlat " + cmd), std::string::npos) << help.out;

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -13,8 +15,10 @@
 #include "model.hpp"
 #include "plots.hpp"
 #include "plan.hpp"
+#include "gates/evaluate.hpp"
 #include "gates/regression.hpp"
 #include "report.hpp"
+#include "tails.hpp"
 #include "run_store.hpp"
 #include "text_escape.hpp"
 #include "vmlat/histogram.hpp"
@@ -193,11 +197,20 @@ TEST(Compare, AWorseMaxBeyondToleranceIsARegressionNamingTheCellAndTheChange) {
   EXPECT_EQ(c.exit_code(), 1);
   EXPECT_EQ(c.regressions(), 1);
   std::string text = compare_text(c);
-  EXPECT_NE(text.find("REGRESSION b: max 100us -> 150us (+50.0us, +50.0%; allowed +10.0us)"), std::string::npos) << text;
+  EXPECT_NE(text.find("REGRESSION b: max 100us -> 150us (+50.0us, +50.0%; allowed +10.0us; "), std::string::npos) << text;
+  // One earlier run cannot show the spread between runs, and says so.
+  EXPECT_NE(text.find("baseline: 1 earlier run (r1): the spread between runs cannot be judged"), std::string::npos) << text;
   // Regressions first in every rendering.
-  EXPECT_EQ(compare_json(c)["cells"][0]["cell"], "b");
-  EXPECT_EQ(compare_json(c)["cells"][0]["stats"]["max"]["verdict"], "regression");
-  EXPECT_NE(compare_markdown(c).find("**REGRESSION**"), std::string::npos);
+  json j = compare_json(c);
+  EXPECT_EQ(j["cells"][0]["cell"], "b");
+  EXPECT_EQ(j["cells"][0]["verdict"], "regressed");
+  EXPECT_EQ(j["cells"][0]["stats"][3]["stat"], "max");
+  EXPECT_EQ(j["cells"][0]["stats"][3]["verdict"], "regressed");
+  EXPECT_EQ(j["cells"][0]["stats"][3]["method"], "tolerance");
+  EXPECT_TRUE(j["cells"][0]["stats"][3]["confidence"].is_null());  // the tolerance rule states none
+  EXPECT_EQ(j["cells"][0]["stats"][0]["verdict"], "unchanged");
+  EXPECT_EQ(j["history"]["count"], 1);
+  EXPECT_NE(compare_markdown(c).find("**REGRESSED**"), std::string::npos);
   // The same change within an absolute tolerance for max passes.
   CompareOptions wide;
   wide.per_stat["max"] = *parse_tolerance("60us");
@@ -206,6 +219,77 @@ TEST(Compare, AWorseMaxBeyondToleranceIsARegressionNamingTheCellAndTheChange) {
   auto back = compare_runs(now, base, CompareOptions{});
   EXPECT_EQ(back.exit_code(), 0);
   EXPECT_EQ(back.improvements(), 1);
+}
+
+namespace {
+// Runs r0..r<n-1> of cells "a" (quiet) and "b", whose max is `max_us[i]` in run i.
+struct History {
+  explicit History(const std::vector<long long>& max_us) {
+    for (std::size_t i = 0; i < max_us.size(); ++i)
+      stored_runs.push_back(stored("r" + std::to_string(i),
+                                   {{"a", axes("host", "none")}, {"b", axes("host", "stress"), "measured", max_us[i] * 1000}}));
+    for (const auto& s : stored_runs) views.push_back(make_run(s));
+    for (const auto& v : views) runs.push_back(&v);
+  }
+  // A new run "new" whose cell b has max `max_us`, compared with this history.
+  Comparison against(long long max_us, const CompareOptions& options = {}) const {
+    auto s = stored("new", {{"a", axes("host", "none")}, {"b", axes("host", "stress"), "measured", max_us * 1000}});
+    RunView now = make_run(s);
+    return compare_runs(runs, now, options);
+  }
+  std::deque<StoredRun> stored_runs;
+  std::deque<RunView> views;
+  std::vector<const RunView*> runs;
+};
+}  // namespace
+
+TEST(Compare, AHistoryJudgesAgainstItsSpreadAtAStatedConfidence) {
+  History h({100, 112, 95, 120, 104, 116, 98, 108});
+
+  // Within the history's spread: no statistic regressed, and the text says how it judged.
+  auto c = h.against(118);
+  EXPECT_EQ(c.exit_code(), 0) << compare_text(c);
+  EXPECT_EQ(c.family, 8u);  // 2 cells x 4 statistics, one family
+  EXPECT_EQ(c.history.size(), 8u);
+  ASSERT_EQ(c.cells.size(), 2u);
+  const auto& bmax = c.cells[1].changes[3];
+  EXPECT_EQ(bmax.stat.name, "max");
+  EXPECT_EQ(bmax.base, microseconds(106));  // the median of the history
+  EXPECT_EQ(bmax.test.runs, 8u);
+  EXPECT_NE(bmax.verdict.method.find("loggumbel-pivot"), std::string::npos) << bmax.verdict.method;
+  EXPECT_DOUBLE_EQ(bmax.verdict.confidence, 0.99);
+  std::string text = compare_text(c);
+  EXPECT_NE(text.find("baseline: 8 earlier runs (r0 .. r7): BASE is their median; verdicts at confidence 99% over 8 statistics"),
+            std::string::npos)
+      << text;
+
+  // Far outside it: regressed, exit 1, the JSON names verdict and confidence.
+  auto w = h.against(5000);
+  EXPECT_EQ(w.exit_code(), 1) << compare_text(w);
+  json j = compare_json(w);
+  EXPECT_EQ(j["schema"], "vmlat-compare/2");
+  EXPECT_EQ(j["cells"][0]["cell"], "b");
+  EXPECT_EQ(j["cells"][0]["stats"][3]["verdict"], "regressed");
+  EXPECT_DOUBLE_EQ(j["cells"][0]["stats"][3]["confidence"].get<double>(), 0.99);
+  EXPECT_LE(j["cells"][0]["stats"][3]["p"].get<double>(), 0.01);
+  // A stricter confidence is used and stated.
+  CompareOptions strict;
+  strict.confidence = 0.999;
+  EXPECT_DOUBLE_EQ(compare_json(h.against(5000, strict))["cells"][0]["stats"][3]["confidence"].get<double>(), 0.999);
+}
+
+TEST(Compare, AnInconclusiveVerdictSaysWhatWouldMakeItConclusiveAndNeverFails) {
+  // Maxima from 50us to 5ms: a history this noisy cannot see a 2x change.
+  History h({50, 4000, 80, 900, 5000, 60, 2500, 120});
+  auto c = h.against(3000);
+  EXPECT_EQ(c.exit_code(), 0);
+  ASSERT_EQ(c.cells[1].id, "b");
+  EXPECT_TRUE(c.cells[1].changes[3].inconclusive()) << c.cells[1].changes[3].verdict.why;
+  EXPECT_EQ(c.inconclusive_statistics(), 1);
+  std::string text = compare_text(c);
+  EXPECT_NE(text.find("INCONCLUSIVE b: max: the history is too noisy"), std::string::npos) << text;
+  EXPECT_NE(compare_markdown(c).find("what would make them conclusive"), std::string::npos);
+  EXPECT_EQ(compare_json(c)["cells"][1]["verdict"], "inconclusive");
 }
 
 TEST(Compare, ACellNotMeasuredInNewExits3AndARegressionStillWins) {
@@ -432,6 +516,80 @@ TEST(Model, TheSeedTableSaysWhenAKvmGuestWasEmulated) {
   EXPECT_NE(md.find("| kernels | kvm (tcg), no stress | host, no stress |"), std::string::npos) << md;
 }
 
+namespace {
+// 2 million samples at 1ms with an exponential tail (scale 3us above 10us):
+// a tail the peaks-over-threshold model fits.
+Histogram exponential_tail() {
+  Histogram h;
+  std::uint64_t n = 0;
+  long long top = 0;
+  for (std::uint64_t k = 10; k < 200; ++k) {
+    auto c = static_cast<std::uint64_t>(2e6 * (1 - std::exp(-1.0 / 3)) * std::exp(-(static_cast<double>(k) - 10) / 3));
+    if (c == 0) break;
+    h.add_bucket(k, c);
+    n += c;
+    top = static_cast<long long>(k) * 1000 + 500;
+  }
+  h.set_exact(nanoseconds(10000), nanoseconds(top), nanoseconds(static_cast<long long>(n) * 13000));
+  return h;
+}
+}  // namespace
+
+TEST(Tails, EveryMeasuredCellHasItsTailInTheReportAndTheRunLengthOfItsMaxGates) {
+  CellDoc quiet{"a", axes("host", "none")};
+  quiet.gates = json::array({json{{"gate", "worst"}, {"stat", "max"}, {"bound_ns", 60000}, {"verdict", "pass"}}});
+  auto s = stored("r", {quiet, {"b", axes("host", "x"), "infra-error"}});
+  // Cell a measured 2 million samples over 2000 s.
+  s.cells[0]["merged"] = series(exponential_tail());
+  s.cells[0]["timings"] = json{{"phases", {{"measure_s", 2000.0}}}};
+  RunView run = make_run(s);
+  json j = render_json(ReportInput{&run, nullptr, nullptr});
+  const json& tail = j["cells"][0]["tail"];
+  ASSERT_TRUE(tail.is_object()) << j["cells"][0].dump();
+  EXPECT_EQ(tail["method"], "gpd") << tail.dump();
+  EXPECT_GT(tail["exceedances"].get<int>(), 0);
+  EXPECT_TRUE(tail["gof_p"].is_number());
+  EXPECT_DOUBLE_EQ(tail["duration_s"].get<double>(), 2000.0);
+  ASSERT_EQ(tail["return_levels"].size(), 2u);
+  EXPECT_EQ(tail["return_levels"][0]["horizon"], "1h");
+  EXPECT_EQ(tail["return_levels"][1]["horizon"], "24h");
+  // More operation, a worse worst case; each inside its interval.
+  EXPECT_LT(tail["return_levels"][0]["value_ns"].get<double>(), tail["return_levels"][1]["value_ns"].get<double>());
+  for (const auto& r : tail["return_levels"]) {
+    EXPECT_LE(r["low_ns"].get<double>(), r["value_ns"].get<double>());
+    EXPECT_GE(r["high_ns"].get<double>(), r["value_ns"].get<double>());
+  }
+  ASSERT_EQ(tail["bound_exceedance"].size(), 1u);
+  EXPECT_EQ(tail["bound_exceedance"][0]["bound_ns"], 60000);
+  ASSERT_EQ(tail["run_length"].size(), 1u);
+  EXPECT_DOUBLE_EQ(tail["run_length"][0]["confidence"].get<double>(), 0.99);
+  EXPECT_TRUE(j["cells"][1]["tail"].is_null());  // not measured
+  std::string md = render_markdown(ReportInput{&run, nullptr, nullptr});
+  EXPECT_NE(md.find("### Tails"), std::string::npos) << md;
+  EXPECT_NE(md.find("- a: to claim max &lt;= 60.0us at 99% you need about "), std::string::npos) << md;
+  std::string html = render_html(ReportInput{&run, nullptr, nullptr});
+  EXPECT_NE(html.find("<section id=\"tails\">"), std::string::npos);
+}
+
+TEST(Tails, AReturnLevelGateUsesTheModelAndFallsBackToTheMeasuredMax) {
+  GateSpec gate;
+  gate.name = "rl1h";
+  gate.stat = "rl1h";
+  gate.horizon_s = 3600;
+  std::string basis;
+  const Histogram tail = exponential_tail();
+  // 2 million samples at 1ms: 33 minutes; an hour's worst case lies beyond the measured max.
+  auto rl = return_level_statistic(gate, tail, std::chrono::milliseconds(1), &basis);
+  EXPECT_EQ(basis, "gpd");
+  EXPECT_GT(rl, tail.max());
+  gate.horizon_s = 86400;
+  EXPECT_GT(return_level_statistic(gate, tail, std::chrono::milliseconds(1)), rl);
+  // 20 samples: no tail to fit, the measured max, and it says so.
+  Histogram thin = spread(20, 10, 12, 15000);
+  EXPECT_EQ(return_level_statistic(gate, thin, std::chrono::milliseconds(1), &basis), nanoseconds(15000));
+  EXPECT_EQ(basis.rfind("empirical: ", 0), 0u) << basis;
+}
+
 TEST(Model, PeriodSweepHasOneColumnPerPeriodShortestFirst) {
   std::vector<CellDoc> cells = {{"a", axes("kvm", "none", "1ms"), "measured", 130000},
                                 {"b", axes("kvm", "none", "50us"), "measured", 661000},
@@ -581,13 +739,21 @@ TEST_F(ScratchDir, LoadRunDirFollowsLatestAndNeverReadsOutsideTheRun) {
   EXPECT_THROW(load_run_dir((dir_ / "nothing").string()), std::runtime_error);
 }
 
+namespace {
+// A max regression gate against `spec`.
+GateSpec max_regression_gate(const std::string& name, const RegressionSpec& spec) {
+  GateSpec gate;
+  gate.name = name;
+  gate.stat = "max";
+  gate.regression = std::make_shared<const RegressionSpec>(spec);
+  return gate;
+}
+}  // namespace
+
 TEST_F(ScratchDir, RegressionGateVerdicts) {
   write_run(dir_ / "base", "base-run", {{"a", axes("host", "none"), "measured", 100000}, {"b", axes("host", "x"), "infra-error"}});
   RegressionSpec spec{baseline_run((dir_ / "base").string()), *parse_tolerance("10%")};
-  GateSpec gate;
-  gate.name = "max-regression";
-  gate.stat = "max";
-  gate.regression = std::make_shared<const RegressionSpec>(spec);
+  GateSpec gate = max_regression_gate("max-regression", spec);
   CellSpec cell;
   cell.id = "a";
   Histogram within = spread(100, 10, 20, 109000), beyond = spread(100, 10, 20, 111000);
@@ -601,6 +767,8 @@ TEST_F(ScratchDir, RegressionGateVerdicts) {
   auto fail = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &beyond);
   EXPECT_EQ(fail.verdict, Verdict::fail);
   EXPECT_EQ(fail.message, "max 111us vs baseline 100us (+11.0us, +11.0%) exceeds tolerance 10% (+10.0us) by 1.0us");
+  EXPECT_EQ(fail.extra["history_verdict"], "regressed");
+  EXPECT_TRUE(fail.extra["confidence"].is_null());  // one run: the tolerance rule, no confidence
 
   cell.id = "new-cell";
   auto absent = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &within);
@@ -618,6 +786,67 @@ TEST_F(ScratchDir, RegressionGateVerdicts) {
   auto error = evaluate_regression_gate(missing, cell, CellStatus::measured, "", &within);
   EXPECT_EQ(error.verdict, Verdict::error);
   EXPECT_NE(error.message.find("cannot be read"), std::string::npos) << error.message;
+}
+
+TEST_F(ScratchDir, RegressionGateJudgesAgainstAHistoryAtItsConfidence) {
+  // Eight complete runs of plan "p" (maxima 95..120us), one of another plan
+  // and one still running (both with a huge max: they must not count).
+  const long long maxima_us[] = {100, 112, 95, 120, 104, 116, 98, 108};
+  for (int i = 0; i < 8; ++i)
+    write_run(dir_ / "hist" / ("r" + std::to_string(i)), "r" + std::to_string(i),
+              {{"a", axes("host", "none"), "measured", maxima_us[i] * 1000}});
+  write_run(dir_ / "hist" / "other", "other", {{"a", axes("host", "none"), "measured", 90000000}});
+  json other = json::parse(std::ifstream(dir_ / "hist" / "other" / "run.json"));
+  other["plan"]["name"] = "another-plan";
+  std::ofstream(dir_ / "hist" / "other" / "run.json") << other.dump();
+  write_run(dir_ / "hist" / "now", "now", {{"a", axes("host", "none"), "measured", 90000000}});
+  json running = json::parse(std::ifstream(dir_ / "hist" / "now" / "run.json"));
+  running["status"] = "running";
+  std::ofstream(dir_ / "hist" / "now" / "run.json") << running.dump();
+
+  RegressionSpec spec{baseline_run((dir_ / "hist").string()), *parse_tolerance("10%")};
+  spec.baseline->preload("p");
+  ASSERT_EQ(spec.baseline->runs().size(), 8u) << spec.baseline->error();
+  GateSpec gate = max_regression_gate("max-history", spec);
+  CellSpec cell;
+  cell.id = "a";
+
+  Histogram usual = spread(100, 10, 20, 115000), far = spread(100, 10, 20, 5000000);
+  auto pass = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &usual);
+  EXPECT_EQ(pass.verdict, Verdict::pass) << pass.message;
+  EXPECT_EQ(pass.extra["baseline_runs"], 8);
+  EXPECT_EQ(pass.extra["baseline_ns"], 106000);  // the median
+  EXPECT_EQ(pass.extra["baseline_run"], "r7");   // the newest (ties on started: by directory)
+  EXPECT_DOUBLE_EQ(pass.extra["confidence"].get<double>(), 0.99);
+  EXPECT_GT(pass.bound, nanoseconds(106000 + 10600)) << "the history's prediction is above the tolerance here";
+  auto fail = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &far);
+  EXPECT_EQ(fail.verdict, Verdict::fail) << fail.message;
+  EXPECT_EQ(fail.extra["history_verdict"], "regressed");
+  EXPECT_NE(fail.message.find("vs baseline 106us (median of 8 runs; "), std::string::npos) << fail.message;
+  EXPECT_NE(fail.message.find("regressed at confidence 99%"), std::string::npos) << fail.message;
+
+  // Per-cell judging: the gate matches many cells, so one cell's bound is higher.
+  const auto lone = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &usual, 1).bound;
+  const auto among = evaluate_regression_gate(gate, cell, CellStatus::measured, "", &usual, 1000).bound;
+  ASSERT_GT(among, lone);
+  Histogram between = spread(100, 10, 20, (lone.count() + among.count()) / 2);
+  EXPECT_EQ(evaluate_regression_gate(gate, cell, CellStatus::measured, "", &between, 1).verdict, Verdict::fail);
+  EXPECT_EQ(evaluate_regression_gate(gate, cell, CellStatus::measured, "", &between, 1000).verdict, Verdict::pass);
+  // The gate's confidence is the one used.
+  GateSpec strict = gate;
+  strict.confidence = 0.999;
+  auto s = evaluate_regression_gate(strict, cell, CellStatus::measured, "", &usual);
+  EXPECT_DOUBLE_EQ(s.extra["confidence"].get<double>(), 0.999);
+  EXPECT_GT(s.bound, pass.bound);
+  // `last`: the newest 2 runs only (too few for a spread: the tolerance rule over their median).
+  RegressionSpec two = spec;
+  two.last = 2;
+  GateSpec recent = gate;
+  recent.regression = std::make_shared<const RegressionSpec>(two);
+  auto r2 = evaluate_regression_gate(recent, cell, CellStatus::measured, "", &usual);
+  EXPECT_EQ(r2.extra["baseline_runs"], 2);
+  EXPECT_EQ(r2.extra["baseline_ns"], 103000);  // the median of r6 (98us) and r7 (108us)
+  EXPECT_TRUE(r2.extra["confidence"].is_null());
 }
 
 TEST(CompareFacts, ListsTheSettingsThatDifferAndLeavesOutVolatileOnes) {

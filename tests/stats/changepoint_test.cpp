@@ -111,6 +111,22 @@ TEST(ChangePoints, AQuantisedFlatSeriesIsNoSpreadOfZero) {
   EXPECT_EQ(cps[0].index, 12u);
 }
 
+TEST(ChangePoints, EachSeriesOfAFamilyHasItsOwnQuantum) {
+  // A percentile flat at 3 us with one run at 4 us (one bucket: no change)
+  // beside an exact max that moves by 100 ns for good: a change only if the
+  // max's quantum is its own (0), not the percentile's 1 us.
+  std::vector<std::vector<double>> all{std::vector<double>(24, 3000), std::vector<double>(24, 50000)};
+  all[0][12] = 4000;
+  for (std::size_t i = 12; i < 24; ++i) all[1][i] = 50100;
+  const auto cps = change_points(all, std::vector<double>{1000, 0}, ChangePointOptions{});
+  EXPECT_TRUE(cps[0].empty());
+  ASSERT_EQ(cps[1].size(), 1u);
+  EXPECT_EQ(cps[1][0].index, 12u);
+  const auto coarse = change_points(all, std::vector<double>{1000, 1000}, ChangePointOptions{});
+  EXPECT_TRUE(coarse[0].empty());
+  EXPECT_TRUE(coarse[1].empty());
+}
+
 TEST(ChangePoints, ManySeriesAreControlledTogether) {
   // 1,000 series (cells x statistics) without a step: a report in at most
   // 1 - confidence of such families; one stepped series among them is found.

@@ -294,6 +294,34 @@ TEST(HistoryVerdicts, FewRunsUseTheToleranceRuleAndSaySo) {
   EXPECT_EQ(v[3].verdict, Verdict::improved);  // 80 < median 150 - 15
 }
 
+TEST(HistoryVerdicts, AFamilyLargerThanTheTestsGivenCountsTheOthersAsNotSignificant) {
+  // A regression gate judges one cell of a 1,000-statistic run on its own:
+  // its p-value is corrected as if the 999 others were there, not significant.
+  HistoryOptions o;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> noise(0, 0.1);
+  std::vector<double> h(30);
+  for (auto& v : h) v = 100e3 * std::exp(noise(rng));
+  // Three prediction sds above the history (t(29): p ~ 0.003): below 0.01
+  // alone, above 0.01 / 1000. Values are taken at their bucket's midpoint.
+  double mean = 0, ss = 0;
+  for (double v : h) mean += std::log(v + 500) / 30;
+  for (double v : h) ss += (std::log(v + 500) - mean) * (std::log(v + 500) - mean);
+  const double value = std::exp(mean + 3 * std::sqrt(ss / 29) * std::sqrt(1 + 1.0 / 30)) - 500;
+  const std::vector<StatisticTest> tests{test_statistic(h, value, StatisticKind::percentile, 1000, o)};
+  ASSERT_LT(tests[0].p_regressed, 0.01);
+  ASSERT_GT(tests[0].p_regressed * 1000, 0.01);
+  EXPECT_EQ(judge(tests, o)[0].verdict, Verdict::regressed);
+  o.family_size = 1000;
+  const auto v = judge(tests, o);
+  EXPECT_NE(v[0].verdict, Verdict::regressed) << v[0].why;
+  EXPECT_NEAR(v[0].p, std::min(1.0, tests[0].p_regressed * 1000), 1e-12);
+  EXPECT_NE(v[0].method.find("over 1000 statistics"), std::string::npos) << v[0].method;
+  // A family no larger than the tests given changes nothing.
+  o.family_size = 1;
+  EXPECT_EQ(judge(tests, o)[0].verdict, Verdict::regressed);
+}
+
 TEST(HistoryVerdicts, OneBucketIsNeverARegression) {
   // A percentile steady at 3 us in every run, now 4 us: one 1 us bucket.
   HistoryOptions o;

@@ -18,6 +18,14 @@ namespace vmlat {
 // The statistic a gate bounds, read from a merged histogram.
 std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& merged);
 
+// A return-level gate's statistic (`stat = "rl1h"`): the worst case to expect
+// once in `gate.horizon_s` of operation at the cell's period, from the tail
+// model of the histogram measured over samples x period (docs/statistics.md);
+// where the model is rejected or the tail too thin, the measured max, and
+// `basis` says which ("gpd" or "empirical: <why>").
+std::chrono::nanoseconds return_level_statistic(const GateSpec& gate, const Histogram& merged,
+                                                std::chrono::nanoseconds period, std::string* basis = nullptr);
+
 // `merged` is the cell's default series; `named` (optional) its series by
 // name, the default included: a gate with `series` reads that one, and is an
 // `error` when the cell has no such series. `facts` (result.json's facts:

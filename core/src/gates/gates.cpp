@@ -1,8 +1,10 @@
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "gates/evaluate.hpp"
 #include "gates/regression.hpp"
+#include "stats/tail.hpp"
 #include "vmlat/units.hpp"
 
 namespace vmlat {
@@ -43,6 +45,21 @@ json gates_json(const std::vector<GateResult>& gates) {
     arr.push_back(j);
   }
   return arr;
+}
+
+std::chrono::nanoseconds return_level_statistic(const GateSpec& gate, const Histogram& merged,
+                                                std::chrono::nanoseconds period, std::string* basis) {
+  const double duration_s = static_cast<double>(merged.samples()) * static_cast<double>(period.count()) * 1e-9;
+  stats::TailOptions options;
+  options.horizons_s = {gate.horizon_s};
+  const stats::TailFit fit = stats::fit_tail(merged, duration_s, options);
+  if (fit.fitted() && !fit.return_levels.empty() && std::isfinite(fit.return_levels.front().value_ns)) {
+    if (basis) *basis = "gpd";
+    // Never below what was measured: the model extrapolates, it does not forget.
+    return std::max(merged.max(), std::chrono::nanoseconds(std::llround(fit.return_levels.front().value_ns)));
+  }
+  if (basis) *basis = "empirical: " + (fit.reason.empty() ? std::string("no return level") : fit.reason);
+  return merged.max();
 }
 
 std::chrono::nanoseconds gate_statistic(const GateSpec& gate, const Histogram& merged) {
@@ -104,7 +121,8 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, C
       continue;
     }
     if (gate.regression) {
-      results.push_back(evaluate_regression_gate(gate, cell, status, cell_error, default_merged));
+      results.push_back(
+          evaluate_regression_gate(gate, cell, status, cell_error, default_merged, std::max<std::size_t>(gate.cells_matched, 1)));
       continue;
     }
     const Histogram* merged = default_merged;
@@ -127,6 +145,13 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, C
       r.message = status != CellStatus::measured ? "not measured: " + cell_error
                   : !merged && !gate.series.empty() ? "the cell has no series '" + gate.series + "'"
                                                     : "the probe returned no samples";
+    } else if (gate.horizon_s > 0) {
+      std::string basis;
+      r.value = return_level_statistic(gate, *merged, cell.period, &basis);
+      r.extra = json{{"basis", basis}, {"horizon_s", gate.horizon_s}};
+      r.verdict = r.value <= r.bound ? Verdict::pass : Verdict::fail;
+      r.message = gate.stat + " " + format_latency(r.value) + (basis == "gpd" ? " (tail model)" : " (the measured max: " + basis + ")") +
+                  (r.verdict == Verdict::fail ? " exceeds" : " is within") + " bound " + format_latency(r.bound);
     } else {
       r.value = gate_statistic(gate, *merged);
       r.verdict = r.value <= r.bound ? Verdict::pass : Verdict::fail;

@@ -1,12 +1,17 @@
 #include "gates/regression.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <ostream>
+#include <set>
+#include <stdexcept>
 
 #include "gates/evaluate.hpp"
 #include "plan.hpp"
+#include "stats/history.hpp"
 #include "vmlat/histogram.hpp"
 #include "vmlat/units.hpp"
 
@@ -97,6 +102,21 @@ std::optional<nanoseconds> stored_statistic(const json& series, const StatName& 
   }
 }
 
+stats::StatisticKind statistic_kind(const StatName& stat) {
+  return stat.name == "max" ? stats::StatisticKind::maximum : stats::StatisticKind::percentile;
+}
+
+double statistic_resolution_ns(const StatName& stat) { return stat.quantile > 0 ? 1000.0 : 0.0; }
+
+stats::HistoryOptions history_options(const Tolerance& tolerance, double confidence) {
+  stats::HistoryOptions h;
+  h.confidence = confidence;
+  h.tolerance_relative = tolerance.relative;
+  h.tolerance_fraction = tolerance.fraction;
+  h.tolerance_ns = static_cast<double>(tolerance.absolute.count());
+  return h;
+}
+
 double StatChange::relative() const {
   if (base.count() == 0) return std::nan("");
   return static_cast<double>(delta().count()) / static_cast<double>(base.count());
@@ -110,6 +130,11 @@ std::string signed_percent(double r) {
   if (std::isnan(r)) return "n/a";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%+.1f%%", 100.0 * r);
+  return buf;
+}
+std::string fmt_confidence(double c) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g%%", 100.0 * c);
   return buf;
 }
 }  // namespace
@@ -128,32 +153,91 @@ StatChange compare_statistic(const StatName& stat, nanoseconds base, nanoseconds
   return c;
 }
 
-void BaselineRun::load() const {
+const json* find_cell_result(const StoredRun& r, const std::string& id) {
+  for (const auto& c : r.cells)
+    if (c.contains("cell") && c["cell"].is_object() && c["cell"].value("id", std::string()) == id) return &c;
+  return nullptr;
+}
+
+namespace {
+std::string canonical_or_self(const std::string& dir) {
+  std::error_code ec;
+  auto c = std::filesystem::weakly_canonical(dir, ec);
+  return ec ? dir : c.string();
+}
+std::string plan_name_of(const StoredRun& r) {
+  return r.run.contains("plan") && r.run["plan"].is_object() ? r.run["plan"].value("name", std::string()) : "";
+}
+}  // namespace
+
+std::vector<StoredRun> load_baseline_runs(const std::string& path, const std::string& plan, const std::string& started_by,
+                                          const std::string& exclude) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<StoredRun> runs;
+  if (fs::exists(fs::path(path) / "run.json", ec) || !fs::is_directory(path, ec)) {
+    runs.push_back(load_run_dir(path));  // throws saying why
+    return runs;
+  }
+  const std::string excluded = exclude.empty() ? "" : canonical_or_self(exclude);
+  std::vector<fs::path> dirs;
+  for (const auto& entry : fs::directory_iterator(path, ec))
+    if (!entry.is_symlink() && entry.is_directory() && fs::exists(entry.path() / "run.json")) dirs.push_back(entry.path());
+  for (const auto& d : dirs) {
+    if (!excluded.empty() && canonical_or_self(d.string()) == excluded) continue;
+    StoredRun r;
+    try {
+      r = load_run_dir(d.string());
+    } catch (const std::exception&) {
+      continue;  // a broken or foreign directory is no part of the history
+    }
+    const std::string started = r.run.value("started", std::string());
+    if (r.run.value("status", std::string()) != "complete" || (!plan.empty() && plan_name_of(r) != plan) ||
+        (!started_by.empty() && started > started_by))
+      continue;
+    runs.push_back(std::move(r));
+  }
+  if (runs.empty())
+    throw std::runtime_error("'" + path + "' holds no complete run" + (plan.empty() ? "" : " of plan '" + plan + "'") +
+                             (started_by.empty() ? "" : " that started by " + started_by) +
+                             (ec ? " (" + ec.message() + ")" : ""));
+  std::sort(runs.begin(), runs.end(), [](const StoredRun& a, const StoredRun& b) {
+    return std::pair(a.run.value("started", std::string()), a.dir) < std::pair(b.run.value("started", std::string()), b.dir);
+  });
+  return runs;
+}
+
+void BaselineRun::load(const std::string& plan) const {
   if (loaded_) return;
   loaded_ = true;
   try {
-    run_ = load_run_dir(path_);
+    runs_ = load_baseline_runs(path_, plan);
   } catch (const std::exception& e) {
     error_ = e.what();
   }
 }
 
+void BaselineRun::preload(const std::string& plan) const { load(plan); }
+
 const StoredRun* BaselineRun::run() const {
-  load();
-  return run_ ? &*run_ : nullptr;
+  load("");
+  return runs_.empty() ? nullptr : &runs_.back();
+}
+
+const std::vector<StoredRun>& BaselineRun::runs() const {
+  load("");
+  return runs_;
 }
 
 const std::string& BaselineRun::error() const {
-  load();
+  load("");
   return error_;
 }
 
 const json* BaselineRun::cell(const std::string& id) const {
   const StoredRun* r = run();
   if (!r) return nullptr;
-  for (const auto& c : r->cells)
-    if (c.contains("cell") && c["cell"].is_object() && c["cell"].value("id", std::string()) == id) return &c;
-  return nullptr;
+  return find_cell_result(*r, id);
 }
 
 std::shared_ptr<const BaselineRun> baseline_run(const std::string& path) {
@@ -167,7 +251,7 @@ std::shared_ptr<const BaselineRun> baseline_run(const std::string& path) {
 }
 
 GateResult evaluate_regression_gate(const GateSpec& gate, const CellSpec& cell, CellStatus status,
-                                    const std::string& cell_error, const Histogram* merged) {
+                                    const std::string& cell_error, const Histogram* merged, std::size_t family_size) {
   GateResult r;
   r.gate = gate.name;
   r.stat = gate.stat;
@@ -192,29 +276,64 @@ GateResult evaluate_regression_gate(const GateSpec& gate, const CellSpec& cell, 
   }
   std::string base_id = base_run->run.value("run_id", base_run->dir);
   r.extra["baseline_run"] = base_id;
-  const json* base_cell = baseline.cell(cell.id);
-  if (!base_cell) {
-    r.verdict = Verdict::skipped;
-    r.message = "no baseline: cell " + cell.id + " is not in baseline run " + base_id + " (" + base_run->dir + ")";
-    return r;
-  }
-  std::string base_status = base_cell->value("status", std::string("?"));
+  // The cell's statistic in every run of the baseline that measured it (the newest `last`).
+  const auto& runs = baseline.runs();
+  const std::size_t first = spec.last > 0 && runs.size() > spec.last ? runs.size() - spec.last : 0;
   StatName stat{gate.stat, gate.quantile};
-  std::optional<nanoseconds> base_value;
-  if (base_status == "measured" && base_cell->contains("merged")) base_value = stored_statistic((*base_cell)["merged"], stat);
-  if (!base_value) {
+  std::vector<double> history;
+  std::string newest_status;
+  for (std::size_t i = first; i < runs.size(); ++i) {
+    const json* c = find_cell_result(runs[i], cell.id);
+    if (!c) continue;
+    newest_status = c->value("status", std::string("?"));
+    if (newest_status == "measured" && c->contains("merged"))
+      if (auto v = stored_statistic((*c)["merged"], stat)) history.push_back(static_cast<double>(v->count()));
+  }
+  if (history.empty()) {
     r.verdict = Verdict::skipped;
-    r.message = "no baseline: cell " + cell.id + " was not measured in baseline run " + base_id + " (" + base_status + ")";
+    r.message = newest_status.empty()
+                    ? "no baseline: cell " + cell.id + " is not in baseline run " + base_id + " (" + base_run->dir + ")"
+                    : "no baseline: cell " + cell.id + " was not measured in baseline run " + base_id + " (" + newest_status + ")";
     return r;
   }
-  StatChange change = compare_statistic(stat, *base_value, gate_statistic(gate, *merged), spec.tolerance);
-  r.value = change.value;
-  r.bound = change.bound();
+  const nanoseconds value = gate_statistic(gate, *merged);
+  stats::HistoryOptions options = history_options(spec.tolerance, gate.confidence);
+  options.family_size = family_size;
+  const stats::StatisticTest test = stats::test_statistic(history, static_cast<double>(value.count()), statistic_kind(stat),
+                                                          statistic_resolution_ns(stat), options);
+  const stats::StatisticVerdict verdict = stats::judge(std::vector<stats::StatisticTest>{test}, options).front();
+  StatChange change;
+  change.stat = stat;
+  change.value = value;
+  change.base = nanoseconds(std::llround(test.center_ns));
+  change.allowed = nanoseconds(std::llround(test.allowed_ns));
+  r.value = value;
+  // The smallest value regressed on its own: beyond the tolerance and, with
+  // a spread to judge, beyond the history's prediction at the corrected level.
+  double bound = test.center_ns + test.allowed_ns;
+  if (std::isfinite(verdict.detectable_ratio)) bound = std::max(bound, verdict.detectable_ratio * test.center_ns);
+  r.bound = nanoseconds(std::llround(bound));
+  const bool regressed = verdict.verdict == stats::Verdict::regressed;
+  r.verdict = regressed ? Verdict::fail : Verdict::pass;
   r.extra["baseline_ns"] = change.base.count();
-  r.verdict = change.regression() ? Verdict::fail : Verdict::pass;
-  r.message = change.describe() + (change.regression() ? " exceeds" : " is within") + " tolerance " + spec.tolerance.text +
-              " (+" + format_latency(change.allowed) + ")";
-  if (change.regression()) r.message += " by " + format_latency(change.value - change.bound());
+  r.extra["baseline_runs"] = test.runs;
+  r.extra["history_verdict"] = std::string(stats::verdict_name(verdict.verdict));
+  r.extra["confidence"] = std::isfinite(verdict.confidence) ? json(verdict.confidence) : json(nullptr);
+  r.extra["method"] = verdict.method;
+  r.extra["p"] = std::isfinite(verdict.p) ? json(verdict.p) : json(nullptr);
+  r.extra["why"] = verdict.why;
+  if (test.model == "tolerance" && test.runs == 1) {
+    // One earlier run: no spread to judge, the tolerance rule as it always was.
+    r.message = change.describe() + (regressed ? " exceeds" : " is within") + " tolerance " + spec.tolerance.text + " (+" +
+                format_latency(change.allowed) + ")";
+    if (regressed) r.message += " by " + format_latency(change.value - change.bound());
+  } else {
+    r.message = stat.name + " " + format_latency(value) + " vs baseline " + format_latency(change.base) + " (median of " +
+                std::to_string(test.runs) + " runs; " + signed_latency(change.delta()) + ", " + signed_percent(change.relative()) +
+                "): " + std::string(stats::verdict_name(verdict.verdict)) +
+                (std::isfinite(verdict.confidence) ? " at confidence " + fmt_confidence(verdict.confidence) : "") + ", " +
+                verdict.why + "; tolerance " + spec.tolerance.text + " (+" + format_latency(change.allowed) + ")";
+  }
   return r;
 }
 
@@ -222,6 +341,7 @@ void preload_baselines(const Plan& plan, std::ostream& err) {
   for (const auto& gate : plan.gates) {
     if (!gate.regression) continue;
     const BaselineRun& baseline = *gate.regression->baseline;
+    baseline.preload(plan.name);
     if (!baseline.run())
       err << "vmlat: gate '" << gate.name << "': baseline '" << baseline.path() << "' cannot be read: " << baseline.error()
           << "; the gate's verdicts will be errors (exit 3)\n";

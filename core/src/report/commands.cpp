@@ -1,9 +1,13 @@
 #include "commands.hpp"
 
+#include <algorithm>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <ostream>
+#include <set>
 
+#include "history.hpp"
 #include "report.hpp"
 #include "run_store.hpp"
 #include "session.hpp"
@@ -36,6 +40,38 @@ int emit(const std::string& content, const std::string& path, std::ostream& out,
     return exit_code::infra;
   }
   return exit_code::pass;
+}
+
+std::string canonical_or_self(const std::string& dir) {
+  std::error_code ec;
+  auto c = std::filesystem::weakly_canonical(dir, ec);
+  return ec ? dir : c.string();
+}
+
+// The baseline's runs: each BASE is a run directory (run.json) or a results
+// directory, whose complete runs of NEW's plan that started no later than
+// NEW (NEW itself left out) all count. Oldest first, each run once; nullopt
+// after saying why on `err`.
+std::optional<std::deque<StoredRun>> load_history(const CompareCommand& c, const StoredRun& now, std::ostream& err) {
+  const std::string plan = now.run.contains("plan") && now.run["plan"].is_object() ? now.run["plan"].value("name", std::string()) : "";
+  const std::string started = now.run.value("started", std::string());
+  std::deque<StoredRun> runs;
+  std::set<std::string> seen;
+  for (const auto& base : c.bases) {
+    try {
+      for (auto& r : load_baseline_runs(base, plan, started, now.dir))
+        if (seen.insert(canonical_or_self(r.dir)).second) runs.push_back(std::move(r));
+    } catch (const std::exception& e) {
+      err << "vmlat: BASE: " << e.what() << "\n";
+      return std::nullopt;
+    }
+  }
+  std::stable_sort(runs.begin(), runs.end(), [](const StoredRun& a, const StoredRun& b) {
+    return std::pair(a.run.value("started", std::string()), a.dir) < std::pair(b.run.value("started", std::string()), b.dir);
+  });
+  if (c.last > 0)
+    while (runs.size() > c.last) runs.pop_front();
+  return runs;
 }
 
 }  // namespace
@@ -128,18 +164,59 @@ int compare_command(const CompareCommand& c, std::ostream& out, std::ostream& er
     }
     options.per_stat[stat] = *tolerance;
   }
-  auto base_stored = load(c.base, "BASE_RUN", err);
-  if (!base_stored) return exit_code::usage;
+  if (!(c.confidence > 0 && c.confidence < 1)) {
+    err << "vmlat: --confidence must be between 0 and 1, e.g. 0.99\n";
+    return exit_code::usage;
+  }
+  options.confidence = c.confidence;
   auto new_stored = load(c.now, "NEW_RUN", err);
   if (!new_stored) return exit_code::usage;
-  Run base = make_run(*base_stored), now = make_run(*new_stored);
-  Comparison comparison = compare_runs(base, now, options);
+  auto history_stored = load_history(c, *new_stored, err);
+  if (!history_stored) return exit_code::usage;
+  std::deque<Run> history_runs;
+  std::vector<const Run*> history;
+  for (const auto& r : *history_stored) history.push_back(&history_runs.emplace_back(make_run(r)));
+  Run now = make_run(*new_stored);
+  Comparison comparison = compare_runs(history, now, options);
   std::string text = c.format == "text"       ? compare_text(comparison)
                      : c.format == "markdown" ? compare_markdown(comparison)
                                               : compare_json(comparison).dump(2) + "\n";
   int code = emit(text, c.output, out, err);
   if (code) return code;
   return comparison.exit_code();
+}
+
+}  // namespace vmlat::report
+
+namespace vmlat::report {
+
+int history_command(const HistoryCommand& c, std::ostream& out, std::ostream& err) {
+  if (c.format != "text" && c.format != "markdown" && c.format != "json") {
+    err << "vmlat: --format must be text, markdown or json (got '" << c.format << "')\n";
+    return exit_code::usage;
+  }
+  std::string plan = c.plan;
+  if (plan.empty()) {
+    // The newest run's plan (its "latest"), else any.
+    try {
+      StoredRun latest = load_run_dir(c.results_dir);
+      if (latest.run.contains("plan") && latest.run["plan"].is_object()) plan = latest.run["plan"].value("name", std::string());
+    } catch (const std::exception&) {
+    }
+  }
+  std::vector<StoredRun> runs;
+  try {
+    runs = load_baseline_runs(c.results_dir, plan);
+  } catch (const std::exception& e) {
+    err << "vmlat: history: " << e.what() << "\n";
+    return exit_code::usage;
+  }
+  if (c.last > 0 && runs.size() > c.last) runs.erase(runs.begin(), runs.end() - static_cast<std::ptrdiff_t>(c.last));
+  const History h = build_history(runs, c.results_dir, c.confidence);
+  const std::string text = c.format == "text"       ? history_text(h)
+                           : c.format == "markdown" ? history_markdown(h)
+                                                    : history_json(h).dump(2) + "\n";
+  return emit(text, c.output, out, err);
 }
 
 }  // namespace vmlat::report

@@ -18,4 +18,8 @@ int report_command(const ReportCommand& command, std::ostream& out, std::ostream
 // measured in NEW; 2 usage or an unreadable run directory.
 int compare_command(const CompareCommand& command, std::ostream& out, std::ostream& err);
 
+// 0 written; 2 usage, or a directory without a complete run of the plan;
+// 3 the output could not be written.
+int history_command(const HistoryCommand& command, std::ostream& out, std::ostream& err);
+
 }  // namespace vmlat::report

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <sstream>
+#include <stdexcept>
 
 #include "text_escape.hpp"
 #include "vmlat/exit_codes.hpp"
@@ -38,8 +39,9 @@ std::string signed_latency(std::chrono::nanoseconds d) {
   return (d.count() < 0 ? "-" : "+") + format_latency(std::chrono::nanoseconds(std::llabs(d.count())));
 }
 
-std::string verdict_of(const StatChange& s) {
-  return s.regression() ? "REGRESSION" : s.improvement() ? "improved" : "ok";
+// The text table's verdict column: a regression in capitals, as the lines above it.
+std::string verdict_of(const StatComparison& s) {
+  return s.regression() ? "REGRESSED" : std::string(stats::verdict_name(s.verdict.verdict));
 }
 
 std::string cell_name(const std::string& id, const std::string& series) {
@@ -69,11 +71,27 @@ const Tolerance& CompareOptions::tolerance_of(const std::string& stat) const {
 }
 
 bool CellComparison::regression() const {
-  return std::any_of(changes.begin(), changes.end(), [](const StatChange& s) { return s.regression(); });
+  return std::any_of(changes.begin(), changes.end(), [](const StatComparison& s) { return s.regression(); });
 }
 
 bool CellComparison::improvement() const {
-  return !regression() && std::any_of(changes.begin(), changes.end(), [](const StatChange& s) { return s.improvement(); });
+  return !regression() && std::any_of(changes.begin(), changes.end(), [](const StatComparison& s) { return s.improvement(); });
+}
+
+bool CellComparison::inconclusive() const {
+  return !regression() && !improvement() &&
+         std::any_of(changes.begin(), changes.end(), [](const StatComparison& s) { return s.inconclusive(); });
+}
+
+std::string CellComparison::verdict() const {
+  return regression() ? "regressed" : improvement() ? "improved" : inconclusive() ? "inconclusive" : "unchanged";
+}
+
+int Comparison::inconclusive_statistics() const {
+  int n = 0;
+  for (const auto& cc : cells)
+    for (const auto& s : cc.changes) n += s.inconclusive();
+  return n;
 }
 
 int Comparison::regressions() const {
@@ -139,7 +157,24 @@ std::vector<FactChange> fact_changes(const json* base_result, const json* new_re
   return changes;
 }
 
+namespace {
+const Cell* find_cell(const Run& run, const std::string& id) {
+  for (const auto& c : run.cells)
+    if (c.id == id) return &c;
+  return nullptr;
+}
+std::chrono::nanoseconds rounded_ns(double v) {
+  return std::chrono::nanoseconds(std::isfinite(v) ? std::llround(v) : 0);
+}
+}  // namespace
+
 Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& options) {
+  return compare_runs(std::vector<const Run*>{&base}, now, options);
+}
+
+Comparison compare_runs(const std::vector<const Run*>& history, const Run& now, const CompareOptions& options) {
+  if (history.empty()) throw std::invalid_argument("compare_runs: an empty baseline");
+  const Run& base = *history.back();
   Comparison out;
   out.base_dir = base.stored ? base.stored->dir : "";
   out.new_dir = now.stored ? now.stored->dir : "";
@@ -148,6 +183,7 @@ Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& o
   out.base_plan = base.plan_name;
   out.new_plan = now.plan_name;
   out.options = options;
+  for (const Run* r : history) out.history.push_back(r->run_id);
   std::map<std::string, const Cell*> base_cells, new_cells;
   for (const auto& c : base.cells) base_cells.emplace(c.id, &c);
   for (const auto& c : now.cells) new_cells.emplace(c.id, &c);
@@ -155,6 +191,12 @@ Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& o
   for (const auto& n : now.cells) {
     auto b_it = base_cells.find(n.id);
     const Cell* b = b_it == base_cells.end() ? nullptr : b_it->second;
+    // The cell in every run of the history, oldest first.
+    std::vector<const Cell*> past;
+    for (const Run* r : history)
+      if (const Cell* c = find_cell(*r, n.id)) past.push_back(c);
+    const bool measured_before =
+        std::any_of(past.begin(), past.end(), [](const Cell* c) { return c->status == "measured"; });
     if (n.status == "skipped") {
       bool base_measured = b && b->status == "measured";
       if (base_measured)
@@ -163,25 +205,32 @@ Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& o
         out.skipped_in_both.push_back({n.id, kDefaultSeries, b ? b->status : "", n.status, n.error});
       continue;
     }
-    // Every series either run has, the default first.
+    // Every series either side has, the default first.
     std::vector<std::string> names;
     for (const auto& s : n.series) names.push_back(s.name);
-    if (b)
-      for (const auto& s : b->series)
+    for (const Cell* c : past)
+      for (const auto& s : c->series)
         if (std::find(names.begin(), names.end(), s.name) == names.end()) names.push_back(s.name);
     if (names.empty()) names.push_back(kDefaultSeries);
     for (const auto& name : names) {
       const Series* ns = find_series(n, name);
-      const Series* bs = b ? find_series(*b, name) : nullptr;
+      std::vector<const Series*> bs;  // the series in the earlier runs that measured it
+      const Cell* facts_from = nullptr;  // the newest of them
+      for (const Cell* c : past) {
+        const Series* s = find_series(*c, name);
+        if (c->status == "measured" && series_measured(s)) {
+          bs.push_back(s);
+          facts_from = c;
+        }
+      }
       bool new_ok = n.status == "measured" && series_measured(ns);
-      bool base_ok = b && b->status == "measured" && series_measured(bs);
       if (!new_ok) {
         out.not_measured_in_new.push_back({n.id, name, b ? b->status : "", n.status,
                                            n.status == "measured" ? "no samples" : n.error});
         continue;
       }
-      if (!base_ok) {
-        out.only_in_new.push_back({n.id, name, b ? b->status : "", n.status, ""});
+      if (bs.empty()) {
+        out.only_in_new.push_back({n.id, name, b ? b->status : (measured_before ? "measured" : ""), n.status, ""});
         continue;
       }
       CellComparison cc;
@@ -189,15 +238,37 @@ Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& o
       cc.series = name;
       cc.axes = n.axes;
       for (const auto& stat : options.stats) {
-        auto bv = stored_statistic(*bs->merged, stat);
         auto nv = stored_statistic(*ns->merged, stat);
-        if (!bv || !nv) continue;
-        cc.changes.push_back(compare_statistic(stat, *bv, *nv, options.tolerance_of(stat.name)));
+        if (!nv) continue;
+        std::vector<double> values;
+        for (const Series* s : bs)
+          if (auto v = stored_statistic(*s->merged, stat)) values.push_back(static_cast<double>(v->count()));
+        if (values.empty()) continue;
+        StatComparison sc;
+        sc.test = stats::test_statistic(values, static_cast<double>(nv->count()), statistic_kind(stat),
+                                        statistic_resolution_ns(stat),
+                                        history_options(options.tolerance_of(stat.name), options.confidence));
+        sc.stat = stat;
+        sc.value = *nv;
+        sc.base = rounded_ns(sc.test.center_ns);
+        sc.allowed = rounded_ns(sc.test.allowed_ns);
+        cc.changes.push_back(std::move(sc));
       }
-      cc.facts = fact_changes(b->result, n.result);
+      cc.facts = fact_changes(facts_from ? facts_from->result : nullptr, n.result);
       out.cells.push_back(std::move(cc));
     }
   }
+  // One family: every statistic of the comparison (docs/statistics.md, "Multiplicity").
+  std::vector<stats::StatisticTest> tests;
+  for (const auto& cc : out.cells)
+    for (const auto& s : cc.changes) tests.push_back(s.test);
+  const stats::HistoryOptions family = history_options(options.tolerance, options.confidence);
+  out.correction = std::string(stats::correction_name(family.correction));
+  out.family = tests.size();
+  const auto verdicts = stats::judge(tests, family);
+  std::size_t k = 0;
+  for (auto& cc : out.cells)
+    for (auto& s : cc.changes) s.verdict = verdicts[k++];
   for (const auto& b : base.cells) {
     if (new_cells.count(b.id)) continue;
     if (b.status == "skipped") out.skipped_in_both.push_back({b.id, kDefaultSeries, b.status, "", b.error});
@@ -230,17 +301,38 @@ std::string tolerance_summary(const CompareOptions& o) {
   return s + " (percentiles: at least 1us, their resolution)";
 }
 
+std::string percent_level(double confidence) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g%%", 100.0 * confidence);
+  return buf;
+}
+
 }  // namespace
+
+// What the baseline is and how the verdicts were reached: a single run
+// cannot show the spread between runs, and says so.
+std::string baseline_summary(const Comparison& c) {
+  const std::size_t n = c.history.size();
+  if (n <= 1)
+    return "1 earlier run (" + c.base_run_id +
+           "): the spread between runs cannot be judged; verdicts by the tolerance rule against it";
+  std::string runs = std::to_string(n) + " earlier runs (" + c.history.front() + " .. " + c.history.back() + ")";
+  if (n < stats::HistoryOptions{}.min_runs)
+    return runs + ": too few to judge the spread between runs; the tolerance rule against their median (BASE)";
+  return runs + ": BASE is their median; verdicts at confidence " + percent_level(c.options.confidence) + " over " +
+         std::to_string(c.family) + " statistics (" + c.correction + ")";
+}
 
 std::string compare_text(const Comparison& c) {
   std::ostringstream out;
   out << "vmlat compare: " << line_safe(c.base_run_id) << " (base, " << line_safe(c.base_dir) << ") -> "
       << line_safe(c.new_run_id) << " (new, " << line_safe(c.new_dir) << ")\n";
+  out << "baseline: " << line_safe(baseline_summary(c)) << "\n";
   out << "tolerance: " << tolerance_summary(c.options) << "\n";
   int code = c.exit_code();
   out << (code == 0 ? "OK" : code == 1 ? "REGRESSION" : "NOT MEASURED") << ": " << c.cells.size() << " cell"
       << (c.cells.size() == 1 ? "" : "s") << " compared, " << c.regressions() << " regressed, " << c.improvements()
-      << " improved; " << c.not_measured_in_new.size() << " not measured in new, " << c.only_in_new.size()
+      << " improved, " << c.inconclusive_statistics() << " statistics inconclusive; " << c.not_measured_in_new.size() << " not measured in new, " << c.only_in_new.size()
       << " without baseline, " << c.skipped_in_both.size() << " not runnable in either\n";
   // The answer first: every regression as one line naming the cell and the change.
   for (const auto* cc : regressions_first(c)) {
@@ -249,8 +341,15 @@ std::string compare_text(const Comparison& c) {
       if (s.regression())
         out << "REGRESSION " << line_safe(cell_name(cc->id, cc->series)) << ": " << s.stat.name << " "
             << format_latency(s.base) << " -> " << format_latency(s.value) << " (" << signed_latency(s.delta()) << ", "
-            << percent_text(s.relative()) << "; allowed +" << format_latency(s.allowed) << ")\n";
+            << percent_text(s.relative()) << "; allowed +" << format_latency(s.allowed) << "; "
+            << line_safe(s.verdict.why) << ")\n";
   }
+  // What would make an inconclusive verdict conclusive.
+  for (const auto* cc : regressions_first(c))
+    for (const auto& s : cc->changes)
+      if (s.inconclusive())
+        out << "INCONCLUSIVE " << line_safe(cell_name(cc->id, cc->series)) << ": " << s.stat.name << ": "
+            << line_safe(s.verdict.why) << "\n";
   // Beside the latency change, what differs between the two runs.
   if (!c.common_facts.empty()) {
     out << "facts that differ (every compared cell):\n";
@@ -301,8 +400,19 @@ std::string compare_markdown(const Comparison& c) {
   out << "### Comparison with " << markdown_escape(c.base_run_id) << ": "
       << (code == 0 ? "no regression" : code == 1 ? "**REGRESSION**" : "**cells not measured**") << "\n\n";
   out << c.cells.size() << " cells compared (" << markdown_escape(c.base_run_id) << " → " << markdown_escape(c.new_run_id)
-      << "), " << c.regressions() << " regressed, " << c.improvements() << " improved; tolerance "
-      << markdown_escape(tolerance_summary(c.options)) << "\n\n";
+      << "), " << c.regressions() << " regressed, " << c.improvements() << " improved, " << c.inconclusive_statistics()
+      << " statistics inconclusive; tolerance " << markdown_escape(tolerance_summary(c.options)) << "\n\n";
+  out << "Baseline: " << markdown_escape(baseline_summary(c)) << "\n\n";
+  bool any_inconclusive = false;
+  for (const auto* cc : regressions_first(c))
+    for (const auto& s : cc->changes)
+      if (s.inconclusive()) {
+        if (!any_inconclusive) out << "Inconclusive, and what would make them conclusive:\n\n";
+        any_inconclusive = true;
+        out << "- " << markdown_escape(cell_name(cc->id, cc->series)) << " " << markdown_escape(s.stat.name) << ": "
+            << markdown_escape(s.verdict.why) << "\n";
+      }
+  if (any_inconclusive) out << "\n";
   for (const auto& u : c.not_measured_in_new)
     out << "- not measured in new: " << markdown_escape(cell_name(u.id, u.series)) << " ("
         << markdown_escape(u.new_status.empty() ? "absent" : u.new_status) << (u.error.empty() ? "" : ": " + markdown_escape(u.error))
@@ -323,13 +433,13 @@ std::string compare_markdown(const Comparison& c) {
   for (const auto* cc : regressions_first(c)) {
     out << "| " << markdown_escape(cell_name(cc->id, cc->series)) << " | ";
     for (const auto& stat : c.options.stats) {
-      auto s = std::find_if(cc->changes.begin(), cc->changes.end(), [&](const StatChange& x) { return x.stat.name == stat.name; });
+      auto s = std::find_if(cc->changes.begin(), cc->changes.end(), [&](const StatComparison& x) { return x.stat.name == stat.name; });
       if (s == cc->changes.end()) out << "– | ";
       else
         out << (s->regression() ? "**" : "") << format_latency(s->base) << " → " << format_latency(s->value) << " ("
             << percent_text(s->relative()) << ")" << (s->regression() ? "**" : "") << " | ";
     }
-    out << (cc->regression() ? "**REGRESSION**" : cc->improvement() ? "improved" : "ok") << " |\n";
+    out << (cc->regression() ? "**REGRESSED**" : cc->verdict()) << " |\n";
   }
   return out.str();
 }
@@ -356,27 +466,33 @@ json compare_json(const Comparison& c) {
   for (const auto& s : c.options.stats) tolerances[s.name] = c.options.tolerance_of(s.name).text;
   json cells = json::array();
   for (const auto* cc : regressions_first(c)) {
-    json changes = json::object();
+    json changes = json::array();
     for (const auto& s : cc->changes) {
       double rel = s.relative();
-      changes[s.stat.name] = json{{"base_ns", s.base.count()}, {"new_ns", s.value.count()}, {"delta_ns", s.delta().count()},
-                                  {"relative", std::isnan(rel) ? json(nullptr) : json(rel)},
-                                  {"allowed_ns", s.allowed.count()}, {"verdict", verdict_of(s) == "REGRESSION" ? "regression" : verdict_of(s)}};
+      json j = stats::to_json(s.test, s.verdict);
+      j.update(json{{"stat", s.stat.name}, {"base_ns", s.base.count()}, {"new_ns", s.value.count()},
+                    {"delta_ns", s.delta().count()}, {"relative", std::isnan(rel) ? json(nullptr) : json(rel)},
+                    {"allowed_ns", s.allowed.count()}});
+      changes.push_back(std::move(j));
     }
     json axes = json::object();
     for (const auto& [k, v] : cc->axes) axes[k] = v;
     cells.push_back(json{{"cell", cc->id}, {"series", cc->series}, {"axes", axes},
-                         {"verdict", cc->regression() ? "regression" : cc->improvement() ? "improved" : "ok"},
+                         {"verdict", cc->verdict()},
                          {"stats", changes}, {"facts_differ", facts_json(cc->facts)}});
   }
-  return json{{"schema", "vmlat-compare/1"},
+  return json{{"schema", "vmlat-compare/2"},
               {"base", {{"dir", c.base_dir}, {"run_id", c.base_run_id}, {"plan", c.base_plan}}},
+              {"history", {{"runs", c.history}, {"count", c.history.size()}, {"summary", baseline_summary(c)}}},
+              {"confidence", c.options.confidence},
+              {"correction", c.correction},
+              {"statistics", c.family},
               {"new", {{"dir", c.new_dir}, {"run_id", c.new_run_id}, {"plan", c.new_plan}}},
               {"tolerance", tolerances},
               {"exit_code", c.exit_code()},
               {"summary",
                {{"compared", c.cells.size()}, {"regressed", c.regressions()}, {"improved", c.improvements()},
-                {"not_measured_in_new", c.not_measured_in_new.size()}, {"without_baseline", c.only_in_new.size()},
+                {"inconclusive_statistics", c.inconclusive_statistics()}, {"not_measured_in_new", c.not_measured_in_new.size()}, {"without_baseline", c.only_in_new.size()},
                 {"skipped_in_both", c.skipped_in_both.size()}}},
               {"cells", cells},
               {"facts_differ", facts_json(c.common_facts)},

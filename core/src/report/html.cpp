@@ -11,6 +11,7 @@
 #include "json_access.hpp"
 #include "plots.hpp"
 #include "report.hpp"
+#include "tails.hpp"
 #include "text_escape.hpp"
 #include "traces.hpp"
 #include "vmlat/units.hpp"
@@ -175,7 +176,7 @@ void comparison_section(std::string& out, const Comparison& c) {
          (code == 0 ? "no regression" : code == 1 ? "REGRESSION" : "cells not measured") + ": " +
          std::to_string(c.cells.size()) + " cells compared, " + std::to_string(c.regressions()) + " regressed, " +
          std::to_string(c.improvements()) + " improved, " + std::to_string(c.not_measured_in_new.size()) +
-         " not measured, " + std::to_string(c.only_in_new.size()) + " without baseline. Tolerance:";
+         " not measured, " + std::to_string(c.only_in_new.size()) + " without baseline. Baseline: " + esc(baseline_summary(c)) + ". Tolerance:";
   for (const auto& s : c.options.stats) out += " " + esc(s.name) + " " + esc(c.options.tolerance_of(s.name).text);
   out += " (percentiles at least 1 µs).</p>";
   for (const auto& u : c.not_measured_in_new)
@@ -204,7 +205,7 @@ void comparison_section(std::string& out, const Comparison& c) {
       out += "<td class=\"num" + std::string(s->regression() ? " v-fail" : "") + "\">" + format_latency(s->base) + " → " +
              format_latency(s->value) + (std::isnan(rel) ? "" : " (" + percent(rel) + ")") + "</td>";
     }
-    out += "<td>" + std::string(cc->regression() ? "REGRESSION" : cc->improvement() ? "improved" : "ok") + "</td></tr>";
+    out += "<td>" + std::string(cc->regression() ? "REGRESSED" : cc->verdict()) + "</td></tr>";
   }
   out += "</table></section>";
 }
@@ -374,6 +375,32 @@ void facts_details(std::string& out, const Run& run, const Cell& c) {
   out += "</table></details>";
 }
 
+// The tail model of every measured cell, and how long a run must be to
+// support each max bound (docs/statistics.md).
+void tails_section(std::string& out, const Run& run) {
+  std::string rows, lengths;
+  for (const auto& c : run.cells) {
+    auto tail = cell_tail(c);
+    if (!tail) continue;
+    const TailRow row = tail_row(*tail);
+    rows += "<tr data-cell-id=\"" + esc(c.id) + "\"><td>" + cell_link(c) + "</td><td>" + esc(row.model) +
+            "</td><td class=\"num\">" + esc(row.threshold) + "</td><td class=\"num\">" + esc(row.exceedances) +
+            "</td><td class=\"num\">" + esc(row.gof_p) + "</td><td class=\"num\">" + esc(row.rl1h) +
+            "</td><td class=\"num\">" + esc(row.rl24h) + "</td><td>" + esc(row.bounds) + "</td></tr>";
+    for (const auto& s : row.run_lengths) lengths += "<li>" + esc(c.id) + ": " + esc(s) + "</li>";
+  }
+  if (rows.empty()) return;
+  out += "<section id=\"tails\"><h2>Tails</h2><p class=\"small\">Peaks over threshold (generalised Pareto) fitted to each "
+         "cell's merged histogram, with a chi-square test of fit; return levels (the worst case to expect in 1 h and 24 h "
+         "at this period) with 95% intervals; where the fit is rejected or the tail too thin, the empirical maximum "
+         "(docs/statistics.md).</p><table class=\"tails\"><tr><th>cell</th><th>model</th><th class=\"num\">threshold</th>"
+         "<th class=\"num\">exceedances</th><th class=\"num\">fit p</th><th class=\"num\">worst in 1 h</th>"
+         "<th class=\"num\">worst in 24 h</th><th>bound exceeded per hour</th></tr>" +
+         rows + "</table>";
+  if (!lengths.empty()) out += "<h3>How long to run</h3><ul class=\"run-lengths\">" + lengths + "</ul>";
+  out += "</section>";
+}
+
 void decomposition_section(std::string& out, const Run& run) {
   auto groups = decompose_run(run);
   if (groups.empty()) return;
@@ -536,6 +563,7 @@ std::string render_html(const ReportInput& in) {
   seed_section(out, run);
   sweep_section(out, run);
   decomposition_section(out, run);
+  tails_section(out, run);
   index_section(out, run);
   system_section(out, run);
   out += "<section id=\"cells\"><h2>Cell details</h2>";

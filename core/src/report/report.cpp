@@ -8,6 +8,7 @@
 
 #include "decompose.hpp"
 #include "json_access.hpp"
+#include "tails.hpp"
 #include "text_escape.hpp"
 #include "traces.hpp"
 #include "vmlat/units.hpp"
@@ -197,6 +198,33 @@ std::string render_markdown(const ReportInput& in) {
     out << "\n";
   }
 
+  // The tail model of every measured cell (docs/statistics.md, "Tail model").
+  bool tail_head = false;
+  for (const auto& c : run.cells) {
+    auto tail = cell_tail(c);
+    if (!tail) continue;
+    if (!tail_head)
+      out << "### Tails (peaks over threshold; return levels with 95% intervals)\n\n"
+             "| cell | model | threshold | exceedances | fit p | worst in 1 h | worst in 24 h | bound exceeded per hour |\n"
+             "|---|---|---:|---:|---:|---:|---:|---|\n";
+    tail_head = true;
+    const TailRow row = tail_row(*tail);
+    out << "| " << md(c.id) << " | " << md(row.model) << " | " << row.threshold << " | " << row.exceedances << " | "
+        << row.gof_p << " | " << row.rl1h << " | " << row.rl24h << " | " << md(row.bounds) << " |\n";
+  }
+  if (tail_head) out << "\n";
+  bool length_head = false;
+  for (const auto& c : run.cells) {
+    auto tail = cell_tail(c);
+    if (!tail) continue;
+    for (const auto& s : tail_row(*tail).run_lengths) {
+      if (!length_head) out << "### How long to run\n\n";
+      length_head = true;
+      out << "- " << md(c.id) << ": " << md(s) << "\n";
+    }
+  }
+  if (length_head) out << "\n";
+
   std::vector<const Cell*> cells;
   for (const auto& c : run.cells) cells.push_back(&c);
   std::stable_sort(cells.begin(), cells.end(), [](const Cell* a, const Cell* b) { return cell_rank(*a) < cell_rank(*b); });
@@ -245,11 +273,13 @@ json render_json(const ReportInput& in) {
           traces.push_back(json{{"name", t}, {"path", link ? json(*link) : json(nullptr)}});
         }
     const json& spikes = c.result ? member(*c.result, "spikes") : member(json(), "");
+    auto tail = cell_tail(c);
     cells.push_back(json{{"index", c.index + 1}, {"id", c.id}, {"run_id", c.run_id}, {"also_in", c.also_in},
                          {"host", c.host}, {"machine", c.machine}, {"axes", axes_json(c.axes)}, {"status", c.status},
                          {"error", c.error.empty() ? json(nullptr) : json(c.error)},
                          {"max_ns", c.max_ns ? json(*c.max_ns) : json(nullptr)}, {"series", series}, {"gates", gates},
-                         {"traces", traces}, {"spikes", spikes.is_array() ? spikes : json::array()}});
+                         {"traces", traces}, {"spikes", spikes.is_array() ? spikes : json::array()},
+                         {"tail", tail ? tail_json(*tail) : json(nullptr)}});
   }
   std::stable_sort(failures.begin(), failures.end(), [](const json& a, const json& b) {
     auto rank = [](const json& g) { std::string v = g.value("verdict", ""); return v == "fail" ? 0 : v == "error" ? 1 : 2; };

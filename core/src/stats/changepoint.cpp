@@ -144,13 +144,20 @@ std::vector<ChangePoint> change_points(std::span<const double> series, const Cha
 
 std::vector<std::vector<ChangePoint>> change_points(std::span<const std::vector<double>> series,
                                                     const ChangePointOptions& o) {
+  return change_points(series, std::vector<double>(series.size(), o.resolution_ns), o);
+}
+
+std::vector<std::vector<ChangePoint>> change_points(std::span<const std::vector<double>> series,
+                                                    std::span<const double> resolutions_ns,
+                                                    const ChangePointOptions& o) {
   const std::size_t min_seg = std::max<std::size_t>(o.min_segment, 2);
   const double alpha = 1 - o.confidence;
   std::vector<Prepared> prepared;
   std::vector<Candidate> first;
   std::vector<double> p;
-  for (const auto& s : series) {
-    prepared.push_back(prepare(s, o.resolution_ns));
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    const auto& s = series[i];
+    prepared.push_back(prepare(s, i < resolutions_ns.size() ? resolutions_ns[i] : o.resolution_ns));
     first.push_back(candidate(prepared.back().y, 0, s.size(), min_seg, prepared.back().floor_var));
     p.push_back(first.back().tau == 0 ? std::numeric_limits<double>::quiet_NaN() : first.back().p);
   }

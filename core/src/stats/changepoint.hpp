@@ -39,6 +39,11 @@ std::vector<ChangePoint> change_points(std::span<const double> series_ns, const 
 // Many series (every cell and statistic of a plan), controlled together.
 std::vector<std::vector<ChangePoint>> change_points(std::span<const std::vector<double>> series,
                                                     const ChangePointOptions& options = {});
+// The same, each series with its own quantum (percentiles 1000 ns, maxima 0):
+// `resolutions_ns[i]` replaces options.resolution_ns for series i.
+std::vector<std::vector<ChangePoint>> change_points(std::span<const std::vector<double>> series,
+                                                    std::span<const double> resolutions_ns,
+                                                    const ChangePointOptions& options);
 
 // {index, before_ns, after_ns, p}
 json to_json(const ChangePoint& c);

@@ -276,6 +276,12 @@ std::vector<StatisticVerdict> judge(std::span<const StatisticTest> tests, const 
     down[i] = tests[i].p_improved;
     if (!std::isnan(up[i])) ++m;
   }
+  // Members of the family not given here: not significant.
+  if (m > 0 && o.family_size > m) {
+    up.resize(up.size() + (o.family_size - m), 1.0);
+    down.resize(down.size() + (o.family_size - m), 1.0);
+    m = o.family_size;
+  }
   // Two families, each at alpha: regressions (what fails a run) and
   // improvements (reported, never failing).
   const auto adj_up = adjusted(up, o.correction);

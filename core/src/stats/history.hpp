@@ -39,6 +39,11 @@ struct HistoryOptions {
   // this ratio would have been detected; else `inconclusive`.
   double detectable_ratio_limit = 2.0;
   Correction correction = Correction::bh;
+  // The size of the family when it is larger than the tests given to judge():
+  // a regression gate judges each cell as it is measured, before the others
+  // exist; the members not given count as not significant (p = 1), so a lone
+  // test's adjusted p is min(1, p * family_size) under BH and Holm alike.
+  std::size_t family_size = 0;
   // runs_needed is searched up to this many runs.
   std::size_t max_runs_needed = 200;
 };
