@@ -23,7 +23,11 @@ headless Chromium (docs/report.md).
      result.json files; for the hostile run, no element that the markup would
      have made, and the markup shown as text; trace names that lead out of
      the run directory are never links. Every cell: its worst wake-ups
-     (result.json spikes) in order, its trace files linked.
+     (result.json spikes) in order, its trace files linked. The overlay
+     figures: each draws one line and legend entry per cell it names;
+  6. the host run and the sweep merged (`vmlat report A B`): every cell of
+     each run once, marked with its run, the runs listed, the verdict the
+     worst of both.
 
 Usage: report_browser_it.py --vmlat build/vmlat --source-dir . --artifacts DIR
 (python3 stdlib only; needs root for the probes' SCHED_FIFO, as vmlat run).
@@ -274,7 +278,59 @@ def check_report(name, run_dir, chromium, artifacts, expect_verdict):
         check(got == want, "%s: seed table [%s] row %s %s/%s: %s, expected worst case %s" % (name, fixed, row, backend, workload, got, want))
     check(len(found) == len(groups), "%s: %d seed entries for %d groups" % (name, len(found), len(groups)))
     log("   %d cells, %d seed entries checked" % (len(results), len(found)))
+    check_figures(name, doc, {s.attrs.get("data-cell-id") for s in doc.find_all("section", cls="cell")})
     return doc
+
+
+def check_figures(name, doc, cell_ids):
+    """The overlay figures: each names its cells, and its histogram and CCDF
+    draw one line per cell (a path with class "line") and a legend entry."""
+    figures = doc.find_all("figure", cls="overlay")
+    for f in figures:
+        ids = f.attrs.get("data-cells", "").split()
+        check(len(ids) >= 2 and set(ids) <= cell_ids, "%s: figure %s names cells %s, not cells of the page" % (name, f.attrs.get("data-kind"), ids))
+        for kind in ("histogram", "ccdf"):
+            svg = [v for v in f.find_all("svg") if kind in v.classes()]
+            if not check(len(svg) == 1, "%s: figure without one %s" % (name, kind)):
+                continue
+            lines = [p for p in svg[0].find_all("path") if "line" in p.classes() and "V" in p.attrs.get("d", "")]
+            legend = svg[0].find_all("text", cls="legend")
+            check(svg[0].attrs.get("data-lines") == str(len(ids)) and len(lines) == len(ids) and len(legend) == len(ids),
+                  "%s: %s overlay of %d cells: data-lines %s, %d lines, %d legend entries"
+                  % (name, kind, len(ids), svg[0].attrs.get("data-lines"), len(lines), len(legend)))
+    log("   %d overlay figures checked" % len(figures))
+    return figures
+
+
+def check_merged(chromium, artifacts, scratch, run_dirs, expect_verdict):
+    """`vmlat report A B`: one page, each run's cells once per run and marked,
+    one System entry per run, the verdict the worst of the runs'."""
+    page = os.path.join(scratch, "merged.html")
+    code, out, err = run([ARGS.vmlat, "report"] + run_dirs + ["--output", page], timeout=120)
+    if not check(code == 0, "merged: vmlat report exited %d: %s" % (code, err)):
+        return
+    dom_text, console = chromium.dom(page)
+    check(not console, "merged: console messages while loading the report:\n  %s" % "\n  ".join(console))
+    chromium.screenshot(page, os.path.join(artifacts, "report-merged.png"), 2400)
+    shutil.copy(page, os.path.join(artifacts, "report-merged.html"))
+    doc = parse(dom_text)
+    header = doc.find_all("header", id="verdict")
+    check(header and header[0].attrs.get("data-verdict") == expect_verdict,
+          "merged: verdict %s, expected %s" % ([h.attrs for h in header], expect_verdict))
+    want = []
+    for d in run_dirs:
+        run_json, results = results_of(d)
+        want += [(run_json["run_id"], r["cell"]["id"]) for r in results]
+    got = []
+    for s in doc.find_all("section", cls="cell"):
+        marks = s.find_all("span", cls="run-mark")
+        got.append((marks[0].attrs.get("data-run") if marks else None, s.attrs.get("data-cell-id")))
+    check(sorted(got) == sorted(want), "merged: cell sections %s, expected each run's cells %s" % (got, want))
+    runs = [h.attrs.get("data-run") for h in doc.find_all("h3", cls="source-run")]
+    check(runs == [results_of(d)[0]["run_id"] for d in run_dirs], "merged: System lists runs %s" % runs)
+    check(doc.find_all("table", cls="seed"), "merged: no seed table")
+    check_figures("merged", doc, {s.attrs.get("data-cell-id") for s in doc.find_all("section", cls="cell")})
+    log("   merged: %d cells of %d runs" % (len(got), len(run_dirs)))
 
 
 def check_traces(name, run_dir, section, r):
@@ -481,7 +537,10 @@ def main():
                               "--results", host_root], timeout=600)
         check(code == 0, "quickstart run exited %d:\n%s\n%s" % (code, out, err))
         host_run = os.path.realpath(os.path.join(host_root, "latest"))
-        check_report("host", host_run, chromium, ARGS.artifacts, "PASS")
+        doc = check_report("host", host_run, chromium, ARGS.artifacts, "PASS")
+        if doc is not None:  # stress off and on: the host backend's column group is a figure
+            check(any(f.attrs.get("data-kind") == "seed" for f in doc.find_all("figure", cls="overlay")),
+                  "host: no overlay figure of the host backend without and with stress")
 
         # A period sweep (50us, 500us, 1ms) on the host: the decomposition.
         sweep_root = os.path.join(scratch, "sweep")
@@ -492,6 +551,10 @@ def main():
         doc = check_report("sweep", sweep_run, chromium, ARGS.artifacts, "MEASURED")
         if doc is not None:
             check_decomposition("sweep", sweep_run, doc)
+            check(any(f.attrs.get("data-kind") == "sweep" for f in doc.find_all("figure", cls="overlay")),
+                  "sweep: no overlay figure of the periods")
+        # Both runs in one report: the host run has gates that pass, the sweep none.
+        check_merged(chromium, ARGS.artifacts, scratch, [host_run, sweep_run], "PASS")
 
         if ARGS.skip_kvm or not shutil.which("qemu-system-x86_64"):
             log("== kvm: skipped (%s)" % ("--skip-kvm" if ARGS.skip_kvm else "qemu-system-x86_64 not installed"))

@@ -873,3 +873,69 @@ TEST(CompareFacts, ListsTheSettingsThatDifferAndLeavesOutVolatileOnes) {
                                              "probe.priority: 95 -> 99"}));
   EXPECT_TRUE(report::fact_changes(&base, &base).empty());
 }
+
+// The seed's figures by default: one overlay per seed table's column group
+// (a backend's kernel combinations and stress), one per period sweep row.
+TEST(Figures, DefaultOverlaysFollowTheSeedTablesColumnGroupsAndTheSweep) {
+  std::vector<CellDoc> cells;
+  long long max = 20000;
+  for (std::string gk : {"nrt", "rt"})
+    for (std::string w : {"none", "stress"}) {
+      auto a = axes("kvm", w);
+      a.emplace_back("guest_kernel", gk);
+      cells.push_back({"kvm-" + w + "-" + gk, a, "measured", max += 1000});
+    }
+  for (std::string p : {"1ms", "100us", "50us"}) cells.push_back({"host-" + p, axes("host", "none", p), "measured", max += 1000});
+  cells.push_back({"host-broken", axes("host", "none", "200us"), "infra-error"});  // no line for an unmeasured cell
+  auto s = stored("r", cells);
+  RunView run = make_run(s);
+  auto overlays = default_overlays(run);
+  ASSERT_EQ(overlays.size(), 2u);  // kvm's column group; the host sweep (the host's 1ms group has one cell)
+  EXPECT_EQ(overlays[0].kind, "seed");
+  EXPECT_EQ(overlays[0].title, "kvm (probe = cyclictest, period = 1ms)");
+  std::vector<std::string> labels;
+  for (const auto& l : overlays[0].lines) labels.push_back(l.label);
+  EXPECT_EQ(labels, (std::vector<std::string>{"NRT/NRT, no stress", "NRT/NRT, stress", "NRT/RT, no stress", "NRT/RT, stress"}));
+  EXPECT_EQ(run.cells[static_cast<std::size_t>(overlays[0].lines[3].cell)].id, "kvm-stress-rt");
+  EXPECT_EQ(overlays[1].kind, "sweep");
+  labels.clear();
+  for (const auto& l : overlays[1].lines) labels.push_back(l.label);
+  EXPECT_EQ(labels, (std::vector<std::string>{"50us", "100us", "1ms"}));
+
+  std::string html = render_html(ReportInput{&run, nullptr, nullptr});
+  std::size_t figures = 0;
+  for (auto at = html.find("<figure class=\"overlay\""); at != std::string::npos; at = html.find("<figure class=\"overlay\"", at + 1))
+    ++figures;
+  EXPECT_EQ(figures, 2u);
+  EXPECT_NE(html.find("class=\"plot histogram overlay\" data-overlay=\"seed\" data-lines=\"4\""), std::string::npos);
+  EXPECT_NE(html.find("class=\"plot ccdf overlay\" data-overlay=\"sweep\" data-lines=\"3\""), std::string::npos);
+}
+
+TEST(Plots, TheHistogramOverlayDrawsOneOutlinePerLineAndLeavesGapsOnTheAxis) {
+  Histogram one, gap;
+  one.add_bucket(10, 100);
+  one.set_exact(microseconds(10), microseconds(10), microseconds(1000));
+  for (std::uint64_t k : {5, 6, 7}) gap.add_bucket(k, 10);
+  gap.add_bucket(900, 1);  // far from the others: a second stretch
+  gap.set_exact(microseconds(5), microseconds(900), microseconds(1000));
+  auto a = *decode_histogram(one.to_json()), b = *decode_histogram(gap.to_json());
+  std::string svg = histogram_overlay_svg({{"one", "cpu0", &a}, {"gap", "cpu1", &b}}, "class=\"plot\"");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<path class=\"line cpu0\" d=\"([^\"]*)\"")));
+  std::string first = m[1];
+  EXPECT_EQ(std::count(first.begin(), first.end(), 'M'), 1) << first;
+  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<path class=\"line cpu1\" d=\"([^\"]*)\"")));
+  std::string second = m[1];
+  EXPECT_EQ(std::count(second.begin(), second.end(), 'M'), 2) << second;
+  // The taller bin (100 samples) reaches higher (a smaller y) than any of 10.
+  auto top = [](const std::string& path) {
+    double best = 1e9;
+    std::regex v("V([0-9.]+)");
+    for (auto it = std::sregex_iterator(path.begin(), path.end(), v); it != std::sregex_iterator(); ++it)
+      best = std::min(best, std::stod((*it)[1]));
+    return best;
+  };
+  EXPECT_LT(top(first), top(second));
+  EXPECT_NE(svg.find(">one</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">gap</text>"), std::string::npos);
+}

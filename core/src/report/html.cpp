@@ -300,6 +300,39 @@ void sweep_section(std::string& out, const Run& run) {
   out += "</table></section>";
 }
 
+// The seed's figures (default_overlays): the histograms and CCDFs of
+// several cells in one plot each.
+void figures_section(std::string& out, const Run& run) {
+  auto overlays = default_overlays(run);
+  if (overlays.empty()) return;
+  out += "<section id=\"figures\"><h2>Figures</h2><p class=\"small\">Cells overlaid as in the seed study's figures: "
+         "per backend its kernel combinations without and with stress, per sweep its periods. Histograms as outlines "
+         "(1 µs bins, log count), CCDFs log-log.</p>";
+  for (const auto& o : overlays) {
+    std::vector<HistogramData> data;
+    data.reserve(o.lines.size());
+    std::vector<CcdfLine> lines;
+    std::string ids;
+    for (std::size_t i = 0; i < o.lines.size(); ++i) {
+      const Cell& c = run.cells[static_cast<std::size_t>(o.lines[i].cell)];
+      const json* merged = c.series.empty() ? nullptr : c.series.front().merged;
+      auto h = merged ? decode_histogram(member(*merged, "histogram")) : std::nullopt;
+      if (!h) continue;
+      data.push_back(std::move(*h));
+      ids += (ids.empty() ? "" : " ") + c.id;
+      lines.push_back({o.lines[i].label, "cpu" + std::to_string(i % kMaxOverlayLines), nullptr});
+    }
+    for (std::size_t i = 0; i < lines.size(); ++i) lines[i].data = &data[i];
+    if (lines.size() < 2) continue;
+    std::string attr = "data-overlay=\"" + esc(o.kind) + "\" data-lines=\"" + std::to_string(lines.size()) + "\"";
+    out += "<figure class=\"overlay\" data-kind=\"" + esc(o.kind) + "\" data-cells=\"" + esc(ids) + "\"><figcaption>" +
+           esc(o.title) + (o.left_out ? " <span class=\"small\">(" + std::to_string(o.left_out) + " more cells not drawn)</span>" : "") +
+           "</figcaption><div class=\"plots\">" + histogram_overlay_svg(lines, "class=\"plot histogram overlay\" " + attr) +
+           ccdf_svg(lines, "class=\"plot ccdf overlay\" " + attr) + "</div></figure>";
+  }
+  out += "</section>";
+}
+
 void index_section(std::string& out, const Run& run) {
   std::vector<const Cell*> cells;
   for (const auto& c : run.cells) cells.push_back(&c);
@@ -562,6 +595,7 @@ std::string render_html(const ReportInput& in) {
   if (in.comparison) comparison_section(out, *in.comparison);
   seed_section(out, run);
   sweep_section(out, run);
+  figures_section(out, run);
   decomposition_section(out, run);
   tails_section(out, run);
   index_section(out, run);

@@ -407,6 +407,51 @@ PeriodSweep period_sweep(const Run& run) {
   return sweep;
 }
 
+std::vector<Overlay> default_overlays(const Run& run) {
+  std::vector<Overlay> out;
+  // The entry's measured cells, each labelled; a cell of another run says which.
+  auto add_entry = [&](Overlay& o, const SeedEntry& e, const std::string& label) {
+    auto parts = entry_by_run(run, e);
+    for (int i : e.cells) {
+      const Cell& c = run.cells[static_cast<std::size_t>(i)];
+      if (!c.measured()) continue;
+      if (o.lines.size() == kMaxOverlayLines) {
+        ++o.left_out;
+        continue;
+      }
+      o.lines.push_back({label + (parts.size() > 1 ? " (run " + c.run_id + ")" : e.cells.size() > 1 ? " " + c.id : ""), i});
+    }
+  };
+  auto keep = [&](Overlay o) {
+    if (o.lines.size() >= 2) out.push_back(std::move(o));
+  };
+  for (const auto& t : seed_tables(run)) {
+    std::string caption;
+    for (const auto& [k, v] : t.fixed) caption += (caption.empty() ? "" : ", ") + k + " = " + v;
+    for (std::size_t i = 0; i < t.columns.size();) {
+      std::size_t j = i;
+      while (j < t.columns.size() && t.columns[j].backend == t.columns[i].backend && t.columns[j].machine == t.columns[i].machine) ++j;
+      Overlay o{"seed", (t.columns[i].machine.empty() ? "" : t.columns[i].machine + ", ") + t.columns[i].backend +
+                            (caption.empty() ? "" : " (" + caption + ")"), {}, 0};
+      for (std::size_t r = 0; r < t.rows.size(); ++r)
+        for (std::size_t c = i; c < j; ++c)
+          if (auto e = t.entries.find({r, c}); e != t.entries.end()) add_entry(o, e->second, t.rows[r] + ", " + t.columns[c].label());
+      keep(std::move(o));
+      i = j;
+    }
+  }
+  auto sweep = period_sweep(run);
+  for (const auto& row : sweep.rows) {
+    std::string title;
+    for (const auto& [k, v] : row.axes) title += (title.empty() ? "" : ", ") + k + "=" + v;
+    Overlay o{"sweep", "period sweep: " + title, {}, 0};
+    for (const auto& p : sweep.periods)
+      if (auto e = row.by_period.find(p); e != row.by_period.end()) add_entry(o, e->second, p);
+    keep(std::move(o));
+  }
+  return out;
+}
+
 std::string host_identity(const json& h) {
   std::string out = text_of(h, "hostname");
   auto add = [&](const std::string& part) {

@@ -147,6 +147,24 @@ struct PeriodSweep {
 };
 PeriodSweep period_sweep(const Run& run);
 
+// The seed's figures: several cells' histograms and CCDFs in one plot. By
+// default one per column group of each seed table (a machine's backend: its
+// kernel combinations without and with stress) and one per row of the period
+// sweep (its periods); a figure needs two measured cells and shows at most
+// kMaxOverlayLines of them.
+inline constexpr std::size_t kMaxOverlayLines = 8;
+struct OverlayLine {
+  std::string label;  // "NRT/RT, stress", "50us", with "(run <id>)" when the entry holds several runs
+  int cell = 0;       // index into Run::cells
+};
+struct Overlay {
+  std::string kind;   // "seed" or "sweep"
+  std::string title;
+  std::vector<OverlayLine> lines;
+  std::size_t left_out = 0;  // measured cells beyond kMaxOverlayLines
+};
+std::vector<Overlay> default_overlays(const Run& run);
+
 // "vm, kernel 6.1.0-18-amd64 (PREEMPT_DYNAMIC), 2 x AMD EPYC": what is known of a host.
 std::string host_identity(const json& facts);
 

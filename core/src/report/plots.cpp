@@ -177,19 +177,41 @@ std::string short_latency_us(double us) {
   return number_text(us) + "µs";
 }
 
-std::string histogram_svg(const HistogramData& h, const std::string& attributes) {
+namespace {
+
+// The histograms' axes: latency from 0 to a round edge past the largest
+// bin and max, count on a log axis from 0.5 (count 1 stands out from the axis).
+std::pair<Axis, Axis> histogram_axes(const std::vector<const HistogramData*>& all) {
   std::uint64_t tallest = 1;
-  for (const auto& [k, c] : h.buckets) tallest = std::max(tallest, c);
-  double last_us = h.buckets.empty() ? 1.0 : static_cast<double>(h.buckets.back().first + 1);
-  double x_hi = std::max({last_us, std::ceil(static_cast<double>(h.max_ns) / 1000.0), 1.0});
+  double x_hi = 1.0;
+  for (const HistogramData* h : all) {
+    for (const auto& [k, c] : h->buckets) tallest = std::max(tallest, c);
+    double last_us = h->buckets.empty() ? 1.0 : static_cast<double>(h->buckets.back().first + 1);
+    x_hi = std::max({x_hi, last_us, std::ceil(static_cast<double>(h->max_ns) / 1000.0)});
+  }
   // A round right edge: the next tick of a 1/2/5 scale.
   Axis probe = Axis::linear(0, x_hi, kPlotLeft, kPlotRight);
   auto ticks = probe.ticks();
   double step = ticks.size() > 1 ? ticks[1] - ticks[0] : x_hi;
   x_hi = std::ceil(x_hi / step - 1e-9) * step;
-  Axis x = Axis::linear(0, x_hi, kPlotLeft, kPlotRight);
-  // Count 1 must stand out from the axis: the log axis starts at 0.5.
-  Axis y = Axis::log10(0.5, std::pow(10.0, std::ceil(std::log10(static_cast<double>(tallest)) + 1e-9)), kPlotBottom, kPlotTop);
+  return {Axis::linear(0, x_hi, kPlotLeft, kPlotRight),
+          Axis::log10(0.5, std::pow(10.0, std::ceil(std::log10(static_cast<double>(tallest)) + 1e-9)), kPlotBottom, kPlotTop)};
+}
+
+// A line's legend entry (a short stroke of its class and its label); the
+// next entry goes below.
+void legend_entry(std::string& out, const CcdfLine& l, double& legend_y) {
+  out += "<line class=\"line " + html_escape(l.css_class) + "\" x1=\"" + coord(kPlotRight - 150) + "\" x2=\"" +
+         coord(kPlotRight - 130) + "\" y1=\"" + coord(legend_y - 4) + "\" y2=\"" + coord(legend_y - 4) +
+         "\"/><text class=\"legend\" x=\"" + coord(kPlotRight - 126) + "\" y=\"" + coord(legend_y) + "\">" +
+         html_escape(l.label) + "</text>";
+  legend_y += 13;
+}
+
+}  // namespace
+
+std::string histogram_svg(const HistogramData& h, const std::string& attributes) {
+  const auto [x, y] = histogram_axes({&h});
 
   std::string out;
   out.reserve(1024 + h.buckets.size() * 24);
@@ -303,11 +325,52 @@ std::string ccdf_svg(const std::vector<CcdfLine>& lines, const std::string& attr
       append_coord(out, pending_y);
     }
     out += "\"/>";
-    out += "<line class=\"line " + html_escape(l.css_class) + "\" x1=\"" + coord(kPlotRight - 150) + "\" x2=\"" +
-           coord(kPlotRight - 130) + "\" y1=\"" + coord(legend_y - 4) + "\" y2=\"" + coord(legend_y - 4) +
-           "\"/><text class=\"legend\" x=\"" + coord(kPlotRight - 126) + "\" y=\"" + coord(legend_y) + "\">" +
-           html_escape(l.label) + "</text>";
-    legend_y += 13;
+    legend_entry(out, l, legend_y);
+  }
+  out += "</svg>";
+  return out;
+}
+
+std::string histogram_overlay_svg(const std::vector<CcdfLine>& lines, const std::string& attributes) {
+  std::vector<const HistogramData*> all;
+  for (const auto& l : lines)
+    if (l.data) all.push_back(l.data);
+  const auto [x, y] = histogram_axes(all);
+  std::string out;
+  out.reserve(2048);
+  open_svg(out, attributes, "latency histograms overlaid, 1 µs bins, log count axis");
+  draw_axes(out, x, y, "latency (1 µs bins)", "count (log)", latency_label, count_label);
+  double legend_y = kPlotTop + 12;
+  for (const auto& l : lines) {
+    if (!l.data) continue;
+    // Outlines, not bars, so that every histogram stays visible: per pixel
+    // column the tallest bin, dropping to the axis over empty stretches.
+    std::vector<std::pair<double, double>> columns;  // pixel column -> top of its tallest bin
+    for (const auto& [k, c] : l.data->buckets) {
+      double px = std::floor(x.px(static_cast<double>(k)));
+      double py = std::round(y.px(static_cast<double>(c)) * 2) / 2;
+      if (!columns.empty() && columns.back().first == px) columns.back().second = std::min(columns.back().second, py);
+      else columns.emplace_back(px, py);
+    }
+    out += "<path class=\"line " + html_escape(l.css_class) + "\" d=\"";
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+      if (i == 0 || columns[i].first != columns[i - 1].first + 1) {  // a stretch starts on the axis
+        out += 'M';
+        append_coord(out, columns[i].first);
+        out += ' ';
+        append_coord(out, kPlotBottom);
+      }
+      out += 'V';
+      append_coord(out, columns[i].second);
+      out += 'H';
+      append_coord(out, columns[i].first + 1);
+      if (i + 1 == columns.size() || columns[i + 1].first != columns[i].first + 1) {
+        out += 'V';
+        append_coord(out, kPlotBottom);
+      }
+    }
+    out += "\"/>";
+    legend_entry(out, l, legend_y);
   }
   out += "</svg>";
   return out;

@@ -60,5 +60,9 @@ struct CcdfLine {
 // P(latency > x) of each line on log-log axes; the first line sets the range
 // together with the others.
 std::string ccdf_svg(const std::vector<CcdfLine>& lines, const std::string& attributes);
+// The histograms of several lines on shared axes, each an outline (per
+// pixel column its tallest bin) so that none hides another: the seed's
+// figures, which overlay kernel combinations, periods or domain types.
+std::string histogram_overlay_svg(const std::vector<CcdfLine>& lines, const std::string& attributes);
 
 }  // namespace vmlat::report
