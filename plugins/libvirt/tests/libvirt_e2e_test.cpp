@@ -98,7 +98,13 @@ class PrivateLibvirtd {
                                          {}});
     running_ = true;
     for (int i = 0; i < 300; ++i) {
-      if (fs::exists(dir_ / "sock" / "libvirt-sock") && virsh({"version"}).code == 0) return;
+      if (fs::exists(dir_ / "sock" / "libvirt-sock") && virsh({"version"}).code == 0) {
+        // The daemon's mount namespace, which its QEMUs share: it tells this
+        // test's QEMUs from those of other libvirtds (another test running).
+        std::error_code ec;
+        mount_ns_ = fs::read_symlink("/proc/" + std::to_string(daemon_.pid()) + "/ns/mnt", ec).string();
+        return;
+      }
       std::this_thread::sleep_for(100ms);
     }
     ADD_FAILURE() << "libvirtd did not come up: " << read_file(dir_ / "daemon.out") << read_file(dir_ / "libvirtd.log");
@@ -113,6 +119,7 @@ class PrivateLibvirtd {
     running_ = false;
   }
 
+  const std::string& mount_ns() const { return mount_ns_; }
   std::string uri() const { return "qemu:///system?socket=" + (dir_ / "sock" / "libvirt-sock").string(); }
   RunResult virsh(std::vector<std::string> args) const {
     args.insert(args.begin(), {"virsh", "-q", "-c", uri()});
@@ -129,18 +136,23 @@ class PrivateLibvirtd {
   }
   fs::path scratch_, dir_;
   Process daemon_;
+  std::string mount_ns_;
   bool running_ = false;
 };
 
-// QEMU processes whose command line mentions `text`.
-int qemus_mentioning(const std::string& text) {
+// QEMU processes whose command line mentions `text`, in the mount namespace
+// `ns` (this test's libvirtd's).
+int qemus_mentioning(const std::string& text, const std::string& ns) {
   int n = 0;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const auto name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::string cmd = read_file(e.path() / "cmdline");
     std::replace(cmd.begin(), cmd.end(), '\0', ' ');
-    if (cmd.find("qemu-system") != std::string::npos && cmd.find(text) != std::string::npos) ++n;
+    std::error_code ec;
+    if (cmd.find("qemu-system") != std::string::npos && cmd.find(text) != std::string::npos &&
+        fs::read_symlink(e.path() / "ns" / "mnt", ec).string() == ns)
+      ++n;
   }
   return n;
 }
@@ -159,10 +171,11 @@ class LibvirtE2E : public CliTest {
   }
   void TearDown() override {
     EXPECT_EQ(daemon_->list_all(), "") << "a domain was left behind";
+    const std::string ns = daemon_->mount_ns();
     daemon_.reset();
     // libvirt hands QEMU its sockets and files as descriptors: the domain's
     // name (-name guest=NAME) is what its command line shows.
-    EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-") + qemus_mentioning("guest=user-domain"), 0) << "a QEMU was left behind";
+    EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-", ns) + qemus_mentioning("guest=user-domain", ns), 0) << "a QEMU was left behind";
     EXPECT_EQ(count_leftovers(), 0) << "probes or stress-ng left behind";
     CliTest::TearDown();
   }
@@ -284,7 +297,7 @@ TEST_F(LibvirtE2E, QuickPlanMeasuresEveryCell) {
     EXPECT_FALSE(rules.count("emulatorpin")) << b["lint"].dump();
     EXPECT_EQ(b["teardown"]["ended_by"], "guest poweroff") << b["teardown"].dump();
   }
-  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-"), 0);
+  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-", daemon_->mount_ns()), 0);
 }
 
 TEST_F(LibvirtE2E, ExistingDomainIsMeasuredAndLeftAsFound) {
@@ -332,13 +345,13 @@ TEST_F(LibvirtE2E, SigintMidCellLeavesNothing) {
   const auto plan_path = write_plan("plan.toml", plan("define = true\nlock_memory = false\nvcpu_pin = \"0-1\"", "60s"));
   auto p = start_vmlat({"run", plan_path.string(), "--results", (dir_ / "results").string()});
   ASSERT_TRUE(wait_measuring(dir_ / "results")) << read_file(dir_ / "bg-stderr");
-  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-"), 1) << "the domain runs";
+  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-", daemon_->mount_ns()), 1) << "the domain runs";
   std::this_thread::sleep_for(2s);
   ::kill(p.pid(), SIGINT);
   auto r = finish(p, "bg-", 120s);
   EXPECT_EQ(r.code, 130) << r.err;
   EXPECT_EQ(daemon_->list_all(), "");
-  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-"), 0);
+  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-", daemon_->mount_ns()), 0);
   EXPECT_EQ(only_cell_result()["status"], "interrupted");
 }
 
@@ -349,7 +362,7 @@ TEST_F(LibvirtE2E, KilledLibvirtdMidCellIsAnInfrastructureError) {
   daemon_->kill9();
   auto r = finish(p, "bg-", 180s);
   EXPECT_EQ(r.code, 3) << r.err;
-  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-"), 0) << "vmlat ends the QEMU of the domain it started";
+  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-", daemon_->mount_ns()), 0) << "vmlat ends the QEMU of the domain it started";
   json result = only_cell_result();
   EXPECT_EQ(result["status"], "infra-error");
   EXPECT_NE(result.dump().find("connection to"), std::string::npos) << result.dump(1).substr(0, 3000);
@@ -388,5 +401,5 @@ TEST_F(LibvirtE2E, FailedBootIsAnInfrastructureErrorAndLeavesNothing) {
   EXPECT_EQ(result["status"], "infra-error");
   EXPECT_EQ(result["error_phase"], "boot") << result.dump(1).substr(0, 2000);
   EXPECT_EQ(daemon_->list_all(), "");
-  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-"), 0);
+  EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-", daemon_->mount_ns()), 0);
 }
