@@ -416,7 +416,7 @@ void tails_section(std::string& out, const Run& run) {
     auto tail = cell_tail(c);
     if (!tail) continue;
     const TailRow row = tail_row(*tail);
-    rows += "<tr data-cell-id=\"" + esc(c.id) + "\"><td>" + cell_link(c) + "</td><td>" + esc(row.model) +
+    rows += "<tr data-cell-id=\"" + esc(c.id) + "\"><td>" + cell_link(run, c) + "</td><td>" + esc(row.model) +
             "</td><td class=\"num\">" + esc(row.threshold) + "</td><td class=\"num\">" + esc(row.exceedances) +
             "</td><td class=\"num\">" + esc(row.gof_p) + "</td><td class=\"num\">" + esc(row.rl1h) +
             "</td><td class=\"num\">" + esc(row.rl24h) + "</td><td>" + esc(row.bounds) + "</td></tr>";
