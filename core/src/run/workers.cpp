@@ -139,7 +139,9 @@ class Workers {
     if (int code = set_up_remote(); code != exit_code::pass) return code;
     {
       std::vector<std::thread> workers;
-      for (const auto& [name, queue] : queues_) workers.emplace_back([this, name, queue] { work_on(name, queue); });
+      // Copies, not the structured bindings: clang 14 (ci/fuzz) cannot capture those.
+      for (const auto& entry : queues_)
+        workers.emplace_back([this, name = entry.first, queue = entry.second] { work_on(name, queue); });
       for (auto& w : workers) w.join();
     }
     clean_up();
