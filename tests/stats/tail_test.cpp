@@ -219,6 +219,29 @@ TEST(TailFit, OverflowsCountAsExceedancesInTheOpenCell) {
   EXPECT_EQ(f.max_ns, 50e6);
 }
 
+// Overflows lie between the histogram's range and the run's max: a bound
+// above the max is exceeded by none of them (it was counted as exceeded by
+// all of them: a 10 s bound "exceeded 5.5e4 times per hour" by a run whose
+// max was 80 ms), a bound at or below the max by all of them.
+TEST(TailFit, OverflowsDoNotExceedABoundAboveTheMax) {
+  sim::Latency lat;
+  std::mt19937_64 rng(6);
+  auto h = lat.histogram(60000, rng);
+  h.add_overflows(20);
+  h.set_exact(h.min(), nanoseconds(50'000'000), h.sum());
+  TailFit f = fit_tail(h, 60);
+  for (const char* method : {"gpd", "empirical"}) {
+    f.method = method;
+    const auto above = bound_exceedance(f, h, 10e9, 0.95);
+    EXPECT_EQ(above.observed, 0u) << method;
+    const auto at = bound_exceedance(f, h, 50e6, 0.95);
+    EXPECT_GE(at.observed, 20u) << method;
+  }
+  f.method = "empirical";
+  EXPECT_EQ(bound_exceedance(f, h, 10e9, 0.95).per_hour, 0);
+  EXPECT_TRUE(run_length_for_bound(f, h, 10e9, 0.99).at_least);
+}
+
 TEST(TailFit, BoundExceedanceBelowTheThresholdIsTheCount) {
   sim::Latency lat;
   std::mt19937_64 rng(7);

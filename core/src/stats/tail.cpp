@@ -484,7 +484,10 @@ BoundExceedance bound_exceedance_at(const TailFit& f, const Buckets& buckets, st
                                     double confidence, double zc, IntervalMethod method) {
   BoundExceedance e;
   e.bound_ns = bound_ns;
-  e.observed = count_at_or_above(buckets, overflows, bound_ns);
+  // The overflows lie beyond the histogram's range but at most at the run's
+  // max: a bound above the max is exceeded by none of them.
+  const bool max_known = std::isfinite(f.max_ns) && f.max_ns > 0;
+  e.observed = count_at_or_above(buckets, max_known && bound_ns > f.max_ns ? 0 : overflows, bound_ns);
   if (!(f.duration_s > 0)) {
     e.basis = "empirical";
     return e;
