@@ -37,7 +37,8 @@ failure never changes the codes 1, 3 and 130.
 options:
   --results DIR       results root (default: [plan] results, "results")
   --junit FILE        also write JUnit XML: one testcase per cell x gate
-  --only AXIS=VALUE   run only the cells with that axis value (repeatable)
+  --only AXIS=VALUE   run only the cells with that axis value (repeatable: values
+                      of one axis are alternatives, different axes all hold)
   --duration D        override the measuring time of every cell (e.g. 5s)
   --progress          live progress on stderr (default when stderr is a terminal)
   --quiet             no progress

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "simulate.hpp"
+#include "stats/common.hpp"
 #include "stats/tail.hpp"
 
 using namespace vmlat;
@@ -240,6 +241,32 @@ TEST(TailFit, OverflowsDoNotExceedABoundAboveTheMax) {
   f.method = "empirical";
   EXPECT_EQ(bound_exceedance(f, h, 10e9, 0.95).per_hour, 0);
   EXPECT_TRUE(run_length_for_bound(f, h, 10e9, 0.99).at_least);
+}
+
+// A bounded tail (uniform above the threshold) with one sample far beyond
+// the fitted end: the chi-square cell holding it has no expected count. Seen
+// in a TCG run: Boost.Math threw and `vmlat report` died; now the fit is
+// rejected and the measured max stands.
+TEST(TailFit, AnInfiniteChiSquareStatisticIsPZero) {
+  EXPECT_EQ(detail::chi2_sf(std::numeric_limits<double>::infinity(), 3), 0);
+  EXPECT_TRUE(std::isnan(detail::chi2_sf(-1, 3)));
+  EXPECT_NEAR(detail::chi2_sf(7.814727903, 3), 0.05, 1e-6);
+}
+
+TEST(TailFit, ASampleBeyondTheFittedEndRejectsTheFitWithoutThrowing) {
+  Histogram h;
+  std::mt19937_64 rng(11);
+  std::uniform_int_distribution<int> body(50, 400);
+  for (int i = 0; i < 20000; ++i) h.add(nanoseconds(body(rng) * 1000));
+  h.add(nanoseconds(100'000'000));
+  TailOptions opt;
+  opt.bounds_ns = {1e9};
+  TailFit f;
+  ASSERT_NO_THROW(f = fit_tail(h, 60, opt));
+  EXPECT_FALSE(f.fitted());
+  EXPECT_EQ(f.max_ns, 100e6);
+  ASSERT_EQ(f.bound_exceedance.size(), 1u);
+  EXPECT_EQ(f.bound_exceedance[0].observed, 0u);
 }
 
 TEST(TailFit, BoundExceedanceBelowTheThresholdIsTheCount) {

@@ -1,6 +1,8 @@
 #include "run/selection.hpp"
 
 #include <fstream>
+#include <map>
+#include <set>
 #include <ostream>
 
 #include "vmlat/exit_codes.hpp"
@@ -50,10 +52,16 @@ int select_cells(const Plan& plan, const RunOptions& options_in, std::ostream& e
     if (o.contains("duration_ns") && o["duration_ns"].is_number()) options.duration = std::chrono::nanoseconds(o["duration_ns"].get<long long>());
     if (o.contains("inventory") && o["inventory"].is_string() && !options.inventory) options.inventory = o["inventory"].get<std::string>();
   }
+  // --only: a cell is kept when, for every axis named, its value is one of
+  // the values given for that axis (`--only backend=a --only backend=b`: a or b).
+  std::map<std::string, std::set<std::string>> only;
+  for (const auto& [axis, value] : options.only) only[axis].insert(value);
   for (auto& c : expand(plan)) {
     bool keep = true;
-    for (const auto& [axis, value] : options.only)
-      if (c.spec.axis(axis) != value) keep = false;
+    for (const auto& [axis, values] : only) {
+      const auto v = c.spec.axis(axis);
+      if (!v || !values.count(*v)) keep = false;
+    }
     if (options.duration) c.spec.duration = *options.duration;
     if (keep) s.cells.push_back(c);
   }

@@ -2,7 +2,10 @@
 #pragma once
 
 #include <algorithm>
+#include <boost/math/distributions/chi_squared.hpp>
 #include <boost/math/policies/policy.hpp>
+#include <cmath>
+#include <limits>
 #include <span>
 #include <sstream>
 #include <string>
@@ -14,6 +17,15 @@ namespace vmlat::stats::detail {
 // all these statistics need, at about half the cost.
 using Policy = boost::math::policies::policy<boost::math::policies::promote_float<false>,
                                              boost::math::policies::promote_double<false>>;
+
+// P(X >= x) for X ~ chi-square(df); NaN for a meaningless argument. An
+// infinite statistic (a cell the model gives no chance at all) is p = 0:
+// Boost.Math would throw on it.
+inline double chi2_sf(double x, double df) {
+  if (!(x >= 0) || !(df > 0)) return std::numeric_limits<double>::quiet_NaN();
+  if (std::isinf(x)) return 0;
+  return boost::math::cdf(boost::math::complement(boost::math::chi_squared_distribution<double, Policy>(df), x));
+}
 
 // A number for a message: `precision` significant digits.
 inline std::string fmt(double v, int precision = 3) {

@@ -14,6 +14,7 @@
 
 namespace vmlat::stats {
 
+using detail::chi2_sf;
 using detail::fmt;
 using detail::Policy;
 
@@ -34,10 +35,6 @@ constexpr double kMinExpected = 10;
 constexpr int kFitSteps = 25, kRefitSteps = 12;
 
 double normal_quantile(double p) { return boost::math::quantile(boost::math::normal_distribution<double, Policy>(), p); }
-double chi2_sf(double x, double df) {
-  if (!(x >= 0) || !(df > 0)) return kNaN;
-  return boost::math::cdf(boost::math::complement(boost::math::chi_squared_distribution<double, Policy>(df), x));
-}
 double chi2_quantile(double p, double df) {
   return boost::math::quantile(boost::math::chi_squared_distribution<double, Policy>(df), p);
 }
@@ -555,7 +552,11 @@ BoundExceedance bound_exceedance(const TailFit& f, const Histogram& h, double bo
                              normal_quantile((1 + confidence) / 2), method);
 }
 
-TailFit fit_tail(const Histogram& h, double duration_s, const TailOptions& opt) {
+namespace {
+
+// The fit; with `forced` the empirical fallback for that reason (a numeric
+// failure of the fit, caught by fit_tail).
+TailFit fit_tail_or(const Histogram& h, double duration_s, const TailOptions& opt, const std::string* forced) {
   TailFit f;
   f.confidence = opt.confidence;
   f.interval = opt.interval == IntervalMethod::profile ? "profile" : "delta";
@@ -575,6 +576,7 @@ TailFit fit_tail(const Histogram& h, double duration_s, const TailOptions& opt) 
   };
   if (n == 0) return give_up("no samples");
   f.max_ns = max_of(h);
+  if (forced) return give_up(*forced);
   if (!(duration_s > 0)) return give_up("no measured duration: rates and horizons are unknown");
   const auto k_target = std::max<std::uint64_t>(
       opt.min_exceedances, static_cast<std::uint64_t>(std::ceil((1 - opt.threshold_quantile) * static_cast<double>(n))));
@@ -647,6 +649,19 @@ TailFit fit_tail(const Histogram& h, double duration_s, const TailOptions& opt) 
   for (double bd : opt.bounds_ns)
     f.bound_exceedance.push_back(bound_exceedance_at(f, buckets, h.overflows(), bd, opt.confidence, zc, opt.interval));
   return f;
+}
+
+}  // namespace
+
+TailFit fit_tail(const Histogram& h, double duration_s, const TailOptions& opt) {
+  try {
+    return fit_tail_or(h, duration_s, opt, nullptr);
+  } catch (const std::exception& e) {
+    // Boost.Math refuses an argument outside its domain (an overflowing
+    // statistic on a degenerate tail): the measured max, never a crash.
+    const std::string why = std::string("the fit failed numerically (") + e.what() + ")";
+    return fit_tail_or(h, duration_s, opt, &why);
+  }
 }
 
 double run_length_for_rate(double per_hour, double confidence) {
