@@ -571,9 +571,9 @@ TEST_F(XenLab, PvhUnderDom0StressPlanMeasuresItsCell) {
 // (a measurement, not a pass condition: under TCG the floor may not move).
 TEST_F(XenLab, SeedLabPlanMeasuresPvAndPvhAtBothTimerSlops) {
   if (!std::getenv("VMLAT_XEN_LAB_SEED")) GTEST_SKIP() << "heavy: set VMLAT_XEN_LAB_SEED=1 (ctest -L seed)";
-  const auto run = run_lab_plan_with_retry("plans/seed-lab.toml", g_dir / "seed-lab-results",
+  const auto seed = run_lab_plan_with_retry("plans/seed-lab.toml", g_dir / "seed-lab-results",
                                            {"--only", "backend=xen-pv", "--only", "backend=xen-pvh"});
-  ASSERT_EQ(run.status.exit_code, 0) << slurp(g_dir / "plan.out") << slurp(g_dir / "plan.err");
+  ASSERT_EQ(seed.status.exit_code, 0) << slurp(g_dir / "plan.out") << slurp(g_dir / "plan.err");
   const fs::path run_dir = fs::canonical(g_dir / "seed-lab-results" / "latest");
   const json run_json = json::parse(slurp(run_dir / "run.json"));
   ASSERT_EQ(run_json["cells"].size(), 8u) << run_json["cells"].dump(1);
