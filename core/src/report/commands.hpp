@@ -3,10 +3,12 @@
 #pragma once
 
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "app.hpp"
+#include "history.hpp"
 
 namespace vmlat::report {
 
@@ -21,5 +23,12 @@ int compare_command(const CompareCommand& command, std::ostream& out, std::ostre
 // 0 written; 2 usage, or a directory without a complete run of the plan;
 // 3 the output could not be written.
 int history_command(const HistoryCommand& command, std::ostream& out, std::ostream& err);
+// Its parts, for `vmlat history --push` and --format prometheus (app.cpp,
+// which holds the exporter): the history asked for, or nullopt after saying
+// why on `err` (exit 2); `h` written as text, markdown, json or html.
+std::optional<History> read_history(const HistoryCommand& command, std::ostream& err);
+int write_history(const HistoryCommand& command, const History& h, std::ostream& out, std::ostream& err);
+// `content` to `path` ("" or "-": `out`), atomically; 0, or 3 after saying why.
+int write_output(const std::string& content, const std::string& path, std::ostream& out, std::ostream& err);
 
 }  // namespace vmlat::report
