@@ -265,6 +265,12 @@ TEST_F(ReportE2E, HistoryFindsAStepAtTheRunWhereTheKernelChangedAndNoneWithoutIt
             std::string::npos)
       << prom.out;
 
+  // A push that fails: the output is still written, exit 4 (nothing listens on port 1 of the loopback).
+  auto unpushed = vmlat({"history", (dir_ / "stepped").string(), "--push", "http://127.0.0.1:1", "--push-timeout", "1s"});
+  EXPECT_EQ(unpushed.code, 4) << unpushed.err;
+  EXPECT_NE(unpushed.out.find("CHANGE " + cell + " max at run r12: "), std::string::npos) << unpushed.out;
+  EXPECT_NE(unpushed.err.find("push of the history of " + plan), std::string::npos) << unpushed.err;
+
   auto flat = vmlat({"history", (dir_ / "flat").string(), "--format", "json"});
   ASSERT_EQ(flat.code, 0) << flat.err;
   const auto flat_page_path = dir_ / "flat.html";

@@ -223,14 +223,4 @@ int write_output(const std::string& content, const std::string& path, std::ostre
   return emit(content, path, out, err);
 }
 
-int history_command(const HistoryCommand& c, std::ostream& out, std::ostream& err) {
-  if (c.format != "text" && c.format != "markdown" && c.format != "json" && c.format != "html") {
-    err << "vmlat: --format must be text, markdown, json or html (got '" << c.format << "')\n";
-    return exit_code::usage;
-  }
-  const auto h = read_history(c, err);
-  if (!h) return exit_code::usage;
-  return write_history(c, *h, out, err);
-}
-
 }  // namespace vmlat::report
