@@ -2,6 +2,7 @@
 // run, the monitor, the exporters and the report called.
 #include "app.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <unistd.h>
 
@@ -238,8 +239,41 @@ int compare(const report::CompareCommand& command, std::ostream& out, std::ostre
   return report::compare_command(command, out, err);
 }
 
-int history(const report::HistoryCommand& command, std::ostream& out, std::ostream& err) {
-  return report::history_command(command, out, err);
+int history(const report::HistoryCommand& command, const MetricsExport& metrics, std::ostream& out, std::ostream& err) {
+  const std::string& f = command.format;
+  if (f != "text" && f != "markdown" && f != "json" && f != "html" && f != "prometheus") {
+    err << "vmlat: --format must be text, markdown, json, html or prometheus (got '" << f << "')\n";
+    return exit_code::usage;
+  }
+  const auto h = report::read_history(command, err);
+  if (!h) return exit_code::usage;
+  exporter::MetricSet set;
+  std::vector<exporter::ChangePointMetric> changes;
+  for (const auto& c : h->changes) {
+    exporter::ChangePointMetric m{c.host, c.cell, c.stat, c.run_id, -1, c.before_ns, c.after_ns, {}};
+    const auto at = std::find(h->run_ids.begin(), h->run_ids.end(), c.run_id) - h->run_ids.begin();
+    if (static_cast<std::size_t>(at) < h->run_started.size()) m.run_start_s = exporter::iso8601_to_epoch(h->run_started[at]);
+    for (const auto& fact : c.facts_changed) m.facts.push_back(fact.path);
+    changes.push_back(std::move(m));
+  }
+  exporter::add_change_point_metrics(set, h->plan, h->run_ids.size(), changes);
+  int code = f == "prometheus" ? report::write_output(exporter::to_text(set.families()), command.output, out, err)
+                               : report::write_history(command, *h, out, err);
+  if (code != exit_code::pass) return code;
+  if (auto push = push_options(metrics)) {
+    // Its own job, one group per plan: a push replaces the plan's change
+    // points, so those that a shorter --last window no longer shows go too.
+    push->job = "vmlat_history";
+    const auto r = exporter::push_families(*push, {{"plan", h->plan}}, set.take());
+    if (!r.ok) {
+      err << "vmlat: push of the history of " << h->plan << " to " << push->url << " failed after " << r.attempts
+          << " attempt" << (r.attempts == 1 ? "" : "s") << ": " << r.error << "\n";
+      return exit_code::export_failed;
+    }
+    err << "vmlat: " << changes.size() << " change point" << (changes.size() == 1 ? "" : "s") << " of " << h->plan
+        << " pushed to " << push->url << "\n";
+  }
+  return exit_code::pass;
 }
 
 int exec_libexec(const std::string& name, const std::vector<std::string>& args, std::ostream& err) {

@@ -167,8 +167,8 @@ int metrics(const std::string& run_dir, std::ostream& out, std::ostream& err);
 // `vmlat report RUN_DIR` and `vmlat compare BASE NEW`.
 int report(const report::ReportCommand& command, std::ostream& out, std::ostream& err);
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err);
-// `vmlat history RESULTS_DIR`: docs/report.md.
-int history(const report::HistoryCommand& command, std::ostream& out, std::ostream& err);
+// `vmlat history RESULTS_DIR`: docs/report.md;// --format prometheus and --push: the change-point metrics (docs/metrics.md).
+int history(const report::HistoryCommand& command, const MetricsExport& metrics, std::ostream& out, std::ostream& err);
 // `vmlat lab xen ARGS...` (xen-lab) and `vmlat lint-domain ARGS...`
 // (vmlat-lint-domain): execs libexec's `name` with ARGS (returns only if it
 // cannot be started).

@@ -213,7 +213,8 @@ over every series: docs/statistics.md, "Change points") and for each names
 the run where the change starts and the recorded facts that differ from the
 run before it (kernel, command line, QEMU, Xen, tuning: as vmlat compare
 lists them). Exits 0 when written, 2 for bad usage or a directory without a
-complete run of the plan, 3 if the output cannot be written. See
+complete run of the plan, 3 if the output cannot be written, 4 if the push
+failed. See
 docs/report.md.
 
 options:
@@ -221,8 +222,15 @@ options:
                       directory's latest run)
   --last N            the newest N runs only
   --confidence C      1 - the false-alarm rate over all series (default 0.99)
-  --format F          text (default), markdown or json
-  --output FILE       write there instead of stdout
+  --format F          text (default), markdown, json, html (a page with a
+                      plot per cell, change points marked) or prometheus
+                      (the change-point metrics, e.g. for a node_exporter
+                      textfile: docs/metrics.md, "Change points")
+  --output FILE       write there (atomically) instead of stdout
+  --push URL          also push the change-point metrics to a Pushgateway
+                      (job vmlat_history, one group per plan); exit 4 if
+                      that fails
+  --push-timeout D    time budget of the push, retries included (default 30s)
 )"},
     {"monitor", R"(usage: vmlat monitor PLAN [options]
 
@@ -369,7 +377,7 @@ const Command kCommands[] = {
     {"compare", "compare BASE... NEW", "compare a stored run with an earlier run or a history of them",
      {"--tolerance", "--format", "--output", "--last", "--confidence"}, cmd_compare},
     {"history", "history RESULTS_DIR", "a plan's runs as series per cell and statistic: change points and what changed",
-     {"--plan", "--last", "--confidence", "--format", "--output"}, cmd_history},
+     {"--plan", "--last", "--confidence", "--format", "--output", "--push", "--push-timeout"}, cmd_history},
     {"monitor", "monitor PLAN", "measure one cell continuously, serve live /metrics",
      {"--listen", "--window", "--cell", "--for", "--plugin-dir", "--no-wait", "--lock-dir", "--results", "--max-disk",
       "--max-file", "--max-age"},
@@ -636,7 +644,7 @@ int cmd_history(Args& a) {
   auto c = history_options<report::HistoryCommand>(a);
   c.results_dir = need_one(a, "RESULTS_DIR");
   c.plan = a.plan_name;
-  return app::history(c, std::cout, std::cerr);
+  return app::history(c, a.metrics, std::cout, std::cerr);
 }
 int cmd_monitor(Args& a) { return app::monitor(need_plan(a), a.plugin_dirs, a.monitor, std::cout, std::cerr); }
 int cmd_plugins(Args& a) { return app::list_plugins(a.plugin_dirs, std::cout); }

@@ -2,6 +2,7 @@
 // conversion, label names and values, grouping keys, URLs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -311,4 +312,39 @@ TEST(Time, Iso8601) {
   EXPECT_DOUBLE_EQ(iso8601_to_epoch("2026-11-25T13:32:28.231Z"), 1795613548.231);
   EXPECT_LT(iso8601_to_epoch(""), 0);
   EXPECT_LT(iso8601_to_epoch("yesterday"), 0);
+}
+
+// `vmlat history`'s change points: one series per change point, named by
+// labels whose values stay bounded whatever the history holds.
+TEST(Metrics, ChangePointsAreBoundedSeriesWithEscapedLabels) {
+  std::vector<std::string> many;
+  for (int i = 0; i < 40; ++i) many.push_back("host.fact_with_a_rather_long_name_" + std::to_string(i));
+  const std::string hostile = "c\"1\n<b>\\";
+  MetricSet set;
+  add_change_point_metrics(set, "p", 20,
+                           {{"local", hostile, "max", "r12", 1769904012, 100000, 400000, {"host.kernel_release"}},
+                            {"local", "c2", "p99", "r07", -1, 0, 5000, many}});
+  const std::string text = to_text(set.families());
+  EXPECT_NE(text.find("vmlat_history_runs{plan=\"p\"} 20"), std::string::npos) << text;
+  EXPECT_NE(text.find("vmlat_history_change_points{plan=\"p\"} 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("vmlat_change_point_timestamp_seconds{plan=\"p\",host=\"local\",cell=\"c\\\"1\\n<b>\\\\\",stat=\"max\","
+                      "run_id=\"r12\",facts=\"host.kernel_release\"} 1769904012"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("vmlat_change_point_ratio{plan=\"p\",host=\"local\",cell=\"c\\\"1\\n<b>\\\\\",stat=\"max\",run_id=\"r12\","
+                      "facts=\"host.kernel_release\"} 4"),
+            std::string::npos)
+      << text;
+  // Unknown start and a zero level: no made-up timestamp or ratio.
+  EXPECT_EQ(text.find("run_id=\"r07\""), std::string::npos) << text;
+  MetricSet bounded;
+  add_change_point_metrics(bounded, "p", 20, {{"local", "c2", "p99", "r07", 5, 1000, 5000, many}});
+  const std::string b = to_text(bounded.families());
+  const auto at = b.find("facts=\"");
+  ASSERT_NE(at, std::string::npos) << b;
+  const std::string facts = b.substr(at + 7, b.find('"', at + 7) - at - 7);
+  EXPECT_LE(facts.size(), 220u) << facts;
+  EXPECT_NE(facts.find(", +" + std::to_string(40 - std::count(facts.begin(), facts.end(), ',')) + " more"), std::string::npos)
+      << facts;
+  EXPECT_EQ(facts.rfind("host.fact_with_a_rather_long_name_0, ", 0), 0u) << facts;
 }

@@ -16,6 +16,10 @@ prometheus and prometheus-pushgateway (docs/metrics.md).
      template variables) evaluated through /api/v1/query, each checked for
      series, labels and values against the result.json files (the max equals
      result.json's max_ns, ...); the alert rules loaded and healthy;
+     the change-point annotation sees the step of a 20-run history made from
+     the run (tests/support/history_fixture.py) that `vmlat history --push`
+     delivered, at that run's start, naming the fact, and nothing for a
+     history without a step;
   6. the Pushgateway stopped: a run keeps its results, reports the export
      failure with exit code 4; `vmlat push` delivers once it is back, and
      replaces the group (PUT); a Pushgateway that accepts connections but never
@@ -46,6 +50,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from vmlat_it import CHECKS, FAILURES, check, die_with_parent, log  # noqa: E402
+from history_fixture import STEP_AT, make_history, started_of  # noqa: E402
 
 PROCS = []
 
@@ -258,6 +263,19 @@ def run(args, src, tmp):
     check(len(keys) == 2 and all(dict(k).keys() >= {"job", "plan", "host", "cell"} for k in keys),
           f"one Pushgateway group per cell, keyed job/plan/host/cell: {keys}")
 
+    # --- change points of two histories made from the run -------------------
+    hist_cell = sorted(by_cell)[0]
+    hist_plans = {"step": "vmlat-it-history", "flat": "vmlat-it-history-flat"}
+    for kind, plan in hist_plans.items():
+        root = f"{tmp}/history-{kind}"
+        make_history(run_dir, root, hist_cell, kind == "step", plan=plan)
+        r = vmlat(args, ["history", root, "--push", pgw_url, "--format", "prometheus", "--output", f"{root}.prom"])
+        check(r.returncode == 0, f"vmlat history --push ({kind}): exit {r.returncode}\n{r.stderr}")
+        promtool_check_metrics(open(f"{root}.prom").read() if os.path.exists(f"{root}.prom") else "", f"history {kind}")
+        want = 1 if kind == "step" else 0
+        check(f"vmlat: {want} change point{'' if want == 1 else 's'} of {plan} pushed" in r.stderr,
+              f"history {kind}: the push is reported: {r.stderr}")
+
     # --- the monitor ---------------------------------------------------------
     mon = start([args.vmlat, "monitor", f"{tmp}/monitor.toml", "--listen", f"127.0.0.1:{mon_port}", "--window", "1s",
                  "--results", f"{tmp}/monitor-results"],
@@ -356,13 +374,42 @@ def run(args, src, tmp):
         else:
             check(False, f"{ctx}: no assertion written for this panel")
     # The gaps annotation evaluates (and finds nothing: this monitor has no gap).
-    for a in dash["annotations"]["list"]:
-        if a.get("expr"):
-            try:
-                got = prom.query(substitute(a["expr"], mon_plan))
-                check(got == [], f"annotation '{a['name']}': no gap: {got}")
-            except Exception as e:  # noqa: BLE001
-                check(False, f"annotation '{a['name']}' does not evaluate: {e}")
+    annotations = {a["name"]: a for a in dash["annotations"]["list"] if a.get("expr")}
+    check(sorted(annotations) == ["Change points", "Monitor gaps"], f"the dashboard's annotations: {sorted(annotations)}")
+    if "Monitor gaps" in annotations:
+        try:
+            got = prom.query(substitute(annotations["Monitor gaps"]["expr"], mon_plan))
+            check(got == [], f"annotation 'Monitor gaps': no gap: {got}")
+        except Exception as e:  # noqa: BLE001
+            check(False, f"annotation 'Monitor gaps' does not evaluate: {e}")
+    # The change-point annotation: the step of the stepped history at its run,
+    # Grafana's time (ms) taken from the value (useValueForTime); none for
+    # the flat history, once its push is known to have arrived.
+    cp = annotations.get("Change points")
+    if cp:
+        check(cp.get("useValueForTime") is True, "change points: the annotation's time is the series' value")
+        step_start_ms = 1000.0 * calendar.timegm(time.strptime(started_of(STEP_AT), "%Y-%m-%dT%H:%M:%SZ"))
+        try:
+            got = prom.wait_for(substitute(cp["expr"], hist_plans["step"]), lambda r: len(r) > 0, 30, "change points (step)")
+        except RuntimeError as e:
+            got = []
+            check(False, f"change points: the stepped history's change point reaches the annotation: {e}")
+        if got:
+            labels = got[0]["metric"]
+            check(len(got) == 1 and labels.get("cell") == hist_cell and labels.get("stat") == "max" and
+                  labels.get("run_id") == "r%02d" % STEP_AT and "host.kernel_release" in labels.get("facts", "") and
+                  labels.get("host") == "local", f"change points: one, {hist_cell} max at r{STEP_AT}, kernel named: {got}")
+            check(close(float(got[0]["value"][1]), step_start_ms), f"change points: at the run's start {step_start_ms} ms: {got}")
+            # Every label the annotation's text names is there.
+            for key in re.findall(r"\{\{(\w+)\}\}", cp["textFormat"]):
+                check(key in labels, f"change points: text label {key} in {labels}")
+        try:
+            prom.wait_for(f'vmlat_history_change_points{{plan="{hist_plans["flat"]}"}} == 0', lambda r: len(r) == 1, 30,
+                          "the flat history's push")
+            got = prom.query(substitute(cp["expr"], hist_plans["flat"]))
+            check(got == [], f"change points: none for the history without a step: {got}")
+        except RuntimeError as e:
+            check(False, f"change points: the flat history's push reaches Prometheus: {e}")
     check(evaluated == len(exprs), f"all {len(exprs)} dashboard expressions returned series ({evaluated})")
     log(f"dashboard: {evaluated}/{len(exprs)} expressions evaluated and checked")
 

@@ -27,7 +27,11 @@ headless Chromium (docs/report.md).
      figures: each draws one line and legend entry per cell it names;
   6. the host run and the sweep merged (`vmlat report A B`): every cell of
      each run once, marked with its run, the runs listed, the verdict the
-     worst of both.
+     worst of both;
+  7. the history page (`vmlat history --format html`) of 20 runs made from
+     the host run (tests/support/history_fixture.py): with a step and a
+     kernel fact that carries markup, the step's run marked once on its
+     cell's plot and the fact shown as text; without a step, no mark.
 
 Usage: report_browser_it.py --vmlat build/vmlat --source-dir . --artifacts DIR
 (python3 stdlib only; needs root for the probes' SCHED_FIFO, as vmlat run).
@@ -47,6 +51,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from vmlat_it import CHECKS, FAILURES, check, die_with_parent, log  # noqa: E402
+from history_fixture import STEP_AT, make_history  # noqa: E402
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -477,6 +482,47 @@ trace_above = "10us"   # any TCG guest exceeds it: the trace stops at its first 
 """
 
 
+def check_history(chromium, artifacts, scratch, real_run):
+    markup = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
+    _, results = results_of(real_run)
+    cell = next(r["cell"]["id"] for r in results if measured_max(r) is not None)
+    for kind in ("step", "flat"):
+        name = "history-" + kind
+        root = os.path.join(scratch, name)
+        make_history(real_run, root, cell, kind == "step", kernel="6.1 " + markup)
+        page = os.path.join(scratch, name + ".html")
+        code, out, err = run([ARGS.vmlat, "history", root, "--format", "html", "--output", page], timeout=120)
+        if not check(code == 0, "%s: vmlat history exited %d: %s" % (name, code, err)):
+            continue
+        dom_text, console = chromium.dom(page)
+        check(not console, "%s: console messages while loading the page:\n  %s" % (name, "\n  ".join(console)))
+        png = os.path.join(artifacts, name + ".png")
+        chromium.screenshot(page, png, 1600)
+        shutil.copy(page, os.path.join(artifacts, name + ".html"))
+        doc = parse(dom_text)
+        header = doc.find_all("header", id="history")
+        check(header and header[0].attrs.get("data-runs") == "20", "%s: 20 runs: %s" % (name, [h.attrs for h in header]))
+        sections = {s.attrs.get("data-cell-id"): s for s in doc.find_all("section", cls="history-cell")}
+        check(set(sections) == {r["cell"]["id"] for r in results if measured_max(r) is not None},
+              "%s: one section per measured cell: %s" % (name, sorted(sections)))
+        check(all(len(s.find_all("svg", cls="history")) == 1 and s.find_all("path", cls="stat-max") for s in sections.values()),
+              "%s: every cell has its plot with the max line" % name)
+        marks = [(s.attrs.get("data-cell-id"), m.attrs.get("data-stat"), m.attrs.get("data-run-id"))
+                 for s in sections.values() for m in s.find_all("line", cls="change")]
+        rows = doc.find_all("tr", cls="change-point")
+        if kind == "flat":
+            check(not marks and not rows, "%s: no change marked: %s" % (name, marks))
+            continue
+        check(marks == [(cell, "max", "r%02d" % STEP_AT)], "%s: the step marked once, at its run: %s" % (name, marks))
+        facts = [li for r in rows for li in r.find_all("li", cls="fact")]
+        kernel = [li for li in facts if li.attrs.get("data-fact") == "host.kernel_release"]
+        check(len(rows) == 1 and kernel and markup in kernel[0].text_content(),
+              "%s: the changed kernel fact named, its value as text: %s" % (name, [li.text_content() for li in facts]))
+        for tag in ("script", "img"):
+            check(not doc.find_all(tag), "%s: the page has a <%s> element: markup got through" % (name, tag))
+        log("   %s: %d cells, marks %s, screenshot %s" % (name, len(sections), marks, png))
+
+
 def poison(run_dir, markup):
     """Markup in the plan name, an axis value, an error message and a host fact."""
     run = load(os.path.join(run_dir, "run.json"))
@@ -587,6 +633,8 @@ def main():
             doc = check_report("trace", trace_run, chromium, ARGS.artifacts, "MEASURED")
             if doc is not None:
                 check_timeline("trace", trace_run, doc)
+
+        check_history(chromium, ARGS.artifacts, scratch, host_run)
 
         # 3. Hostile values.
         markup = "<script>document.title='pwned'</script><img src=x onerror=alert(1)><b>bold</b>"

@@ -237,8 +237,50 @@ TEST_F(ReportE2E, HistoryFindsAStepAtTheRunWhereTheKernelChangedAndNoneWithoutIt
   auto md = vmlat({"history", (dir_ / "stepped").string(), "--format", "markdown"});
   EXPECT_NE(md.out.find("| " + cell + " | max | r12 |"), std::string::npos) << md.out;
 
+  // The history page: the step marked once, on the cell's plot, at r12; the fact named there.
+  const auto page_path = dir_ / "history.html";
+  auto html = vmlat({"history", (dir_ / "stepped").string(), "--format", "html", "--output", page_path.string()});
+  ASSERT_EQ(html.code, 0) << html.err;
+  const std::string page = read(page_path);
+  auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count(page, "<line class=\"change stat-max\""), 1u) << page;
+  EXPECT_EQ(count(page, "<line class=\"change"), 1u);
+  EXPECT_NE(page.find("data-stat=\"max\" data-run-id=\"r12\"><title>max changed at run r12: "), std::string::npos);
+  EXPECT_NE(page.find("<tr class=\"change-point\" data-cell-id=\"" + cell + "\" data-stat=\"max\" data-run-id=\"r12\">"),
+            std::string::npos);
+  EXPECT_NE(page.find("<li class=\"fact\" data-fact=\"host.kernel_release\">"), std::string::npos);
+  EXPECT_EQ(count(page, "class=\"plot history\""), 2u) << "one plot per cell";
+  EXPECT_EQ(count(page, "<tr><td class=\"num\">"), 20u) << "every run listed";
+  EXPECT_EQ(vmlat({"history", (dir_ / "stepped").string(), "--format", "pdf"}).code, 2);
+  // The change-point metrics for a textfile: the step's run and its start.
+  const std::string plan = read_json(base / "run.json")["plan"]["name"].get<std::string>();
+  auto prom = vmlat({"history", (dir_ / "stepped").string(), "--format", "prometheus"});
+  ASSERT_EQ(prom.code, 0) << prom.err;
+  EXPECT_NE(prom.out.find("vmlat_change_point_timestamp_seconds{plan=\"" + plan + "\",host=\"local\",cell=\"" + cell +
+                          "\",stat=\"max\",run_id=\"r12\",facts=\"host.kernel_release\"} 1769904012"),
+            std::string::npos)
+      << prom.out;
+
+  // A push that fails: the output is still written, exit 4 (nothing listens on port 1 of the loopback).
+  auto unpushed = vmlat({"history", (dir_ / "stepped").string(), "--push", "http://127.0.0.1:1", "--push-timeout", "1s"});
+  EXPECT_EQ(unpushed.code, 4) << unpushed.err;
+  EXPECT_NE(unpushed.out.find("CHANGE " + cell + " max at run r12: "), std::string::npos) << unpushed.out;
+  EXPECT_NE(unpushed.err.find("push of the history of " + plan), std::string::npos) << unpushed.err;
+
   auto flat = vmlat({"history", (dir_ / "flat").string(), "--format", "json"});
   ASSERT_EQ(flat.code, 0) << flat.err;
+  const auto flat_page_path = dir_ / "flat.html";
+  ASSERT_EQ(vmlat({"history", (dir_ / "flat").string(), "--format", "html", "--output", flat_page_path.string()}).code, 0);
+  const std::string flat_page = read(flat_page_path);
+  EXPECT_EQ(count(flat_page, "class=\"change"), 0u);
+  EXPECT_EQ(count(flat_page, "class=\"plot history\""), 2u);
+  auto flat_prom = vmlat({"history", (dir_ / "flat").string(), "--format", "prometheus"});
+  EXPECT_EQ(flat_prom.out.find("vmlat_change_point_"), std::string::npos) << flat_prom.out;
+  EXPECT_NE(flat_prom.out.find("vmlat_history_change_points{plan=\"" + plan + "\"} 0"), std::string::npos) << flat_prom.out;
   EXPECT_TRUE(json::parse(flat.out)["change_points"].empty()) << flat.out;
   EXPECT_NE(vmlat({"history", (dir_ / "flat").string()}).out.find("no change points"), std::string::npos);
   EXPECT_EQ(vmlat({"history", (dir_ / "nowhere").string()}).code, 2);

@@ -477,4 +477,42 @@ std::string to_text_reference(const std::vector<prometheus::MetricFamily>& famil
   return prometheus::TextSerializer().Serialize(families);
 }
 
+namespace {
+
+// The `facts` label: the changed facts' names, comma-separated, at most
+// kMaxFacts of them and kMaxFactsBytes bytes (cut at a name, never inside a
+// UTF-8 character), "+N more" for the rest.
+std::string facts_label(const std::vector<std::string>& facts) {
+  constexpr std::size_t kMaxFacts = 6, kMaxFactsBytes = 200;
+  std::string out;
+  std::size_t shown = 0;
+  for (const auto& f : facts) {
+    if (shown == kMaxFacts || out.size() + f.size() + 2 > kMaxFactsBytes) break;
+    out += (out.empty() ? "" : ", ") + f;
+    ++shown;
+  }
+  if (shown < facts.size()) out += (out.empty() ? "+" : ", +") + std::to_string(facts.size() - shown) + " more";
+  return out;
+}
+
+}  // namespace
+
+void add_change_point_metrics(MetricSet& set, const std::string& plan, std::size_t runs,
+                              const std::vector<ChangePointMetric>& changes) {
+  set.gauge("vmlat_history_runs", "Complete runs of the plan that vmlat history read", {{"plan", plan}},
+            static_cast<double>(runs));
+  set.gauge("vmlat_history_change_points", "Change points vmlat history found in the plan's runs", {{"plan", plan}},
+            static_cast<double>(changes.size()));
+  for (const auto& c : changes) {
+    const LabelList labels = {{"plan", plan},    {"host", c.host},       {"cell", c.cell},
+                              {"stat", c.stat},  {"run_id", c.run_id},   {"facts", facts_label(c.facts)}};
+    if (c.run_start_s >= 0)
+      set.gauge("vmlat_change_point_timestamp_seconds", "Start of the first run after a change point of vmlat history",
+                labels, c.run_start_s);
+    if (c.before_ns > 0)
+      set.gauge("vmlat_change_point_ratio", "A change point's level after it over the level before it", labels,
+                c.after_ns / c.before_ns);
+  }
+}
+
 }  // namespace vmlat::exporter

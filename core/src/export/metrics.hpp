@@ -72,6 +72,21 @@ LabelList grouping_key(const json& run, const json& cell_result);
 // (finished = null): then vmlat_run_end_timestamp_seconds is left out.
 void add_cell_metrics(MetricSet& set, const json& run, const json& cell_result);
 
+// A change point of `vmlat history` (report/history.hpp), as the metrics see it.
+struct ChangePointMetric {
+  std::string host, cell, stat, run_id;
+  double run_start_s = -1;             // the change run's start (Unix seconds); < 0 unknown
+  double before_ns = 0, after_ns = 0;  // the levels on either side
+  std::vector<std::string> facts;      // names of the facts that changed (values never: they are unbounded)
+};
+// The change points of a plan's history (docs/metrics.md, "Change points"):
+// vmlat_history_runs and vmlat_history_change_points{plan}, and per change
+// point vmlat_change_point_timestamp_seconds and vmlat_change_point_ratio
+// {plan, host, cell, stat, run_id, facts}. `facts` holds at most a few names
+// and a bounded length, so no label value grows with the data.
+void add_change_point_metrics(MetricSet& set, const std::string& plan, std::size_t runs,
+                              const std::vector<ChangePointMetric>& changes);
+
 // Text exposition format 0.0.4: the same bytes as prometheus-cpp's
 // TextSerializer (what the Gateway pushes and the Exposer serves; a unit test
 // compares them), written several times faster for big runs.

@@ -190,11 +190,7 @@ int compare_command(const CompareCommand& c, std::ostream& out, std::ostream& er
 
 namespace vmlat::report {
 
-int history_command(const HistoryCommand& c, std::ostream& out, std::ostream& err) {
-  if (c.format != "text" && c.format != "markdown" && c.format != "json") {
-    err << "vmlat: --format must be text, markdown or json (got '" << c.format << "')\n";
-    return exit_code::usage;
-  }
+std::optional<History> read_history(const HistoryCommand& c, std::ostream& err) {
   std::string plan = c.plan;
   if (plan.empty()) {
     // The newest run's plan (its "latest"), else any.
@@ -209,14 +205,22 @@ int history_command(const HistoryCommand& c, std::ostream& out, std::ostream& er
     runs = load_baseline_runs(c.results_dir, plan);
   } catch (const std::exception& e) {
     err << "vmlat: history: " << e.what() << "\n";
-    return exit_code::usage;
+    return std::nullopt;
   }
   if (c.last > 0 && runs.size() > c.last) runs.erase(runs.begin(), runs.end() - static_cast<std::ptrdiff_t>(c.last));
-  const History h = build_history(runs, c.results_dir, c.confidence);
+  return build_history(runs, c.results_dir, c.confidence);
+}
+
+int write_history(const HistoryCommand& c, const History& h, std::ostream& out, std::ostream& err) {
   const std::string text = c.format == "text"       ? history_text(h)
                            : c.format == "markdown" ? history_markdown(h)
+                           : c.format == "html"     ? history_html(h)
                                                     : history_json(h).dump(2) + "\n";
-  return emit(text, c.output, out, err);
+  return write_output(text, c.output, out, err);
+}
+
+int write_output(const std::string& content, const std::string& path, std::ostream& out, std::ostream& err) {
+  return emit(content, path, out, err);
 }
 
 }  // namespace vmlat::report

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "app.hpp"
+#include "history.hpp"
 
 namespace vmlat::report {
 
@@ -18,8 +20,13 @@ int report_command(const ReportCommand& command, std::ostream& out, std::ostream
 // measured in NEW; 2 usage or an unreadable run directory.
 int compare_command(const CompareCommand& command, std::ostream& out, std::ostream& err);
 
-// 0 written; 2 usage, or a directory without a complete run of the plan;
-// 3 the output could not be written.
-int history_command(const HistoryCommand& command, std::ostream& out, std::ostream& err);
+// `vmlat history` (app.cpp puts these together with the exporter, for
+// --format prometheus and --push): the history asked for, or nullopt after
+// saying why on `err` (exit 2); `h` written as text, markdown, json or html
+// (0, or 3 if the output could not be written).
+std::optional<History> read_history(const HistoryCommand& command, std::ostream& err);
+int write_history(const HistoryCommand& command, const History& h, std::ostream& out, std::ostream& err);
+// `content` to `path` ("" or "-": `out`), atomically; 0, or 3 after saying why.
+int write_output(const std::string& content, const std::string& path, std::ostream& out, std::ostream& err);
 
 }  // namespace vmlat::report

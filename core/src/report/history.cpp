@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "gates/regression.hpp"
+#include "plots.hpp"
+#include "report.hpp"
 #include "stats/changepoint.hpp"
 #include "text_escape.hpp"
 #include "vmlat/units.hpp"
@@ -33,7 +35,11 @@ History build_history(const std::vector<StoredRun>& runs, const std::string& dir
   h.confidence = confidence;
   if (!runs.empty() && runs.back().run.contains("plan") && runs.back().run["plan"].is_object())
     h.plan = runs.back().run["plan"].value("name", std::string());
-  for (const auto& r : runs) h.run_ids.push_back(r.run.value("run_id", r.dir));
+  for (const auto& r : runs) {
+    h.run_ids.push_back(r.run.value("run_id", r.dir));
+    const auto started = r.run.find("started");
+    h.run_started.push_back(started != r.run.end() && started->is_string() ? started->get<std::string>() : "");
+  }
   // Cells in the newest run's order, then those only older runs had.
   std::vector<std::string> cells;
   for (auto it = runs.rbegin(); it != runs.rend(); ++it)
@@ -82,6 +88,11 @@ History build_history(const std::vector<StoredRun>& runs, const std::string& dir
       c.after_ns = cp.after_ns;
       c.p = cp.p;
       c.facts_changed = fact_changes(results[k][cp.index - 1], results[k][cp.index]);
+      const json* cell = results[k][cp.index];
+      if (cell->contains("cell") && (*cell)["cell"].is_object()) {
+        const auto host = (*cell)["cell"].find("host");
+        if (host != (*cell)["cell"].end() && host->is_string()) c.host = host->get<std::string>();
+      }
       h.changes.push_back(std::move(c));
     }
   return h;
@@ -141,6 +152,107 @@ json history_json(const History& h) {
   }
   return json{{"schema", "vmlat-history/1"}, {"dir", h.dir},        {"plan", h.plan},          {"confidence", h.confidence},
               {"runs", h.run_ids},           {"series", series},    {"change_points", changes}};
+}
+
+namespace {
+
+// A statistic's CSS class ("p99.9" has a dot, which a class selector would need escaped).
+std::string stat_class(const std::string& stat) {
+  std::string c = "stat-";
+  for (char ch : stat)
+    if (ch != '.') c += ch;
+  return c;
+}
+
+std::string facts_text(const HistoryChange& c) {
+  std::string t;
+  for (const auto& f : c.facts_changed) t += (t.empty() ? "" : "; ") + f.path + ": " + f.base + " -> " + f.now;
+  return t.empty() ? "no recorded fact differs from run " + c.previous_run_id : t;
+}
+
+constexpr const char* kHistoryStyle = R"(
+svg .stat-p50{stroke:#3465a4}svg .stat-p99{stroke:#4e9a06}svg .stat-p999{stroke:#c4a000}svg .stat-max{stroke:#1d1d1f;stroke-width:2}
+svg line.change{stroke-width:2;stroke-dasharray:4 3;opacity:.8}svg line.change.stat-max{stroke:#b3261e}
+ul.facts{margin:0;padding-left:1.2em}section.history-cell{border:1px solid #ddd;border-radius:6px;padding:10px 12px;margin:14px 0}
+)";
+
+}  // namespace
+
+std::string history_html(const History& h) {
+  auto esc = [](std::string_view v) { return html_escape(v); };
+  std::string out = html_page_start("vmlat history: " + h.plan, kHistoryStyle);
+  out += "<header id=\"history\" data-runs=\"" + std::to_string(h.run_ids.size()) + "\" data-change-points=\"" +
+         std::to_string(h.changes.size()) + "\"><h1>vmlat history: " + esc(h.plan) + "</h1><p>" + esc(h.dir) + ": " +
+         std::to_string(h.run_ids.size()) + " complete run" + (h.run_ids.size() == 1 ? "" : "s");
+  if (!h.run_ids.empty()) out += " (" + esc(h.run_ids.front()) + " .. " + esc(h.run_ids.back()) + ")";
+  out += ", " + std::to_string(h.series.size()) + " series (cell × statistic); change points at confidence " +
+         p_text(h.confidence) + " over them all (docs/statistics.md, \"Change points\").</p></header>";
+
+  // Cells in the order of the series, each numbered for its anchor.
+  std::vector<std::string> cells;
+  for (const auto& s : h.series)
+    if (std::find(cells.begin(), cells.end(), s.cell) == cells.end()) cells.push_back(s.cell);
+  auto anchor = [&](const std::string& cell) {
+    return "hcell-" + std::to_string(std::find(cells.begin(), cells.end(), cell) - cells.begin());
+  };
+
+  out += "<section id=\"change-points\"><h2>Change points</h2>";
+  if (h.changes.empty()) out += "<p class=\"none\">No change points.</p>";
+  else {
+    out += "<table class=\"change-points\"><tr><th>cell</th><th>stat</th><th>from run</th><th>last run before</th>"
+           "<th class=\"num\">before</th><th class=\"num\">after</th><th class=\"num\">p</th><th>facts changed</th></tr>";
+    for (const auto& c : h.changes) {
+      out += "<tr class=\"change-point\" data-cell-id=\"" + esc(c.cell) + "\" data-stat=\"" + esc(c.stat) +
+             "\" data-run-id=\"" + esc(c.run_id) + "\"><td><a href=\"#" + anchor(c.cell) + "\">" + esc(c.cell) +
+             "</a></td><td>" + esc(c.stat) + "</td><td>" + esc(c.run_id) + "</td><td>" + esc(c.previous_run_id) +
+             "</td><td class=\"num\">" + esc(latency(c.before_ns)) + "</td><td class=\"num\">" + esc(latency(c.after_ns)) +
+             "</td><td class=\"num\">" + p_text(c.p) + "</td><td>";
+      if (c.facts_changed.empty()) out += "none recorded";
+      else {
+        out += "<ul class=\"facts\">";
+        for (const auto& f : c.facts_changed)
+          out += "<li class=\"fact\" data-fact=\"" + esc(f.path) + "\"><code>" + esc(f.path) + "</code>: " + esc(f.base) +
+                 " → " + esc(f.now) + "</li>";
+        out += "</ul>";
+      }
+      out += "</td></tr>";
+    }
+    out += "</table>";
+  }
+  out += "</section><section id=\"runs\"><h2>Runs</h2><details><summary>" + std::to_string(h.run_ids.size()) +
+         " runs, numbered as on the plots' x axis</summary><table class=\"runs\"><tr><th class=\"num\">#</th>"
+         "<th>run</th><th>started</th></tr>";
+  for (std::size_t i = 0; i < h.run_ids.size(); ++i)
+    out += "<tr><td class=\"num\">" + std::to_string(i + 1) + "</td><td>" + esc(h.run_ids[i]) + "</td><td>" +
+           esc(i < h.run_started.size() ? h.run_started[i] : "") + "</td></tr>";
+  out += "</table></details></section><section id=\"cells\"><h2>Series per cell</h2>";
+  for (const auto& cell : cells) {
+    std::vector<SeriesLine> lines;
+    for (const auto& s : h.series) {
+      if (s.cell != cell) continue;
+      SeriesLine l{s.stat, stat_class(s.stat), {}};
+      for (std::size_t i = 0; i < s.runs.size(); ++i)
+        l.points.emplace_back(static_cast<double>(s.runs[i] + 1), s.values_ns[i]);
+      lines.push_back(std::move(l));
+    }
+    std::vector<SeriesMark> marks;
+    for (const auto& c : h.changes) {
+      if (c.cell != cell) continue;
+      const auto at = std::find(h.run_ids.begin(), h.run_ids.end(), c.run_id) - h.run_ids.begin();
+      marks.push_back(SeriesMark{static_cast<double>(at + 1), "change " + stat_class(c.stat),
+                                 c.stat + " changed at run " + c.run_id + ": " + latency(c.before_ns) + " -> " +
+                                     latency(c.after_ns) + "; " + facts_text(c),
+                                 "data-stat=\"" + esc(c.stat) + "\" data-run-id=\"" + esc(c.run_id) + "\""});
+    }
+    out += "<section class=\"history-cell\" id=\"" + anchor(cell) + "\" data-cell-id=\"" + esc(cell) +
+           "\" data-change-points=\"" + std::to_string(marks.size()) + "\"><h3>" + esc(cell) + "</h3>" +
+           series_svg(lines, marks, h.run_ids.size(), "class=\"plot history\" data-cell-id=\"" + esc(cell) + "\"") +
+           "</section>";
+  }
+  out += "</section><footer class=\"small\">vmlat history, self-contained: no script, nothing loaded from the network. "
+         "Each line is a statistic of the cell's merged histogram in the runs that measured it; a dashed line marks "
+         "the first run of a new level (hover it for the facts that changed).</footer></body></html>\n";
+  return out;
 }
 
 }  // namespace vmlat::report

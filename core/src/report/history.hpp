@@ -20,6 +20,7 @@ struct HistorySeries {
 
 struct HistoryChange {
   std::string cell, stat;
+  std::string host;  // where the cell ran in the first run after the change (result.json cell.host)
   std::string run_id, previous_run_id;  // the first run after the change, the last before it
   double before_ns = 0, after_ns = 0, p = 1;
   std::vector<FactChange> facts_changed;  // between the cell's results in those two runs
@@ -29,6 +30,7 @@ struct History {
   std::string dir, plan;
   double confidence = 0.99;
   std::vector<std::string> run_ids;  // oldest first
+  std::vector<std::string> run_started;  // run.json "started" of each (ISO 8601 UTC, "" if absent)
   std::vector<HistorySeries> series;
   std::vector<HistoryChange> changes;
 };
@@ -39,5 +41,9 @@ History build_history(const std::vector<StoredRun>& runs, const std::string& dir
 std::string history_text(const History& h);
 std::string history_markdown(const History& h);
 json history_json(const History& h);
+// A self-contained page (no script, nothing fetched): the change points with
+// the facts that changed, the runs, and per cell a plot of its statistics
+// across the runs with each change point marked.
+std::string history_html(const History& h);
 
 }  // namespace vmlat::report

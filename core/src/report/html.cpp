@@ -564,17 +564,19 @@ void cell_section(std::string& out, const Run& run, const Cell& c, const Run* ba
 
 }  // namespace
 
+std::string html_page_start(const std::string& title, const std::string& extra_style) {
+  return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+         // Defence in depth: even a value that escaped escaping could not run or fetch anything.
+         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>" +
+         esc(title) + "</title><style>" + kStyle + extra_style + "</style></head><body>";
+}
+
 std::string render_html(const ReportInput& in) {
   const Run& run = *in.run;
   std::string out;
   out.reserve(64 * 1024 + run.cells.size() * 16 * 1024);
-  out += "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-         // Defence in depth: even a value that escaped escaping could not run or fetch anything.
-         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>vmlat report: " +
-         esc(run.plan_name) + " — " + esc(run.verdict.word) + "</title><style>";
-  out += kStyle;
-  out += "</style></head><body>";
+  out += html_page_start("vmlat report: " + run.plan_name + " — " + run.verdict.word);
   out += "<header class=\"verdict " + run.verdict.css() + "\" id=\"verdict\" data-verdict=\"" + esc(run.verdict.word) +
          "\"><h1>vmlat report: " + esc(run.plan_name) + "</h1><p class=\"word\">" + esc(run.verdict.word) + "</p><p>" +
          esc(run.verdict.detail) + "</p>";

@@ -96,6 +96,8 @@ void draw_axes(std::string& out, const Axis& x, const Axis& y, const std::string
 }
 
 std::string latency_label(double us) { return short_latency_us(us); }
+// Run numbers: whole ones only (a short history gets ticks at halves).
+std::string run_label(double x) { return std::abs(x - std::round(x)) < 1e-9 ? number_text(std::round(x)) : std::string(); }
 std::string count_label(double c) { return count_text(c); }
 std::string probability_label(double p) { return probability_text(p); }
 
@@ -371,6 +373,49 @@ std::string histogram_overlay_svg(const std::vector<CcdfLine>& lines, const std:
     }
     out += "\"/>";
     legend_entry(out, l, legend_y);
+  }
+  out += "</svg>";
+  return out;
+}
+
+std::string series_svg(const std::vector<SeriesLine>& lines, const std::vector<SeriesMark>& marks, std::size_t runs,
+                       const std::string& attributes) {
+  double lo_us = 1e300, hi_us = 0;
+  for (const auto& l : lines)
+    for (const auto& p : l.points) {
+      lo_us = std::min(lo_us, std::max(p.second / 1000.0, 0.1));
+      hi_us = std::max(hi_us, p.second / 1000.0);
+    }
+  if (hi_us <= 0) lo_us = hi_us = 1;
+  // Whole decades around the values, with the top decade or so kept free for
+  // the legend; half a run of room at either end of the runs.
+  Axis x = Axis::linear(0.5, static_cast<double>(std::max<std::size_t>(runs, 1)) + 0.5, kPlotLeft, kPlotRight);
+  Axis y = Axis::log10(std::pow(10.0, std::floor(std::log10(lo_us) + 1e-9)),
+                       std::pow(10.0, std::ceil(std::log10(hi_us * 8) - 1e-9)), kPlotBottom, kPlotTop);
+  std::string out;
+  out.reserve(2048);
+  open_svg(out, attributes, "statistics across runs, log latency axis");
+  draw_axes(out, x, y, "run (1 = oldest)", "latency (log)", run_label, latency_label);
+  for (const auto& m : marks) {
+    const double px = x.px(m.x);
+    out += "<line class=\"" + html_escape(m.css_class) + "\" x1=\"" + coord(px) + "\" x2=\"" + coord(px) + "\" y1=\"" +
+           coord(kPlotTop) + "\" y2=\"" + coord(kPlotBottom) + "\" " + m.attributes + "><title>" + html_escape(m.title) +
+           "</title></line>";
+  }
+  double legend_y = kPlotTop + 12;
+  for (const auto& l : lines) {
+    if (l.points.empty()) continue;
+    out += "<path class=\"line " + html_escape(l.css_class) + "\" d=\"";
+    for (std::size_t i = 0; i < l.points.size(); ++i) {
+      out += i == 0 ? 'M' : 'L';
+      append_coord(out, x.px(l.points[i].first));
+      out += ' ';
+      append_coord(out, y.px(std::max(l.points[i].second / 1000.0, 0.1)));
+    }
+    // A lone run is a point, not a line: a zero-length stroke with round caps shows it.
+    if (l.points.size() == 1) out += "h0.1";
+    out += "\"/>";
+    legend_entry(out, CcdfLine{l.label, l.css_class, nullptr}, legend_y);
   }
   out += "</svg>";
   return out;

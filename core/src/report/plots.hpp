@@ -65,4 +65,22 @@ std::string ccdf_svg(const std::vector<CcdfLine>& lines, const std::string& attr
 // figures, which overlay kernel combinations, periods or domain types.
 std::string histogram_overlay_svg(const std::vector<CcdfLine>& lines, const std::string& attributes);
 
+// A statistic across runs: x is the run's number (1 = oldest), y the value.
+struct SeriesLine {
+  std::string label;      // legend text (escaped here)
+  std::string css_class;  // e.g. "stat-max"
+  std::vector<std::pair<double, double>> points;  // (run number, value in ns), ascending run numbers
+};
+// A vertical mark at run number `x` (a change point), its <title> the tooltip.
+struct SeriesMark {
+  double x = 0;
+  std::string css_class;  // e.g. "change stat-max"
+  std::string title;      // escaped here
+  std::string attributes; // extra attributes of the mark's <line>, as they are (the caller escapes them)
+};
+// Lines over runs 1..`runs` on a log latency axis (p50 and max of one cell
+// differ by decades), with each mark drawn across the plot.
+std::string series_svg(const std::vector<SeriesLine>& lines, const std::vector<SeriesMark>& marks, std::size_t runs,
+                       const std::string& attributes);
+
 }  // namespace vmlat::report

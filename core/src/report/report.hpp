@@ -25,4 +25,10 @@ std::string render_html(const ReportInput& in);
 std::string render_markdown(const ReportInput& in);
 json render_json(const ReportInput& in);
 
+// The start of every vmlat HTML page up to and including <body>: the
+// Content-Security-Policy that allows no script and no fetch, the report's
+// style sheet (plot classes of plots.hpp) plus `extra_style`, and `title`
+// (escaped here).
+std::string html_page_start(const std::string& title, const std::string& extra_style = {});
+
 }  // namespace vmlat::report
