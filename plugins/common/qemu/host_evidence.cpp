@@ -1,6 +1,7 @@
 #include "host_evidence.hpp"
 
 #include <dirent.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -140,9 +141,24 @@ std::optional<std::int64_t> read_monotonic(Executor& where, const std::string& p
   return m;
 }
 
+std::vector<int> sampler_cpus(const std::vector<int>& housekeeping, const std::vector<int>& vcpu_cpus,
+                              const std::vector<int>& online) {
+  if (!housekeeping.empty()) return housekeeping;
+  if (vcpu_cpus.empty()) return {};
+  std::vector<int> out;
+  for (int c : online)
+    if (std::find(vcpu_cpus.begin(), vcpu_cpus.end(), c) == vcpu_cpus.end()) out.push_back(c);
+  return out;
+}
+
 HostEvidence::HostEvidence(pid_t pid, std::vector<EvidenceVcpu> vcpus, fs::path file, std::chrono::milliseconds period,
-                           std::string accelerator)
-    : pid_(pid), vcpus_(std::move(vcpus)), file_(std::move(file)), period_(period), accelerator_(std::move(accelerator)) {
+                           std::string accelerator, std::vector<int> sampler_cpus)
+    : pid_(pid),
+      vcpus_(std::move(vcpus)),
+      file_(std::move(file)),
+      period_(period),
+      accelerator_(std::move(accelerator)),
+      sampler_cpus_(std::move(sampler_cpus)) {
   out_.open(file_, std::ios::binary | std::ios::trunc);
   if (!out_) throw InfraError("host evidence: cannot create " + file_.string());
   if (accelerator_ == "kvm") exit_paths_ = kvm_exit_paths(pid_, vcpus_);
@@ -177,6 +193,16 @@ void HostEvidence::stop() noexcept {
 }
 
 void HostEvidence::loop() noexcept {
+  if (!sampler_cpus_.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int c : sampler_cpus_)
+      if (c >= 0 && c < CPU_SETSIZE) CPU_SET(c, &set);
+    if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+      std::lock_guard lock(mutex_);
+      error_ = std::string("the sampler could not be pinned: ") + std::strerror(errno);
+    }
+  }
   // Absolute deadlines: a late sample does not shift the later ones.
   timespec next{};
   ::clock_gettime(CLOCK_MONOTONIC, &next);
@@ -238,19 +264,20 @@ void HostEvidence::sample_once(std::int64_t now_ns) {
       const std::string exits = read_proc(exit_paths_[i]);
       e["exits"] = exits.empty() ? json(nullptr) : json(std::strtoll(exits.c_str(), nullptr, 10));
     }
-    if (prev.wait_ns >= 0 && wait - prev.wait_ns >= kScanAboveNs && cpu >= 0) grew.emplace_back(i, cpu);
+    const bool waiting_now = prev.run_ns >= 0 && stat && stat->state == 'R' && (run - prev.run_ns) * 4 < now_ns - prev.t_ns;
+    const bool waited = prev.wait_ns >= 0 && wait - prev.wait_ns >= kScanAboveNs;
+    if ((waiting_now || waited) && cpu >= 0) grew.emplace_back(i, cpu);
     prev.wait_ns = wait;
+    prev.run_ns = run;
+    prev.t_ns = now_ns;
     prev.cpu = cpu;
     v.push_back(std::move(e));
   }
   json line{{"t", now_ns}, {"vcpu", std::move(v)}, {"irq", interrupt_totals()}};
 
   // Who else was runnable on those CPUs: one pass over /proc, rate-limited.
-  scan_times_.erase(std::remove_if(scan_times_.begin(), scan_times_.end(),
-                                   [&](std::int64_t t) { return now_ns - t >= 1'000'000'000; }),
-                    scan_times_.end());
-  if (!grew.empty() && static_cast<int>(scan_times_.size()) < kMaxScansPerSecond) {
-    scan_times_.push_back(now_ns);
+  if (!grew.empty() && (scans_ == 0 || now_ns - last_scan_ns_ >= kScanEveryNs)) {
+    last_scan_ns_ = now_ns;
     ++scans_;
     std::map<int, json> on_cpu;
     for (const auto& [pos, cpu] : grew) on_cpu[cpu] = json::array();
@@ -362,12 +389,14 @@ json HostEvidence::facts() const {
          {"clock", clock},
          {"period_ns", std::chrono::duration_cast<std::chrono::nanoseconds>(period_).count()},
          {"samples", samples_},
+         {"sampler_cpus", sampler_cpus_},
          {"scans", scans_},
          {"vcpus", vcpus},
          {"vm_exits", vm_exits},
          {"attribution",
-          "tasks in state R on the vCPU's host CPU at the sample where its run-queue wait grew by >= 1 ms "
-          "(a sample, not a trace: a task that ran and left between two samples is not named)"},
+          "tasks in state R on the vCPU's host CPU at samples where the vCPU thread was waiting (runnable, little "
+          "time on a CPU since the last sample) or its run-queue wait grew by >= 1 ms; at most one scan every 50 ms "
+          "(a sample, not a trace: a task that ran and left between two scans is not named)"},
          {"truncated", truncated_}};
   if (!error_.empty()) f["error"] = error_;
   return f;

@@ -37,19 +37,28 @@ inline constexpr const char* kHostEvidenceFile = "host-evidence.jsonl";
 
 class HostEvidence {
  public:
-  // A wait that grows by at least this much between two samples has the
-  // tasks runnable on the vCPU's CPU listed (at most kMaxScansPerSecond
-  // scans of /proc a second: they cost ~1 ms each).
+  // The tasks runnable on a vCPU's CPU are listed when the vCPU thread is
+  // waiting now (runnable, but on a CPU for less than a quarter of the time
+  // since the last sample) or its wait grew by kScanAboveNs (the kernel adds
+  // a wait to schedstat only when it ends, so that alone comes too late to
+  // see who was in the way); at most once every
+  // kScanEveryNs: a scan of /proc costs ~1 ms, and spread out they still
+  // catch a burst of a few hundred ms on a host where waits of a
+  // millisecond are common (a budget per second would be spent in its
+  // first 100 ms).
   static constexpr std::int64_t kScanAboveNs = 1'000'000;
-  static constexpr int kMaxScansPerSecond = 20;
+  static constexpr std::int64_t kScanEveryNs = 50'000'000;
   // The file stops growing here (a sample every 10 ms is ~40 MiB an hour).
   static constexpr std::uintmax_t kMaxBytes = 64u << 20;
 
   // Starts sampling the vCPU threads of process `pid` every `period` into
   // `file` (created), on a thread of its own. `accelerator` ("kvm", "tcg"
-  // or "" when unknown) says whether VM exits exist to be counted.
+  // or "" when unknown) says whether VM exits exist to be counted. The
+  // thread runs on `sampler_cpus` (empty: wherever it may): give it the
+  // host CPUs the vCPUs are not pinned to, so that it neither disturbs them
+  // nor waits behind what delays them.
   HostEvidence(pid_t pid, std::vector<EvidenceVcpu> vcpus, std::filesystem::path file, std::chrono::milliseconds period,
-               std::string accelerator);
+               std::string accelerator, std::vector<int> sampler_cpus = {});
   ~HostEvidence();
   HostEvidence(const HostEvidence&) = delete;
   HostEvidence& operator=(const HostEvidence&) = delete;
@@ -71,7 +80,7 @@ class HostEvidence {
   void sample_once(std::int64_t now_ns);
 
   struct Previous {
-    std::int64_t wait_ns = -1;
+    std::int64_t wait_ns = -1, run_ns = -1, t_ns = 0;
     int cpu = -1;
     std::int64_t migrations = 0;  // counted from CPU changes when /proc/.../sched lacks nr_migrations
   };
@@ -81,10 +90,11 @@ class HostEvidence {
   std::filesystem::path file_;
   std::chrono::milliseconds period_;
   std::string accelerator_;
+  std::vector<int> sampler_cpus_;
   std::ofstream out_;
   std::vector<std::string> exit_paths_;  // per vCPU: debugfs kvm exits counter, "" when none
   std::map<int, Previous> previous_;
-  std::vector<std::int64_t> scan_times_;
+  std::int64_t last_scan_ns_ = 0;
   std::uintmax_t bytes_ = 0;
   bool truncated_ = false;
   std::uint64_t samples_ = 0, scans_ = 0;
@@ -94,6 +104,12 @@ class HostEvidence {
   json exchanges_ = json::array();
   std::string error_;
 };
+
+// The host CPUs a sampler of vCPU threads should run on: `housekeeping`
+// (the emulator threads' CPUs) when given, else the online CPUs no vCPU is
+// pinned to; empty when the vCPUs are not pinned or take every CPU.
+std::vector<int> sampler_cpus(const std::vector<int>& housekeeping, const std::vector<int>& vcpu_cpus,
+                              const std::vector<int>& online);
 
 // One clock reading of `where`: CLOCK_MONOTONIC from `vmlat-probe --clocks`.
 std::optional<std::int64_t> read_monotonic(Executor& where, const std::string& probe);

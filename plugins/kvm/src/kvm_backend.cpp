@@ -320,7 +320,8 @@ class KvmBackend final : public Backend {
     std::vector<EvidenceVcpu> vcpus;
     for (const auto& t : threads_)
       if (t.role == "vcpu") vcpus.push_back({t.vcpu, t.tid});
-    evidence_ = std::make_unique<HostEvidence>(qemu_.pid(), vcpus, own_dir_ / kHostEvidenceFile, config_.host_evidence, accel_);
+    evidence_ = std::make_unique<HostEvidence>(qemu_.pid(), vcpus, own_dir_ / kHostEvidenceFile, config_.host_evidence, accel_,
+                                               sampler_cpus(config_.emulator_pin, config_.vcpu_pin, online_cpus()));
     for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, *guest_);
   }
 

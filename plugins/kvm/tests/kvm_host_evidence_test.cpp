@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include <vmlat/json.hpp>
@@ -106,6 +107,7 @@ priority = 95
   EXPECT_GE(e["to_ns"].get<long long>(), burst.start_ns()) << e.dump(1);
   EXPECT_LE(e["to_ns"].get<long long>() - e["from_ns"].get<long long>(), kBurstNs + 1'000'000'000) << e.dump(1);
   const std::string sentence = e["sentence"];
+  std::cout << "the report says: " << sentence << "\n";
   EXPECT_NE(sentence.find("vCPU 0 waited"), std::string::npos) << sentence;
   EXPECT_NE(sentence.find("behind vmlat-burst/"), std::string::npos) << sentence;
   EXPECT_NE(sentence.find("(FIFO 99)"), std::string::npos) << sentence;

@@ -249,8 +249,12 @@ class LibvirtBackend final : public Backend {
       std::vector<kvm::EvidenceVcpu> vcpus;
       for (const auto& t : threads_)
         if (t.role == "vcpu") vcpus.push_back({t.vcpu, t.tid});
-      evidence_ = std::make_unique<kvm::HostEvidence>(qemu_pid_, vcpus, ctx.work_dir() / kvm::kHostEvidenceFile,
-                                                      config_.host_evidence, parsed.type == "qemu" ? "tcg" : parsed.type);
+      std::vector<int> pinned;
+      for (const auto& [vcpu, cpus] : parsed.vcpupin) pinned.insert(pinned.end(), cpus.begin(), cpus.end());
+      evidence_ = std::make_unique<kvm::HostEvidence>(
+          qemu_pid_, vcpus, ctx.work_dir() / kvm::kHostEvidenceFile, config_.host_evidence,
+          parsed.type == "qemu" ? "tcg" : parsed.type,
+          kvm::sampler_cpus(parsed.emulatorpin.value_or(std::vector<int>{}), pinned, online_cpus()));
       for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, *guest_);
     }
   }

@@ -50,7 +50,8 @@ TEST(HostEvidence, AFifoBurstShowsAsRunQueueWaitAndNamesTheBurst) {
   std::int64_t burst_start = 0, burst_end = 0;
   json facts;
   {
-    HostEvidence evidence(::getpid(), {{0, victim}}, dir / kHostEvidenceFile, 5ms, "tcg");
+    // The sampler off the burst's CPU, as the backends place it.
+    HostEvidence evidence(::getpid(), {{0, victim}}, dir / kHostEvidenceFile, 5ms, "tcg", sampler_cpus({}, {1}, {0, 1}));
     // Two local executors: the "guest" is this machine too, so the mapping
     // found must be an offset of zero within its uncertainty.
     auto host = make_local_executor(dir / "host", "host");
@@ -78,6 +79,8 @@ TEST(HostEvidence, AFifoBurstShowsAsRunQueueWaitAndNamesTheBurst) {
   spinner.join();
 
   EXPECT_NE(facts["vm_exits"].get<std::string>().find("TCG"), std::string::npos) << facts["vm_exits"];
+  EXPECT_EQ(facts["sampler_cpus"], json::array({0}));
+  EXPECT_FALSE(facts.contains("error")) << facts.dump(1);
   std::ifstream in(dir / kHostEvidenceFile);
   std::string line;
   ASSERT_TRUE(std::getline(in, line));
@@ -112,6 +115,13 @@ TEST(HostEvidence, AFifoBurstShowsAsRunQueueWaitAndNamesTheBurst) {
   EXPECT_LE(wait_over_burst, prev_wait - first_wait);
   EXPECT_TRUE(named) << "the burst task was never seen runnable on CPU 1";
   fs::remove_all(dir);
+}
+
+TEST(HostEvidence, TheSamplerRunsOffTheVcpusCpus) {
+  EXPECT_EQ(sampler_cpus({2}, {1}, {0, 1, 2, 3}), (std::vector<int>{2}));  // the emulator threads' CPUs
+  EXPECT_EQ(sampler_cpus({}, {2, 3}, {0, 1, 2, 3}), (std::vector<int>{0, 1}));
+  EXPECT_TRUE(sampler_cpus({}, {}, {0, 1}).empty());      // unpinned vCPUs: anywhere
+  EXPECT_TRUE(sampler_cpus({}, {0, 1}, {0, 1}).empty());  // no CPU is free of vCPUs
 }
 
 TEST(HostEvidence, AThreadThatEndsIsSampledAsNull) {
