@@ -188,6 +188,7 @@ def host_tests(args, tmp):
     inside = [s for s in spikes if burst_start <= s["realtime_ns"] <= burst_end + 50_000_000
               and s["latency_ns"] >= 500_000_000]
     check(inside, f"host: a spike of CPU 0 with a timestamp inside the burst ({len(spikes)} spikes)")
+    check(all(w.get("host", 0) is None for w in windows), "host: no vCPU threads, so each window's host is null")
     session_doc = json.load(open(os.path.join(session, "session.json")))
     check(session_doc["status"] == "stopped" and session_doc["streaming"], f"session.json: {session_doc['status']}")
     logs = glob.glob(os.path.join(session, "windows*.log"))
@@ -285,6 +286,15 @@ def kvm_tests(args, tmp):
     records = all_files_parse(session)
     first = sorted(windows_of(records, 1), key=lambda w: w["seq"])
     check_tiling(first, "kvm guest")
+    # Each window of a live guest: what the host did to its 2 vCPU threads since the last one.
+    hosts = [w.get("host") for w in first[:-1]]
+    check(hosts and all(h and len(h["vcpu_threads"]) == 2 and
+                        all(isinstance(t["run_queue_wait_ns"], int) and t["run_queue_wait_ns"] >= 0 and
+                            isinstance(t["involuntary_switches"], int) and t["involuntary_switches"] >= 0
+                            for t in h["vcpu_threads"]) for h in hosts),
+          f"kvm: each window's host-side wait of the vCPU threads ({hosts[:2]})")
+    check(sum(t["run_queue_wait_ns"] for h in hosts for t in h["vcpu_threads"]) > 0,
+          "kvm: the vCPU threads waited on the host at some point (2 cores shared with QEMU's other threads)")
     gaps = [r for r in records if r["type"] == "gap"]
     check(len(gaps) == 1 and gaps[0]["kind"] == "failure", f"kvm: one failure gap: {gaps}")
     if gaps:

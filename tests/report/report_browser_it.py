@@ -345,6 +345,12 @@ def check_traces(name, run_dir, section, r):
     rows = [tr.attrs.get("data-ns") for tr in section.find_all("tr", cls="spike")]
     check(rows == [str(x["latency_ns"]) for x in spikes[:50]],
           "%s: %s worst wake-ups in the page %s, result.json %s" % (name, cid, rows, [x["latency_ns"] for x in spikes]))
+    # A guest that sampled its vCPU threads: each worst wake-up has the host's side in its row.
+    if os.path.isfile(os.path.join(run_dir, "cells", cid, "host-evidence.jsonl")) and spikes:
+        cells = [tr.find_all("td", cls="host-evidence") for tr in section.find_all("tr", cls="spike")]
+        check(all(len(c) == 1 for c in cells), "%s: %s spike rows without the host's column" % (name, cid))
+        check(any(c and c[0].attrs.get("data-wait-ns") is not None for c in cells),
+              "%s: %s no worst wake-up joined with the host's samples" % (name, cid))
     root = os.path.realpath(run_dir)
     links = [a.attrs.get("href") for a in section.find_all("a", cls="trace")]
     for href in links:

@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "vmlat/json.hpp"
@@ -173,6 +174,23 @@ class CliTest : public ::testing::Test {
     if (status.timed_out) p.stop(std::chrono::seconds(5));
     return CliResult{status.signal ? 128 + status.signal : status.exit_code, read_file(dir_ / (tag + "stdout")),
                      read_file(dir_ / (tag + "stderr"))};
+  }
+
+  // Waits (up to `timeout`, while `p` runs) until some cell's cell.log under
+  // dir_/results contains `text`, e.g. the probe's "running ... on guest".
+  bool wait_for_cell_log(const std::string& text, Process& p,
+                         std::chrono::seconds timeout = std::chrono::seconds(300)) {
+    const auto end = Clock::now() + timeout;
+    while (Clock::now() < end && p.running()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::error_code ec;
+      for (const auto& run : std::filesystem::directory_iterator(dir_ / "results", ec)) {
+        if (!run.is_directory() || run.is_symlink()) continue;
+        for (const auto& cell : std::filesystem::directory_iterator(run.path() / "cells", ec))
+          if (read_file(cell.path() / "cell.log").find(text) != std::string::npos) return true;
+      }
+    }
+    return false;
   }
 
   // The one run directory under dir_/results (not the "latest" link).

@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "cell/running_cell.hpp"
@@ -226,7 +227,48 @@ class Monitor {
   std::string status_ = "running";
   json segments_facts_ = json::array();
   std::chrono::milliseconds backoff_{0};
+  // The backend's vCPU threads on this host and their counters at the last
+  // window (tid -> run-queue wait ns, involuntary switches): each window
+  // records what the host did to them since (docs/session-format.md).
+  std::vector<int> host_threads_;
+  std::map<int, std::pair<long long, long long>> host_prev_;
+  json host_since_window();
 };
+
+namespace {
+// A thread's run-queue wait (schedstat) and involuntary switches (status),
+// or nullopt once it has ended. /proc/TID names any thread of the host.
+std::optional<std::pair<long long, long long>> thread_counters(int tid) {
+  const std::string dir = "/proc/" + std::to_string(tid) + "/";
+  std::ifstream sched(dir + "schedstat");
+  long long run = 0, wait = 0;
+  if (!(sched >> run >> wait)) return std::nullopt;
+  std::ifstream status(dir + "status");
+  std::string line;
+  long long invol = -1;
+  while (std::getline(status, line))
+    if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) invol = std::atoll(line.c_str() + 27);
+  return std::pair{wait, invol};
+}
+}  // namespace
+
+json Monitor::host_since_window() {
+  if (host_threads_.empty()) return nullptr;
+  json threads = json::array();
+  for (int tid : host_threads_) {
+    auto now = thread_counters(tid);
+    auto prev = host_prev_.find(tid);
+    if (!now || prev == host_prev_.end()) {
+      threads.push_back(json{{"tid", tid}, {"run_queue_wait_ns", nullptr}, {"involuntary_switches", nullptr}});
+    } else {
+      threads.push_back(json{{"tid", tid},
+                             {"run_queue_wait_ns", now->first - prev->second.first},
+                             {"involuntary_switches", now->second - prev->second.second}});
+    }
+    if (now) host_prev_[tid] = *now;
+  }
+  return json{{"vcpu_threads", threads}};
+}
 
 int Monitor::choose_cell() {
   auto cells = expand(plan_);
@@ -530,7 +572,8 @@ void Monitor::record_window(const ProbeWindow& w, bool tiles) {
                         {"start_unix_ns", w.start_unix_ns},
                         {"end_unix_ns", w.end_unix_ns},
                         {"per_cpu", per_cpu},
-                        {"spikes", spikes}});
+                        {"spikes", spikes},
+                        {"host", host_since_window()}});
   ++windows_;
   last_end_unix_ns_ = w.end_unix_ns;
   write_histogram();
@@ -573,6 +616,10 @@ void Monitor::measure_segment(RunningCell& running, std::uint64_t windows_before
     stream = running.probe().stream(running.target(), running.context(), options_.window);
   }
   streaming_ = stream != nullptr;
+  host_threads_ = running.context().target_threads();
+  host_prev_.clear();
+  for (int tid : host_threads_)
+    if (auto c = thread_counters(tid)) host_prev_[tid] = *c;
   json seg{{"segment", segment_}, {"started", iso_now()}, {"streaming", streaming_}};
   try {
     seg["backend"] = running.backend_facts();

@@ -10,6 +10,7 @@
 #include "json_access.hpp"
 #include "tails.hpp"
 #include "text_escape.hpp"
+#include "host_evidence.hpp"
 #include "traces.hpp"
 #include "vmlat/units.hpp"
 
@@ -274,11 +275,15 @@ json render_json(const ReportInput& in) {
         }
     const json& spikes = c.result ? member(*c.result, "spikes") : member(json(), "");
     auto tail = cell_tail(c);
+    // Per spike, what the host did to its vCPU then (null: not covered).
+    json evidence = json::array();
+    for (const auto& e : cell_spike_evidence(run, c)) evidence.push_back(e ? spike_evidence_json(*e) : json(nullptr));
     cells.push_back(json{{"index", c.index + 1}, {"id", c.id}, {"run_id", c.run_id}, {"also_in", c.also_in},
                          {"host", c.host}, {"machine", c.machine}, {"axes", axes_json(c.axes)}, {"status", c.status},
                          {"error", c.error.empty() ? json(nullptr) : json(c.error)},
                          {"max_ns", c.max_ns ? json(*c.max_ns) : json(nullptr)}, {"series", series}, {"gates", gates},
                          {"traces", traces}, {"spikes", spikes.is_array() ? spikes : json::array()},
+                         {"host_evidence", evidence},
                          {"tail", tail ? tail_json(*tail) : json(nullptr)}});
   }
   std::stable_sort(failures.begin(), failures.end(), [](const json& a, const json& b) {

@@ -10,6 +10,7 @@
 #include <set>
 #include <tuple>
 
+#include "host_evidence.hpp"
 #include "json_access.hpp"
 #include "plots.hpp"
 #include "text_escape.hpp"
@@ -342,9 +343,14 @@ std::string cell_traces_html(const Run& run, const Cell& c, bool link) {
            esc(c.stored ? c.stored->dir : run.stored ? run.stored->dir : "") + "/cells/" + esc(c.id) + "/.</p>";
 
   if (has_spikes) {
+    // The host's side of each spike, where the backend sampled its vCPU threads.
+    const auto evidence = cell_spike_evidence(run, c);
+    bool any_evidence = false;
+    for (const auto& e : evidence) any_evidence = any_evidence || e.has_value();
     out += "<table class=\"spikes\"><caption>worst wake-ups (" + std::to_string(spikes.size()) +
            ", worst first)</caption><tr><th class=\"num\">#</th><th class=\"num\">CPU</th><th class=\"num\">latency</th>"
-           "<th class=\"num\">CLOCK_MONOTONIC (s)</th><th>CLOCK_REALTIME (UTC)</th></tr>";
+           "<th class=\"num\">CLOCK_MONOTONIC (s)</th><th>CLOCK_REALTIME (UTC)</th>" +
+           std::string(any_evidence ? "<th>the host, same interval</th>" : "") + "</tr>";
     std::size_t i = 0;
     for (const auto& s : spikes) {
       if (++i > kMaxSpikeRows) break;
@@ -354,7 +360,14 @@ std::string cell_traces_html(const Run& run, const Cell& c, bool link) {
              (cpu ? " data-cpu=\"" + std::to_string(*cpu) + "\"" : std::string()) + "><td class=\"num\">" + std::to_string(i) +
              "</td><td class=\"num\">" + (cpu ? std::to_string(*cpu) : "–") + "</td><td class=\"num\">" +
              (lat ? esc(ns_text(*lat)) : "–") + "</td><td class=\"num\">" + (mono ? seconds_text(*mono) : "–") + "</td><td>" +
-             (real ? esc(realtime_text(*real)) : "–") + "</td></tr>";
+             (real ? esc(realtime_text(*real)) : "–") + "</td>";
+      if (any_evidence) {
+        const auto& e = i - 1 < evidence.size() ? evidence[i - 1] : std::nullopt;
+        out += e ? "<td class=\"host-evidence\" data-wait-ns=\"" + std::to_string(e->wait_ns) + "\" data-vcpu=\"" +
+                       std::to_string(e->vcpu) + "\">" + esc(e->sentence) + "</td>"
+                 : std::string("<td class=\"host-evidence\">not covered by the host's samples</td>");
+      }
+      out += "</tr>";
     }
     out += "</table>";
     if (spikes.size() > kMaxSpikeRows)

@@ -28,6 +28,7 @@
 #include <vmlat/units.hpp>
 
 #include "guest_channel.hpp"
+#include "host_evidence.hpp"
 #include "image_stamps.hpp"
 #include "kvm_settings.hpp"
 #include "qmp.hpp"
@@ -308,6 +309,35 @@ class KvmBackend final : public Backend {
 
     // The guest as the probe will see it.
     facts_["guest"]["system"] = collect_system_facts(*guest_);
+    start_evidence();
+  }
+
+  // The vCPU threads' host-side evidence, sampled until teardown; two clock
+  // exchanges now and two after the measurement map the guest's spikes.
+  void start_evidence() {
+    evidence_.reset();
+    if (config_.host_evidence.count() == 0) return;
+    std::vector<EvidenceVcpu> vcpus;
+    for (const auto& t : threads_)
+      if (t.role == "vcpu") vcpus.push_back({t.vcpu, t.tid});
+    evidence_ = std::make_unique<HostEvidence>(qemu_.pid(), vcpus, own_dir_ / kHostEvidenceFile, config_.host_evidence, accel_,
+                                               sampler_cpus(config_.emulator_pin, config_.vcpu_pin, online_cpus()));
+    for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, *guest_);
+  }
+
+  void finish_evidence(CellContext& ctx) noexcept {
+    if (!evidence_) return;
+    try {
+      if (guest_ && qemu_.running())
+        for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, *guest_);
+      evidence_->stop();
+      facts_["host_evidence"] = evidence_->facts();
+      ctx.save_artifact(kHostEvidenceFile, slurp(evidence_->file()));
+    } catch (const std::exception& e) {
+      ctx.log().warn(std::string("kvm: the host-side evidence was not saved: ") + e.what());
+    } catch (...) {
+    }
+    evidence_.reset();
   }
 
   Executor& probe_target() override { return guest(); }
@@ -322,6 +352,7 @@ class KvmBackend final : public Backend {
   // Stops the current VM at once (used when a speculatively booted image
   // turns out to be stale).
   void kill_vm() noexcept {
+    evidence_.reset();
     try {
       guest_.reset();
       qmp_.reset();
@@ -366,6 +397,7 @@ class KvmBackend final : public Backend {
       speculative_job_->stop(2s);  // boot failed before the re-check ended
       speculative_job_.reset();
     }
+    finish_evidence(ctx);
     json how = json::object();
     try {
       if (qemu_started_ && qemu_.running()) {
@@ -618,6 +650,7 @@ class KvmBackend final : public Backend {
   std::unique_ptr<QmpClient> qmp_;
   std::unique_ptr<Executor> host_;
   std::vector<HostThread> threads_;
+  std::unique_ptr<HostEvidence> evidence_;
   std::unique_ptr<Job> speculative_job_;
   std::string speculative_key_;
   std::string speculation_flavour_ = "nrt";

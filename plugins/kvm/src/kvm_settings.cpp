@@ -97,6 +97,12 @@ Config read_settings(Settings& s) {
   c.allow_rt_starvation = s.boolean("allow_rt_starvation", false);
   c.shutdown_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
       s.duration("shutdown_timeout", 5s, 0s, std::chrono::minutes(5)));
+  {
+    const auto every = s.duration("host_evidence", std::chrono::milliseconds(10), 0s, 1s);
+    c.host_evidence = std::chrono::duration_cast<std::chrono::milliseconds>(every);
+    if (every.count() > 0 && every % std::chrono::milliseconds(1) != 0ns)
+      s.error("host_evidence", "host_evidence is whole milliseconds (\"0s\" turns the sampler off)");
+  }
 
   // Pins naming CPUs this machine does not have are for another host (the
   // seed plan's isolated CPUs): prepare() refuses them on a host without

@@ -32,6 +32,8 @@ struct Config {
   int emulator_priority = 0;
   bool allow_rt_starvation = false;
   std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(5)};
+  // Sampling period of the vCPU threads' host-side evidence; 0: off.
+  std::chrono::milliseconds host_evidence{10};
 };
 
 // Reads and validates every key (errors are recorded in `settings`).

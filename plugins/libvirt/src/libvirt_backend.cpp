@@ -29,6 +29,7 @@
 
 #include "domain_xml.hpp"
 #include "guest_channel.hpp"
+#include "host_evidence.hpp"
 #include "image_stamps.hpp"
 #include "libvirt_client.hpp"
 #include "libvirt_settings.hpp"
@@ -242,6 +243,20 @@ class LibvirtBackend final : public Backend {
       ctx.log().warn("libvirt: the domain's QEMU process is not visible from here: no host thread facts");
     }
     facts_["guest"]["system"] = collect_system_facts(*guest_);
+    if (qemu_pid_ > 0 && config_.host_evidence.count() > 0) {
+      // The vCPU threads' host-side evidence, sampled until teardown; clock
+      // exchanges now and after the measurement map the guest's spikes.
+      std::vector<kvm::EvidenceVcpu> vcpus;
+      for (const auto& t : threads_)
+        if (t.role == "vcpu") vcpus.push_back({t.vcpu, t.tid});
+      std::vector<int> pinned;
+      for (const auto& [vcpu, cpus] : parsed.vcpupin) pinned.insert(pinned.end(), cpus.begin(), cpus.end());
+      evidence_ = std::make_unique<kvm::HostEvidence>(
+          qemu_pid_, vcpus, ctx.work_dir() / kvm::kHostEvidenceFile, config_.host_evidence,
+          parsed.type == "qemu" ? "tcg" : parsed.type,
+          kvm::sampler_cpus(parsed.emulatorpin.value_or(std::vector<int>{}), pinned, online_cpus()));
+      for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, *guest_);
+    }
   }
 
   Executor& probe_target() override { return guest(); }
@@ -266,6 +281,18 @@ class LibvirtBackend final : public Backend {
   // is then an infrastructure error) only when libvirt was lost meanwhile:
   // vmlat can then no longer vouch for the domain it measured.
   void teardown(CellContext& ctx) override {
+    if (evidence_) {
+      try {
+        if (guest_ && domain_active())
+          for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, *guest_);
+        evidence_->stop();
+        facts_["host_evidence"] = evidence_->facts();
+        ctx.save_artifact(kvm::kHostEvidenceFile, slurp(evidence_->file()));
+      } catch (const std::exception& e) {
+        ctx.log().warn(std::string("libvirt: the host-side evidence was not saved: ") + e.what());
+      }
+      evidence_.reset();
+    }
     json how = json::object();
     bool lost = false;
     try {
@@ -478,6 +505,7 @@ class LibvirtBackend final : public Backend {
   fs::path own_dir_, console_path_;
   pid_t qemu_pid_ = 0;
   std::vector<kvm::HostThread> threads_;
+  std::unique_ptr<kvm::HostEvidence> evidence_;
   std::unique_ptr<kvm::GuestExecutor> guest_;
   std::unique_ptr<Executor> host_;
 };

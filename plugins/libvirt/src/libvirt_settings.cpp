@@ -48,6 +48,12 @@ Config read_settings(Settings& s) {
   if (c.channel.empty()) s.error("channel", "channel names the virtio-serial port of the vmlat agent");
   c.shutdown_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
       s.duration("shutdown_timeout", 5s, 0s, std::chrono::minutes(5)));
+  {
+    const auto every = s.duration("host_evidence", std::chrono::milliseconds(10), 0s, 1s);
+    c.host_evidence = std::chrono::duration_cast<std::chrono::milliseconds>(every);
+    if (every.count() > 0 && every % std::chrono::milliseconds(1) != 0ns)
+      s.error("host_evidence", "host_evidence is whole milliseconds (\"0s\" turns the sampler off)");
+  }
 
   // The transient domain's settings make no sense for the user's domain:
   // vmlat never changes its definition.

@@ -37,6 +37,8 @@ struct Config {
   std::string append;
   bool allow_rt_starvation = false;
   std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(5)};
+  // Sampling period of the vCPU threads' host-side evidence; 0: off.
+  std::chrono::milliseconds host_evidence{10};
 };
 
 Config read_settings(Settings& settings);

@@ -287,6 +287,12 @@ TEST_F(LibvirtE2E, QuickPlanMeasuresEveryCell) {
         fifo_vcpu = true;
       }
     EXPECT_TRUE(fifo_vcpu) << b["threads"].dump();
+    // The vCPU threads' host-side evidence, with the guest's clock mapped onto the host's.
+    const json& ev = b["host_evidence"];
+    EXPECT_GT(ev.value("samples", 0), 10) << ev.dump();
+    EXPECT_TRUE(ev["clock"].is_object()) << ev.dump();
+    EXPECT_NE(ev.value("vm_exits", "").find("TCG"), std::string::npos) << ev.dump();
+    EXPECT_NE(result["artifacts"].dump().find("host-evidence.jsonl"), std::string::npos) << result["artifacts"].dump();
     // The lint ran on the live XML: TCG offers no TSC deadline timer, and
     // this host isolates no CPU.
     std::set<std::string> rules;
