@@ -70,7 +70,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   std::vector<json> cell_results;
   for (const auto& o : outcomes)
     if (o.has_result()) cell_results.push_back(result_json(o));
-  const std::vector<ExpectResult> expects = judge_run_expects(plan, record.id(), cell_results, tally_of_run);
+  const std::vector<ExpectResult> expects = judge_run_expects(plan, cell_results, tally_of_run);
   if (!plan.expects.empty()) {
     json entries = json::array();
     for (const auto& e : expects) entries.push_back(expect_json(e));

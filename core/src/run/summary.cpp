@@ -109,12 +109,11 @@ json Tally::summary() const {
   return s;
 }
 
-std::vector<ExpectResult> judge_run_expects(const Plan& plan, const std::string& run_id, const std::vector<json>& cell_results,
-                                            Tally& t) {
+std::vector<ExpectResult> judge_run_expects(const Plan& plan, const std::vector<json>& cell_results, Tally& t) {
   if (plan.expects.empty()) return {};
   std::vector<ExpectCell> cells;
   for (const auto& r : cell_results)
-    if (auto c = expect_cell(r, run_id)) cells.push_back(std::move(*c));
+    if (auto c = expect_cell(r)) cells.push_back(std::move(*c));  // one run: no run id beside each cell
   auto results = judge_expects(plan.expects, cells);
   t.has_expects = true;
   for (const auto& r : results) {

@@ -27,8 +27,7 @@ Tally tally(const std::vector<CellOutcome>& outcomes);
 
 struct ExpectResult;
 // The plan's [[expect]] claims judged over the run's result documents; counted into `t`.
-std::vector<ExpectResult> judge_run_expects(const Plan& plan, const std::string& run_id, const std::vector<json>& cell_results,
-                                            Tally& t);
+std::vector<ExpectResult> judge_run_expects(const Plan& plan, const std::vector<json>& cell_results, Tally& t);
 // A line per claim after the summary table (nothing without claims).
 void print_expects(std::ostream& out, const std::vector<ExpectResult>& expects);
 

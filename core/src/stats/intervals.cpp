@@ -117,7 +117,8 @@ StatInterval level_interval(const TailFit& fit, const Histogram& h, double horiz
   if (!(in_horizon > 1)) return out;
   out = quantile_interval(h, 1 - 1 / in_horizon, confidence);
   out.method = "order-statistics (" + why + ")";
-  if (in_horizon > static_cast<double>(n)) out.value_ns = static_cast<double>(h.max().count());
+  // A horizon of the whole measurement or more: the measured max is the point estimate.
+  if (in_horizon >= static_cast<double>(n)) out.value_ns = static_cast<double>(h.max().count());
   return out;
 }
 
