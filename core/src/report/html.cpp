@@ -337,8 +337,8 @@ void figures_section(std::string& out, const Run& run) {
     for (auto& o : default_overlays(run)) overlays.push_back(std::move(o));
   if (overlays.empty()) return;
   out += "<section id=\"figures\"><h2>Figures</h2><p class=\"small\">" +
-         std::string(overlays.front().kind == "plan" ? "First the figures the plan chooses ([[report.figure]]), then " : "") +
-         (defaults ? "cells overlaid as in the seed study's figures: per backend its kernel combinations without and with "
+         std::string(overlays.front().kind == "plan" ? "The figures the plan chooses ([[report.figure]]). " : "") +
+         (defaults ? "Cells overlaid as in the seed study's figures: per backend its kernel combinations without and with "
                      "stress, per sweep its periods. "
                    : "") +
          "Histograms as outlines (1 µs bins, log count), CCDFs log-log.</p>";
