@@ -87,6 +87,27 @@ std::string junit_xml(const std::string& plan_name, const json& run, const std::
       cases << "    </testcase>\n";
     }
   }
+  // The plan's claims ([[expect]]): holds passes, inconclusive is skipped,
+  // violated fails when the claim gates the run and otherwise passes saying so.
+  const json& expects = run.contains("expects") && run["expects"].is_array() ? run["expects"] : json::array();
+  for (const auto& e : expects) {
+    if (!e.is_object()) continue;
+    ++tests;
+    const std::string verdict = e.value("verdict", "inconclusive");
+    const std::string reason = e.value("reason", "");
+    cases << "    <testcase classname=\"" << xml_escape(plan_name + ".expect") << "\" name=\"" << xml_escape(e.value("name", "expect"))
+          << "\" time=\"0\">\n";
+    if (verdict == "violated" && e.value("gate", false)) {
+      ++failures;
+      cases << "      <failure type=\"expect\" message=\"" << xml_escape(reason) << "\"/>\n";
+    } else if (verdict == "violated") {
+      cases << "      <system-out>violated (not a gate: the run does not fail): " << xml_escape(reason) << "</system-out>\n";
+    } else if (verdict != "holds") {
+      ++skipped;
+      cases << "      <skipped message=\"" << xml_escape("inconclusive: " + reason) << "\"/>\n";
+    }
+    cases << "    </testcase>\n";
+  }
   std::ostringstream xml;
   xml << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
       << "<testsuites name=\"vmlat\" tests=\"" << tests << "\" failures=\"" << failures << "\" errors=\"" << errors << "\">\n"

@@ -1,6 +1,7 @@
 // JUnit XML of a run's cells (`vmlat run --junit`): one testcase per cell x
 // gate (or one per cell without gates); infrastructure errors as <error>,
-// gate failures as <failure>, flaky gates as passing with <flakyFailure>.
+// gate failures as <failure>, flaky gates as passing with <flakyFailure>;
+// then one per claim of run.json's "expects" (classname <plan>.expect).
 #pragma once
 
 #include <string>

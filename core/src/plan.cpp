@@ -21,6 +21,7 @@
 #include "cell/plugins.hpp"
 #include "cell_support.hpp"
 #include "loader.hpp"
+#include "gates/expect.hpp"
 #include "gates/regression.hpp"
 #include "sha256.hpp"
 #include "vmlat/cpus.hpp"
@@ -124,12 +125,28 @@ std::string join_some(const std::vector<std::string>& items, std::size_t shown =
   return join(head, ", ") + ", ... (" + std::to_string(items.size()) + " in all)";
 }
 
-// A user's text quoted in a message, cut (at a UTF-8 boundary) when long.
+// A user's text quoted in a message, cut (at a UTF-8 boundary) when long;
+// control characters written as escapes, so that a message stays one line.
 std::string quote_short(std::string_view text, std::size_t max_bytes = 64) {
-  if (text.size() <= max_bytes) return "'" + std::string(text) + "'";
+  auto visible = [](std::string_view t) {
+    std::string out;
+    for (char c : t) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '\n') out += "\\n";
+      else if (c == '\t') out += "\\t";
+      else if (c == '\r') out += "\\r";
+      else if (u < 0x20 || u == 0x7f) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\x%02x", u);
+        out += buf;
+      } else out += c;
+    }
+    return out;
+  };
+  if (text.size() <= max_bytes) return "'" + visible(text) + "'";
   std::size_t cut = max_bytes;
   while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return "'" + std::string(text.substr(0, cut)) + "...' (" + std::to_string(text.size()) + " bytes)";
+  return "'" + visible(text.substr(0, cut)) + "...' (" + std::to_string(text.size()) + " bytes)";
 }
 
 // "all" (an empty list: every CPU of the target) or a kernel CPU list.
@@ -383,12 +400,62 @@ Settings instance_settings(const Instance& instance, Diagnostics& diags) {
 
 // -------------------------------------------------------------------- Plan --
 
-bool GateSpec::matches(const CellSpec& cell) const {
-  for (const auto& [axis, values] : match) {
-    auto v = cell.axis(axis);
-    if (!v || !std::binary_search(values.begin(), values.end(), *v)) return false;  // sorted by parse_selector
+bool selector_matches(const Selector& selector, const std::vector<std::pair<std::string, std::string>>& axes) {
+  for (const auto& [axis, values] : selector) {
+    auto it = std::find_if(axes.begin(), axes.end(), [&](const auto& kv) { return kv.first == axis; });
+    if (it == axes.end() || !std::binary_search(values.begin(), values.end(), it->second)) return false;  // sorted by parse_selector
   }
   return true;
+}
+
+bool GateSpec::matches(const CellSpec& cell) const { return selector_matches(match, cell.axes); }
+
+json selector_json(const Selector& s) {
+  json j = json::object();
+  for (const auto& [axis, values] : s) j[axis] = values;
+  return j;
+}
+
+std::optional<Selector> selector_from_json(const json& j) {
+  if (!j.is_object() || j.empty()) return std::nullopt;
+  Selector sel;
+  for (const auto& [axis, values] : j.items()) {
+    if (!values.is_array()) return std::nullopt;
+    std::vector<std::string> v;
+    for (const auto& x : values) {
+      if (!x.is_string()) return std::nullopt;
+      v.push_back(x.get<std::string>());
+    }
+    std::sort(v.begin(), v.end());  // selector_matches searches them
+    sel.emplace_back(axis, std::move(v));
+  }
+  return sel;
+}
+
+json report_spec_json(const ReportSpec& r) {
+  json figures = json::array();
+  for (const auto& f : r.figures) figures.push_back(json{{"kind", f.draw}, {"title", f.title}, {"cells", selector_json(f.cells)}});
+  return json{{"default_figures", r.default_figures}, {"figures", figures}};
+}
+
+std::optional<ReportSpec> report_spec_from_json(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  ReportSpec r;
+  r.declared = true;
+  if (j.contains("default_figures") && j["default_figures"].is_boolean()) r.default_figures = j["default_figures"].get<bool>();
+  if (!j.contains("figures") || !j["figures"].is_array()) return r;
+  for (const auto& f : j["figures"]) {
+    if (!f.is_object()) return std::nullopt;
+    FigureSpec one;
+    auto cells = selector_from_json(f.contains("cells") ? f["cells"] : json());
+    if (!cells) return std::nullopt;
+    one.cells = std::move(*cells);
+    one.draw = f.value("kind", std::string("both"));
+    if (one.draw != "both" && one.draw != "ccdf" && one.draw != "histogram") return std::nullopt;
+    one.title = f.value("title", std::string());
+    r.figures.push_back(std::move(one));
+  }
+  return r;
 }
 
 namespace {
@@ -1196,19 +1263,67 @@ struct PlanParser {
       if (auto sel = parse_selector(item, "matrix.exclude entry")) plan.excludes.push_back(std::move(*sel));
   }
 
+  // A statistic's name: max, mean, min (gates only), pNN, rl<duration>.
+  void parse_stat(Settings& s, const std::string& stat, const std::string& where, bool min_allowed, double& quantile,
+                  double& horizon_s) {
+    if (stat == "max" || stat == "mean" || (min_allowed && stat == "min")) {
+    } else if (stat.size() > 1 && stat[0] == 'p' && stat[1] >= '0' && stat[1] <= '9') {
+      std::string why;
+      if (auto q = parse_percentile(stat, &why)) quantile = *q;
+      else s.error("stat", "stat " + quote_short(stat) + " in " + where + " is not a percentile: " + why);
+    } else if (stat.size() > 2 && stat.rfind("rl", 0) == 0) {
+      // A return level: rl<duration>, e.g. rl1h, rl24h.
+      std::string why;
+      auto horizon = parse_duration(stat.substr(2), &why);
+      if (!horizon || horizon->count() <= 0)
+        s.error("stat", "stat " + quote_short(stat) + " in " + where +
+                            " is not a return level: write rl and a duration, e.g. rl1h or rl24h" + (why.empty() ? "" : ": " + why));
+      else
+        horizon_s = std::chrono::duration<double>(*horizon).count();
+    } else {
+      std::string message = "stat " + quote_short(stat) + " in " + where + " must be max, " + (min_allowed ? "min, " : "") +
+                            "mean, a percentile like p99 or p99.9, or a return level like rl1h";
+      if (!min_allowed && stat == "min") message += " (a claim compares the tails and bodies of cells, whose minimum has no interval)";
+      auto close = did_you_mean(stat, min_allowed ? std::vector<std::string>{"max", "min", "mean", "p50", "p90", "p99"}
+                                                  : std::vector<std::string>{"max", "mean", "p50", "p90", "p99"});
+      if (!close.empty()) message += "; did you mean '" + close + "'?";
+      s.error("stat", message);
+    }
+  }
+
+  void parse_confidence(const toml::table* t, Settings& s, const std::string& where, double& confidence) {
+    s.allow({"confidence"});
+    if (const toml::node* c = t ? t->get("confidence") : nullptr) {
+      auto v = c->value<double>();
+      if (!v || !(*v > 0 && *v < 1) || !c->is_floating_point())
+        s.error("confidence", "confidence in " + where + " must be a number between 0 and 1 (exclusive), e.g. 0.99");
+      else
+        confidence = *v;
+    }
+  }
+
+  // The [[what]] tables of `node` (an array of tables, at most `limit`);
+  // nullptr after saying what is wrong at `where`.
+  const toml::array* tables_of(const toml::node& node, const Location& where, const std::string& what, const std::string& things,
+                               std::size_t limit, const std::string& note = "") {
+    auto* arr = node.as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      diags.error(where, things + " are written as " + what + " tables (an array of tables)");
+      return nullptr;
+    }
+    if (arr->size() > limit) {
+      diags.error(where, "the plan has " + with_thousands(arr->size()) + " " + what + " tables: at most " + with_thousands(limit) +
+                             " are allowed" + note);
+      return nullptr;
+    }
+    return arr;
+  }
+
   void parse_gates() {
     auto* node = root->get("gate");
     if (!node) return;
-    auto* arr = node->as_array();
-    if (!arr || !arr->is_array_of_tables()) {
-      diags.error(at_key(*root, "gate"), "gates are written as [[gate]] tables (an array of tables)");
-      return;
-    }
-    if (arr->size() > plan_limits::kGates) {
-      diags.error(at_key(*root, "gate"), "the plan has " + with_thousands(arr->size()) + " [[gate]] tables: at most " +
-                                             with_thousands(plan_limits::kGates) + " are allowed (one gate can match many cells)");
-      return;
-    }
+    auto* arr = tables_of(*node, at_key(*root, "gate"), "[[gate]]", "gates", plan_limits::kGates, " (one gate can match many cells)");
+    if (!arr) return;
     const std::uint64_t cells = matrix_cells(plan);
     if (cells <= plan_limits::kCells && cells * arr->size() > plan_limits::kGateChecks) {
       diags.error(at_key(*root, "gate"), with_thousands(arr->size()) + " gates over " + with_thousands(cells) + " cells are " +
@@ -1245,35 +1360,9 @@ struct PlanParser {
         continue;
       }
       g.stat = s.string("stat", "max");
-      if (g.stat == "max" || g.stat == "min" || g.stat == "mean") {
-      } else if (g.stat.size() > 1 && g.stat[0] == 'p' && g.stat[1] >= '0' && g.stat[1] <= '9') {
-        std::string why;
-        if (auto q = parse_percentile(g.stat, &why)) g.quantile = *q;
-        else s.error("stat", "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) + " is not a percentile: " + why);
-      } else if (g.stat.size() > 2 && g.stat.rfind("rl", 0) == 0) {
-        // A return level: rl<duration>, e.g. rl1h, rl24h.
-        std::string why;
-        auto horizon = parse_duration(g.stat.substr(2), &why);
-        if (!horizon || horizon->count() <= 0)
-          s.error("stat", "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) +
-                              " is not a return level: write rl and a duration, e.g. rl1h or rl24h" + (why.empty() ? "" : ": " + why));
-        else
-          g.horizon_s = std::chrono::duration<double>(*horizon).count();
-      } else {
-        std::string message = "stat " + quote_short(g.stat) + " in [[gate]] #" + std::to_string(index) + " must be max, min, mean, a percentile like p99 or p99.9, or a return level like rl1h";
-        auto close = did_you_mean(g.stat, {"max", "min", "mean", "p50", "p90", "p99"});
-        if (!close.empty()) message += "; did you mean '" + close + "'?";
-        s.error("stat", message);
-      }
+      parse_stat(s, g.stat, "[[gate]] #" + std::to_string(index), true, g.quantile, g.horizon_s);
       s.allow({"match", "regression", "confidence"});
-      if (const toml::node* c = t ? t->get("confidence") : nullptr) {
-        auto v = c->value<double>();
-        if (!v || !(*v > 0 && *v < 1) || !c->is_floating_point())
-          s.error("confidence", "confidence in [[gate]] #" + std::to_string(index) +
-                                    " must be a number between 0 and 1 (exclusive), e.g. 0.99");
-        else
-          g.confidence = *v;
-      }
+      parse_confidence(t, s, "[[gate]] #" + std::to_string(index), g.confidence);
       if (t && t->contains("regression")) g.regression = parse_regression(*t->get("regression"), "[[gate]] #" + std::to_string(index));
       if (g.regression && s.has("bound")) {
         s.allow({"bound"});
@@ -1320,6 +1409,94 @@ struct PlanParser {
     s.finish();
     if (baseline.empty() || !tolerance) return nullptr;
     return std::make_shared<const RegressionSpec>(RegressionSpec{baseline_run(baseline), *tolerance, last});
+  }
+
+  // [[expect]]: a finding as a check (docs/plan-format.md).
+  void parse_expects() {
+    auto* node = root->get("expect");
+    if (!node) return;
+    auto* arr = tables_of(*node, at_key(*root, "expect"), "[[expect]]", "claims", plan_limits::kExpects);
+    if (!arr) return;
+    std::set<std::string> names;
+    int index = 0;
+    for (auto&& item : *arr) {
+      ++index;
+      auto* t = item.as_table();
+      const std::string where = "[[expect]] #" + std::to_string(index);
+      auto s = settings(t, where);
+      ExpectSpec e;
+      e.location = at(*t);
+      e.stat = s.string("stat", "max");
+      parse_stat(s, e.stat, where, false, e.quantile, e.horizon_s);
+      parse_confidence(t, s, where, e.confidence);
+      e.gate = s.boolean("gate", false);
+      e.description = s.string("description", "");
+      s.allow({"smaller", "larger"});
+      bool sides = true;
+      for (const char* key : {"smaller", "larger"}) {
+        if (!t->contains(key)) {
+          s.error("", std::string("needs ") + key + " = { axis = \"value\" }: the claim is that the stat of the cells " +
+                          "'smaller' selects is below that of the cells 'larger' selects");
+          sides = false;
+          continue;
+        }
+        const toml::node& side = *t->get(key);
+        auto sel = parse_selector(side, where + ": " + key);
+        if (sel && sel->empty()) {
+          diags.error(at(side), where + ": " + key + " selects every cell: name at least one axis, e.g. { guest_kernel = \"rt\" }");
+          sel.reset();
+        }
+        if (!sel) { sides = false; continue; }
+        (std::string_view(key) == "smaller" ? e.smaller : e.larger) = std::move(*sel);
+        (std::string_view(key) == "smaller" ? e.smaller_location : e.larger_location) = at(side);
+      }
+      std::string fallback = sides ? e.stat + ": " + selector_text(e.smaller) + " < " + selector_text(e.larger) : where;
+      e.name = s.string("name", fallback);
+      if (!names.insert(e.name).second) s.error("name", "two claims are named " + quote_short(e.name) + ": [[expect]] names must be unique");
+      s.finish();
+      plan.expects.push_back(std::move(e));
+    }
+  }
+
+  // [report]: what the HTML report draws beyond its defaults (docs/plan-format.md).
+  void parse_report() {
+    auto* node = root->get("report");
+    if (!node) return;
+    auto* t = node->as_table();
+    if (!t) {
+      diags.error(at_key(*root, "report"), "'report' must be a table: [report] or [[report.figure]]");
+      return;
+    }
+    plan.report.declared = true;
+    auto s = settings(t, "[report]");
+    plan.report.default_figures = s.boolean("default_figures", true);
+    s.allow({"figure"});
+    s.finish();
+    auto* figures = t->get("figure");
+    if (!figures) return;
+    auto* arr = tables_of(*figures, at(*figures), "[[report.figure]]", "figures", plan_limits::kFigures);
+    if (!arr) return;
+    int index = 0;
+    for (auto&& item : *arr) {
+      ++index;
+      auto* ft = item.as_table();
+      const std::string where = "[[report.figure]] #" + std::to_string(index);
+      auto fs = settings(ft, where);
+      FigureSpec f;
+      f.location = at(*ft);
+      f.draw = fs.choice("kind", "both", {"both", "ccdf", "histogram"});
+      fs.allow({"cells"});
+      bool selected = false;
+      if (!ft->contains("cells")) {
+        fs.error("", "needs cells = { axis = \"value\" }: the cells the figure overlays");
+      } else if (auto sel = parse_selector(*ft->get("cells"), where + ": cells")) {
+        f.cells = std::move(*sel);
+        selected = true;
+      }
+      f.title = fs.string("title", selected ? selector_text(f.cells) : "");
+      fs.finish();
+      plan.report.figures.push_back(std::move(f));
+    }
   }
 
   void parse_export() {
@@ -1405,6 +1582,43 @@ struct PlanParser {
 
 }  // namespace
 
+namespace {
+
+// Each side of a claim selects cells of the matrix, and the two sides form
+// pairs: a claim that could never be judged is a mistake in the plan; so is
+// a figure of no cell.
+void check_expects(const Plan& plan, const std::vector<Cell>& cells, Diagnostics& diags) {
+  std::vector<const ExpectAxes*> axes;
+  for (const auto& c : cells) axes.push_back(&c.spec.axes);
+  std::uint64_t total = 0;
+  for (const auto& e : plan.expects) {
+    bool sides = true;
+    for (const auto* side : {&e.smaller, &e.larger})
+      if (std::none_of(cells.begin(), cells.end(), [&](const Cell& c) { return selector_matches(*side, c.spec.axes); })) {
+        diags.error(side == &e.smaller ? e.smaller_location : e.larger_location,
+                    "claim " + quote_short(e.name) + ": " + (side == &e.smaller ? "smaller" : "larger") + " = { " +
+                        selector_text(*side) + " } matches no cell of the matrix (after matrix.exclude and scopes)");
+        sides = false;
+      }
+    if (!sides) continue;
+    std::uint64_t count = 0;
+    expect_pairs(e, axes, plan_limits::kExpectPairs, &count);
+    total += count;
+    if (count == 0)
+      diags.error(e.location, "claim " + quote_short(e.name) + ": no cell that smaller selects has a partner that larger selects with "
+                                  "the same values of the other axes: name the axes that differ in both selectors");
+  }
+  for (const auto& f : plan.report.figures)
+    if (std::none_of(cells.begin(), cells.end(), [&](const Cell& c) { return selector_matches(f.cells, c.spec.axes); }))
+      diags.error(f.location, "[[report.figure]] " + quote_short(f.title) + ": cells = { " + selector_text(f.cells) +
+                                  " } matches no cell of the matrix (after matrix.exclude and scopes)");
+  if (total > plan_limits::kExpectPairs)
+    diags.error(Location{plan.path.string(), 0, 0}, "the [[expect]] tables compare " + with_thousands(total) + " pairs of cells: at most " +
+                                                        with_thousands(plan_limits::kExpectPairs) + " are allowed");
+}
+
+}  // namespace
+
 Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegistry* registry) {
   Plan plan;
   plan.path = path;
@@ -1432,7 +1646,7 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   }
   PlanParser p{plan, diags, file, root, false, {}, {}, {}};
   auto top = p.settings(root.get(), "the plan's top level");
-  top.allow({"plan", "timeouts", "hosts", "matrix", "backend", "workload", "probe", "gate", "export"});
+  top.allow({"plan", "timeouts", "hosts", "matrix", "backend", "workload", "probe", "gate", "expect", "report", "export"});
   top.finish();
   p.parse_plan_table();
   p.parse_timeouts();
@@ -1440,6 +1654,8 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   p.parse_instances();
   p.parse_matrix();
   p.parse_gates();
+  p.parse_expects();
+  p.parse_report();
   p.parse_export();
   std::vector<Cell> cells;
   if (p.matrix_complete) cells = expand(plan);
@@ -1451,6 +1667,7 @@ Plan load_plan(const std::filesystem::path& path, Diagnostics& diags, PluginRegi
   for (auto& g : plan.gates)
     g.cells_matched = static_cast<std::size_t>(
         std::count_if(cells.begin(), cells.end(), [&](const Cell& c) { return g.matches(c.spec); }));
+  check_expects(plan, cells, diags);
   std::unordered_map<std::string, int> ids;
   for (const auto& c : cells)
     if (ids[c.spec.id]++ == 1)

@@ -51,10 +51,37 @@ inline constexpr std::size_t kExcludes = 1000;
 inline constexpr std::size_t kGates = 1000;
 inline constexpr std::uint64_t kGateChecks = 100000;   // cells (before exclude) x gates
 inline constexpr int kCpu = 4095;                      // highest CPU number a plan may name
+inline constexpr std::size_t kExpects = 1000;
+inline constexpr std::uint64_t kExpectPairs = 100000;  // cell pairs over all [[expect]] tables
+inline constexpr std::size_t kFigures = 100;           // [[report.figure]]: each is two SVG plots in the page
 }  // namespace plan_limits
 
 // { axis = "value" | ["v", ...] }: axis -> accepted values (sorted, unique).
 using Selector = std::vector<std::pair<std::string, std::vector<std::string>>>;
+// True when every axis of the selector has one of its values in `axes`.
+bool selector_matches(const Selector& selector, const std::vector<std::pair<std::string, std::string>>& axes);
+
+// {axis: [values]} and back (run.json keeps a plan's claims and figures so
+// that `vmlat report` reads them without the plan); nullopt when `j` is not
+// a non-empty object of arrays of strings.
+json selector_json(const Selector& selector);
+std::optional<Selector> selector_from_json(const json& j);
+
+// A finding as a check (docs/plan-format.md, [[expect]]): the statistic of
+// the cells `smaller` selects is below that of the cells `larger` selects,
+// cell by cell for each combination of the axes neither selector names.
+// Judged after the run and by `vmlat report` (gates/expect.hpp).
+struct ExpectSpec {
+  std::string name;
+  std::string description;
+  std::string stat;       // "max", "mean", "p50", "p99.9", "rl1h", ...
+  double quantile = 0;    // pNN: NN/100
+  double horizon_s = 0;   // rl<duration>
+  Selector smaller, larger;
+  double confidence = 0.99;
+  bool gate = false;      // a violated claim fails the run (exit 1)
+  Location location, smaller_location, larger_location;
+};
 
 struct GateSpec {
   std::string name;
@@ -85,6 +112,25 @@ struct GateSpec {
   Location location;
   bool matches(const CellSpec& cell) const;
 };
+
+// [[report.figure]]: an overlay figure of the HTML report the plan chooses
+// (docs/plan-format.md, [report]): the CCDF and/or histogram of the cells
+// `cells` selects, in one plot.
+struct FigureSpec {
+  std::string draw = "both";  // "both", "ccdf", "histogram"
+  std::string title;
+  Selector cells;
+  Location location;
+};
+struct ReportSpec {
+  bool declared = false;        // the plan has [report]
+  bool default_figures = true;  // the report's own figures (seed columns, sweeps) as well
+  std::vector<FigureSpec> figures;
+};
+
+// run.json's "report": {default_figures, figures: [{kind, title, cells}]}, and back (nullopt: not one).
+json report_spec_json(const ReportSpec& r);
+std::optional<ReportSpec> report_spec_from_json(const json& j);
 
 struct Timeouts {
   std::chrono::nanoseconds prepare = std::chrono::minutes(15);
@@ -152,6 +198,8 @@ struct Plan {
   std::map<std::string, std::vector<std::string>> axis_scopes;
   std::map<std::string, Instance> backends, workloads, probes;
   std::vector<GateSpec> gates;
+  std::vector<ExpectSpec> expects;
+  ReportSpec report;
   PrometheusExport prometheus;
   std::shared_ptr<const void> document;  // keeps the TOML tree alive
 };

@@ -539,6 +539,100 @@ TEST_F(Verdicts, FlakyCountsAsFailedWhenThePlanSaysSo) {
   EXPECT_NE(r.out.find("counted as failed"), std::string::npos) << r.out;
 }
 
+// [[expect]] claims over FIXED probes (every sample of "low" at 5us, of
+// "high" at 50us): judged after the run into run.json, the summary and JUnit;
+// only a violated claim with gate = true fails the run; `vmlat report` judges
+// them again, over both runs when merged.
+TEST_F(Verdicts, ClaimsAreJudgedAfterTheRunAndOnlyAGatingViolationFails) {
+  auto plan_text = [](bool gate) {
+    return std::string(R"([plan]
+name = "claims"
+duration = "300ms"
+cpus = [0]
+[matrix]
+probe = ["low", "high"]
+[backend.host]
+[probe.low]
+plugin = "fixed-probe"
+max_us = ["40"]
+floor_us = 5
+[probe.high]
+plugin = "fixed-probe"
+max_us = ["80"]
+floor_us = 50
+[[expect]]
+name = "low below high"
+stat = "p50"
+smaller = { probe = "low" }
+larger = { probe = "high" }
+[[expect]]
+name = "high below low"
+stat = "p50"
+smaller = { probe = "high" }
+larger = { probe = "low" }
+gate = )") + (gate ? "true" : "false") + R"(
+[[expect]]
+name = "max without a model"
+smaller = { probe = "low" }
+larger = { probe = "high" }
+)";
+  };
+  auto verdicts = [](const json& expects) {
+    std::vector<std::string> v;
+    for (const auto& e : expects) v.push_back(e["name"].get<std::string>() + ":" + e["verdict"].get<std::string>());
+    return v;
+  };
+  const std::vector<std::string> expected{"low below high:holds", "high below low:violated", "max without a model:inconclusive"};
+  const auto results = dir_ / "results";
+  auto plan = write_plan("plan.toml", plan_text(false));
+  auto r = run({"run", plan.string(), "--quiet", "--results", results.string(), "--plugin-dir", kTestPlugins.string(), "--junit",
+                (dir_ / "junit.xml").string()});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("claims: 1 hold, 1 violated, 1 inconclusive"), std::string::npos) << r.out;
+  const fs::path first = fs::canonical(results / "latest");
+  json run_doc = run_json(first);
+  EXPECT_EQ(verdicts(run_doc["expects"]), expected);
+  EXPECT_EQ(run_doc["summary"]["expects"], json({{"holds", 1}, {"violated", 1}, {"inconclusive", 1}, {"failed", 0}}));
+  EXPECT_EQ(run_doc["expects"][0]["pairs"][0]["smaller"]["cell"], "host-none-low-1ms");
+  EXPECT_EQ(run_doc["expects"][0]["pairs"][0]["smaller"]["low_ns"], 5000.0);
+  EXPECT_NE(run_doc["expects"][2]["pairs"][0]["smaller"]["method"].get<std::string>().find("no tail model"), std::string::npos);
+  auto junit = read_file(dir_ / "junit.xml");
+  EXPECT_NE(junit.find("classname=\"claims.expect\" name=\"low below high\""), std::string::npos) << junit;
+  EXPECT_NE(junit.find("<skipped message=\"inconclusive: "), std::string::npos) << junit;
+  EXPECT_NE(junit.find("violated (not a gate"), std::string::npos) << junit;
+  EXPECT_NE(junit.find("failures=\"0\""), std::string::npos) << junit;
+
+  plan = write_plan("plan.toml", plan_text(true));
+  r = run({"run", plan.string(), "--quiet", "--results", results.string(), "--plugin-dir", kTestPlugins.string(), "--junit",
+           (dir_ / "junit.xml").string()});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("(gate: fails the run)"), std::string::npos) << r.out;
+  junit = read_file(dir_ / "junit.xml");
+  EXPECT_NE(junit.find("<failure type=\"expect\""), std::string::npos) << junit;
+  EXPECT_NE(junit.find("failures=\"1\""), std::string::npos) << junit;
+  const fs::path second = fs::canonical(results / "latest");
+  ASSERT_NE(first, second);
+
+  auto report = run({"report", second.string(), "--format", "json", "--output", "-"});
+  ASSERT_EQ(report.code, 0) << report.err;
+  json doc = json::parse(report.out);
+  EXPECT_EQ(verdicts(doc["expects"]), expected);
+  EXPECT_EQ(doc["verdict"]["word"], "FAIL");
+  EXPECT_NE(doc["verdict"]["detail"].get<std::string>().find("1 gating claim violated"), std::string::npos) << doc["verdict"];
+  // Merged: each distinct claim once (the two runs' "high below low" differ
+  // in gate), every low cell against every high cell of both runs.
+  report = run({"report", first.string(), second.string(), "--format", "json", "--output", "-"});
+  ASSERT_EQ(report.code, 0) << report.err;
+  doc = json::parse(report.out);
+  ASSERT_EQ(doc["expects"].size(), 4u) << doc["expects"].dump(1);
+  EXPECT_EQ(doc["expects"][0]["pairs"].size(), 4u);
+  EXPECT_EQ(doc["expects"][0]["verdict"], "holds");
+  EXPECT_FALSE(doc["expects"][0]["pairs"][0]["smaller"]["run_id"].get<std::string>().empty());
+  auto html = run({"report", first.string(), second.string(), "--output", (dir_ / "merged.html").string()});
+  ASSERT_EQ(html.code, 0) << html.err;
+  EXPECT_NE(read_file(dir_ / "merged.html").find("<section id=\"claims\">"), std::string::npos);
+}
+
 TEST_F(Verdicts, BisectMapsExitCodesForGitBisectRun) {
   auto plan = write_plan("plan.toml", plan_with_retest(0));
   EXPECT_EQ(run({"run", plan.string(), "--quiet", "--bisect"}, fake("spike")).code, 1);    // bad

@@ -24,7 +24,8 @@ headless Chromium (docs/report.md).
      have made, and the markup shown as text; trace names that lead out of
      the run directory are never links. Every cell: its worst wake-ups
      (result.json spikes) in order, its trace files linked. The overlay
-     figures: each draws one line and legend entry per cell it names;
+     figures: each draws one line and legend entry per cell it names (a
+     plan's own [[report.figure]] as it says, with its claims shown);
   6. the host run and the sweep merged (`vmlat report A B`): every cell of
      each run once, marked with its run, the runs listed, the verdict the
      worst of both;
@@ -294,8 +295,12 @@ def check_figures(name, doc, cell_ids):
     for f in figures:
         ids = f.attrs.get("data-cells", "").split()
         check(len(ids) >= 2 and set(ids) <= cell_ids, "%s: figure %s names cells %s, not cells of the page" % (name, f.attrs.get("data-kind"), ids))
+        draw = f.attrs.get("data-draw", "both")
         for kind in ("histogram", "ccdf"):
             svg = [v for v in f.find_all("svg") if kind in v.classes()]
+            if draw not in ("both", kind):  # a plan's figure of one kind only
+                check(not svg, "%s: figure drawn as %s has a %s" % (name, draw, kind))
+                continue
             if not check(len(svg) == 1, "%s: figure without one %s" % (name, kind)):
                 continue
             lines = [p for p in svg[0].find_all("path") if "line" in p.classes() and "V" in p.attrs.get("d", "")]
@@ -529,6 +534,52 @@ def check_history(chromium, artifacts, scratch, real_run):
         log("   %s: %d cells, marks %s, screenshot %s" % (name, len(sections), marks, png))
 
 
+# A plan that chooses its figure ([[report.figure]], no default figures) and
+# states a claim ([[expect]]): the page draws that figure, only its CCDF, with
+# the title as text, and shows the claim with a verdict.
+FIGURE_PLAN = """[plan]
+name = "figure"
+duration = "1s"
+cpus = [0]
+[matrix]
+period = ["200us", "1ms"]
+workload = ["none"]
+[backend.host]
+[probe.native]
+plugin = "cyclic"
+engine = "native"
+[report]
+default_figures = false
+[[report.figure]]
+kind = "ccdf"
+title = "<b>periods</b> the plan chose"
+cells = { period = ["200us", "1ms"] }
+[[expect]]
+name = "p50 at 200us against 1ms"
+stat = "p50"
+smaller = { period = "200us" }
+larger = { period = "1ms" }
+"""
+
+
+def check_plan_figure(name, doc):
+    figures = doc.find_all("figure")
+    chosen = [f for f in figures if f.attrs.get("data-kind") == "plan"]
+    others = [f for f in figures if f.attrs.get("data-kind") != "plan"]
+    if check(len(chosen) == 1, "%s: %d plan figures, expected 1" % (name, len(chosen))):
+        f = chosen[0]
+        check(f.attrs.get("data-draw") == "ccdf" and "overlay" in f.classes(), "%s: the plan figure is %s" % (name, f.attrs))
+        check(len(f.attrs.get("data-cells", "").split()) == 2, "%s: the plan figure names %s" % (name, f.attrs.get("data-cells")))
+        check("<b>periods</b> the plan chose" in f.find_all("figcaption")[0].text_content() and not f.find_all("b"),
+              "%s: the figure's title is not shown as text" % name)
+        legend = [t.text_content() for t in f.find_all("text", cls="legend")]
+        check(sorted(legend) == ["period=1ms", "period=200us"], "%s: legend %s" % (name, legend))
+    check(not others, "%s: default figures drawn although the plan says default_figures = false" % name)
+    claims = doc.find_all("tr", cls="claim")
+    check(len(claims) == 1 and claims[0].attrs.get("data-verdict") in ("holds", "violated", "inconclusive"),
+          "%s: the claim is not shown with a verdict: %s" % (name, [c.attrs for c in claims]))
+
+
 def poison(run_dir, markup):
     """Markup in the plan name, an axis value, an error message and a host fact."""
     run = load(os.path.join(run_dir, "run.json"))
@@ -605,6 +656,18 @@ def main():
             check_decomposition("sweep", sweep_run, doc)
             check(any(f.attrs.get("data-kind") == "sweep" for f in doc.find_all("figure", cls="overlay")),
                   "sweep: no overlay figure of the periods")
+        # A figure and a claim the plan chooses.
+        figure_root = os.path.join(scratch, "figure")
+        os.makedirs(figure_root)
+        plan = os.path.join(figure_root, "plan.toml")
+        with open(plan, "w") as f:
+            f.write(FIGURE_PLAN)
+        code, out, err = run([ARGS.vmlat, "run", plan, "--results", figure_root], timeout=600)
+        check(code == 0, "figure run exited %d:\n%s\n%s" % (code, out, err))
+        doc = check_report("figure", os.path.realpath(os.path.join(figure_root, "latest")), chromium, ARGS.artifacts, "MEASURED")
+        if doc is not None:
+            check_plan_figure("figure", doc)
+
         # Both runs in one report: the host run has gates that pass, the sweep none.
         check_merged(chromium, ARGS.artifacts, scratch, [host_run, sweep_run], "PASS")
 

@@ -55,6 +55,7 @@ struct CellDoc {
   json host_facts = json{{"hostname", "h"}, {"kernel_release", "6.1.0"}, {"preempt_model", "PREEMPT_DYNAMIC"}, {"preempt_rt", false}};
   json facts = json::object();
   json gates = json::array();
+  std::uint64_t floor_us = 0;  // > 0: every sample of the cell in [floor_us, floor_us + 5) us
 };
 
 json result_of(const CellDoc& c) {
@@ -72,6 +73,7 @@ json result_of(const CellDoc& c) {
   if (c.status == "measured") {
     // CPU 1 stays below 9us, so the merged max is the cell's max_ns (>= 10us in every test).
     Histogram h0 = spread(1000, 4, 9, c.max_ns), h1 = spread(1000, 3, 8, 9000);
+    if (c.floor_us) h0 = h1 = spread(1000, c.floor_us, c.floor_us + 5, c.max_ns);
     Histogram merged = h0;
     merged.merge(h1);
     r["merged"] = series(merged);
@@ -938,4 +940,67 @@ TEST(Plots, TheHistogramOverlayDrawsOneOutlinePerLineAndLeavesGapsOnTheAxis) {
   EXPECT_LT(top(first), top(second));
   EXPECT_NE(svg.find(">one</text>"), std::string::npos);
   EXPECT_NE(svg.find(">gap</text>"), std::string::npos);
+}
+
+// [[expect]] claims in a report: judged again from run.json's specs and the
+// stored histograms; a claim across two runs (one per host kernel) has no
+// pair in either run and holds in their merged report; hostile names stay text.
+TEST(Claims, AClaimAcrossTwoRunsIsJudgedInTheirMergedReport) {
+  auto kvm = [](const std::string& host, const std::string& guest, std::uint64_t floor_us) {
+    auto a = axes("kvm", "none");
+    a.emplace_back("host_kernel", host);
+    a.emplace_back("guest_kernel", guest);
+    CellDoc c{"kvm-none-" + host + "-" + guest, a, "measured", static_cast<long long>(floor_us + 10) * 1000};
+    c.floor_us = floor_us;
+    return c;
+  };
+  const json spec = {{"name", "rt/rt p50 < nrt/nrt p50 <script>x</script>"},
+                     {"stat", "p50"},
+                     {"smaller", {{"host_kernel", {"rt"}}, {"guest_kernel", {"rt"}}}},
+                     {"larger", {{"host_kernel", {"nrt"}}, {"guest_kernel", {"nrt"}}}},
+                     {"confidence", 0.99},
+                     {"gate", true}};
+  auto nrt_run = stored("nrt-host", {kvm("nrt", "nrt", 40)});
+  auto rt_run = stored("rt-host", {kvm("rt", "rt", 5)});
+  nrt_run.run["expects"] = json::array({spec});
+  rt_run.run["expects"] = json::array({spec});
+  std::vector<RunView> runs{make_run(nrt_run), make_run(rt_run)};
+  for (const auto& one : runs) {
+    ASSERT_EQ(one.claims.size(), 1u);
+    EXPECT_EQ(one.claims[0].verdict, "inconclusive");
+    EXPECT_NE(one.claims[0].reason.find("no measured pair"), std::string::npos);
+    EXPECT_EQ(one.verdict.word, "MEASURED");  // inconclusive never fails
+  }
+  RunView merged = merge_runs(runs);
+  ASSERT_EQ(merged.claims.size(), 1u);  // the same claim of both runs, once
+  EXPECT_EQ(merged.claims[0].verdict, "holds") << merged.claims[0].reason;
+  ASSERT_EQ(merged.claims[0].pairs.size(), 1u);
+  EXPECT_EQ(merged.claims[0].pairs[0].smaller.run_id, "rt-host");
+  EXPECT_EQ(merged.claims[0].pairs[0].larger.run_id, "nrt-host");
+  EXPECT_NE(merged.verdict.detail.find("claims: 1 hold, 0 violated, 0 inconclusive"), std::string::npos) << merged.verdict.detail;
+  json j = render_json(ReportInput{&merged, nullptr, nullptr});
+  ASSERT_EQ(j["expects"].size(), 1u);
+  EXPECT_EQ(j["expects"][0]["verdict"], "holds");
+  // Samples in [40, 45) us against [5, 10) us: p50's intervals lie within them.
+  EXPECT_GE(j["expects"][0]["pairs"][0]["larger"]["low_ns"].get<double>(), 40000.0);
+  EXPECT_LE(j["expects"][0]["pairs"][0]["smaller"]["high_ns"].get<double>(), 10000.0);
+  std::string html = render_html(ReportInput{&merged, nullptr, nullptr});
+  EXPECT_NE(html.find("<tr class=\"claim v-holds\" data-verdict=\"holds\">"), std::string::npos);
+  EXPECT_EQ(html.find("<script>x"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;x"), std::string::npos);
+  std::string md = render_markdown(ReportInput{&merged, nullptr, nullptr});
+  EXPECT_NE(md.find("### Claims"), std::string::npos) << md;
+  EXPECT_EQ(md.find("<script>x"), std::string::npos) << md;
+
+  // The other way round the same data violate a gating claim: the verdict is FAIL.
+  json reversed = spec;
+  std::swap(reversed["smaller"], reversed["larger"]);
+  nrt_run.run["expects"] = json::array({reversed});
+  rt_run.run["expects"] = json::array();
+  std::vector<RunView> again{make_run(nrt_run), make_run(rt_run)};
+  RunView failing = merge_runs(again);
+  ASSERT_EQ(failing.claims.size(), 1u);
+  EXPECT_EQ(failing.claims[0].verdict, "violated");
+  EXPECT_EQ(failing.verdict.word, "FAIL");
+  EXPECT_NE(failing.verdict.detail.find("1 gating claim violated"), std::string::npos) << failing.verdict.detail;
 }

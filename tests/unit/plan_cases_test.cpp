@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "gates/expect.hpp"
 #include "loader.hpp"
 #include "plan.hpp"
 #include "plan_cases.hpp"
@@ -62,6 +63,21 @@ TEST_P(PlanCase, MatchesExpectedOutput) {
       if (g.matches(c.spec)) cells << " gate:" << g.name;
     cells << "\n";
   }
+  // The pairs each [[expect]] claim compares.
+  const auto expanded = expand(plan);
+  std::vector<const ExpectAxes*> axes;
+  for (const auto& c : expanded) axes.push_back(&c.spec.axes);
+  for (const auto& e : plan.expects)
+    for (const auto& [i, j] : expect_pairs(e, axes, plan_limits::kExpectPairs))
+      cells << "expect:" << e.name << (e.gate ? " (gate)" : "") << ": " << expanded[i].spec.id << " < " << expanded[j].spec.id << "\n";
+  // The cells each [[report.figure]] overlays.
+  for (const auto& f : plan.report.figures) {
+    cells << "figure:" << f.title << " (" << f.draw << "):";
+    for (const auto& c : expanded)
+      if (selector_matches(f.cells, c.spec.axes)) cells << " " << c.spec.id;
+    cells << "\n";
+  }
+  if (plan.report.declared && !plan.report.default_figures) cells << "no default figures\n";
   if (update) std::ofstream(dir / "expected.cells") << cells.str();
   ASSERT_TRUE(fs::exists(dir / "expected.cells")) << "a case needs expected.err or expected.cells";
   EXPECT_EQ(cells.str(), read(dir / "expected.cells"));

@@ -46,7 +46,7 @@ header.verdict{padding:14px 18px;margin:16px 0;border-radius:6px;color:#fff}
 header.pass{background:#2f7d32}header.fail{background:#b3261e}header.error{background:#b26a00}header.incomplete{background:#5f6368}
 .word{font-size:28px;font-weight:700;margin:4px 0}.small{color:#555;font-size:12px}
 .badge{display:inline-block;padding:0 6px;border-radius:3px;font-size:12px;background:#e0e0e0;margin-left:6px}
-.v-pass{background:#d7ecd8}.v-fail{background:#f6d5d2}.v-error{background:#fbe3bf}.v-skipped{background:#e8e8e8}
+.v-pass,.v-holds{background:#d7ecd8}.v-fail,.v-violated{background:#f6d5d2}.v-inconclusive{background:#e8e8e8}.v-error{background:#fbe3bf}.v-skipped{background:#e8e8e8}
 section.cell{border:1px solid #ddd;border-radius:6px;padding:10px 12px;margin:14px 0}
 .error{color:#8a1c14;white-space:pre-wrap}.axes{color:#444}.plots{display:flex;flex-wrap:wrap;gap:8px}
 svg.plot{background:#fff;border:1px solid #eee}svg .frame{fill:none;stroke:#888}svg .grid{stroke:#eee}
@@ -300,14 +300,48 @@ void sweep_section(std::string& out, const Run& run) {
   out += "</table></section>";
 }
 
+// The plans' claims ([[expect]]): each with its verdict and every pair's intervals.
+void claims_section(std::string& out, const Run& run) {
+  if (run.claims.empty()) return;
+  auto side = [](const ExpectSide& s) { return esc(expect_side_text(s)) + " <span class=\"small\">" + esc(s.method) + "</span>"; };
+  out += "<section id=\"claims\"><h2>Claims</h2><p class=\"small\">The plan's [[expect]] claims: the statistic of the cells "
+         "<i>smaller</i> selects lies below that of their partners <i>larger</i> selects (the same values of every other axis). "
+         "A pair holds when the two intervals do not overlap the right way round, is violated when they do not overlap the "
+         "wrong way round, and is inconclusive otherwise (docs/statistics.md, \"Claims\").</p><table class=\"claims\">"
+         "<tr><th>verdict</th><th>claim</th><th>stat</th><th>smaller</th><th>larger</th><th>why</th></tr>";
+  for (const auto& e : run.claims) {
+    out += "<tr class=\"claim v-" + esc(e.verdict) + "\" data-verdict=\"" + esc(e.verdict) + "\"><td>" + esc(e.verdict) +
+           (e.spec.gate ? " <span class=\"badge\">gate</span>" : "") + "</td><td>" + esc(e.spec.name) +
+           (e.spec.description.empty() ? "" : "<div class=\"small\">" + esc(e.spec.description) + "</div>") + "</td><td>" +
+           esc(e.spec.stat) + "</td><td>" + esc(selector_text(e.spec.smaller)) + "</td><td>" + esc(selector_text(e.spec.larger)) +
+           "</td><td>" + esc(e.reason);
+    if (!e.pairs.empty()) {
+      out += "<details><summary>" + std::to_string(e.pairs.size()) + " pair" + (e.pairs.size() == 1 ? "" : "s") +
+             "</summary><table class=\"pairs\"><tr><th>pair</th><th>smaller</th><th>larger</th></tr>";
+      for (const auto& p : e.pairs)
+        out += "<tr class=\"v-" + esc(p.verdict) + "\"><td>" + esc(p.verdict) + "</td><td>" + side(p.smaller) + "</td><td>" +
+               side(p.larger) + "</td></tr>";
+      out += "</table></details>";
+    }
+    out += "</td></tr>";
+  }
+  out += "</table></section>";
+}
+
 // The seed's figures (default_overlays): the histograms and CCDFs of
 // several cells in one plot each.
 void figures_section(std::string& out, const Run& run) {
-  auto overlays = default_overlays(run);
+  auto overlays = plan_overlays(run);
+  const bool defaults = default_figures_wanted(run);
+  if (defaults)
+    for (auto& o : default_overlays(run)) overlays.push_back(std::move(o));
   if (overlays.empty()) return;
-  out += "<section id=\"figures\"><h2>Figures</h2><p class=\"small\">Cells overlaid as in the seed study's figures: "
-         "per backend its kernel combinations without and with stress, per sweep its periods. Histograms as outlines "
-         "(1 µs bins, log count), CCDFs log-log.</p>";
+  out += "<section id=\"figures\"><h2>Figures</h2><p class=\"small\">" +
+         std::string(overlays.front().kind == "plan" ? "The figures the plan chooses ([[report.figure]]). " : "") +
+         (defaults ? "Cells overlaid as in the seed study's figures: per backend its kernel combinations without and with "
+                     "stress, per sweep its periods. "
+                   : "") +
+         "Histograms as outlines (1 µs bins, log count), CCDFs log-log.</p>";
   for (const auto& o : overlays) {
     std::vector<HistogramData> data;
     data.reserve(o.lines.size());
@@ -323,12 +357,21 @@ void figures_section(std::string& out, const Run& run) {
       lines.push_back({o.lines[i].label, "cpu" + std::to_string(i % kMaxOverlayLines), nullptr});
     }
     for (std::size_t i = 0; i < lines.size(); ++i) lines[i].data = &data[i];
-    if (lines.size() < 2) continue;
+    if (lines.size() < 2) {
+      // A plan's figure is shown even so: its author asked for it.
+      if (o.kind == "plan")
+        out += "<figure class=\"overlay-empty\" data-kind=\"plan\" data-cells=\"" + esc(ids) + "\"><figcaption>" + esc(o.title) +
+               "</figcaption><p class=\"small\">" + std::to_string(lines.size()) +
+               " measured cell(s) match this figure's cells: nothing to overlay.</p></figure>";
+      continue;
+    }
     std::string attr = "data-overlay=\"" + esc(o.kind) + "\" data-lines=\"" + std::to_string(lines.size()) + "\"";
-    out += "<figure class=\"overlay\" data-kind=\"" + esc(o.kind) + "\" data-cells=\"" + esc(ids) + "\"><figcaption>" +
-           esc(o.title) + (o.left_out ? " <span class=\"small\">(" + std::to_string(o.left_out) + " more cells not drawn)</span>" : "") +
-           "</figcaption><div class=\"plots\">" + histogram_overlay_svg(lines, "class=\"plot histogram overlay\" " + attr) +
-           ccdf_svg(lines, "class=\"plot ccdf overlay\" " + attr) + "</div></figure>";
+    out += "<figure class=\"overlay\" data-kind=\"" + esc(o.kind) + "\" data-draw=\"" + esc(o.draw) + "\" data-cells=\"" + esc(ids) +
+           "\"><figcaption>" + esc(o.title) +
+           (o.left_out ? " <span class=\"small\">(" + std::to_string(o.left_out) + " more cells not drawn)</span>" : "") +
+           "</figcaption><div class=\"plots\">" +
+           (o.draw != "ccdf" ? histogram_overlay_svg(lines, "class=\"plot histogram overlay\" " + attr) : std::string()) +
+           (o.draw != "histogram" ? ccdf_svg(lines, "class=\"plot ccdf overlay\" " + attr) : std::string()) + "</div></figure>";
   }
   out += "</section>";
 }
@@ -595,6 +638,7 @@ std::string render_html(const ReportInput& in) {
          ", vmlat " + esc(run.vmlat_version) + ", " + esc(run.started) + "</p></header>";
   gates_section(out, run);
   if (in.comparison) comparison_section(out, *in.comparison);
+  claims_section(out, run);
   seed_section(out, run);
   sweep_section(out, run);
   figures_section(out, run);

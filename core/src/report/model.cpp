@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "json_access.hpp"
@@ -39,8 +40,37 @@ void add_to_entry(SeedEntry& e, const Cell& c) {
   else ++e.not_measured;
 }
 
-// The verdict from the cells' gates and statuses and the run's status.
+// The claims of every run's plan, each once, over the cells measured.
+std::vector<ExpectResult> judge_claims(const Run& r) {
+  std::vector<ExpectSpec> specs;
+  std::set<std::string> seen;
+  for (const Run* one : r.runs()) {
+    const json& entries = member(one->stored->run, "expects");
+    if (!entries.is_array()) continue;
+    for (const auto& entry : entries) {
+      auto spec = expect_spec_from_json(entry);
+      if (!spec) continue;
+      ExpectResult as_stored{*spec, "", "", 0, 0, {}};
+      if (seen.insert(expect_json(as_stored).dump()).second) specs.push_back(std::move(*spec));
+    }
+  }
+  if (specs.empty()) return {};
+  std::vector<ExpectCell> cells;
+  for (const auto& c : r.cells)
+    if (c.measured() && c.result)
+      if (auto e = expect_cell(*c.result, r.merged() ? c.run_id : std::string(), c.axes)) cells.push_back(std::move(*e));
+  return judge_expects(specs, cells);
+}
+
+// The verdict from the cells' gates and statuses, the claims and the run's status.
 void judge(Run& r) {
+  r.claims = judge_claims(r);
+  int claims_failed = 0, held = 0, violated = 0;
+  for (const auto& e : r.claims) {
+    claims_failed += e.failed();
+    held += e.verdict == "holds";
+    violated += e.verdict == "violated";
+  }
   int failing_cells = 0, unmeasured = 0, incomplete = 0;
   for (const auto& c : r.cells) {
     if (c.worst_verdict() == "fail") ++failing_cells;
@@ -48,8 +78,9 @@ void judge(Run& r) {
     if (c.status == "interrupted" || c.status == "not-run" || c.status == "pending" || c.status == "running") ++incomplete;
   }
   auto plural = [](int n, const char* word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); };
-  if (r.gates.fail) {
-    r.verdict = {"FAIL", plural(r.gates.fail, "gate") + " failed in " + plural(failing_cells, "cell")};
+  if (r.gates.fail || claims_failed) {
+    r.verdict = {"FAIL", r.gates.fail ? plural(r.gates.fail, "gate") + " failed in " + plural(failing_cells, "cell") : ""};
+    if (claims_failed) r.verdict.detail += (r.gates.fail ? ", " : "") + plural(claims_failed, "gating claim") + " violated";
   } else if (unmeasured || r.gates.error) {
     std::string d;
     if (unmeasured) d = plural(unmeasured, "cell") + " not measured";
@@ -65,6 +96,9 @@ void judge(Run& r) {
   }
   if (r.gates.skipped) r.verdict.detail += ", " + plural(r.gates.skipped, "gate") + " skipped";
   if (r.gates.flaky) r.verdict.detail += ", " + plural(r.gates.flaky, "gate") + " flaky (failed, then passed on retest)";
+  if (!r.claims.empty())
+    r.verdict.detail += "; claims: " + std::to_string(held) + " hold, " + std::to_string(violated) + " violated, " +
+                        std::to_string(static_cast<int>(r.claims.size()) - held - violated) + " inconclusive";
 }
 
 }  // namespace
@@ -432,7 +466,7 @@ std::vector<Overlay> default_overlays(const Run& run) {
       std::size_t j = i;
       while (j < t.columns.size() && t.columns[j].backend == t.columns[i].backend && t.columns[j].machine == t.columns[i].machine) ++j;
       Overlay o{"seed", (t.columns[i].machine.empty() ? "" : t.columns[i].machine + ", ") + t.columns[i].backend +
-                            (caption.empty() ? "" : " (" + caption + ")"), {}, 0};
+                            (caption.empty() ? "" : " (" + caption + ")"), {}, 0, "both"};
       for (std::size_t r = 0; r < t.rows.size(); ++r)
         for (std::size_t c = i; c < j; ++c)
           if (auto e = t.entries.find({r, c}); e != t.entries.end()) add_entry(o, e->second, t.rows[r] + ", " + t.columns[c].label());
@@ -444,12 +478,70 @@ std::vector<Overlay> default_overlays(const Run& run) {
   for (const auto& row : sweep.rows) {
     std::string title;
     for (const auto& [k, v] : row.axes) title += (title.empty() ? "" : ", ") + k + "=" + v;
-    Overlay o{"sweep", "period sweep: " + title, {}, 0};
+    Overlay o{"sweep", "period sweep: " + title, {}, 0, "both"};
     for (const auto& p : sweep.periods)
       if (auto e = row.by_period.find(p); e != row.by_period.end()) add_entry(o, e->second, p);
     keep(std::move(o));
   }
   return out;
+}
+
+namespace {
+std::vector<ReportSpec> report_specs(const Run& run) {
+  std::vector<ReportSpec> out;
+  for (const Run* one : run.runs())
+    if (auto r = report_spec_from_json(member(one->stored->run, "report"))) out.push_back(std::move(*r));
+  return out;
+}
+}  // namespace
+
+std::vector<Overlay> plan_overlays(const Run& run) {
+  std::vector<Overlay> out;
+  std::set<std::string> seen;
+  for (const auto& spec : report_specs(run))
+    for (const auto& f : spec.figures) {
+      if (!seen.insert(json{{"kind", f.draw}, {"title", f.title}, {"cells", selector_json(f.cells)}}.dump()).second) continue;
+      Overlay o{"plan", f.title, {}, 0, f.draw};
+      std::vector<int> chosen;
+      for (const auto& c : run.cells)
+        if (c.measured() && selector_matches(f.cells, c.axes)) chosen.push_back(c.index);
+      // Label by the axes that differ among the figure's cells (all of them for one cell).
+      std::vector<std::string> varying;
+      for (int i : chosen)
+        for (const auto& [k, v] : run.cells[static_cast<std::size_t>(i)].axes)
+          if (std::find(varying.begin(), varying.end(), k) == varying.end())
+            for (int other : chosen)
+              if (run.cells[static_cast<std::size_t>(other)].axis(k) != v) {
+                varying.push_back(k);
+                break;
+              }
+      std::map<std::string, int> label_count;
+      std::vector<std::string> labels;
+      for (int i : chosen) {
+        const Cell& c = run.cells[static_cast<std::size_t>(i)];
+        std::string label;
+        for (const auto& k : varying) label += (label.empty() ? "" : ", ") + k + "=" + c.axis(k);
+        if (label.empty()) label = c.id;
+        ++label_count[label];
+        labels.push_back(label);
+      }
+      for (std::size_t n = 0; n < chosen.size(); ++n) {
+        if (o.lines.size() == kMaxOverlayLines) {
+          ++o.left_out;
+          continue;
+        }
+        const Cell& c = run.cells[static_cast<std::size_t>(chosen[n])];
+        o.lines.push_back({labels[n] + (label_count[labels[n]] > 1 ? " (run " + c.run_id + ")" : ""), chosen[n]});
+      }
+      out.push_back(std::move(o));
+    }
+  return out;
+}
+
+bool default_figures_wanted(const Run& run) {
+  for (const auto& spec : report_specs(run))
+    if (!spec.default_figures) return false;
+  return true;
 }
 
 std::string host_identity(const json& h) {

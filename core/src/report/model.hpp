@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "gates/expect.hpp"
 #include "run_store.hpp"
 #include "vmlat/json.hpp"
 
@@ -76,6 +77,11 @@ struct Run {
   RunVerdict verdict;
   int measured = 0;
   std::map<std::string, std::string> accelerators;  // backend -> "tcg", ... (see accelerators())
+  // The plans' [[expect]] claims (run.json "expects" of each run, the same
+  // claim once) judged again over these cells: a merged report judges them
+  // over every run's cells. A violated claim with gate = true makes the
+  // verdict FAIL.
+  std::vector<ExpectResult> claims;
   std::vector<const Run*> sources;  // merge_runs: the runs merged, in order; empty for one run
   bool merged() const { return !sources.empty(); }
   std::vector<const Run*> runs() const { return merged() ? sources : std::vector<const Run*>{this}; }  // sources, or itself
@@ -162,8 +168,18 @@ struct Overlay {
   std::string title;
   std::vector<OverlayLine> lines;
   std::size_t left_out = 0;  // measured cells beyond kMaxOverlayLines
+  std::string draw = "both";  // "both", "ccdf" or "histogram"
 };
 std::vector<Overlay> default_overlays(const Run& run);
+// The figures the plans choose ([[report.figure]], run.json "report" of each
+// run; the same figure once): kind "plan", the measured cells the selector
+// matches, each line labelled by the axes the figure's cells differ in (and
+// its run where two runs hold the same cell). A figure with fewer than two
+// measured cells is kept with its lines: the page says it has nothing to overlay.
+std::vector<Overlay> plan_overlays(const Run& run);
+// The report's own figures are drawn unless a run's plan says
+// [report] default_figures = false.
+bool default_figures_wanted(const Run& run);
 
 // "vm, kernel 6.1.0-18-amd64 (PREEMPT_DYNAMIC), 2 x AMD EPYC": what is known of a host.
 std::string host_identity(const json& facts);

@@ -82,6 +82,27 @@ json entry_json(const Run& run, const SeedEntry& e) {
   return j;
 }
 
+// The overlay figures the HTML page draws: the plan's, then the defaults.
+json figures_json(const Run& run) {
+  auto overlays = plan_overlays(run);
+  if (default_figures_wanted(run))
+    for (auto& o : default_overlays(run)) overlays.push_back(std::move(o));
+  json out = json::array();
+  for (const auto& o : overlays) {
+    json lines = json::array();
+    for (const auto& l : o.lines) lines.push_back(json{{"label", l.label}, {"cell", run.cells[static_cast<std::size_t>(l.cell)].id},
+                                                       {"run_id", run.cells[static_cast<std::size_t>(l.cell)].run_id}});
+    out.push_back(json{{"kind", o.kind}, {"title", o.title}, {"draw", o.draw}, {"lines", lines}, {"left_out", o.left_out}});
+  }
+  return out;
+}
+
+json claims_json(const Run& run) {
+  json out = json::array();
+  for (const auto& e : run.claims) out.push_back(expect_json(e));
+  return out;
+}
+
 }  // namespace
 
 std::string render_markdown(const ReportInput& in) {
@@ -127,6 +148,15 @@ std::string render_markdown(const ReportInput& in) {
     out << "\n";
   }
   if (in.comparison) out << compare_markdown(*in.comparison) << "\n";
+
+  if (!run.claims.empty()) {
+    out << "### Claims\n\n| verdict | claim | stat | smaller | larger | pairs | why |\n|---|---|---|---|---|---:|---|\n";
+    for (const auto& e : run.claims)
+      out << "| " << (e.verdict == "violated" ? "**violated**" : e.verdict) << (e.spec.gate ? " (gate)" : "") << " | " << md(e.spec.name)
+          << " | " << md(e.spec.stat) << " | " << md(selector_text(e.spec.smaller)) << " | " << md(selector_text(e.spec.larger))
+          << " | " << e.pairs.size() << " | " << md(e.reason) << " |\n";
+    out << "\n";
+  }
 
   for (const auto& t : seed_tables(run)) {
     std::string caption;
@@ -326,9 +356,11 @@ json render_json(const ReportInput& in) {
                        {"finished", run.finished}, {"vmlat_version", run.vmlat_version}, {"hosts", member(r, "hosts")}}},
               {"runs", runs},
               {"verdict", {{"word", run.verdict.word}, {"detail", run.verdict.detail}}},
+              {"expects", claims_json(run)},
               {"gates", {{"pass", run.gates.pass}, {"fail", run.gates.fail}, {"error", run.gates.error},
                          {"skipped", run.gates.skipped}, {"not_passed", failures}}},
               {"seed_tables", seed},
+              {"figures", figures_json(run)},
               {"period_sweep", sweep_json},
               {"decomposition", decomposition_json(run, decompose_run(run))},
               {"cells", cells},

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "gates/expect.hpp"
 #include "json_access.hpp"
 #include "vmlat/histogram.hpp"
 #include "vmlat/units.hpp"
@@ -10,15 +11,6 @@
 namespace vmlat::report {
 
 namespace {
-
-double measured_seconds(const Cell& c, const Histogram& h) {
-  const json& phases = member(member(*c.result, "timings"), "phases");
-  const json& measure = member(phases, "measure_s");
-  if (measure.is_number() && measure.get<double>() > 0) return measure.get<double>();
-  const json& period = member(member(*c.result, "cell"), "period_ns");
-  if (period.is_number() && period.get<double>() > 0) return static_cast<double>(h.samples()) * period.get<double>() * 1e-9;
-  return 0;
-}
 
 // The bounds of the cell's max gates (a regression gate's bound moves with
 // its baseline: not a bound of the system).
@@ -48,7 +40,7 @@ std::optional<CellTail> cell_tail(const Cell& c, double confidence) {
   stats::TailOptions options;
   options.bounds_ns = max_bounds(c);
   CellTail t;
-  t.fit = stats::fit_tail(h, measured_seconds(c, h), options);
+  t.fit = stats::fit_tail(h, measured_seconds(*c.result, h.samples()), options);
   for (double b : options.bounds_ns) t.run_lengths.push_back(stats::run_length_for_bound(t.fit, h, b, confidence));
   return t;
 }

@@ -9,6 +9,7 @@
 #include "cell_support.hpp"
 #include "facts.hpp"
 #include "junit.hpp"
+#include "gates/expect.hpp"
 #include "gates/regression.hpp"
 #include "run/progress.hpp"
 #include "run/run.hpp"
@@ -64,14 +65,20 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   std::vector<CellOutcome> outcomes;
   if (int code = measure_cells(parts, outcomes); code != exit_code::pass) return code;
 
-  // 5. What it comes to.
-  const Tally tally_of_run = tally(outcomes);
-  int code = tally_of_run.exit_code(plan, cancel_requested());
-  if (!record.close(code, tally_of_run.summary(), cancel_requested(), err) && code == exit_code::pass) code = exit_code::infra;
-  record.link_latest();
+  // 5. What it comes to: the gates, then the plan's claims over the cells measured.
+  Tally tally_of_run = tally(outcomes);
   std::vector<json> cell_results;
   for (const auto& o : outcomes)
     if (o.has_result()) cell_results.push_back(result_json(o));
+  const std::vector<ExpectResult> expects = judge_run_expects(plan, cell_results, tally_of_run);
+  if (!plan.expects.empty()) {
+    json entries = json::array();
+    for (const auto& e : expects) entries.push_back(expect_json(e));
+    record.set_expects(std::move(entries));
+  }
+  int code = tally_of_run.exit_code(plan, cancel_requested());
+  if (!record.close(code, tally_of_run.summary(), cancel_requested(), err) && code == exit_code::pass) code = exit_code::infra;
+  record.link_latest();
   if (!selection.options.junit_path.empty()) {
     try {
       write_file_atomic(selection.options.junit_path, junit_xml(plan.name, record.run(), cell_results));
@@ -88,6 +95,7 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
     }
   }
   print_summary(out, plan, selection.cells, outcomes, tally_of_run, hosts.placed);
+  print_expects(out, expects);
   out << "results: " << record.shown_dir().string() << "\n";
   run_log.info("finished with exit code " + std::to_string(code));
   kill_all_children();

@@ -155,6 +155,8 @@ int RunRecord::begin(const RunHosts& hosts, std::ostream& err) {
                 {"cells", cells_json},
                 {"summary", nullptr}};
   }
+  // The plan's figures, for `vmlat report` (which reads runs, not plans).
+  if (plan_.report.declared) run_["report"] = report_spec_json(plan_.report);
   try {
     write_file_atomic(dir_ / "run.json", dump_json(run_, 2) + "\n");
   } catch (const std::exception& e) {

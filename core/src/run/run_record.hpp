@@ -43,6 +43,8 @@ class RunRecord {
   void not_run(std::size_t i);
   // The final state; false when run.json could not be written.
   bool close(int exit_code, const json& summary, bool interrupted, std::ostream& err);
+  // run.json's "expects" (the plan's claims judged), written by close().
+  void set_expects(json expects) { run_["expects"] = std::move(expects); }
   // Sets the exit code again (an export failed after close()).
   void set_exit_code(int exit_code, std::ostream& err);
   // Points <results>/latest at this run.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ostream>
 
+#include "gates/expect.hpp"
 #include "vmlat/exit_codes.hpp"
 #include "vmlat/units.hpp"
 
@@ -93,15 +94,43 @@ Tally tally(const std::vector<CellOutcome>& outcomes) {
 
 int Tally::exit_code(const Plan& plan, bool interrupted_run) const {
   if (interrupted_run) return exit_code::interrupted;
-  if (gates_failed || (gates_flaky && plan.flaky_fails)) return exit_code::gate_failed;
+  if (gates_failed || expects_failed || (gates_flaky && plan.flaky_fails)) return exit_code::gate_failed;
   if (infra || gate_errors) return exit_code::infra;
   return exit_code::pass;
 }
 
 json Tally::summary() const {
-  return json{{"cells", cells},   {"measured", measured},       {"infra_errors", infra},
-              {"skipped", skipped},      {"interrupted", interrupted}, {"gates_passed", gates_passed},
-              {"gates_failed", gates_failed}, {"gates_flaky", gates_flaky}};
+  json s{{"cells", cells},   {"measured", measured},       {"infra_errors", infra},
+         {"skipped", skipped},      {"interrupted", interrupted}, {"gates_passed", gates_passed},
+         {"gates_failed", gates_failed}, {"gates_flaky", gates_flaky}};
+  if (has_expects)
+    s["expects"] = json{{"holds", expects_held}, {"violated", expects_violated}, {"inconclusive", expects_inconclusive},
+                        {"failed", expects_failed}};
+  return s;
+}
+
+std::vector<ExpectResult> judge_run_expects(const Plan& plan, const std::vector<json>& cell_results, Tally& t) {
+  if (plan.expects.empty()) return {};
+  std::vector<ExpectCell> cells;
+  for (const auto& r : cell_results)
+    if (auto c = expect_cell(r)) cells.push_back(std::move(*c));  // one run: no run id beside each cell
+  auto results = judge_expects(plan.expects, cells);
+  t.has_expects = true;
+  for (const auto& r : results) {
+    if (r.verdict == "holds") ++t.expects_held;
+    else if (r.verdict == "violated") ++t.expects_violated;
+    else ++t.expects_inconclusive;
+    if (r.failed()) ++t.expects_failed;
+  }
+  return results;
+}
+
+void print_expects(std::ostream& out, const std::vector<ExpectResult>& expects) {
+  if (expects.empty()) return;
+  out << "claims ([[expect]]):\n";
+  for (const auto& e : expects)
+    out << "  " << pad(e.verdict, 12) << " " << one_line(e.spec.name) << (e.failed() ? "  (gate: fails the run)" : "") << "\n"
+        << "               " << one_line(e.reason) << "\n";
 }
 
 void print_summary(std::ostream& out, const Plan& plan, const std::vector<Cell>& cells,
@@ -114,6 +143,9 @@ void print_summary(std::ostream& out, const Plan& plan, const std::vector<Cell>&
   out << "; gates: " << t.gates_passed << " passed, " << t.gates_failed << " failed";
   if (t.gate_errors) out << ", " << t.gate_errors << " could not be evaluated";
   if (t.gates_flaky) out << ", " << t.gates_flaky << " flaky" << (plan.flaky_fails ? " (counted as failed: [plan] flaky = \"fail\")" : "");
+  if (t.has_expects)
+    out << "; claims: " << t.expects_held << " hold, " << t.expects_violated << " violated" << (t.expects_failed ? " (" + std::to_string(t.expects_failed) + " gating)" : "")
+        << ", " << t.expects_inconclusive << " inconclusive";
   out << "\n";
 }
 
