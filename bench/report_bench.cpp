@@ -9,8 +9,7 @@
 // The synthetic run directory is made from the real results of RUN_DIR: its
 // cells' result.json copied round-robin (pretty-printed as the runner writes
 // them) under new ids (a free axis `copy`); the NEW run of the comparison
-// makes every 10th cell's max 50% worse.
-#include <sys/resource.h>
+// makes every 10th cell's latencies 50% worse.
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,77 +21,19 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.hpp"
 #include "compare.hpp"
 #include "report.hpp"
 #include "run_store.hpp"
+#include "synthetic_runs.hpp"
+#include "tails.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/process.hpp"
 
 using namespace vmlat;
 using namespace vmlat::report;
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
-struct Timing {
-  std::vector<double> wall_ms, cpu_ms;
-  void add(double wall, double cpu) {
-    wall_ms.push_back(wall);
-    cpu_ms.push_back(cpu);
-  }
-  static double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-  }
-};
-
-template <typename F>
-void timed(Timing& t, F&& f) {
-  auto w0 = Clock::now();
-  double c0 = cpu_seconds();
-  f();
-  t.add(std::chrono::duration<double, std::milli>(Clock::now() - w0).count(), (cpu_seconds() - c0) * 1000);
-}
-
-std::uintmax_t dir_bytes(const fs::path& dir) {
-  std::uintmax_t n = 0;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) n += e.file_size();
-  return n;
-}
-
-// 1,000 cells from the real ones; `worse`: every 10th cell's max x1.5.
-void synthesize(const StoredRun& real, const fs::path& out, int cells, bool worse) {
-  fs::create_directories(out / "cells");
-  json run = real.run;
-  run["run_id"] = out.filename().string();
-  json list = json::array();
-  for (int i = 0; i < cells; ++i) {
-    json r = real.cells[static_cast<std::size_t>(i) % real.cells.size()];
-    std::string id = r["cell"]["id"].get<std::string>() + "-c" + std::to_string(i);
-    r["cell"]["id"] = id;
-    r["cell"]["axes"]["copy"] = "c" + std::to_string(i / static_cast<int>(real.cells.size()));
-    if (worse && i % 10 == 0 && r["merged"].is_object()) {
-      auto max = r["merged"]["stats"]["max_ns"].get<long long>() * 3 / 2;
-      r["merged"]["stats"]["max_ns"] = max;
-      r["merged"]["histogram"]["max_ns"] = max;
-    }
-    fs::create_directories(out / "cells" / id);
-    write_file_atomic(out / "cells" / id / "result.json", r.dump(2) + "\n");
-    list.push_back(json{{"id", id}, {"index", i + 1}, {"axes", r["cell"]["axes"]}, {"status", r["status"]}, {"dir", "cells/" + id}});
-  }
-  run["cells"] = list;
-  write_file_atomic(out / "run.json", run.dump(2) + "\n");
-}
-
-}  // namespace
+using namespace vmlat::bench;
 
 int main(int argc, char** argv) {
   std::string source = "results/latest";
@@ -120,8 +61,8 @@ int main(int argc, char** argv) {
   }
   fs::path scratch = fs::temp_directory_path() / ("vmlat-report-bench-" + std::to_string(getpid()));
   fs::path base_dir = scratch / "base", new_dir = scratch / "new";
-  synthesize(real, base_dir, cells, false);
-  synthesize(real, new_dir, cells, true);
+  synthesize_run(real, base_dir, cells, "base", "2026-01-01T00:00:00Z", [](int) { return 1.0; });
+  synthesize_run(real, new_dir, cells, "new", "2026-01-01T00:01:00Z", [](int i) { return i % 10 == 0 ? 1.5 : 1.0; });
   std::size_t buckets = 0;
   for (const auto& c : real.cells) buckets += c["merged"]["histogram"]["buckets"].size();
 
@@ -150,6 +91,36 @@ int main(int argc, char** argv) {
       compare_bytes = compare_text(c).size();
       compare_code = c.exit_code();
     });
+  }
+  // The tail model's cost: what `vmlat report DIR` does (load, build, HTML)
+  // with and without it, alternating which goes first; and the fits alone
+  // (merged and per CPU, one worker per core) with the models they chose.
+  Timing with_t, without_t, fits_t;
+  std::size_t fits = 0, gpd = 0;
+  for (int round = 0; round < kRounds; ++round)
+    for (int k = 0; k < 2; ++k) {
+      const bool tails = (round + k) % 2 == 0;
+      timed(tails ? with_t : without_t, [&] {
+        StoredRun stored = load_run_dir(base_dir.string());
+        Run run = make_run(stored);
+        ReportInput in{&run, nullptr, nullptr};
+        in.tails = tails;
+        html_bytes = render_html(in).size();
+      });
+    }
+  {
+    StoredRun stored = load_run_dir(base_dir.string());
+    Run run = make_run(stored);
+    for (int round = 0; round < kRounds; ++round)
+      timed(fits_t, [&] {
+        fits = gpd = 0;
+        for (const auto& t : run_tails(run)) {
+          if (!t) continue;
+          fits += 1 + t->per_cpu.size();
+          gpd += t->fit.fitted();
+          for (const auto& [cpu, f] : t->per_cpu) gpd += f.fitted();
+        }
+      });
   }
   // The command itself, as a process (start-up and the write included).
   Timing cli_t;
@@ -181,6 +152,13 @@ int main(int argc, char** argv) {
   std::printf("  compare (load 2 runs + compare + text) %8.1f %8.1f   %.1f KiB, exit code %d (%d cells made worse)\n",
               m(compare_t.wall_ms), m(compare_t.cpu_ms), static_cast<double>(compare_bytes) / 1024, compare_code,
               (cells + 9) / 10);
+  const double with_wall = m(with_t.wall_ms), without_wall = m(without_t.wall_ms);
+  std::printf("  tail model: load + build + html with tails %8.1f %8.1f\n", with_wall, m(with_t.cpu_ms));
+  std::printf("              the same without tails      %8.1f %8.1f\n", without_wall, m(without_t.cpu_ms));
+  std::printf("              the fits alone (%zu: merged and per CPU, %zu gpd) %8.1f %8.1f\n", fits, gpd,
+              m(fits_t.wall_ms), m(fits_t.cpu_ms));
+  std::printf("  target: tails add at most 20%%: with / without = %.3f (wall), %.3f (cpu), %s\n", with_wall / without_wall,
+              m(with_t.cpu_ms) / m(without_t.cpu_ms), with_wall / without_wall <= 1.2 ? "met" : "NOT met");
   double html_path_s = (m(load_t.wall_ms) + m(html_t.wall_ms)) / 1000;
   double cli_s = cli_t.wall_ms.empty() ? html_path_s : m(cli_t.wall_ms) / 1000;
   std::printf("  target: a %d-cell HTML report in under 2 s: %.2f s (process), %s\n", cells, cli_s,

@@ -521,12 +521,13 @@ TEST(Model, TheSeedTableSaysWhenAKvmGuestWasEmulated) {
 namespace {
 // 2 million samples at 1ms with an exponential tail (scale 3us above 10us):
 // a tail the peaks-over-threshold model fits.
-Histogram exponential_tail() {
+Histogram exponential_tail(double scale_us = 3, double samples = 2e6) {
   Histogram h;
   std::uint64_t n = 0;
   long long top = 0;
-  for (std::uint64_t k = 10; k < 200; ++k) {
-    auto c = static_cast<std::uint64_t>(2e6 * (1 - std::exp(-1.0 / 3)) * std::exp(-(static_cast<double>(k) - 10) / 3));
+  for (std::uint64_t k = 10; k < 400; ++k) {
+    auto c = static_cast<std::uint64_t>(samples * (1 - std::exp(-1.0 / scale_us)) *
+                                        std::exp(-(static_cast<double>(k) - 10) / scale_us));
     if (c == 0) break;
     h.add_bucket(k, c);
     n += c;
@@ -571,6 +572,59 @@ TEST(Tails, EveryMeasuredCellHasItsTailInTheReportAndTheRunLengthOfItsMaxGates) 
   EXPECT_NE(md.find("- a: to claim max &lt;= 60.0us at 99% you need about "), std::string::npos) << md;
   std::string html = render_html(ReportInput{&run, nullptr, nullptr});
   EXPECT_NE(html.find("<section id=\"tails\">"), std::string::npos);
+}
+
+TEST(Tails, EachCpuHasTheTailOfItsOwnHistogram) {
+  // CPU 0: an exponential tail of scale 3us; CPU 1: scale 8us, half the
+  // samples; CPU 2: 20 samples, no tail to fit. Merged: all three.
+  CellDoc doc{"a", axes("host", "none")};
+  doc.gates = json::array({json{{"gate", "worst"}, {"stat", "max"}, {"bound_ns", 60000}, {"verdict", "pass"}}});
+  auto s = stored("r", {doc});
+  const Histogram h0 = exponential_tail(3, 2e6), h1 = exponential_tail(8, 1e6), h2 = spread(20, 10, 12, 15000);
+  Histogram merged = h0;
+  merged.merge(h1);
+  merged.merge(h2);
+  s.cells[0]["merged"] = series(merged);
+  s.cells[0]["per_cpu"] = json{{"0", series(h0)}, {"1", series(h1)}, {"2", series(h2)}};
+  s.cells[0]["timings"] = json{{"phases", {{"measure_s", 2000.0}}}};
+  RunView run = make_run(s);
+  const json j = render_json(ReportInput{&run, nullptr, nullptr});
+  const json& tail = j["cells"][0]["tail"];
+  ASSERT_TRUE(tail["per_cpu"].is_object()) << tail.dump();
+  ASSERT_EQ(tail["per_cpu"].size(), 3u);
+  // Each CPU's is exactly the model of that CPU's histogram over the cell's measuring time.
+  stats::TailOptions options;
+  options.bounds_ns = {60000};
+  const Histogram* own[] = {&h0, &h1, &h2};
+  for (int cpu = 0; cpu < 3; ++cpu) {
+    json expected = stats::to_json(stats::fit_tail(*own[cpu], 2000.0, options));
+    expected["run_length"] = json::array();
+    EXPECT_EQ(tail["per_cpu"][std::to_string(cpu)], expected) << cpu;
+  }
+  const json &t0 = tail["per_cpu"]["0"], &t1 = tail["per_cpu"]["1"];
+  ASSERT_EQ(t0["method"], "gpd") << t0.dump();
+  ASSERT_EQ(t1["method"], "gpd") << t1.dump();
+  // The known tails: exponential (shape ~0) with each CPU's scale, not the mixture's.
+  EXPECT_NEAR(t0["sigma_ns"].get<double>(), 3000, 450);
+  EXPECT_NEAR(t1["sigma_ns"].get<double>(), 8000, 1200);
+  EXPECT_NEAR(t0["xi"].get<double>(), 0, 0.1);
+  EXPECT_NEAR(t1["xi"].get<double>(), 0, 0.1);
+  EXPECT_EQ(t0["samples"].get<std::uint64_t>(), h0.samples());
+  EXPECT_LT(t0["return_levels"][0]["value_ns"].get<double>(), t1["return_levels"][0]["value_ns"].get<double>());
+  EXPECT_EQ(tail["per_cpu"]["2"]["method"], "empirical");
+  EXPECT_EQ(tail["per_cpu"]["2"]["return_levels"].size(), 0u);
+  EXPECT_EQ(tail["samples"].get<std::uint64_t>(), merged.samples());
+  // The tables: a row per CPU below the cell's.
+  const std::string html = render_html(ReportInput{&run, nullptr, nullptr});
+  for (const char* cpu : {"0", "1", "2"})
+    EXPECT_NE(html.find("<tr data-cell-id=\"a\" class=\"cpu\" data-cpu=\"" + std::string(cpu) + "\">"), std::string::npos) << cpu;
+  const std::string md = render_markdown(ReportInput{&run, nullptr, nullptr});
+  EXPECT_NE(md.find("| a CPU 1 | gpd |"), std::string::npos) << md;
+  // Without the tail model (the benchmark's comparison): no tails at all.
+  ReportInput off{&run, nullptr, nullptr};
+  off.tails = false;
+  EXPECT_TRUE(render_json(off)["cells"][0]["tail"].is_null());
+  EXPECT_EQ(render_html(off).find("<section id=\"tails\">"), std::string::npos);
 }
 
 TEST(Tails, AReturnLevelGateUsesTheModelAndFallsBackToTheMeasuredMax) {
@@ -739,6 +793,62 @@ TEST_F(ScratchDir, LoadRunDirFollowsLatestAndNeverReadsOutsideTheRun) {
   ASSERT_EQ(view.cells.size(), 1u);
   EXPECT_EQ(view.cells[0].result, nullptr);  // listed, its result not read
   EXPECT_THROW(load_run_dir((dir_ / "nothing").string()), std::runtime_error);
+}
+
+TEST_F(ScratchDir, CompareReadsSummariesAndReachesTheVerdictsOfWholeRuns) {
+  // Five earlier runs and a new one whose cell a is twice as slow at the top.
+  const fs::path results = dir_ / "results", now_dir = dir_ / "new";
+  for (int k = 0; k < 5; ++k)
+    write_run(results / ("r" + std::to_string(k)), "r" + std::to_string(k),
+              {{"a", axes("host", "none"), "measured", 50000 + 1000 * k}, {"b", axes("host", "stress"), "measured", 80000 - 2000 * k}});
+  write_run(now_dir, "new", {{"a", axes("host", "none"), "measured", 120000}, {"b", axes("host", "stress"), "measured", 79000}});
+  // Cell a's statistics lack p99.9 in r2 and in the new run (an older
+  // writer): compare computes it from the histogram, which must be read.
+  for (const fs::path& f : {results / "r2" / "cells" / "a" / "result.json", now_dir / "cells" / "a" / "result.json"}) {
+    json r = json::parse(std::ifstream(f));
+    r["merged"]["stats"].erase("p99_9_ns");
+    std::ofstream(f) << r.dump(1);
+  }
+  // A broken histogram in r4: the run is no part of the history, read whole or not.
+  {
+    const fs::path f = results / "r4" / "cells" / "b" / "result.json";
+    std::ifstream in(f);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto at = text.find("\"buckets\": [");
+    ASSERT_NE(at, std::string::npos);
+    text.insert(at + 12, "[");
+    std::ofstream(f) << text;
+  }
+  const CellContent summary = content_for(CompareOptions{}.stats);
+  const auto whole_history = load_baseline_runs(results.string(), "p", "", now_dir.string());
+  const auto summary_history = load_baseline_runs(results.string(), "p", "", now_dir.string(), summary);
+  const StoredRun whole_now = load_run_dir(now_dir.string()), summary_now = load_run_dir(now_dir.string(), summary);
+  EXPECT_EQ(whole_history.size(), 4u);
+  EXPECT_EQ(summary_history.size(), 4u);
+  auto compared = [](const std::vector<StoredRun>& h, const StoredRun& n) {
+    std::deque<RunView> runs;
+    std::vector<const RunView*> history;
+    for (const auto& r : h) history.push_back(&runs.emplace_back(make_run(r)));
+    const RunView now = make_run(n);
+    return compare_json(compare_runs(history, now, CompareOptions{})).dump(1);
+  };
+  const std::string whole = compared(whole_history, whole_now);
+  EXPECT_EQ(compared(summary_history, summary_now), whole);
+  const json j = json::parse(whole);
+  EXPECT_EQ(j["history"]["count"], 4);
+  EXPECT_EQ(j["summary"]["regressed"], 1);
+  EXPECT_EQ(j["cells"][0]["cell"], "a");
+  EXPECT_EQ(j["cells"][0]["stats"][2]["stat"], "p99.9");
+  // What the summary left out: per-CPU series always, a histogram where the
+  // statistics hold every one compare reads.
+  const json* a = find_cell_result(summary_now, "a");
+  const json* b = find_cell_result(summary_now, "b");
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(a->at("merged").contains("histogram"));
+  EXPECT_FALSE(b->at("merged").contains("histogram"));
+  EXPECT_TRUE(find_cell_result(whole_now, "b")->at("merged").contains("histogram"));
+  EXPECT_FALSE(b->contains("per_cpu"));
+  EXPECT_EQ(b->at("host_facts"), find_cell_result(whole_now, "b")->at("host_facts"));
 }
 
 namespace {

@@ -73,16 +73,34 @@ std::optional<Tolerance> parse_tolerance(std::string_view text, std::string* why
   return t;
 }
 
+namespace {
+// The statistics result.json's `stats` holds, by name.
+const std::map<std::string, std::string>& stats_keys() {
+  static const std::map<std::string, std::string> keys = {
+      {"max", "max_ns"}, {"min", "min_ns"}, {"mean", "mean_ns"},    {"p50", "p50_ns"},
+      {"p90", "p90_ns"}, {"p99", "p99_ns"}, {"p99.9", "p99_9_ns"}, {"p99.99", "p99_99_ns"}};
+  return keys;
+}
+}  // namespace
+
+CellContent content_for(const std::vector<StatName>& stats) {
+  CellContent c;
+  c.summary = true;
+  for (const auto& s : stats) {
+    auto key = stats_keys().find(s.name);
+    if (key == stats_keys().end()) c.histograms = true;  // computed from the histogram
+    else c.stats_keys.push_back(key->second);
+  }
+  return c;
+}
+
 std::optional<nanoseconds> stored_statistic(const json& series, const StatName& stat) {
   if (!series.is_object()) return std::nullopt;
   auto stats = series.find("stats");
   if (stats != series.end() && stats->is_object()) {
     if (stats->value("samples", 0LL) <= 0) return std::nullopt;
-    static const std::map<std::string, std::string> keys = {
-        {"max", "max_ns"}, {"min", "min_ns"}, {"mean", "mean_ns"},    {"p50", "p50_ns"},
-        {"p90", "p90_ns"}, {"p99", "p99_ns"}, {"p99.9", "p99_9_ns"}, {"p99.99", "p99_99_ns"}};
-    auto key = keys.find(stat.name);
-    if (key != keys.end()) {
+    auto key = stats_keys().find(stat.name);
+    if (key != stats_keys().end()) {
       auto v = stats->find(key->second);
       if (v != stats->end() && v->is_number_integer()) return nanoseconds(v->get<long long>());
     }
@@ -171,12 +189,12 @@ std::string plan_name_of(const StoredRun& r) {
 }  // namespace
 
 std::vector<StoredRun> load_baseline_runs(const std::string& path, const std::string& plan, const std::string& started_by,
-                                          const std::string& exclude) {
+                                          const std::string& exclude, const CellContent& content) {
   namespace fs = std::filesystem;
   std::error_code ec;
   std::vector<StoredRun> runs;
   if (fs::exists(fs::path(path) / "run.json", ec) || !fs::is_directory(path, ec)) {
-    runs.push_back(load_run_dir(path));  // throws saying why
+    runs.push_back(load_run_dir(path, content));  // throws saying why
     return runs;
   }
   const std::string excluded = exclude.empty() ? "" : canonical_or_self(exclude);
@@ -187,7 +205,7 @@ std::vector<StoredRun> load_baseline_runs(const std::string& path, const std::st
     if (!excluded.empty() && canonical_or_self(d.string()) == excluded) continue;
     StoredRun r;
     try {
-      r = load_run_dir(d.string());
+      r = load_run_head(d.string());
     } catch (const std::exception&) {
       continue;  // a broken or foreign directory is no part of the history
     }
@@ -197,6 +215,14 @@ std::vector<StoredRun> load_baseline_runs(const std::string& path, const std::st
       continue;
     runs.push_back(std::move(r));
   }
+  // The cells of the runs chosen, all runs' files in one pool of parsers.
+  std::vector<StoredRun*> chosen;
+  for (auto& r : runs) chosen.push_back(&r);
+  const auto errors = load_run_cells(chosen, content);
+  std::vector<StoredRun> complete;
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    if (errors[i].empty()) complete.push_back(std::move(runs[i]));  // a broken cell: the run is no part of it either
+  runs = std::move(complete);
   if (runs.empty())
     throw std::runtime_error("'" + path + "' holds no complete run" + (plan.empty() ? "" : " of plan '" + plan + "'") +
                              (started_by.empty() ? "" : " that started by " + started_by) +

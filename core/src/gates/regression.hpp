@@ -83,8 +83,14 @@ const json* find_cell_result(const StoredRun& run, const std::string& id);
 // complete run there of `plan` (any plan when empty) that started no later
 // than `started_by` (no limit when empty), the run directory `exclude` left
 // out. Throws std::runtime_error saying why when there is none.
+// `content`: how much of each result.json is read (run_store.hpp); the
+// run.json of every run is read first, and the cells of the runs kept only.
 std::vector<StoredRun> load_baseline_runs(const std::string& path, const std::string& plan,
-                                          const std::string& started_by = "", const std::string& exclude = "");
+                                          const std::string& started_by = "", const std::string& exclude = "",
+                                          const CellContent& content = {});
+// What of each result.json stored_statistic needs for these statistics: a
+// summary that keeps a series' histogram only where its `stats` lack one.
+CellContent content_for(const std::vector<StatName>& stats);
 
 // A baseline as a regression gate uses it (one run or a history): loaded
 // once, by preload_baselines before the first cell (or on first use),

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <set>
 
 #include "history.hpp"
+#include "json_access.hpp"
 #include "report.hpp"
 #include "run_store.hpp"
 #include "session.hpp"
@@ -18,9 +20,9 @@ namespace vmlat::report {
 
 namespace {
 
-std::optional<StoredRun> load(const std::string& dir, const char* what, std::ostream& err) {
+std::optional<StoredRun> load(const std::string& dir, const char* what, std::ostream& err, const CellContent& content = {}) {
   try {
-    return load_run_dir(dir);
+    return load_run_dir(dir, content);
   } catch (const std::exception& e) {
     err << "vmlat: " << what << ": " << e.what() << "\n";
     return std::nullopt;
@@ -52,14 +54,15 @@ std::string canonical_or_self(const std::string& dir) {
 // directory, whose complete runs of NEW's plan that started no later than
 // NEW (NEW itself left out) all count. Oldest first, each run once; nullopt
 // after saying why on `err`.
-std::optional<std::deque<StoredRun>> load_history(const CompareCommand& c, const StoredRun& now, std::ostream& err) {
+std::optional<std::deque<StoredRun>> load_history(const CompareCommand& c, const StoredRun& now, const CellContent& content,
+                                                  std::ostream& err) {
   const std::string plan = now.run.contains("plan") && now.run["plan"].is_object() ? now.run["plan"].value("name", std::string()) : "";
   const std::string started = now.run.value("started", std::string());
   std::deque<StoredRun> runs;
   std::set<std::string> seen;
   for (const auto& base : c.bases) {
     try {
-      for (auto& r : load_baseline_runs(base, plan, started, now.dir))
+      for (auto& r : load_baseline_runs(base, plan, started, now.dir, content))
         if (seen.insert(canonical_or_self(r.dir)).second) runs.push_back(std::move(r));
     } catch (const std::exception& e) {
       err << "vmlat: BASE: " << e.what() << "\n";
@@ -72,6 +75,36 @@ std::optional<std::deque<StoredRun>> load_history(const CompareCommand& c, const
   if (c.last > 0)
     while (runs.size() > c.last) runs.pop_front();
   return runs;
+}
+
+// The cells of the history whose facts a comparison shows, read again
+// with their facts (the rest of each document is the same summary).
+bool read_facts(std::deque<StoredRun>& runs, const std::vector<std::pair<std::size_t, std::string>>& sources,
+                const CellContent& content, std::ostream& err) {
+  std::map<std::size_t, StoredRun> partial;  // per run: a run of those cells only
+  for (const auto& [k, id] : sources) {
+    StoredRun& p = partial[k];
+    if (p.dir.empty()) {
+      p.dir = runs[k].dir;
+      p.run = json{{"cells", json::array()}};
+    }
+    p.run["cells"].push_back(json{{"id", id}});
+  }
+  std::vector<StoredRun*> list;
+  for (auto& [k, p] : partial) list.push_back(&p);
+  const auto errors = load_run_cells(list, content);
+  std::size_t i = 0;
+  for (auto& [k, p] : partial) {
+    if (!errors[i++].empty()) {
+      err << "vmlat: BASE: " << errors[i - 1] << "\n";  // read a moment ago: changed since
+      return false;
+    }
+    std::map<std::string, json*> by_id;  // the run's documents by their cell id, the first of each
+    for (auto& cell : runs[k].cells) by_id.emplace(text_of(member(cell, "cell"), "id"), &cell);
+    for (auto& doc : p.cells)
+      if (auto it = by_id.find(text_of(member(doc, "cell"), "id")); it != by_id.end()) *it->second = std::move(doc);
+  }
+  return true;
 }
 
 }  // namespace
@@ -169,14 +202,27 @@ int compare_command(const CompareCommand& c, std::ostream& out, std::ostream& er
     return exit_code::usage;
   }
   options.confidence = c.confidence;
-  auto new_stored = load(c.now, "NEW_RUN", err);
+  // Only what the comparison reads: histograms and per-CPU series are most
+  // of a result.json and are never built, nor the facts of earlier runs
+  // but those the comparison shows (docs/report.md, "Performance").
+  const CellContent content = content_for(options.stats);
+  auto new_stored = load(c.now, "NEW_RUN", err, content);
   if (!new_stored) return exit_code::usage;
-  auto history_stored = load_history(c, *new_stored, err);
+  CellContent without_facts = content;
+  without_facts.facts = false;
+  auto history_stored = load_history(c, *new_stored, without_facts, err);
   if (!history_stored) return exit_code::usage;
   std::deque<Run> history_runs;
   std::vector<const Run*> history;
-  for (const auto& r : *history_stored) history.push_back(&history_runs.emplace_back(make_run(r)));
+  auto build = [&] {
+    history_runs.clear();
+    history.clear();
+    for (const auto& r : *history_stored) history.push_back(&history_runs.emplace_back(make_run(r)));
+  };
   Run now = make_run(*new_stored);
+  build();
+  if (!read_facts(*history_stored, fact_sources(history, now), content, err)) return exit_code::usage;
+  build();  // the runs point into the documents just read again
   Comparison comparison = compare_runs(history, now, options);
   std::string text = c.format == "text"       ? compare_text(comparison)
                      : c.format == "markdown" ? compare_markdown(comparison)
@@ -195,14 +241,14 @@ std::optional<History> read_history(const HistoryCommand& c, std::ostream& err) 
   if (plan.empty()) {
     // The newest run's plan (its "latest"), else any.
     try {
-      StoredRun latest = load_run_dir(c.results_dir);
+      StoredRun latest = load_run_head(c.results_dir);  // its run.json names the plan
       if (latest.run.contains("plan") && latest.run["plan"].is_object()) plan = latest.run["plan"].value("name", std::string());
     } catch (const std::exception&) {
     }
   }
   std::vector<StoredRun> runs;
   try {
-    runs = load_baseline_runs(c.results_dir, plan);
+    runs = load_baseline_runs(c.results_dir, plan, "", "", content_for(history_statistics()));
   } catch (const std::exception& e) {
     err << "vmlat: history: " << e.what() << "\n";
     return std::nullopt;

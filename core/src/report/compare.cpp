@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "text_escape.hpp"
 #include "vmlat/exit_codes.hpp"
@@ -158,15 +159,35 @@ std::vector<FactChange> fact_changes(const json* base_result, const json* new_re
 }
 
 namespace {
-const Cell* find_cell(const Run& run, const std::string& id) {
-  for (const auto& c : run.cells)
-    if (c.id == id) return &c;
-  return nullptr;
-}
 std::chrono::nanoseconds rounded_ns(double v) {
   return std::chrono::nanoseconds(std::isfinite(v) ? std::llround(v) : 0);
 }
 }  // namespace
+
+std::vector<std::pair<std::size_t, std::string>> fact_sources(const std::vector<const Run*>& history, const Run& now) {
+  // As compare_runs chooses facts_from: per series of a cell of NOW that is
+  // not skipped, the newest earlier run whose cell measured it.
+  std::vector<std::unordered_map<std::string, const Cell*>> by_id(history.size());
+  for (std::size_t k = 0; k < history.size(); ++k)
+    for (const auto& c : history[k]->cells) by_id[k].emplace(c.id, &c);
+  std::set<std::pair<std::size_t, std::string>> out;
+  for (const auto& n : now.cells) {
+    if (n.status == "skipped") continue;
+    std::set<std::string> names;
+    for (const auto& s : n.series) names.insert(s.name);
+    for (const auto& cells : by_id)
+      if (auto it = cells.find(n.id); it != cells.end())
+        for (const auto& s : it->second->series) names.insert(s.name);
+    for (const auto& name : names)
+      for (std::size_t k = history.size(); k-- > 0;) {
+        auto it = by_id[k].find(n.id);
+        if (it == by_id[k].end() || it->second->status != "measured" || !series_measured(find_series(*it->second, name))) continue;
+        out.emplace(k, n.id);
+        break;
+      }
+  }
+  return {out.begin(), out.end()};
+}
 
 Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& options) {
   return compare_runs(std::vector<const Run*>{&base}, now, options);
@@ -187,14 +208,18 @@ Comparison compare_runs(const std::vector<const Run*>& history, const Run& now, 
   std::map<std::string, const Cell*> base_cells, new_cells;
   for (const auto& c : base.cells) base_cells.emplace(c.id, &c);
   for (const auto& c : now.cells) new_cells.emplace(c.id, &c);
+  // Each run's cells by id (the first of an id, as a search in run order finds it).
+  std::vector<std::unordered_map<std::string, const Cell*>> by_id(history.size());
+  for (std::size_t k = 0; k < history.size(); ++k)
+    for (const auto& c : history[k]->cells) by_id[k].emplace(c.id, &c);
 
   for (const auto& n : now.cells) {
     auto b_it = base_cells.find(n.id);
     const Cell* b = b_it == base_cells.end() ? nullptr : b_it->second;
     // The cell in every run of the history, oldest first.
     std::vector<const Cell*> past;
-    for (const Run* r : history)
-      if (const Cell* c = find_cell(*r, n.id)) past.push_back(c);
+    for (const auto& cells : by_id)
+      if (auto it = cells.find(n.id); it != cells.end()) past.push_back(it->second);
     const bool measured_before =
         std::any_of(past.begin(), past.end(), [](const Cell* c) { return c->status == "measured"; });
     if (n.status == "skipped") {

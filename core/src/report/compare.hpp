@@ -94,6 +94,12 @@ struct Comparison {
 Comparison compare_runs(const std::vector<const Run*>& history, const Run& now, const CompareOptions& options);
 Comparison compare_runs(const Run& base, const Run& now, const CompareOptions& options);
 
+// The cells of the history whose facts compare_runs(history, now, ...) reads
+// (for each series of each cell of NOW, the newest earlier run that
+// measured it), as (index into `history`, cell id): a reader of many runs
+// reads the facts of these only (CellContent::facts).
+std::vector<std::pair<std::size_t, std::string>> fact_sources(const std::vector<const Run*>& history, const Run& now);
+
 // "5 earlier runs (A .. B): BASE is their median; verdicts at confidence 99%
 // over 24 statistics (benjamini-hochberg)", or that one run cannot judge spread.
 std::string baseline_summary(const Comparison& c);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <map>
 #include <sstream>
+#include <unordered_map>
 
 #include "gates/regression.hpp"
 #include "plots.hpp"
@@ -17,7 +18,6 @@ namespace vmlat::report {
 
 namespace {
 
-const StatName kStats[] = {{"p50", 0.50}, {"p99", 0.99}, {"p99.9", 0.999}, {"max", 0}};
 
 std::string latency(double ns) { return format_latency(std::chrono::nanoseconds(std::llround(ns))); }
 
@@ -28,6 +28,11 @@ std::string p_text(double p) {
 }
 
 }  // namespace
+
+const std::vector<StatName>& history_statistics() {
+  static const std::vector<StatName> stats = {{"p50", 0.50}, {"p99", 0.99}, {"p99.9", 0.999}, {"max", 0}};
+  return stats;
+}
 
 History build_history(const std::vector<StoredRun>& runs, const std::string& dir, double confidence) {
   History h;
@@ -47,13 +52,18 @@ History build_history(const std::vector<StoredRun>& runs, const std::string& dir
       std::string id = c.contains("cell") && c["cell"].is_object() ? c["cell"].value("id", std::string()) : "";
       if (!id.empty() && std::find(cells.begin(), cells.end(), id) == cells.end()) cells.push_back(id);
     }
+  std::vector<std::unordered_map<std::string, const json*>> by_id(runs.size());  // the first result of an id in each run
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    for (const auto& c : runs[i].cells)
+      if (c.contains("cell") && c["cell"].is_object()) by_id[i].emplace(c["cell"].value("id", std::string()), &c);
   std::vector<std::vector<const json*>> results;  // per series: the result.json of each point
   for (const auto& id : cells)
-    for (const auto& stat : kStats) {
+    for (const auto& stat : history_statistics()) {
       HistorySeries s{id, stat.name, {}, {}};
       std::vector<const json*> docs;
       for (std::size_t i = 0; i < runs.size(); ++i) {
-        const json* c = find_cell_result(runs[i], id);
+        auto found = by_id[i].find(id);
+        const json* c = found == by_id[i].end() ? nullptr : found->second;
         if (!c || c->value("status", std::string()) != "measured" || !c->contains("merged")) continue;
         if (auto v = stored_statistic((*c)["merged"], stat)) {
           s.runs.push_back(i);

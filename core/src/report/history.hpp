@@ -35,6 +35,9 @@ struct History {
   std::vector<HistoryChange> changes;
 };
 
+// The statistics of every cell's series: p50, p99, p99.9, max.
+const std::vector<StatName>& history_statistics();
+
 // `runs`: a plan's runs, oldest first.
 History build_history(const std::vector<StoredRun>& runs, const std::string& dir, double confidence = 0.99);
 

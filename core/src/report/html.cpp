@@ -55,7 +55,7 @@ svg .bars{fill:#3465a4}svg .max{stroke:#b3261e;stroke-dasharray:3 2}svg .line{fi
 svg .baseline{stroke:#e37400;stroke-width:1.5;stroke-dasharray:5 3}
 svg .cpu0{stroke:#3465a4}svg .cpu1{stroke:#4e9a06}svg .cpu2{stroke:#c4a000}svg .cpu3{stroke:#75507b}
 svg .cpu4{stroke:#ce5c00}svg .cpu5{stroke:#06989a}svg .cpu6{stroke:#cc0000}svg .cpu7{stroke:#8f5902}
-details{margin:6px 0}summary{cursor:pointer;color:#333}
+details{margin:6px 0}summary{cursor:pointer;color:#333}table.tails tr.cpu td:first-child{padding-left:2em;color:#555}
 svg .part.timer,svg rect.timer{fill:#c4a000}svg .part.irq{fill:#cc0000}svg .part.np{fill:#3465a4}
 svg .spike{fill:#b3261e}svg .uncertainty{stroke:#b3261e;stroke-width:1}svg .spike-line{stroke:#b3261e;stroke-dasharray:3 2}
 svg .running{fill:#8ae234}svg .ev{stroke-width:1}svg .ev-switch{stroke:#204a87}svg .ev-wakeup{stroke:#f57900}
@@ -453,21 +453,28 @@ void facts_details(std::string& out, const Run& run, const Cell& c) {
 
 // The tail model of every measured cell, and how long a run must be to
 // support each max bound (docs/statistics.md).
-void tails_section(std::string& out, const Run& run) {
+void tails_section(std::string& out, const Run& run, bool enabled) {
   std::string rows, lengths;
+  const auto tails = run_tails(run, enabled);
   for (const auto& c : run.cells) {
-    auto tail = cell_tail(c);
+    const auto& tail = tails[static_cast<std::size_t>(c.index)];
     if (!tail) continue;
+    // The cell's row (all CPUs), then one row per CPU marked with it.
+    auto add = [&](const TailRow& row, const std::string* cpu) {
+      rows += "<tr data-cell-id=\"" + esc(c.id) + "\"" + (cpu ? " class=\"cpu\" data-cpu=\"" + esc(*cpu) + "\"" : std::string()) +
+              "><td>" + (cpu ? "CPU " + esc(*cpu) : cell_link(run, c)) + "</td><td>" + esc(row.model) +
+              "</td><td class=\"num\">" + esc(row.threshold) + "</td><td class=\"num\">" + esc(row.exceedances) +
+              "</td><td class=\"num\">" + esc(row.gof_p) + "</td><td class=\"num\">" + esc(row.rl1h) +
+              "</td><td class=\"num\">" + esc(row.rl24h) + "</td><td>" + esc(row.bounds) + "</td></tr>";
+    };
     const TailRow row = tail_row(*tail);
-    rows += "<tr data-cell-id=\"" + esc(c.id) + "\"><td>" + cell_link(run, c) + "</td><td>" + esc(row.model) +
-            "</td><td class=\"num\">" + esc(row.threshold) + "</td><td class=\"num\">" + esc(row.exceedances) +
-            "</td><td class=\"num\">" + esc(row.gof_p) + "</td><td class=\"num\">" + esc(row.rl1h) +
-            "</td><td class=\"num\">" + esc(row.rl24h) + "</td><td>" + esc(row.bounds) + "</td></tr>";
+    add(row, nullptr);
+    for (const auto& [cpu, fit] : tail->per_cpu) add(tail_row(CellTail{fit, {}, {}}), &cpu);
     for (const auto& s : row.run_lengths) lengths += "<li>" + esc(c.id) + ": " + esc(s) + "</li>";
   }
   if (rows.empty()) return;
   out += "<section id=\"tails\"><h2>Tails</h2><p class=\"small\">Peaks over threshold (generalised Pareto) fitted to each "
-         "cell's merged histogram, with a chi-square test of fit; return levels (the worst case to expect in 1 h and 24 h "
+         "cell's merged histogram and to each CPU's (the rows below the cell), with a chi-square test of fit; return levels (the worst case to expect in 1 h and 24 h "
          "at this period) with 95% intervals; where the fit is rejected or the tail too thin, the empirical maximum "
          "(docs/statistics.md).</p><table class=\"tails\"><tr><th>cell</th><th>model</th><th class=\"num\">threshold</th>"
          "<th class=\"num\">exceedances</th><th class=\"num\">fit p</th><th class=\"num\">worst in 1 h</th>"
@@ -643,7 +650,7 @@ std::string render_html(const ReportInput& in) {
   sweep_section(out, run);
   figures_section(out, run);
   decomposition_section(out, run);
-  tails_section(out, run);
+  tails_section(out, run, in.tails);
   index_section(out, run);
   system_section(out, run);
   out += "<section id=\"cells\"><h2>Cell details</h2>";

@@ -229,24 +229,29 @@ std::string render_markdown(const ReportInput& in) {
     out << "\n";
   }
 
-  // The tail model of every measured cell (docs/statistics.md, "Tail model").
+  // The tail model of every measured cell (docs/statistics.md, "Tail model"),
+  // all CPUs together and then each CPU.
+  const auto tails = run_tails(run, in.tails);
   bool tail_head = false;
   for (const auto& c : run.cells) {
-    auto tail = cell_tail(c);
+    const auto& tail = tails[static_cast<std::size_t>(c.index)];
     if (!tail) continue;
     if (!tail_head)
       out << "### Tails (peaks over threshold; return levels with 95% intervals)\n\n"
              "| cell | model | threshold | exceedances | fit p | worst in 1 h | worst in 24 h | bound exceeded per hour |\n"
              "|---|---|---:|---:|---:|---:|---:|---|\n";
     tail_head = true;
-    const TailRow row = tail_row(*tail);
-    out << "| " << md(c.id) << " | " << md(row.model) << " | " << row.threshold << " | " << row.exceedances << " | "
-        << row.gof_p << " | " << row.rl1h << " | " << row.rl24h << " | " << md(row.bounds) << " |\n";
+    auto line = [&](const std::string& name, const TailRow& row) {
+      out << "| " << md(name) << " | " << md(row.model) << " | " << row.threshold << " | " << row.exceedances << " | "
+          << row.gof_p << " | " << row.rl1h << " | " << row.rl24h << " | " << md(row.bounds) << " |\n";
+    };
+    line(c.id, tail_row(*tail));
+    for (const auto& [cpu, fit] : tail->per_cpu) line(c.id + " CPU " + cpu, tail_row(CellTail{fit, {}, {}}));
   }
   if (tail_head) out << "\n";
   bool length_head = false;
   for (const auto& c : run.cells) {
-    auto tail = cell_tail(c);
+    const auto& tail = tails[static_cast<std::size_t>(c.index)];
     if (!tail) continue;
     for (const auto& s : tail_row(*tail).run_lengths) {
       if (!length_head) out << "### How long to run\n\n";
@@ -279,6 +284,7 @@ json render_json(const ReportInput& in) {
   const Run& run = *in.run;
   json cells = json::array();
   json failures = json::array();
+  const auto tails = run_tails(run, in.tails);
   for (const auto& c : run.cells) {
     json series = json::array();
     for (const auto& s : c.series) {
@@ -304,7 +310,7 @@ json render_json(const ReportInput& in) {
           traces.push_back(json{{"name", t}, {"path", link ? json(*link) : json(nullptr)}});
         }
     const json& spikes = c.result ? member(*c.result, "spikes") : member(json(), "");
-    auto tail = cell_tail(c);
+    const auto& tail = tails[static_cast<std::size_t>(c.index)];
     // Per spike, what the host did to its vCPU then (null: not covered).
     json evidence = json::array();
     for (const auto& e : cell_spike_evidence(run, c)) evidence.push_back(e ? spike_evidence_json(*e) : json(nullptr));

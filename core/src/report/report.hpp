@@ -19,6 +19,9 @@ struct ReportInput {
   // Links to the cells' files (cells/<id>/...) are relative to the run
   // directory: only right for a page written there.
   bool link_artifacts = true;
+  // The tail model of every cell (docs/statistics.md): off only to measure
+  // its cost (bench/report_bench.cpp).
+  bool tails = true;
 };
 
 std::string render_html(const ReportInput& in);

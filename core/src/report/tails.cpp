@@ -1,7 +1,10 @@
 #include "tails.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <thread>
 
 #include "gates/expect.hpp"
 #include "json_access.hpp"
@@ -26,27 +29,60 @@ std::vector<double> max_bounds(const Cell& c) {
 
 }  // namespace
 
+namespace {
+// The histogram of a series document, or nullopt (absent, unreadable, empty).
+std::optional<Histogram> histogram_of(const json* series) {
+  if (!series) return std::nullopt;
+  const json& hist = member(*series, "histogram");
+  if (!hist.is_object()) return std::nullopt;
+  try {
+    Histogram h = Histogram::from_json(hist);
+    if (!h.empty()) return h;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+}  // namespace
+
 std::optional<CellTail> cell_tail(const Cell& c, double confidence) {
   if (!c.measured() || !c.result || c.series.empty() || !c.series.front().merged) return std::nullopt;
-  const json& hist = member(*c.series.front().merged, "histogram");
-  if (!hist.is_object()) return std::nullopt;
-  Histogram h;
-  try {
-    h = Histogram::from_json(hist);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  if (h.empty()) return std::nullopt;
+  const auto h = histogram_of(c.series.front().merged);
+  if (!h) return std::nullopt;
   stats::TailOptions options;
   options.bounds_ns = max_bounds(c);
   CellTail t;
-  t.fit = stats::fit_tail(h, measured_seconds(*c.result, h.samples()), options);
-  for (double b : options.bounds_ns) t.run_lengths.push_back(stats::run_length_for_bound(t.fit, h, b, confidence));
+  const double seconds = measured_seconds(*c.result, h->samples());
+  t.fit = stats::fit_tail(*h, seconds, options);
+  for (double b : options.bounds_ns) t.run_lengths.push_back(stats::run_length_for_bound(t.fit, *h, b, confidence));
+  // Each CPU measured over the same time as the cell: its own sample rate.
+  for (const auto& [cpu, doc] : c.series.front().per_cpu)
+    if (const auto one = histogram_of(doc)) t.per_cpu.emplace_back(cpu, stats::fit_tail(*one, seconds, options));
   return t;
+}
+
+std::vector<std::optional<CellTail>> run_tails(const Run& run, bool enabled) {
+  std::vector<std::optional<CellTail>> out(run.cells.size());
+  if (!enabled) return out;
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i; (i = next++) < out.size();) out[i] = cell_tail(run.cells[i]);
+  };
+  std::size_t threads = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 8);
+  threads = std::min(threads, out.size() / 32 + 1);  // a few cells: no threads
+  std::vector<std::thread> pool;
+  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  return out;
 }
 
 json tail_json(const CellTail& t) {
   json j = stats::to_json(t.fit);
+  json per_cpu = json::object();
+  for (const auto& [cpu, fit] : t.per_cpu) {
+    per_cpu[cpu] = stats::to_json(fit);
+    per_cpu[cpu]["run_length"] = json::array();
+  }
   json lengths = json::array();
   for (const auto& r : t.run_lengths)
     lengths.push_back(json{{"bound_ns", r.bound_ns},
@@ -55,6 +91,7 @@ json tail_json(const CellTail& t) {
                            {"at_least", r.at_least},
                            {"basis", r.basis}});
   j["run_length"] = lengths;
+  j["per_cpu"] = per_cpu;
   return j;
 }
 

@@ -17,6 +17,10 @@ namespace vmlat::report {
 struct CellTail {
   stats::TailFit fit;
   std::vector<stats::RunLength> run_lengths;  // one per max bound of the cell's gates
+  // The same model of each CPU's histogram of the default series, in CPU
+  // order, over the same measuring time (return levels and rates are that
+  // CPU's); no run lengths: a gate bounds the cell's max, not a CPU's.
+  std::vector<std::pair<std::string, stats::TailFit>> per_cpu;
 };
 
 // The tail of a measured cell (nullopt: nothing measured, or no histogram).
@@ -24,8 +28,13 @@ struct CellTail {
 // samples x the cell's period; `confidence` is that of the run lengths.
 std::optional<CellTail> cell_tail(const Cell& cell, double confidence = 0.99);
 
+// cell_tail of every cell of a run, in run order (fitted by one worker per
+// core: the fits are independent); all nullopt when `enabled` is false.
+std::vector<std::optional<CellTail>> run_tails(const Run& run, bool enabled = true);
+
 // stats::to_json of the fit plus `run_length`: [{bound_ns, confidence,
-// seconds, at_least, basis}].
+// seconds, at_least, basis}] and `per_cpu`: CPU -> the same shape (its
+// run_length empty).
 json tail_json(const CellTail& tail);
 
 // "about 3.2 h", "at least 10 s (no exceedance seen yet)": a run length for people.
