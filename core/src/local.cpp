@@ -50,12 +50,6 @@ std::string Job::read_output(std::size_t) {
 
 namespace {
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The output file of a job, read from where the last read stopped. What
 // was read is punched out of the file (FALLOC_FL_PUNCH_HOLE): the file keeps

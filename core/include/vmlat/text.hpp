@@ -1,10 +1,22 @@
 // Small text helpers plugins need for command output.
 #pragma once
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <string_view>
 
 namespace vmlat {
+
+// The whole content of a file, bytes as they are; "" if it cannot be read
+// (callers that must tell the two apart check the file first).
+inline std::string slurp(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 // `text` without leading and trailing spaces, tabs, CRs and newlines: a
 // command's one-line answer ("6.1.0-56-amd64\n" -> "6.1.0-56-amd64").

@@ -38,6 +38,7 @@
 #include <set>
 #include <thread>
 
+#include <vmlat/text.hpp>
 #include <vmlat/json.hpp>
 #include <vmlat/process.hpp>
 
@@ -55,12 +56,6 @@ const fs::path kXenLab = kSource / "labs/xen/xen-lab";
 const std::string kDomu = "/usr/local/libexec/vmlat/vmlat-xen-domu";
 const std::string kImage = "/var/cache/vmlat/guests/nrt";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 struct Ran {
   int code = -1;

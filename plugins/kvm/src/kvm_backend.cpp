@@ -48,12 +48,6 @@ namespace fs = std::filesystem;
 constexpr const char* kPortName = "org.vmlat.0";
 constexpr const char* kBaseAppend = "console=ttyS0 panic=-1 quiet";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The last `n` non-empty lines of `text`, for error messages.
 std::string tail_lines(const std::string& text, std::size_t n) {

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include <vmlat/text.hpp>
 #include <vmlat/process.hpp>
 
 #include "image_stamps.hpp"
@@ -25,12 +26,6 @@ namespace fs = std::filesystem;
 const fs::path kSource = VMLAT_SOURCE_DIR;
 const fs::path kAgent = fs::path(VMLAT_BINARY_DIR) / "libexec/vmlat-guest-agent";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(KvmBuildGuestStamps, RealBuildGuestWritesStampsTheBackendAccepts) {
   if (::geteuid() != 0) GTEST_SKIP() << "build-guest needs root (mknod, its cache)";

@@ -48,12 +48,6 @@ namespace fs = std::filesystem;
 
 constexpr const char* kBaseAppend = "console=ttyS0 panic=-1 quiet";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<int> online_cpus() {
   std::ifstream in("/sys/devices/system/cpu/online");

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <unistd.h>
 
+#include "vmlat/text.hpp"
 #include "vmlat/local.hpp"
 #include "xen_backend.hpp"
 #include "xl_config.hpp"
@@ -40,12 +41,6 @@ std::string error_of(const DomainSpec& s) {
   return "(accepted)";
 }
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(XenXlConfig, PvConfigIsExactlyThis) {
   DomainSpec s = pv_spec();
