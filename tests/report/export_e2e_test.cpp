@@ -282,7 +282,7 @@ TEST_F(ExportE2E, KcidbFollowsTheSchemaAndCarriesEveryCellAndStatistic) {
     EXPECT_EQ(by_path[prefix + "p99"]["status"], "PASS");
     EXPECT_EQ(by_path[prefix + "p99_9"]["status"], "DONE");
     const long long max_ns = result["merged"]["stats"]["max_ns"];
-    EXPECT_DOUBLE_EQ(max["number"]["value"].get<double>(), max_ns * 1e-9);
+    EXPECT_DOUBLE_EQ(max["number"]["value"].get<double>(), max_ns / 1e9);
     EXPECT_EQ(max["number"]["unit"], "s");
     EXPECT_EQ(max["number"]["prefix"], "metric");
     EXPECT_EQ(max["environment"]["misc"]["axes"], cell["axes"]);
@@ -310,10 +310,14 @@ TEST_F(ExportE2E, KcidbFollowsTheSchemaAndCarriesEveryCellAndStatistic) {
   EXPECT_EQ(kcidb_errors(broken).size(), 5u) << ::testing::PrintToString(kcidb_errors(broken));
 
   // --artifacts-url: the published run directory instead of this machine's files.
-  const json published = kcidb(run, {"--artifacts-url", "https://lab.example/runs"});
+  // Read through the results root's "latest" link: URLs name the run itself.
+  const json published = kcidb(dir_ / "results", {"--artifacts-url", "https://lab.example/runs"});
   EXPECT_TRUE(kcidb_errors(published).empty());
   const std::string url = published["tests"][0]["output_files"][0]["url"];
   EXPECT_EQ(url.rfind("https://lab.example/runs/" + run.filename().string() + "/cells/", 0), 0u) << url;
+  const json via_latest = kcidb(dir_ / "results");
+  const std::string file = via_latest["tests"][0]["output_files"][0]["url"];
+  EXPECT_EQ(file.find("/latest/"), std::string::npos) << file;
 }
 
 TEST_F(ExportE2E, RtTestsJsonReadsBackThroughOurCyclictestParserWithIdenticalHistograms) {

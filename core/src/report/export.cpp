@@ -90,10 +90,6 @@ std::string percent_encode_path(const std::string& path) {
   return out;
 }
 
-const fs::path cell_dir(const Cell& c) {
-  return fs::path(c.stored ? c.stored->dir : std::string(".")) / "cells" / c.id;
-}
-
 std::string file_url(const fs::path& file, const fs::path& run_dir, const std::string& base) {
   if (base.empty()) return "file://" + percent_encode_path(fs::absolute(file).lexically_normal().string());
   std::string b = base;
@@ -261,7 +257,7 @@ json kcidb_document(const Run& run, const KcidbOptions& o) {
            {"path", e.path},
            {"status", e.status}};
     if (e.value_ns && e.status != "SKIP" && e.status != "MISS")
-      t["number"] = json{{"value", static_cast<double>(*e.value_ns) * 1e-9}, {"unit", "s"}, {"prefix", "metric"}};
+      t["number"] = json{{"value", static_cast<double>(*e.value_ns) / 1e9}, {"unit", "s"}, {"prefix", "metric"}};
     json axes = json::object();
     for (const auto& [k, v] : c.axes) axes[k] = v;
     json env_misc{{"axes", axes}, {"cell", c.id}, {"run_id", c.run_id}, {"series", e.series}};
@@ -283,7 +279,10 @@ json kcidb_document(const Run& run, const KcidbOptions& o) {
     // The histograms (result.json), the probe's and workload's files, the run's report.
     json files = json::array();
     std::set<std::string> names;
-    const fs::path run_dir = c.stored ? fs::path(c.stored->dir) : fs::path(".");
+    // The run's own directory, not the "latest" link it may have been read through: that one moves.
+    std::error_code canonical_error;
+    fs::path run_dir = fs::weakly_canonical(c.stored ? fs::path(c.stored->dir) : fs::path("."), canonical_error);
+    if (canonical_error) run_dir = c.stored ? fs::path(c.stored->dir) : fs::path(".");
     auto add = [&](const fs::path& file, std::string name) {
       std::error_code ec;
       if (!fs::is_regular_file(file, ec)) return;
@@ -291,17 +290,18 @@ json kcidb_document(const Run& run, const KcidbOptions& o) {
       if (name.empty() || !names.insert(name).second) return;
       files.push_back(json{{"name", name}, {"url", file_url(file, run_dir, o.artifacts_url)}});
     };
-    add(cell_dir(c) / "result.json", "result.json");
-    add(cell_dir(c) / "cell.log", "cell.log");
+    const fs::path dir = run_dir / "cells" / c.id;
+    add(dir / "result.json", "result.json");
+    add(dir / "cell.log", "cell.log");
     if (c.result)
       for (const auto& a : member(*c.result, "artifacts"))
         if (a.is_string()) {
           const std::string name = a.get<std::string>();
-          if (name.find('/') == std::string::npos && name != ".." && name != ".") add(cell_dir(c) / name, name);
+          if (name.find('/') == std::string::npos && name != ".." && name != ".") add(dir / name, name);
         }
     add(run_dir / "report.html", "report.html");
     if (!files.empty()) t["output_files"] = files;
-    if (fs::exists(cell_dir(c) / "cell.log")) t["log_url"] = file_url(cell_dir(c) / "cell.log", run_dir, o.artifacts_url);
+    if (fs::exists(dir / "cell.log")) t["log_url"] = file_url(dir / "cell.log", run_dir, o.artifacts_url);
     tests.push_back(std::move(t));
   }
   return json{{"version", {{"major", 5}, {"minor", 0}}},
