@@ -320,6 +320,26 @@ TEST_F(ExportE2E, KcidbFollowsTheSchemaAndCarriesEveryCellAndStatistic) {
   EXPECT_EQ(file.find("/latest/"), std::string::npos) << file;
 }
 
+// Runs merged as `vmlat report` merges them (one CI job per host): every
+// cell of each, ids and paths still unique (the same run twice is the
+// hardest case: equal cell ids, equal run ids).
+TEST_F(ExportE2E, MergedRunsKeepEveryCellApart) {
+  auto run = measure();
+  const fs::path again = dir_ / "again";
+  fs::copy(run, again, fs::copy_options::recursive);
+  const json one = kcidb(run);
+  const json both = kcidb(run, {again.string()});
+  auto errors = kcidb_errors(both);
+  EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
+  EXPECT_EQ(both["tests"].size(), 2 * one["tests"].size());
+  std::set<std::string> paths;
+  for (const auto& t : both["tests"]) EXPECT_TRUE(paths.insert(t["path"].get<std::string>()).second) << t["path"];
+  const fs::path out = dir_ / "rt";
+  auto rt = vmlat({"export", "--format", "rt-tests", "--output", out.string(), run.string(), again.string()});
+  ASSERT_EQ(rt.code, 0) << rt.err;
+  EXPECT_NE(rt.out.find("4 files"), std::string::npos) << rt.out;
+}
+
 TEST_F(ExportE2E, RtTestsJsonReadsBackThroughOurCyclictestParserWithIdenticalHistograms) {
   auto run = measure();
   const fs::path out = dir_ / "rt";
