@@ -19,6 +19,7 @@
 #include "plan.hpp"
 #include "stats/tail.hpp"
 #include "report/commands.hpp"
+#include "report/export.hpp"
 #include "run/run.hpp"
 #include "run_store.hpp"
 #include "vmlat/process.hpp"
@@ -237,6 +238,10 @@ int report(const report::ReportCommand& command, std::ostream& out, std::ostream
 
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err) {
   return report::compare_command(command, out, err);
+}
+
+int export_run(const report::ExportCommand& command, std::ostream& out, std::ostream& err) {
+  return report::export_command(command, out, err);
 }
 
 int history(const report::HistoryCommand& command, const MetricsExport& metrics, std::ostream& out, std::ostream& err) {

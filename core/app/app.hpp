@@ -134,6 +134,14 @@ struct HistoryCommand {
   std::size_t last = 0;        // --last N: the newest N runs only; 0: all
   double confidence = 0.99;    // --confidence
 };
+struct ExportCommand {
+  std::vector<std::string> runs;  // run directories, or results roots (their "latest"), merged as by `vmlat report`
+  std::string format;             // kcidb, lava, lava-signal, rt-tests
+  std::string output;             // "" or "-": stdout; rt-tests: a directory (required)
+  std::string kcidb_origin = "vmlat";
+  std::string kcidb_checkout, kcidb_build, kcidb_commit;
+  std::string artifacts_url;      // base URL of the published run directories; "": file:// URLs
+};
 }  // namespace report
 
 namespace app {
@@ -167,6 +175,8 @@ int metrics(const std::string& run_dir, std::ostream& out, std::ostream& err);
 // `vmlat report RUN_DIR` and `vmlat compare BASE NEW`.
 int report(const report::ReportCommand& command, std::ostream& out, std::ostream& err);
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err);
+// `vmlat export --format F RUN...`: docs/export.md.
+int export_run(const report::ExportCommand& command, std::ostream& out, std::ostream& err);
 // `vmlat history RESULTS_DIR`: docs/report.md;// --format prometheus and --push: the change-point metrics (docs/metrics.md).
 int history(const report::HistoryCommand& command, const MetricsExport& metrics, std::ostream& out, std::ostream& err);
 // `vmlat lab xen ARGS...` (xen-lab) and `vmlat lint-domain ARGS...`

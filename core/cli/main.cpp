@@ -167,6 +167,34 @@ options:
                       and the baseline's CCDF overlaid on each cell's (one
                       RUN_DIR only)
 )"},
+    {"export", R"(usage: vmlat export --format F RUN_DIR [RUN_DIR...] [options]
+
+Writes a stored run (results/<run-id>, or a results root: its "latest" run;
+several runs are merged as 'vmlat report' merges them) in a format another
+test system reads. See docs/export.md.
+  kcidb        one KCIDB v5 JSON document (KernelCI): a checkout, a build and
+               one test per cell and statistic (path
+               vmlat.<backend>.<probe>.<cell>.<stat>), status from the gates
+               (DONE where no gate bounds it), the value in seconds
+  lava         'lava-test-case NAME --result R --measurement N --units us'
+               lines, for a LAVA test definition's run steps
+  lava-signal  the same as <LAVA_SIGNAL_TESTCASE ...> lines, for a console
+  rt-tests     one cyclictest --json document per cell (threads per CPU with
+               histogram, cycles, min, max, avg) in the directory --output
+Exits 0 when written, 2 for a bad directory or usage, 4 if the output cannot
+be written.
+
+options:
+  --format F             kcidb, lava, lava-signal or rt-tests (required)
+  --output PATH          file to write (default: stdout); rt-tests: directory
+  --kcidb-origin NAME    KCIDB origin, [a-z0-9_]+ (default vmlat)
+  --kcidb-checkout ID    checkout id (default: the run id), prefixed with ORIGIN:
+  --kcidb-build ID       build id (default: the run id), prefixed with ORIGIN:
+  --kcidb-commit HASH    the kernel's git commit (40 hex digits)
+  --artifacts-url URL    where the run directories are published: output_files
+                         become URL/<run-id>/cells/<cell>/<file> (default:
+                         file:// URLs of the files on this machine)
+)"},
     {"compare", R"(usage: vmlat compare BASE... NEW_RUN [options]
 
 Compares a stored run with a baseline cell by cell (cells are matched by id):
@@ -323,6 +351,7 @@ struct Args {
   std::string format, output, baseline;  // report, compare
   std::vector<std::string> tolerances;
   std::string plan_name;     // history --plan
+  report::ExportCommand export_command;
   std::size_t last = 0;      // compare --last
   double confidence = 0.99;  // compare --confidence
 };
@@ -346,6 +375,7 @@ int cmd_push(Args& a);
 int cmd_metrics(Args& a);
 int cmd_report(Args& a);
 int cmd_compare(Args& a);
+int cmd_export(Args& a);
 int cmd_history(Args& a);
 int cmd_monitor(Args& a);
 int cmd_plugins(Args& a);
@@ -374,6 +404,9 @@ const Command kCommands[] = {
     {"metrics", "metrics RUN_DIR", "print a stored run's metrics (Prometheus text format)", {}, cmd_metrics},
     {"report", "report RUN_DIR...", "write a stored run's report (HTML with plots, Markdown, JSON)",
      {"--format", "--output", "--baseline"}, cmd_report},
+    {"export", "export RUN_DIR...", "write a stored run as KCIDB JSON, LAVA test cases or rt-tests JSON",
+     {"--format", "--output", "--kcidb-origin", "--kcidb-checkout", "--kcidb-build", "--kcidb-commit", "--artifacts-url"},
+     cmd_export},
     {"compare", "compare BASE... NEW", "compare a stored run with an earlier run or a history of them",
      {"--tolerance", "--format", "--output", "--last", "--confidence"}, cmd_compare},
     {"history", "history RESULTS_DIR", "a plan's runs as series per cell and statistic: change points and what changed",
@@ -413,7 +446,7 @@ exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
             3 infrastructure error (a cell could not be measured),
             4 measured and gated fine but the metrics export failed, 130 interrupted
 docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md,
-      docs/metrics.md, docs/report.md
+      docs/metrics.md, docs/report.md, docs/export.md
 )";
   return text;
 }
@@ -559,6 +592,11 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--baseline") a.baseline = arg();
     else if (opt == "--tolerance") a.tolerances.push_back(arg());
     else if (opt == "--plan") a.plan_name = arg();
+    else if (opt == "--kcidb-origin") a.export_command.kcidb_origin = arg();
+    else if (opt == "--kcidb-checkout") a.export_command.kcidb_checkout = arg();
+    else if (opt == "--kcidb-build") a.export_command.kcidb_build = arg();
+    else if (opt == "--kcidb-commit") a.export_command.kcidb_commit = arg();
+    else if (opt == "--artifacts-url") a.export_command.artifacts_url = arg();
     else if (opt == "--last") {
       const std::string v = arg();
       std::size_t used = 0;
@@ -621,6 +659,15 @@ int cmd_report(Args& a) {
   return app::report(report::ReportCommand{a.positional.front(), a.format.empty() ? "html" : a.format, a.output, a.baseline,
                                            std::vector<std::string>(a.positional.begin() + 1, a.positional.end())},
                      std::cout, std::cerr);
+}
+int cmd_export(Args& a) {
+  if (a.format.empty()) usage_error("missing --format (kcidb, lava, lava-signal or rt-tests)", a.command);
+  if (a.positional.empty()) usage_error("missing RUN_DIR", a.command);
+  auto c = a.export_command;
+  c.format = a.format;
+  c.output = a.output;
+  c.runs = a.positional;
+  return app::export_run(c, std::cout, std::cerr);
 }
 // The options compare and history share.
 template <class Command>
