@@ -212,7 +212,7 @@ TEST_F(E2E, SigintStopsEverythingAndKeepsAReadablePartialResult) {
 }
 
 TEST_F(E2E, EveryCommandHasHelp) {
-  for (const std::string cmd : {"run", "validate", "plan", "plugins", "version", "lab"}) {
+  for (const std::string cmd : {"run", "validate", "plan", "plugins", "version", "lab", "export"}) {
     auto r = vmlat({cmd, "--help"});
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.out.find("usage: vmlat " + cmd), std::string::npos) << r.out;
