@@ -401,7 +401,10 @@ Settings instance_settings(const Instance& instance, Diagnostics& diags) {
 // -------------------------------------------------------------------- Plan --
 
 bool selector_matches(const Selector& selector, const std::vector<std::pair<std::string, std::string>>& axes) {
-  for (const auto& [axis, values] : selector) {
+  for (const auto& entry : selector) {
+    // Not a structured binding: clang 14 (ci/fuzz) refuses to capture one.
+    const std::string& axis = entry.first;
+    const auto& values = entry.second;
     auto it = std::find_if(axes.begin(), axes.end(), [&](const auto& kv) { return kv.first == axis; });
     if (it == axes.end() || !std::binary_search(values.begin(), values.end(), it->second)) return false;  // sorted by parse_selector
   }
