@@ -31,6 +31,7 @@
 #include "vmlat/errors.hpp"
 #include "vmlat/interrupt.hpp"
 #include "vmlat/local.hpp"
+#include "vmlat/proc_thread.hpp"
 #include "vmlat/log.hpp"
 #include "vmlat/plugin.hpp"
 #include "vmlat/process.hpp"
@@ -240,15 +241,10 @@ namespace {
 // or nullopt once it has ended. /proc/TID names any thread of the host.
 std::optional<std::pair<long long, long long>> thread_counters(int tid) {
   const std::string dir = "/proc/" + std::to_string(tid) + "/";
-  std::ifstream sched(dir + "schedstat");
-  long long run = 0, wait = 0;
-  if (!(sched >> run >> wait)) return std::nullopt;
-  std::ifstream status(dir + "status");
-  std::string line;
-  long long invol = -1;
-  while (std::getline(status, line))
-    if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) invol = std::atoll(line.c_str() + 27);
-  return std::pair{wait, invol};
+  const auto sched = read_schedstat(dir);
+  if (!sched) return std::nullopt;
+  const auto invol = proc_keyed_value(read_proc_file(dir + "status"), "nonvoluntary_ctxt_switches");
+  return std::pair{sched->wait_ns, invol.value_or(-1)};
 }
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include <vmlat/errors.hpp>
+#include <vmlat/proc_thread.hpp>
 #include <vmlat/text.hpp>
 
 namespace vmlat::kvm {
@@ -25,18 +26,6 @@ std::int64_t monotonic_now() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-// Small /proc files in one read (a stream costs more than the sample).
-std::string read_proc(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "re");
-  if (!f) return {};
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  std::fclose(f);
-  return out;
 }
 
 // The fields of /proc/.../stat after "(comm)": fields[N - 3] is field N of proc(5).
@@ -75,20 +64,9 @@ const char* policy_text(unsigned p) {
   }
 }
 
-// "name:   value" of /proc/.../status or /proc/.../sched.
-std::optional<std::int64_t> keyed(const std::string& text, const std::string& key) {
-  for (std::size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
-    if (at != 0 && text[at - 1] != '\n') continue;
-    auto colon = text.find(':', at);
-    if (colon == std::string::npos) return std::nullopt;
-    return std::strtoll(text.c_str() + colon + 1, nullptr, 10);
-  }
-  return std::nullopt;
-}
-
 // Per host CPU, the sum of every per-CPU interrupt counter of /proc/interrupts.
 std::vector<std::int64_t> interrupt_totals() {
-  const std::string text = read_proc("/proc/interrupts");
+  const std::string text = read_proc_file("/proc/interrupts");
   std::istringstream in(text);
   std::string header;
   std::getline(in, header);
@@ -235,19 +213,19 @@ void HostEvidence::sample_once(std::int64_t now_ns) {
   std::vector<std::pair<std::size_t, int>> grew;  // (vcpu position, host CPU) whose wait grew
   for (std::size_t i = 0; i < vcpus_.size(); ++i) {
     const std::string dir = "/proc/" + std::to_string(pid_) + "/task/" + std::to_string(vcpus_[i].tid) + "/";
-    long long run = 0, wait = 0, slices = 0;
-    const std::string schedstat = read_proc(dir + "schedstat");
-    if (std::sscanf(schedstat.c_str(), "%lld %lld %lld", &run, &wait, &slices) != 3) {
+    const auto schedstat = read_schedstat(dir);
+    if (!schedstat) {
       v.push_back(nullptr);  // the thread has ended (the guest is going down)
       continue;
     }
-    const std::string status = read_proc(dir + "status");
-    const std::string sched = read_proc(dir + "sched");
-    auto stat = parse_stat(read_proc(dir + "stat"));
+    const long long run = schedstat->run_ns, wait = schedstat->wait_ns;
+    const std::string status = read_proc_file(dir + "status");
+    const std::string sched = read_proc_file(dir + "sched");
+    auto stat = parse_stat(read_proc_file(dir + "stat"));
     Previous& prev = previous_[vcpus_[i].index];
     const int cpu = stat ? stat->cpu : -1;
     std::int64_t migrations = 0;
-    if (auto m = keyed(sched, "se.nr_migrations")) {
+    if (auto m = proc_keyed_value(sched, "se.nr_migrations")) {
       migrations = *m;
     } else {
       if (prev.cpu >= 0 && cpu >= 0 && cpu != prev.cpu) ++prev.migrations;
@@ -255,13 +233,13 @@ void HostEvidence::sample_once(std::int64_t now_ns) {
     }
     json e{{"wait", wait},
            {"run", run},
-           {"vol", keyed(status, "voluntary_ctxt_switches").value_or(-1)},
-           {"invol", keyed(status, "nonvoluntary_ctxt_switches").value_or(-1)},
+           {"vol", proc_keyed_value(status, "voluntary_ctxt_switches").value_or(-1)},
+           {"invol", proc_keyed_value(status, "nonvoluntary_ctxt_switches").value_or(-1)},
            {"mig", migrations},
            {"cpu", cpu},
            {"state", stat ? std::string(1, stat->state) : std::string("?")}};
     if (!exit_paths_[i].empty()) {
-      const std::string exits = read_proc(exit_paths_[i]);
+      const std::string exits = read_proc_file(exit_paths_[i]);
       e["exits"] = exits.empty() ? json(nullptr) : json(std::strtoll(exits.c_str(), nullptr, 10));
     }
     const bool waiting_now = prev.run_ns >= 0 && stat && stat->state == 'R' && (run - prev.run_ns) * 4 < now_ns - prev.t_ns;
@@ -294,7 +272,7 @@ void HostEvidence::sample_once(std::int64_t now_ns) {
           if (t->d_name[0] < '0' || t->d_name[0] > '9') continue;
           const pid_t tid = static_cast<pid_t>(std::atoi(t->d_name));
           if (tid == self || ours.count(tid)) continue;
-          auto s = parse_stat(read_proc(task_dir + "/" + t->d_name + "/stat"));
+          auto s = parse_stat(read_proc_file(task_dir + "/" + t->d_name + "/stat"));
           if (!s || s->state != 'R') continue;
           auto it = on_cpu.find(s->cpu);
           if (it == on_cpu.end()) continue;

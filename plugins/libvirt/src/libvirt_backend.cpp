@@ -23,6 +23,7 @@
 #include <vmlat/cpus.hpp>
 #include <vmlat/local.hpp>
 #include <vmlat/plugin.hpp>
+#include <vmlat/proc_thread.hpp>
 #include <vmlat/process.hpp>
 #include <vmlat/text.hpp>
 #include <vmlat/units.hpp>
@@ -130,10 +131,9 @@ std::vector<kvm::HostThread> qemu_threads(pid_t pid) {
 // /proc/PID/task/TID/schedstat: time on the CPU, time waiting on the run
 // queue (ns), timeslices.
 json schedstat(pid_t pid, pid_t tid) {
-  std::istringstream in(slurp(fs::path("/proc") / std::to_string(pid) / "task" / std::to_string(tid) / "schedstat"));
-  unsigned long long run = 0, wait = 0, slices = 0;
-  if (!(in >> run >> wait >> slices)) return nullptr;
-  return json{{"run_ns", run}, {"wait_ns", wait}, {"timeslices", slices}};
+  const auto s = read_schedstat("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/");
+  if (!s) return nullptr;
+  return json{{"run_ns", s->run_ns}, {"wait_ns", s->wait_ns}, {"timeslices", s->timeslices}};
 }
 
 class LibvirtBackend final : public Backend {
