@@ -156,6 +156,10 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
   bool ending = false;  // the remote cell is in its teardown
   bool told_teardown = false;
   auto read_events = [&] {
+    // Polled for the whole cell, on every host at once: a stat, not an
+    // open and a read, when nothing came.
+    std::error_code size_error;
+    if (const auto size = std::filesystem::file_size(out, size_error); size_error || size <= seen) return;
     std::ifstream in(out, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(seen));
     std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
