@@ -180,19 +180,21 @@ def main():
     ap.add_argument("--duration", default="1s")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bound", type=int, default=4, help="max_parallel_hosts of the extra bounded run (0: none)")
-    ap.add_argument("--cells-only", action="store_true", help="provision once (the fresh figures only), then the cells")
+    ap.add_argument("--cells-only", action="store_true",
+                    help="no provisioning: each host's prefix holds bin/vmlat, a link to this vmlat (the hosts are this machine)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     vmlat = os.path.abspath(args.vmlat)
-    build_dir = os.path.dirname(vmlat)
+    build_dir = os.path.dirname(os.path.realpath(vmlat))
     source_dir = os.path.join(os.path.dirname(__file__), "..")
     work = tempfile.mkdtemp(prefix="vmlat-manyhosts-")
     print(f"{args.hosts} hosts against {args.base}, {os.cpu_count()} CPUs, work in {work}", flush=True)
     try:
         with SshLab(args.hosts + args.base, root=os.path.join(work, "lab")) as lab:
             bundle = os.path.join(work, "bundle.tar.gz")
-            subprocess.run([os.path.join(source_dir, "ansible", "make-bundle"), build_dir, bundle], check=True,
-                           stdout=subprocess.DEVNULL)
+            if not args.cells_only:
+                subprocess.run([os.path.join(source_dir, "ansible", "make-bundle"), build_dir, bundle], check=True,
+                               stdout=subprocess.DEVNULL)
             labs = {"small": list(range(args.hosts, args.hosts + args.base)), "large": list(range(args.hosts))}
             kinds = [("small", None), ("large", None)] + ([("large", args.bound)] if args.bound else [])
             plans = {}
@@ -209,7 +211,11 @@ def main():
 
             # Provisioning: fresh hosts first, then the same hosts again.
             prov = {}
-            for attempt in ("fresh",) if args.cells_only else ("fresh", "again"):
+            if args.cells_only:
+                for i in range(args.hosts + args.base):
+                    os.makedirs(os.path.join(lab.host_dir(i), "opt", "bin"))
+                    os.symlink(os.path.realpath(vmlat), os.path.join(lab.host_dir(i), "opt", "bin", "vmlat"))
+            for attempt in () if args.cells_only else ("fresh", "again"):
                 for name in ("small", "large"):
                     logs = os.path.join(work, f"provision-{name}-{attempt}")
                     before = hosts_cpu()
@@ -250,8 +256,9 @@ def main():
                     shutil.rmtree(results, ignore_errors=True)
 
             print()
-            print(f"== provisioning (`vmlat provision`, one ansible-playbook, bundle given), {args.base} vs {args.hosts} hosts")
-            for attempt in ("fresh",) if args.cells_only else ("fresh", "again"):
+            if prov:
+                print(f"== provisioning (`vmlat provision`, one ansible-playbook, bundle given), {args.base} vs {args.hosts} hosts")
+            for attempt in () if args.cells_only else ("fresh", "again"):
                 (t2, h2, tr2, c2, x2), (t16, h16, tr16, c16, x16) = prov[("small", attempt)], prov[("large", attempt)]
                 ratio = t16 / t2
                 print(f"  {attempt:5s}: wall {t2:6.1f} s vs {t16:6.1f} s  ratio {ratio:.2f} (target < 3: "
