@@ -39,6 +39,14 @@ struct RunOptions {
   // Hosts from the user's Ansible inventory instead of the plan's [hosts].
   std::optional<std::filesystem::path> inventory;
   bool no_provision = false;                      // skip ansible/provision.yml
+  // One CI job of a fan-out (docs/fan-out.md): only the cells of these
+  // hosts' static share, each entry a host name or "tag=T" (every host
+  // tagged T). Empty: every host, placed as usual.
+  std::vector<std::string> host_share;
+  // "This machine is NAME" (a CI runner on the lab host): NAME's share is
+  // measured in this process, as a local host; NAME's address and ssh
+  // settings and its provisioning are not used.
+  std::string this_host;
   std::optional<std::filesystem::path> bundle;    // the vmlat bundle for provisioning (default: made from the build tree)
   // Exporter hooks. on_cell_done runs after each cell's result.json is
   // written (e.g. push that cell's metrics); on_run_done after run.json is

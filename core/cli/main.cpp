@@ -70,6 +70,19 @@ options:
   --bundle FILE       the vmlat bundle provisioning installs on the hosts
                       (default: made from this build tree with
                       ansible/make-bundle)
+  --host NAME         measure only NAME's share of the plan: one CI job of a
+                      fan-out (docs/fan-out.md). The share is static, the same
+                      in every job: placement over all the plan's hosts (or
+                      the inventory's) as if all answered, host_kernel checked
+                      against NAME's facts afterwards. Repeatable; tag=TAG
+                      takes every host tagged TAG. An unknown name or tag:
+                      exit 2, the plan's hosts listed. A share without cells:
+                      exit 0, no run directory. `vmlat gate RUN...` merges
+                      and gates the jobs' runs
+  --this-host NAME    this machine is the plan's host NAME (a CI runner on the
+                      lab host): NAME's share measured in this process, as a
+                      local host; its address and ssh settings and its
+                      provisioning are not used
   --bisect            exit codes for `git bisect run` (docs/bisect.md): 0
                       good (also 4), 1 bad (a gate failed), 125 skip for
                       infrastructure errors and interrupted runs (a broken lab
@@ -386,7 +399,8 @@ int cmd_help(Args& a);
 const Command kCommands[] = {
     {"run", "run PLAN", "run every cell of the plan, store results, apply gates",
      {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push", "--push-timeout",
-      "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision", "--bundle", "--bisect"},
+      "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision", "--bundle", "--bisect", "--host",
+      "--this-host"},
      cmd_run},
     {"validate", "validate PLAN", "check a plan (and each plugin's settings) without running it", {"--plugin-dir"},
      cmd_validate},
@@ -550,6 +564,15 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = a.cell_run.lock_dir = std::filesystem::path(arg());
     else if (opt == "--inventory") a.run.inventory = std::filesystem::path(arg());
     else if (opt == "--no-provision") a.run.no_provision = true;
+    else if (opt == "--host") {
+      auto v = arg();
+      if (v.empty() || v == "tag=") usage_error("--host takes a host name or tag=TAG", a.command);
+      a.run.host_share.push_back(v);
+    } else if (opt == "--this-host") {
+      if (!a.run.this_host.empty()) usage_error("--this-host: this machine is one host (given twice)", a.command);
+      a.run.this_host = arg();
+      if (a.run.this_host.empty()) usage_error("--this-host takes a host name", a.command);
+    }
     else if (opt == "--bisect") {
     }
     else if (opt == "--bundle") a.run.bundle = std::filesystem::path(arg());
@@ -623,8 +646,9 @@ Args parse_args(int argc, char** argv) {
       a.confidence = c;
     }
   }
-  if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root))
-    usage_error("--resume reuses the run's own directory, --only and --duration: do not combine them", a.command);
+  if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root || !a.run.host_share.empty() ||
+                           !a.run.this_host.empty()))
+    usage_error("--resume reuses the run's own directory, --only, --duration and --host: do not combine them", a.command);
   if (a.metrics.push_url.empty() && a.metrics.push_timeout && !a.help)
     usage_error("--push-timeout needs " + std::string(a.command == "push" ? "--url" : "--push"), a.command);
   if (a.command == "push" && a.metrics.push_url.empty() && !a.help) usage_error("missing --url URL (the Pushgateway)", a.command);
