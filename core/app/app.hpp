@@ -142,6 +142,11 @@ struct HistoryCommand {
   std::size_t last = 0;        // --last N: the newest N runs only; 0: all
   double confidence = 0.99;    // --confidence
 };
+struct GateCommand {
+  std::vector<std::string> runs;  // run directories (or results roots: their "latest") of one plan
+  std::string junit;              // "": none; else a JUnit XML file (one testcase per cell x gate, missing cells as errors)
+  std::string markdown;           // "": none; else the verdict, the failing and missing cells, then the merged report's Markdown
+};
 struct ExportCommand {
   std::vector<std::string> runs;  // run directories, or results roots (their "latest"), merged as by `vmlat report`
   std::string format;             // kcidb, lava, lava-signal, rt-tests
@@ -183,6 +188,8 @@ int metrics(const std::string& run_dir, std::ostream& out, std::ostream& err);
 // `vmlat report RUN_DIR` and `vmlat compare BASE NEW`.
 int report(const report::ReportCommand& command, std::ostream& out, std::ostream& err);
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err);
+// `vmlat gate RUN...`: the merge-and-gate of a fan-out (docs/fan-out.md).
+int gate(const report::GateCommand& command, std::ostream& out, std::ostream& err);
 // `vmlat export --format F RUN...`: docs/export.md.
 int export_run(const report::ExportCommand& command, std::ostream& out, std::ostream& err);
 // `vmlat history RESULTS_DIR`: docs/report.md;// --format prometheus and --push: the change-point metrics (docs/metrics.md).

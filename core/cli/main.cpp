@@ -170,7 +170,8 @@ versions. Markdown is for a CI job summary or a merge-request comment: gates
 not passed, the worst-case tables, the cells (failing first). See
 docs/report.md. Exits 0 when written, 2 for a bad directory or usage, 3 if the
 output cannot be written. The run's verdict is not the exit code: use the exit
-code of 'vmlat run' (or 'vmlat compare') to gate.
+code of 'vmlat run' (or 'vmlat compare'; 'vmlat gate' for the runs of a
+fan-out) to gate.
 
 options:
   --format F          html (default), markdown or json
@@ -179,6 +180,30 @@ options:
   --baseline RUN_DIR  compare with this run: a comparison table (tolerance 10%),
                       and the baseline's CCDF overlaid on each cell's (one
                       RUN_DIR only)
+)"},
+    {"gate", R"(usage: vmlat gate RUN_DIR... [--junit FILE] [--markdown FILE]
+
+The last job of a fan-out (docs/fan-out.md): the runs of one plan's CI jobs
+(`vmlat run PLAN --host NAME`, one job per host; run directories, or results
+roots: their "latest" run) judged as one run of the whole plan. The runs must
+be of one plan, byte for byte, with the same selection and the same cut into
+shares (else exit 2). Every cell of the plan must be measured in some run: a
+cell in no run (a job that did not run, a run directory not given) or not
+measured there is never a pass. Prints a line per failing cell (FAIL: the
+cell, its host, its run, each failing gate with its value and bound) and per
+cell not measured (NOT MEASURED: why), then the verdict line.
+
+exit codes: 0 every cell of the plan measured and every gate passed; 1 a
+gate failed, a claim with gate = true is violated over the merged cells, or
+a run exited 1 by its own plan's rules (1 wins over 3, as in 'vmlat run'); 3
+a cell of the plan not measured in any run, or a gate not evaluated; 2 bad
+usage, an unreadable run, or runs of different plans or selections.
+
+options:
+  --junit FILE        JUnit XML of the merged runs: a testcase per cell x gate,
+                      a cell in no run as an error
+  --markdown FILE     the verdict, the failing and missing cells, then the
+                      merged runs' report in Markdown (a CI job summary)
 )"},
     {"export", R"(usage: vmlat export --format F RUN_DIR [RUN_DIR...] [options]
 
@@ -362,6 +387,7 @@ struct Args {
   MonitorOptions monitor;
   CellRunOptions cell_run;
   std::string format, output, baseline;  // report, compare
+  std::string markdown;                  // gate --markdown
   std::vector<std::string> tolerances;
   std::string plan_name;     // history --plan
   report::ExportCommand export_command;
@@ -389,6 +415,7 @@ int cmd_metrics(Args& a);
 int cmd_report(Args& a);
 int cmd_compare(Args& a);
 int cmd_export(Args& a);
+int cmd_gate(Args& a);
 int cmd_history(Args& a);
 int cmd_monitor(Args& a);
 int cmd_plugins(Args& a);
@@ -418,6 +445,8 @@ const Command kCommands[] = {
     {"metrics", "metrics RUN_DIR", "print a stored run's metrics (Prometheus text format)", {}, cmd_metrics},
     {"report", "report RUN_DIR...", "write a stored run's report (HTML with plots, Markdown, JSON)",
      {"--format", "--output", "--baseline"}, cmd_report},
+    {"gate", "gate RUN_DIR...", "merge the runs of a plan's fan-out jobs and gate them as one run of the plan",
+     {"--junit", "--markdown"}, cmd_gate},
     {"export", "export RUN_DIR...", "write a stored run as KCIDB JSON, LAVA test cases or rt-tests JSON",
      {"--format", "--output", "--kcidb-origin", "--kcidb-checkout", "--kcidb-build", "--kcidb-commit", "--artifacts-url"},
      cmd_export},
@@ -613,6 +642,7 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--format") a.format = arg();
     else if (opt == "--output") a.output = arg();
     else if (opt == "--baseline") a.baseline = arg();
+    else if (opt == "--markdown") a.markdown = arg();
     else if (opt == "--tolerance") a.tolerances.push_back(arg());
     else if (opt == "--plan") a.plan_name = arg();
     else if (opt == "--kcidb-origin") a.export_command.kcidb_origin = arg();
@@ -692,6 +722,10 @@ int cmd_export(Args& a) {
   c.output = a.output;
   c.runs = a.positional;
   return app::export_run(c, std::cout, std::cerr);
+}
+int cmd_gate(Args& a) {
+  if (a.positional.empty()) usage_error("missing RUN_DIR (the runs of the plan's jobs)", a.command);
+  return app::gate(report::GateCommand{a.positional, a.run.junit_path.string(), a.markdown}, std::cout, std::cerr);
 }
 // The options compare and history share.
 template <class Command>
