@@ -489,7 +489,7 @@ exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
             3 infrastructure error (a cell could not be measured),
             4 measured and gated fine but the metrics export failed, 130 interrupted
 docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md,
-      docs/metrics.md, docs/report.md, docs/export.md
+      docs/metrics.md, docs/report.md, docs/export.md, docs/fan-out.md
 )";
   return text;
 }
