@@ -1,11 +1,16 @@
 #include "remote.hpp"
 
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
+#include "interrupt_fd.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/interrupt.hpp"
 #include "vmlat/process.hpp"
@@ -42,6 +47,58 @@ ExitStatus run_to_end(const ProcessSpec& spec, std::chrono::seconds timeout, boo
   if (status.timed_out) p.stop(std::chrono::milliseconds(2000));
   return status;
 }
+
+namespace {
+
+// What a remote cell's waiter sleeps on: output in the host's scratch
+// directory (inotify), the ssh child's exit (a pidfd) and a cancel. The
+// controller waits on every host's cell at once for the whole of each cell;
+// waking on a clock would cost it CPU in proportion to the cells' wall time,
+// which contention on the hosts stretches (bench/README.md, many_hosts_bench).
+class CellWaker {
+ public:
+  CellWaker(const std::filesystem::path& dir, pid_t pid) {
+    inotify_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_ >= 0 && ::inotify_add_watch(inotify_, dir.c_str(), IN_MODIFY) < 0) close_fd(inotify_);
+    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  }
+  ~CellWaker() {
+    close_fd(inotify_);
+    close_fd(pidfd_);
+  }
+  CellWaker(const CellWaker&) = delete;
+  CellWaker& operator=(const CellWaker&) = delete;
+
+  // Without one of the three (an old kernel, a seccomp filter, a limit on
+  // inotify instances) the waiter must look on a clock, as it did before.
+  bool on_events() const { return inotify_ >= 0 && pidfd_ >= 0 && cancel_wakeup_fd() >= 0; }
+
+  // Until something happens or `timeout` passes. The cancel descriptor stays
+  // readable once cancelled: a waiter that already acted on it leaves it out,
+  // or it would never sleep again.
+  void wait(std::chrono::milliseconds timeout, bool watch_cancel) {
+    pollfd fds[3];
+    nfds_t n = 0;
+    for (int fd : {inotify_, pidfd_, watch_cancel ? cancel_wakeup_fd() : -1})
+      if (fd >= 0) fds[n++] = pollfd{fd, POLLIN, 0};
+    (void)::poll(fds, n, static_cast<int>(timeout.count()));
+    // Only "something changed" matters; the events themselves are dropped.
+    char buf[4096];
+    if (inotify_ >= 0)
+      while (::read(inotify_, buf, sizeof buf) > 0) {
+      }
+  }
+
+ private:
+  static void close_fd(int& fd) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  int inotify_ = -1;
+  int pidfd_ = -1;
+};
+
+}  // namespace
 
 RemoteHost::RemoteHost(const HostSpec& spec, const RemoteRun& run, const std::filesystem::path& scratch,
                        const std::filesystem::path& socket_dir, std::shared_ptr<SshMaster> master)
@@ -156,8 +213,8 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
   bool ending = false;  // the remote cell is in its teardown
   bool told_teardown = false;
   auto read_events = [&] {
-    // Polled for the whole cell, on every host at once: a stat, not an
-    // open and a read, when nothing came.
+    // On every wakeup, and a wakeup may be for another file of the
+    // directory: a stat, not an open and a read, when nothing came.
     std::error_code size_error;
     if (const auto size = std::filesystem::file_size(out, size_error); size_error || size <= seen) return;
     std::ifstream in(out, std::ios::binary);
@@ -187,6 +244,7 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
   bool asked_to_stop = false;
   Clock::time_point stop_deadline{};
   std::optional<ExitStatus> status;
+  CellWaker waker(scratch_, p.pid());
   while (!(status = p.poll())) {
     read_events();
     if (cancel_requested() && !asked_to_stop) {
@@ -200,10 +258,20 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
       status = p.stop(std::chrono::milliseconds(2000));
       break;
     }
-    // Shorter once the cell tears down: the host is idle from the remote
-    // exit until we notice it. (Not all along: this may be the measured
-    // machine too.)
-    std::this_thread::sleep_for(std::chrono::milliseconds(ending ? 20 : 100));
+    std::chrono::milliseconds timeout{0};
+    if (waker.on_events()) {
+      // A wakeup lost to something unforeseen costs seconds, not the run.
+      timeout = std::chrono::seconds(10);
+      if (asked_to_stop)
+        timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(stop_deadline - Clock::now()) +
+                                        std::chrono::milliseconds(1));
+    } else {
+      // Shorter once the cell tears down: the host is idle from the remote
+      // exit until we notice it. (Not all along: this may be the measured
+      // machine too.)
+      timeout = std::chrono::milliseconds(ending ? 20 : 100);
+    }
+    waker.wait(std::max(timeout, std::chrono::milliseconds(0)), !asked_to_stop);
   }
   read_events();
   const std::string why = last_line_of(file_text(log));
