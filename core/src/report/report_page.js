@@ -4,8 +4,9 @@
 // it is opened, the overlay figures drawn when they come into view, the
 // passed gates and the tails table filled when they are unfolded.
 //
-// Everything comes from the two JSON blocks html.cpp embeds (the index, read
-// at load; the details, read when first needed). Text from the results
+// Everything comes from the data blocks html.cpp embeds (page_data.hpp: the
+// index, read at load; the details, deflated in blocks, each read when first
+// needed). Text from the results
 // (cell ids, axis values, messages, facts) only ever goes through
 // textContent or setAttribute: plan values are hostile input. No library,
 // nothing fetched; the Content-Security-Policy allows this script by its hash.
