@@ -4,8 +4,10 @@
 #     builds vmlat-plugin-<name>.so into build/plugins and installs it
 #     (cmake/VmlatAddPlugin.cmake: the same helper vmlat-dev installs for
 #     out-of-tree plugins).
-#   vmlat_add_test(<name> SOURCES a.cpp ... [LIBS ...] [LABELS ...])
-#     a GoogleTest executable linked with vmlat::core, registered with CTest.
+#   vmlat_add_test(<name> SOURCES a.cpp ... [LIBS ...] [LABELS ...] [HEAVY filter])
+#     a GoogleTest executable linked with vmlat::core, registered with CTest;
+#     the TESTs matching the gtest filter HEAVY are labelled heavy instead
+#     (outside CI's default set: README.md, "Tests").
 
 include(${CMAKE_CURRENT_LIST_DIR}/VmlatAddPlugin.cmake)
 
@@ -13,7 +15,7 @@ function(vmlat_add_test name)
   if(NOT VMLAT_BUILD_TESTS)
     return()
   endif()
-  cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS;PROPERTIES" ${ARGN})
+  cmake_parse_arguments(T "" "HEAVY" "SOURCES;LIBS;LABELS;PROPERTIES" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE vmlat::core GTest::gtest GTest::gtest_main ${T_LIBS})
   # tests/support: shared test helpers (e.g. plugin_harness.hpp)
@@ -24,5 +26,12 @@ function(vmlat_add_test name)
   if(NOT T_LABELS)
     set(T_LABELS unit)
   endif()
-  gtest_discover_tests(${name} PROPERTIES LABELS "${T_LABELS}" ${T_PROPERTIES} DISCOVERY_TIMEOUT 60)
+  if(T_HEAVY)
+    gtest_discover_tests(${name} TEST_FILTER "-${T_HEAVY}" TEST_LIST ${name}_TESTS
+                         PROPERTIES LABELS "${T_LABELS}" ${T_PROPERTIES} DISCOVERY_TIMEOUT 60)
+    gtest_discover_tests(${name} TEST_FILTER "${T_HEAVY}" TEST_LIST ${name}_HEAVY_TESTS
+                         PROPERTIES LABELS heavy ${T_PROPERTIES} DISCOVERY_TIMEOUT 60)
+  else()
+    gtest_discover_tests(${name} PROPERTIES LABELS "${T_LABELS}" ${T_PROPERTIES} DISCOVERY_TIMEOUT 60)
+  endif()
 endfunction()

@@ -20,6 +20,7 @@
 #include "stats/tail.hpp"
 #include "report/commands.hpp"
 #include "report/export.hpp"
+#include "report/gate.hpp"
 #include "run/run.hpp"
 #include "run_store.hpp"
 #include "vmlat/process.hpp"
@@ -238,6 +239,10 @@ int report(const report::ReportCommand& command, std::ostream& out, std::ostream
 
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err) {
   return report::compare_command(command, out, err);
+}
+
+int gate(const report::GateCommand& command, std::ostream& out, std::ostream& err) {
+  return report::gate_command(command, out, err);
 }
 
 int export_run(const report::ExportCommand& command, std::ostream& out, std::ostream& err) {

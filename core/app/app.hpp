@@ -39,6 +39,14 @@ struct RunOptions {
   // Hosts from the user's Ansible inventory instead of the plan's [hosts].
   std::optional<std::filesystem::path> inventory;
   bool no_provision = false;                      // skip ansible/provision.yml
+  // One CI job of a fan-out (docs/fan-out.md): only the cells of these
+  // hosts' static share, each entry a host name or "tag=T" (every host
+  // tagged T). Empty: every host, placed as usual.
+  std::vector<std::string> host_share;
+  // "This machine is NAME" (a CI runner on the lab host): NAME's share is
+  // measured in this process, as a local host; NAME's address and ssh
+  // settings and its provisioning are not used.
+  std::string this_host;
   std::optional<std::filesystem::path> bundle;    // the vmlat bundle for provisioning (default: made from the build tree)
   // Exporter hooks. on_cell_done runs after each cell's result.json is
   // written (e.g. push that cell's metrics); on_run_done after run.json is
@@ -134,6 +142,11 @@ struct HistoryCommand {
   std::size_t last = 0;        // --last N: the newest N runs only; 0: all
   double confidence = 0.99;    // --confidence
 };
+struct GateCommand {
+  std::vector<std::string> runs;  // run directories (or results roots: their "latest") of one plan
+  std::string junit;              // "": none; else a JUnit XML file (one testcase per cell x gate, missing cells as errors)
+  std::string markdown;           // "": none; else the verdict, the failing and missing cells, then the merged report's Markdown
+};
 struct ExportCommand {
   std::vector<std::string> runs;  // run directories, or results roots (their "latest"), merged as by `vmlat report`
   std::string format;             // kcidb, lava, lava-signal, rt-tests
@@ -175,6 +188,8 @@ int metrics(const std::string& run_dir, std::ostream& out, std::ostream& err);
 // `vmlat report RUN_DIR` and `vmlat compare BASE NEW`.
 int report(const report::ReportCommand& command, std::ostream& out, std::ostream& err);
 int compare(const report::CompareCommand& command, std::ostream& out, std::ostream& err);
+// `vmlat gate RUN...`: the merge-and-gate of a fan-out (docs/fan-out.md).
+int gate(const report::GateCommand& command, std::ostream& out, std::ostream& err);
 // `vmlat export --format F RUN...`: docs/export.md.
 int export_run(const report::ExportCommand& command, std::ostream& out, std::ostream& err);
 // `vmlat history RESULTS_DIR`: docs/report.md;// --format prometheus and --push: the change-point metrics (docs/metrics.md).

@@ -70,6 +70,19 @@ options:
   --bundle FILE       the vmlat bundle provisioning installs on the hosts
                       (default: made from this build tree with
                       ansible/make-bundle)
+  --host NAME         measure only NAME's share of the plan: one CI job of a
+                      fan-out (docs/fan-out.md). The share is static, the same
+                      in every job: placement over all the plan's hosts (or
+                      the inventory's) as if all answered, host_kernel checked
+                      against NAME's facts afterwards. Repeatable; tag=TAG
+                      takes every host tagged TAG. An unknown name or tag:
+                      exit 2, the plan's hosts listed. A share without cells:
+                      exit 0, no run directory. `vmlat gate RUN...` merges
+                      and gates the jobs' runs
+  --this-host NAME    this machine is the plan's host NAME (a CI runner on the
+                      lab host): NAME's share measured in this process, as a
+                      local host; its address and ssh settings and its
+                      provisioning are not used
   --bisect            exit codes for `git bisect run` (docs/bisect.md): 0
                       good (also 4), 1 bad (a gate failed), 125 skip for
                       infrastructure errors and interrupted runs (a broken lab
@@ -157,7 +170,8 @@ versions. Markdown is for a CI job summary or a merge-request comment: gates
 not passed, the worst-case tables, the cells (failing first). See
 docs/report.md. Exits 0 when written, 2 for a bad directory or usage, 3 if the
 output cannot be written. The run's verdict is not the exit code: use the exit
-code of 'vmlat run' (or 'vmlat compare') to gate.
+code of 'vmlat run' (or 'vmlat compare'; 'vmlat gate' for the runs of a
+fan-out) to gate.
 
 options:
   --format F          html (default), markdown or json
@@ -166,6 +180,30 @@ options:
   --baseline RUN_DIR  compare with this run: a comparison table (tolerance 10%),
                       and the baseline's CCDF overlaid on each cell's (one
                       RUN_DIR only)
+)"},
+    {"gate", R"(usage: vmlat gate RUN_DIR... [--junit FILE] [--markdown FILE]
+
+The last job of a fan-out (docs/fan-out.md): the runs of one plan's CI jobs
+(`vmlat run PLAN --host NAME`, one job per host; run directories, or results
+roots: their "latest" run) judged as one run of the whole plan. The runs must
+be of one plan, byte for byte, with the same selection and the same cut into
+shares (else exit 2). Every cell of the plan must be measured in some run: a
+cell in no run (a job that did not run, a run directory not given) or not
+measured there is never a pass. Prints a line per failing cell (FAIL: the
+cell, its host, its run, each failing gate with its value and bound) and per
+cell not measured (NOT MEASURED: why), then the verdict line.
+
+exit codes: 0 every cell of the plan measured and every gate passed; 1 a
+gate failed, a claim with gate = true is violated over the merged cells, or
+a run exited 1 by its own plan's rules (1 wins over 3, as in 'vmlat run'); 3
+a cell of the plan not measured in any run, or a gate not evaluated; 2 bad
+usage, an unreadable run, or runs of different plans or selections.
+
+options:
+  --junit FILE        JUnit XML of the merged runs: a testcase per cell x gate,
+                      a cell in no run as an error
+  --markdown FILE     the verdict, the failing and missing cells, then the
+                      merged runs' report in Markdown (a CI job summary)
 )"},
     {"export", R"(usage: vmlat export --format F RUN_DIR [RUN_DIR...] [options]
 
@@ -349,6 +387,7 @@ struct Args {
   MonitorOptions monitor;
   CellRunOptions cell_run;
   std::string format, output, baseline;  // report, compare
+  std::string markdown;                  // gate --markdown
   std::vector<std::string> tolerances;
   std::string plan_name;     // history --plan
   report::ExportCommand export_command;
@@ -376,6 +415,7 @@ int cmd_metrics(Args& a);
 int cmd_report(Args& a);
 int cmd_compare(Args& a);
 int cmd_export(Args& a);
+int cmd_gate(Args& a);
 int cmd_history(Args& a);
 int cmd_monitor(Args& a);
 int cmd_plugins(Args& a);
@@ -386,7 +426,8 @@ int cmd_help(Args& a);
 const Command kCommands[] = {
     {"run", "run PLAN", "run every cell of the plan, store results, apply gates",
      {"--results", "--junit", "--only", "--duration", "--progress", "--quiet", "--plugin-dir", "--push", "--push-timeout",
-      "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision", "--bundle", "--bisect"},
+      "--textfile", "--resume", "--no-wait", "--lock-dir", "--inventory", "--no-provision", "--bundle", "--bisect", "--host",
+      "--this-host"},
      cmd_run},
     {"validate", "validate PLAN", "check a plan (and each plugin's settings) without running it", {"--plugin-dir"},
      cmd_validate},
@@ -404,6 +445,8 @@ const Command kCommands[] = {
     {"metrics", "metrics RUN_DIR", "print a stored run's metrics (Prometheus text format)", {}, cmd_metrics},
     {"report", "report RUN_DIR...", "write a stored run's report (HTML with plots, Markdown, JSON)",
      {"--format", "--output", "--baseline"}, cmd_report},
+    {"gate", "gate RUN_DIR...", "merge the runs of a plan's fan-out jobs and gate them as one run of the plan",
+     {"--junit", "--markdown"}, cmd_gate},
     {"export", "export RUN_DIR...", "write a stored run as KCIDB JSON, LAVA test cases or rt-tests JSON",
      {"--format", "--output", "--kcidb-origin", "--kcidb-checkout", "--kcidb-build", "--kcidb-commit", "--artifacts-url"},
      cmd_export},
@@ -446,7 +489,7 @@ exit codes: 0 pass, 1 a gate failed, 2 bad plan or usage,
             3 infrastructure error (a cell could not be measured),
             4 measured and gated fine but the metrics export failed, 130 interrupted
 docs: docs/plan-format.md, docs/results-format.md, docs/writing-plugins.md,
-      docs/metrics.md, docs/report.md, docs/export.md
+      docs/metrics.md, docs/report.md, docs/export.md, docs/fan-out.md
 )";
   return text;
 }
@@ -550,6 +593,15 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--lock-dir") a.run.lock_dir = a.monitor.lock_dir = a.cell_run.lock_dir = std::filesystem::path(arg());
     else if (opt == "--inventory") a.run.inventory = std::filesystem::path(arg());
     else if (opt == "--no-provision") a.run.no_provision = true;
+    else if (opt == "--host") {
+      auto v = arg();
+      if (v.empty() || v == "tag=") usage_error("--host takes a host name or tag=TAG", a.command);
+      a.run.host_share.push_back(v);
+    } else if (opt == "--this-host") {
+      if (!a.run.this_host.empty()) usage_error("--this-host: this machine is one host (given twice)", a.command);
+      a.run.this_host = arg();
+      if (a.run.this_host.empty()) usage_error("--this-host takes a host name", a.command);
+    }
     else if (opt == "--bisect") {
     }
     else if (opt == "--bundle") a.run.bundle = std::filesystem::path(arg());
@@ -590,6 +642,7 @@ Args parse_args(int argc, char** argv) {
     else if (opt == "--format") a.format = arg();
     else if (opt == "--output") a.output = arg();
     else if (opt == "--baseline") a.baseline = arg();
+    else if (opt == "--markdown") a.markdown = arg();
     else if (opt == "--tolerance") a.tolerances.push_back(arg());
     else if (opt == "--plan") a.plan_name = arg();
     else if (opt == "--kcidb-origin") a.export_command.kcidb_origin = arg();
@@ -623,8 +676,9 @@ Args parse_args(int argc, char** argv) {
       a.confidence = c;
     }
   }
-  if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root))
-    usage_error("--resume reuses the run's own directory, --only and --duration: do not combine them", a.command);
+  if (a.run.resume_dir && (!a.run.only.empty() || a.run.duration || a.run.results_root || !a.run.host_share.empty() ||
+                           !a.run.this_host.empty()))
+    usage_error("--resume reuses the run's own directory, --only, --duration and --host: do not combine them", a.command);
   if (a.metrics.push_url.empty() && a.metrics.push_timeout && !a.help)
     usage_error("--push-timeout needs " + std::string(a.command == "push" ? "--url" : "--push"), a.command);
   if (a.command == "push" && a.metrics.push_url.empty() && !a.help) usage_error("missing --url URL (the Pushgateway)", a.command);
@@ -668,6 +722,10 @@ int cmd_export(Args& a) {
   c.output = a.output;
   c.runs = a.positional;
   return app::export_run(c, std::cout, std::cerr);
+}
+int cmd_gate(Args& a) {
+  if (a.positional.empty()) usage_error("missing RUN_DIR (the runs of the plan's jobs)", a.command);
+  return app::gate(report::GateCommand{a.positional, a.run.junit_path.string(), a.markdown}, std::cout, std::cerr);
 }
 // The options compare and history share.
 template <class Command>

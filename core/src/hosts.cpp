@@ -316,7 +316,7 @@ std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const 
 }
 
 Placement place_cells(const Plan& plan, std::vector<Cell>& cells, const std::vector<HostState>& hosts, bool placed,
-                      PluginRegistry& registry) {
+                      PluginRegistry& registry, bool use_facts) {
   Placement placement;
   if (!placed) {  // the implicit local host: every cell, as always
     for (auto& c : cells) c.spec.host_name = hosts.front().spec.name;
@@ -347,7 +347,7 @@ Placement place_cells(const Plan& plan, std::vector<Cell>& cells, const std::vec
       }
       // A host that cannot be reached may still be the right one: its cells
       // then fail as infrastructure errors, with ssh's reason.
-      if (kernel && *kernel != "any" && h.reachable) {
+      if (kernel && *kernel != "any" && h.reachable && use_facts) {
         bool rt = flag_or(h.facts, "preempt_rt", false);
         if ((*kernel == "rt") != rt) {
           why_not.push_back(h.spec.name + " runs " + text_or(h.facts, "kernel_release", "?") + " (" +

@@ -68,7 +68,9 @@ struct Placement {
   std::vector<std::string> problems;
 };
 // `placed`: false for the implicit local host of a plan without [hosts].
+// `use_facts` false: host_kernel is not judged (the static share of a
+// fan-out, run/host_share.hpp, which has no facts of the other hosts).
 Placement place_cells(const Plan& plan, std::vector<Cell>& cells, const std::vector<HostState>& hosts, bool placed,
-                      PluginRegistry& registry);
+                      PluginRegistry& registry, bool use_facts = true);
 
 }  // namespace vmlat

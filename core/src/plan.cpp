@@ -27,6 +27,7 @@
 #include "vmlat/cpus.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/plugin.hpp"
+#include "vmlat/ssh.hpp"
 #include "vmlat/units.hpp"
 
 namespace vmlat {
@@ -811,29 +812,21 @@ struct PlanParser {
       // Everything here may reach ssh's or Ansible's command line or a
       // generated inventory: a leading '-' would be an option, a newline a
       // new entry. Refuse what no host name, user or path needs.
-      auto plain = [&](const char* key, const std::string& value, const std::string& what) {
-        bool ok = !value.empty() && value.front() != '-' &&
-                  std::none_of(value.begin(), value.end(), [](unsigned char c) { return c <= ' ' || c == 0x7f; });
-        if (!ok) s.error(key, "'" + std::string(key) + "' in [hosts." + host_name + "] must be " + what + " (no spaces or control characters, not starting with '-')");
-        return ok;
+      auto check = [&](const char* key, const std::string& value, SshSetting kind) {
+        if (auto why = ssh_setting_problem(kind, value))
+          s.error(key, "'" + std::string(key) + "' in [hosts." + host_name + "] " + *why);
       };
       spec.address = s.string("address", "");
       if (spec.address == "local") spec.address.clear();  // this machine, in-process
-      if (!spec.address.empty()) {
-        bool ok = plain("address", spec.address, "a host name or IP address");
-        if (ok && std::any_of(spec.address.begin(), spec.address.end(), [](char c) { return c == '@' || c == '/' || c == '"' || c == '\'' || c == '\\'; }))
-          s.error("address", "'address' in [hosts." + host_name + "] must be a host name or IP address; put the user in 'user'");
-      }
+      if (!spec.address.empty()) check("address", spec.address, SshSetting::address);
       spec.port = static_cast<int>(s.integer("port", 0, 0, 65535));
       spec.user = s.string("user", "");
-      if (!spec.user.empty() && plain("user", spec.user, "a user name") &&
-          !std::all_of(spec.user.begin(), spec.user.end(), [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-' || c == '.'; }))
-        s.error("user", "'user' in [hosts." + host_name + "] may only contain letters, digits, '_', '-' and '.'");
+      if (!spec.user.empty()) check("user", spec.user, SshSetting::user);
       spec.identity_file = s.string("identity_file", "");
-      if (!spec.identity_file.empty()) plain("identity_file", spec.identity_file, "a path to a private key file");
+      if (!spec.identity_file.empty()) check("identity_file", spec.identity_file, SshSetting::identity_file);
       spec.identity_file = path_for_children(spec.identity_file);
       spec.known_hosts = s.string("known_hosts", "");
-      if (!spec.known_hosts.empty()) plain("known_hosts", spec.known_hosts, "a path to a known_hosts file");
+      if (!spec.known_hosts.empty()) check("known_hosts", spec.known_hosts, SshSetting::known_hosts);
       spec.known_hosts = path_for_children(spec.known_hosts);
       spec.tags = s.string_list("tags", {});
       for (const auto& tag : spec.tags)

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -31,6 +33,23 @@ std::string remote_command_line(const std::vector<std::string>& argv) {
 std::string SshTarget::describe() const {
   std::string where = (user.empty() ? "" : user + "@") + address + (port ? ":" + std::to_string(port) : "");
   return host_name + " (" + where + ")";
+}
+
+std::optional<std::string> ssh_setting_problem(SshSetting kind, std::string_view value) {
+  const char* what = kind == SshSetting::address         ? "a host name or IP address"
+                     : kind == SshSetting::user          ? "a user name"
+                     : kind == SshSetting::identity_file ? "a path to a private key file"
+                                                         : "a path to a known_hosts file";
+  const bool plain = !value.empty() && value.front() != '-' &&
+                     std::none_of(value.begin(), value.end(), [](unsigned char c) { return c <= ' ' || c == 0x7f; });
+  if (!plain) return std::string("must be ") + what + " (no spaces or control characters, not starting with '-')";
+  if (kind == SshSetting::address &&
+      std::any_of(value.begin(), value.end(), [](char c) { return c == '@' || c == '/' || c == '"' || c == '\'' || c == '\\'; }))
+    return std::string("must be a host name or IP address; put the user in 'user'");
+  if (kind == SshSetting::user &&
+      !std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-' || c == '.'; }))
+    return std::string("may only contain letters, digits, '_', '-' and '.'");
+  return std::nullopt;
 }
 
 std::vector<std::string> ssh_argv(const SshTarget& t, const std::string& remote_command, bool master) {

@@ -110,8 +110,11 @@ expect_in "$work/contents.txt" /usr/bin/vmlat /usr/lib/vmlat/core/libvmlat.so.0 
 [[ ! -d "$source_dir/ansible" ]] || grep -q '^/usr/share/vmlat/ansible/' "$work/contents.txt" || fail "ansible/ is not packaged"
 grep -q '^/usr/share/vmlat/reports/grafana/.*\.json$' "$work/contents.txt" || fail "no Grafana dashboard packaged"
 expect_in "$work/contents.txt" /usr/share/vmlat/ci/vmlat-ci-gate /usr/share/vmlat/ci/gitlab-ci.yml \
-  /usr/share/vmlat/ci/github-workflow.yml /usr/share/vmlat/ci/Jenkinsfile
-grep -Eq '^-rwxr-xr-x .* \./usr/share/vmlat/ci/vmlat-ci-gate$' "$work/contents-long.txt" || fail "vmlat-ci-gate is not executable in the package"
+  /usr/share/vmlat/ci/github-workflow.yml /usr/share/vmlat/ci/Jenkinsfile /usr/share/vmlat/ci/vmlat-fanout \
+  /usr/share/vmlat/ci/gitlab-ci-fanout.yml /usr/share/vmlat/ci/github-workflow-fanout.yml /usr/share/vmlat/ci/Jenkinsfile.fanout
+for script in vmlat-ci-gate vmlat-fanout; do
+  grep -Eq "^-rwxr-xr-x .* \./usr/share/vmlat/ci/$script\$" "$work/contents-long.txt" || fail "$script is not executable in the package"
+done
 # Every plugin the build made is packaged.
 plugins=()
 for so in "$build_dir"/plugins/vmlat-plugin-*.so; do

@@ -1,12 +1,19 @@
 // The join of a guest's worst wake-ups with the host-side samples of its
 // vCPU threads (core/src/report/host_evidence.cpp) on samples written here
 // in the sampler's format: the bracketing samples, the clock mapping and its
-// margin, who is named, and spikes the samples do not cover.
+// margin, who is named, and spikes the samples do not cover; the Markdown
+// report's table of them, from a stored run.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "host_evidence.hpp"
+#include "report.hpp"
+#include "run_store.hpp"
+#include "vmlat/units.hpp"
 
 using namespace vmlat;
 using namespace vmlat::report;
@@ -106,6 +113,60 @@ TEST(SpikeEvidence, SpikesTheSamplesDoNotCoverHaveNone) {
   for (const auto& x : none) EXPECT_FALSE(x);
   auto broken = join_spike_evidence(result_with(spikes, {{"offset_ns", kOffset}}), "not json\n" + samples());
   for (const auto& x : broken) EXPECT_FALSE(x);
+}
+
+TEST(SpikeEvidence, TheMarkdownReportShowsTheHostBesideTheWorstWakeUpsEscaped) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("vmlat-md-evidence-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  for (const char* cell : {"guest", "bare"}) fs::create_directories(dir / "cells" / cell);
+  // A host task whose name is markup and a table separator: shown as text.
+  const std::string hostile = "[{\"cpu\":1,\"tasks\":[{\"comm\":\"<b>x|y</b>\",\"pid\":9,\"policy\":\"FIFO\",\"prio\":99,"
+                              "\"tid\":9}],\"vcpu\":1}]";
+  std::ofstream(dir / "cells" / "guest" / "host-evidence.jsonl")
+      << kHead + sample(0, 0, 0, 1, 100) + sample(10, 0, 0, 1, 110) + sample(20, 3, 1, 1, 130) + sample(30, 9, 2, 1, 150, hostile) +
+             sample(40, 9, 2, 1, 160);
+  json spikes = json::array();
+  // Seven spikes, worst first: the first on vCPU 1 covered, the rest after the samples.
+  spikes.push_back({{"cpu", 1}, {"latency_ns", 7'000'000}, {"monotonic_ns", 28'000'000}});
+  for (int i = 0; i < 6; ++i) spikes.push_back({{"cpu", 0}, {"latency_ns", 1'000'000 - i}, {"monotonic_ns", 90'000'000}});
+  auto result = [&](const std::string& id, json s, json clock) {
+    return json{{"schema", "vmlat-cell-result/1"}, {"cell", {{"id", id}, {"axes", json::object()}}}, {"status", "measured"},
+                {"spikes", std::move(s)}, {"facts", {{"backend", {{"host_evidence", {{"clock", std::move(clock)}}}}}}}};
+  };
+  std::ofstream(dir / "cells" / "guest" / "result.json")
+      << result("guest", spikes, {{"offset_ns", kOffset}, {"uncertainty_ns", 500'000}, {"drift_ns", 0}}).dump();
+  // Spikes, but no samples of the host: no table.
+  std::ofstream(dir / "cells" / "bare" / "result.json") << result("bare", spikes, nullptr).dump();
+  std::ofstream(dir / "run.json") << json{{"schema", "vmlat-run/1"}, {"run_id", "r"}, {"status", "complete"},
+                                          {"cells", {{{"id", "guest"}, {"status", "measured"}, {"dir", "cells/guest"}},
+                                                     {{"id", "bare"}, {"status", "measured"}, {"dir", "cells/bare"}}}}}
+                                              .dump();
+  StoredRun stored = load_run_dir(dir.string());
+  vmlat::report::Run run = make_run(stored);
+  ReportInput in;
+  in.run = &run;
+  const std::string md = render_markdown(in);
+  fs::remove_all(dir);
+
+  const auto at = md.find("### Worst wake-ups and the host");
+  ASSERT_NE(at, std::string::npos) << md;
+  const std::string section = md.substr(at);
+  EXPECT_NE(section.find("#### guest\n"), std::string::npos) << section;
+  EXPECT_EQ(section.find("#### bare"), std::string::npos) << section;
+  // The covered spike: its latency, the vCPU's wait (6 ms between the samples at 20 and 30 ms) and the sentence.
+  const std::string row = "| 1 | 1 | " + format_latency(std::chrono::nanoseconds(7'000'000)) + " | " +
+                          format_latency(std::chrono::nanoseconds(6'000'000)) + " | ";
+  EXPECT_NE(section.find(row), std::string::npos) << section;
+  EXPECT_NE(section.find("vCPU 1 waited 6"), std::string::npos) << section;
+  EXPECT_NE(section.find("| 2 | 0 | "), std::string::npos) << section;
+  EXPECT_NE(section.find("not covered by the host's samples"), std::string::npos) << section;
+  // Five rows, then how many more.
+  EXPECT_EQ(section.find("| 6 | "), std::string::npos) << section;
+  EXPECT_NE(section.find("2 more in result.json"), std::string::npos) << section;
+  // The hostile name is text: no tag, no extra table column.
+  EXPECT_EQ(section.find("<b>"), std::string::npos) << section;
+  EXPECT_NE(section.find("&lt;b&gt;x\\|y&lt;/b&gt;"), std::string::npos) << section;
 }
 
 }  // namespace

@@ -644,14 +644,24 @@ TEST(Tails, AReturnLevelGateUsesTheModelAndFallsBackToTheMeasuredMax) {
   std::string basis;
   const Histogram tail = exponential_tail();
   // 2 million samples at 1ms: 33 minutes; an hour's worst case lies beyond the measured max.
-  auto rl = return_level_statistic(gate, tail, std::chrono::milliseconds(1), &basis);
+  CellSpec cell;
+  cell.period = std::chrono::milliseconds(1);
+  const double seconds = nominal_measured_seconds(cell, tail.samples());
+  EXPECT_NEAR(seconds, 2000.0, 1.0);
+  auto rl = return_level_statistic(gate, tail, seconds, &basis);
   EXPECT_EQ(basis, "gpd");
   EXPECT_GT(rl, tail.max());
   gate.horizon_s = 86400;
-  EXPECT_GT(return_level_statistic(gate, tail, std::chrono::milliseconds(1)), rl);
+  EXPECT_GT(return_level_statistic(gate, tail, seconds), rl);
+  // The same samples from two CPUs at once are half the time: an hour holds
+  // twice the wake-ups, so its worst case is larger.
+  cell.cpus = {0, 1};
+  EXPECT_NEAR(nominal_measured_seconds(cell, tail.samples()), 1000.0, 1.0);
+  gate.horizon_s = 3600;
+  EXPECT_GT(return_level_statistic(gate, tail, nominal_measured_seconds(cell, tail.samples())), rl);
   // 20 samples: no tail to fit, the measured max, and it says so.
   Histogram thin = spread(20, 10, 12, 15000);
-  EXPECT_EQ(return_level_statistic(gate, thin, std::chrono::milliseconds(1), &basis), nanoseconds(15000));
+  EXPECT_EQ(return_level_statistic(gate, thin, 0.02, &basis), nanoseconds(15000));
   EXPECT_EQ(basis.rfind("empirical: ", 0), 0u) << basis;
 }
 

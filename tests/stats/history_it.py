@@ -14,14 +14,13 @@ machine, with real runs:
      across the 8 real runs (resampled: real run-to-run spread, nothing
      changed), each compared with the other 7: at most 1 of 8 exits 1 (the
      correction keeps a 1,000-cell run's false-alarm rate that of a small one).
-  3. Detection, synthetic: each of the 8 runs with every latency of every
-     other cell doubled (statistics and histograms, merged and per CPU), compared
-     with the history of the other 7: no doubled cell is ever called
-     `unchanged` or `improved`, at most 1 of the 8 trials calls an untouched
-     cell `regressed`, and the tally says how many doubled cells were
-     `regressed` (the issue asks for all of them: on this loaded 2-core VM
-     seven 1 s runs of a cyclictest cell spread too widely for that, and the
-     verdict says `inconclusive`; docs/statistics.md, "Power").
+  3. Detection, synthetic: each of the 8 runs with every latency of half
+     its cells doubled (statistics and histograms, merged and per CPU; the
+     1 ms cells in even trials, the 500 us cells in odd ones), compared
+     with the history of the other 7: every doubled cell is `regressed` in
+     every trial, at most 1 of the 8 trials calls an untouched cell
+     `regressed`, and the tally is printed (docs/statistics.md, "Power":
+     the p50's run-to-run spread is what carries the detection here).
   4. Detection: a ninth run with a SCHED_FIFO burst on the measured CPU (a
      priority 99 busy loop, above the probes' 95, 30 ms of every 50 ms: most
      wake-ups wait, so the median moves, not only the tail this machine's
@@ -244,7 +243,8 @@ def main():
         # 3. Each run with every latency of half its cells doubled, against the others.
         found, affected_total, false_trials, false_cells = 0, 0, 0, 0
         for i, src in enumerate(runs):
-            dst, affected = doubled_run(src, os.path.join(work, "doubled", f"run-{i}"), {0, 2})
+            dst, affected = doubled_run(src, os.path.join(work, "doubled", f"run-{i}"),
+                                          {0, 2} if i % 2 == 0 else {1, 3})
             code, doc = compare(vmlat, runs[:i] + runs[i + 1:], dst)
             verdict = {c["cell"]: c["verdict"] for c in doc["cells"]}
             check(len(verdict) == 4, "every cell of the doubled run was compared", verdict)
@@ -256,10 +256,9 @@ def main():
             false_cells += len(wrong)
             log(f"  doubled run {i}: exit {code}; " + ", ".join(f"{c} {v}" for c, v in sorted(verdict.items())))
             for c in affected:
-                check(verdict.get(c) in ("regressed", "inconclusive"),
-                      f"trial {i}: doubled cell {c} is never called unchanged or improved", verdict)
+                check(verdict.get(c) == "regressed", f"trial {i}: doubled cell {c} is regressed", verdict)
         log(f"2x worse: {found} of {affected_total} doubled cells regressed in {len(runs)} trials"
-            f"{'' if found == affected_total else ' (NOT every one: the rest inconclusive)'}; "
+            f"{'' if found == affected_total else ' (NOT every one)'}; "
             f"untouched cells regressed in {false_trials} of {len(runs)} trials ({false_cells} cells)")
         check(false_trials <= 1, f"at most 1 of {len(runs)} trials calls an untouched cell regressed (got {false_trials})")
         shutil.rmtree(os.path.join(work, "doubled"), ignore_errors=True)

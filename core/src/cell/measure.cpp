@@ -121,7 +121,8 @@ CellOutcome measure_cell(const MeasureCell& m) {
     o.error = "the probe returned no per-CPU results";
     o.error_phase = "measure";
   }
-  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr, &o.series_merged, &facts);
+  o.gates = evaluate_gates(plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr, &o.series_merged, &facts,
+                           measured_for ? std::chrono::duration<double>(*measured_for).count() : 0.0);
   // A gate on a series the measured cell lacks never lets the cell pass.
   // (Regression gates without a baseline have their own rule.)
   for (const auto& g : o.gates) {

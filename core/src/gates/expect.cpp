@@ -8,6 +8,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "gates/evaluate.hpp"
 #include "stats/intervals.hpp"
 #include "stats/tail.hpp"
 #include "vmlat/units.hpp"
@@ -116,12 +117,19 @@ std::vector<std::pair<std::size_t, std::size_t>> expect_pairs(const ExpectSpec& 
   return pairs;
 }
 
-double measured_seconds(const json& result, std::uint64_t samples) {
+double measure_phase_seconds(const json& result) {
   const json& measure = at_key(at_key(at_key(result, "timings"), "phases"), "measure_s");
-  if (measure.is_number() && measure.get<double>() > 0) return measure.get<double>();
+  return measure.is_number() && measure.get<double>() > 0 ? measure.get<double>() : 0;
+}
+
+double measured_seconds(const json& result, std::uint64_t samples) {
+  if (const double s = measure_phase_seconds(result); s > 0) return s;
   const json& period = at_key(at_key(result, "cell"), "period_ns");
-  if (period.is_number() && period.get<double>() > 0) return static_cast<double>(samples) * period.get<double>() * 1e-9;
-  return 0;
+  if (!period.is_number() || period.get<double>() <= 0) return 0;
+  CellSpec cell;
+  cell.period = std::chrono::nanoseconds(period.get<long long>());
+  if (const json& cpus = at_key(at_key(result, "cell"), "cpus"); cpus.is_array()) cell.cpus.resize(cpus.size());
+  return nominal_measured_seconds(cell, samples);
 }
 
 std::optional<ExpectCell> expect_cell(const json& result, const std::string& run_id, ExpectAxes axes) {

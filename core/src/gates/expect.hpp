@@ -41,8 +41,11 @@ struct ExpectCell {
 // From a result.json (nullopt: not measured, or no histogram). `axes`: the
 // cell's axes as the caller matches them (result.json's own when empty).
 std::optional<ExpectCell> expect_cell(const json& result, const std::string& run_id = "", ExpectAxes axes = {});
-// How long a cell measured: timings.phases.measure_s, else samples x period; 0 unknown.
+// How long a cell measured: timings.phases.measure_s, else
+// nominal_measured_seconds (samples x period over the CPUs); 0 unknown.
 double measured_seconds(const json& result, std::uint64_t samples);
+// timings.phases.measure_s of a result.json; 0 when absent.
+double measure_phase_seconds(const json& result);
 
 struct ExpectSide {
   std::string cell, run_id;

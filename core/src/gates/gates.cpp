@@ -47,9 +47,13 @@ json gates_json(const std::vector<GateResult>& gates) {
   return arr;
 }
 
-std::chrono::nanoseconds return_level_statistic(const GateSpec& gate, const Histogram& merged,
-                                                std::chrono::nanoseconds period, std::string* basis) {
-  const double duration_s = static_cast<double>(merged.samples()) * static_cast<double>(period.count()) * 1e-9;
+double nominal_measured_seconds(const CellSpec& cell, std::uint64_t samples) {
+  const double cpus = static_cast<double>(std::max<std::size_t>(cell.cpus.size(), 1));
+  return static_cast<double>(samples) * static_cast<double>(cell.period.count()) * 1e-9 / cpus;
+}
+
+std::chrono::nanoseconds return_level_statistic(const GateSpec& gate, const Histogram& merged, double duration_s,
+                                                std::string* basis) {
   stats::TailOptions options;
   options.horizons_s = {gate.horizon_s};
   const stats::TailFit fit = stats::fit_tail(merged, duration_s, options);
@@ -112,7 +116,8 @@ GateResult evaluate_lint_gate(const GateSpec& gate, CellStatus status, const std
 
 std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, CellStatus status,
                                        const std::string& cell_error, const Histogram* default_merged,
-                                       const std::map<std::string, Histogram>* named, const json* facts) {
+                                       const std::map<std::string, Histogram>* named, const json* facts,
+                                       double measured_s) {
   std::vector<GateResult> results;
   for (const auto& gate : plan.gates) {
     if (!gate.matches(cell)) continue;
@@ -147,7 +152,8 @@ std::vector<GateResult> evaluate_gates(const Plan& plan, const CellSpec& cell, C
                                                     : "the probe returned no samples";
     } else if (gate.horizon_s > 0) {
       std::string basis;
-      r.value = return_level_statistic(gate, *merged, cell.period, &basis);
+      const double seconds = measured_s > 0 ? measured_s : nominal_measured_seconds(cell, merged->samples());
+      r.value = return_level_statistic(gate, *merged, seconds, &basis);
       r.extra = json{{"basis", basis}, {"horizon_s", gate.horizon_s}};
       r.verdict = r.value <= r.bound ? Verdict::pass : Verdict::fail;
       r.message = gate.stat + " " + format_latency(r.value) + (basis == "gpd" ? " (tail model)" : " (the measured max: " + basis + ")") +

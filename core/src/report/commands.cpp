@@ -109,6 +109,17 @@ bool read_facts(std::deque<StoredRun>& runs, const std::vector<std::pair<std::si
 
 }  // namespace
 
+std::optional<std::vector<StoredRun>> load_runs(const std::vector<std::string>& dirs, const char* what, std::ostream& err) {
+  std::vector<StoredRun> all;
+  all.reserve(dirs.size());
+  for (const auto& dir : dirs) {
+    auto one = load(dir, what, err);
+    if (!one) return std::nullopt;
+    all.push_back(std::move(*one));
+  }
+  return all;
+}
+
 int report_command(const ReportCommand& c, std::ostream& out, std::ostream& err) {
   if (c.format != "html" && c.format != "markdown" && c.format != "json") {
     err << "vmlat: --format must be html, markdown or json (got '" << c.format << "')\n";

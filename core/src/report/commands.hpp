@@ -9,6 +9,7 @@
 
 #include "app.hpp"
 #include "history.hpp"
+#include "run_store.hpp"
 
 namespace vmlat::report {
 
@@ -26,6 +27,10 @@ int compare_command(const CompareCommand& command, std::ostream& out, std::ostre
 // (0, or 3 if the output could not be written).
 std::optional<History> read_history(const HistoryCommand& command, std::ostream& err);
 int write_history(const HistoryCommand& command, const History& h, std::ostream& out, std::ostream& err);
+// Every run directory of `dirs` read whole, in order (reports point into
+// them: never resized after), or nullopt after saying which could not be
+// read on `err` ("vmlat: WHAT: ..."): `vmlat gate` and `vmlat export`.
+std::optional<std::vector<StoredRun>> load_runs(const std::vector<std::string>& dirs, const char* what, std::ostream& err);
 // `content` to `path` ("" or "-": `out`), atomically; 0, or 3 after saying why.
 int write_output(const std::string& content, const std::string& path, std::ostream& out, std::ostream& err);
 

@@ -12,6 +12,7 @@
 #include <ostream>
 #include <set>
 
+#include "commands.hpp"
 #include "json_access.hpp"
 #include "run_store.hpp"
 #include "vmlat/atomic_file.hpp"
@@ -465,18 +466,10 @@ int export_command(const ExportCommand& cmd, std::ostream& out, std::ostream& er
     err << "vmlat: export: rt-tests writes one file per cell: give --output DIR\n";
     return exit_code::usage;
   }
-  std::vector<StoredRun> stored;
-  stored.reserve(cmd.runs.size());
-  for (const auto& dir : cmd.runs) {
-    try {
-      stored.push_back(load_run_dir(dir));
-    } catch (const std::exception& e) {
-      err << "vmlat: export: " << e.what() << "\n";
-      return exit_code::usage;
-    }
-  }
+  auto stored = load_runs(cmd.runs, "export", err);
+  if (!stored) return exit_code::usage;
   std::vector<Run> runs;
-  for (const auto& s : stored) runs.push_back(make_run(s));
+  for (const auto& s : *stored) runs.push_back(make_run(s));
   Run run = merge_runs(runs);
 
   if (cmd.format == "rt-tests") {

@@ -97,6 +97,41 @@ json figures_json(const Run& run) {
   return out;
 }
 
+// Per cell whose worst wake-ups the host's samples cover: a short table of
+// the worst ones with what the host did to that vCPU then (the HTML page's
+// "the host, same interval" column); the rest stay in result.json and the
+// HTML page.
+void host_evidence_markdown(std::ostream& out, const Run& run) {
+  constexpr std::size_t kRows = 5;
+  bool head = false;
+  for (const auto& c : run.cells) {
+    if (!c.result) continue;
+    const json& spikes = member(*c.result, "spikes");
+    if (!spikes.is_array() || spikes.empty()) continue;
+    const auto evidence = cell_spike_evidence(run, c);
+    if (std::none_of(evidence.begin(), evidence.end(), [](const auto& e) { return e.has_value(); })) continue;
+    if (!head)
+      out << "### Worst wake-ups and the host\n\nWhat the host did to the spike's vCPU thread in the same interval, "
+             "from the backend's samples (host-evidence.jsonl).\n\n";
+    head = true;
+    out << "#### " << md(c.id) << "\n\n| # | CPU | latency | run-queue wait | the host, same interval |\n|---:|---:|---:|---:|---|\n";
+    std::size_t i = 0;
+    for (const auto& s : spikes) {
+      if (i >= kRows) break;
+      const auto& e = i < evidence.size() ? evidence[i] : std::nullopt;
+      ++i;
+      const auto lat = integer_at(s, "latency_ns");
+      const auto cpu = integer_at(s, "cpu");
+      out << "| " << i << " | " << (cpu ? std::to_string(*cpu) : "–") << " | "
+          << (lat ? format_latency(std::chrono::nanoseconds(*lat)) : "–") << " | "
+          << (e ? format_latency(std::chrono::nanoseconds(e->wait_ns)) : "–") << " | "
+          << (e ? md(e->sentence) : std::string("not covered by the host's samples")) << " |\n";
+    }
+    if (spikes.size() > kRows) out << "\n" << spikes.size() - kRows << " more in result.json and the HTML report.\n";
+    out << "\n";
+  }
+}
+
 json claims_json(const Run& run) {
   json out = json::array();
   for (const auto& e : run.claims) out.push_back(expect_json(e));
@@ -277,6 +312,9 @@ std::string render_markdown(const ReportInput& in) {
         << (s.is_object() ? text_of(s, "overflows") : "–") << " | " << missed_periods_text(s)
         << " | " << (v == "fail" ? "**fail**" : v.empty() ? "–" : md(v)) << " |\n";
   }
+  std::ostringstream evidence;
+  host_evidence_markdown(evidence, run);
+  if (!evidence.str().empty()) out << "\n" << evidence.str();
   return out.str();
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <ostream>
 
+#include "run/host_share.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/exit_codes.hpp"
 #include "vmlat/interrupt.hpp"
@@ -46,6 +47,15 @@ int place_on_hosts(const Plan& plan, PluginRegistry& registry, const RunOptions&
       return exit_code::usage;
     }
   }
+  // One job of a fan-out: its hosts and their static share only.
+  if (!options.host_share.empty() || !options.this_host.empty()) {
+    if (!h.placed) {
+      err << "vmlat: --host and --this-host pick hosts of [hosts] or of --inventory; this plan has neither (every cell runs here)\n";
+      return exit_code::usage;
+    }
+    if (int code = take_host_share(plan, registry, options, h.specs, cells, err, h.share); code != exit_code::pass) return code;
+    if (cells.empty()) return exit_code::pass;
+  }
   if (h.placed) {
     if (options.progress) err << "vmlat: looking at " << h.specs.size() << " host(s)...\n" << std::flush;
     try {
@@ -59,7 +69,9 @@ int place_on_hosts(const Plan& plan, PluginRegistry& registry, const RunOptions&
     local.spec = h.specs.front();
     h.hosts.push_back(local);  // its facts come with the run's own work dir
   }
-  Placement placement = place_cells(plan, cells, h.hosts, h.placed, registry);
+  Placement placement;
+  if (h.share.is_null()) placement = place_cells(plan, cells, h.hosts, h.placed, registry);
+  else placement.problems = share_kernel_problems(cells, h.hosts);
   if (!placement.problems.empty()) {
     err << "vmlat: refused before anything ran: " << placement.problems.size() << " cell(s) cannot be placed on any host\n";
     for (const auto& p : placement.problems) err << "  " << p << "\n";

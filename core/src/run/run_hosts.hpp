@@ -11,6 +11,7 @@
 #include "hosts.hpp"
 #include "machines.hpp"
 #include "run/selection.hpp"
+#include "vmlat/json.hpp"
 
 namespace vmlat {
 
@@ -22,6 +23,7 @@ struct RunHosts {
   std::vector<HostState> hosts;      // discovered (the implicit local host without facts yet)
   std::vector<MachineGroup> machines;
   std::filesystem::path discovery;   // scratch of the discovery (ssh sockets), removed with this
+  json share;                        // --host: run.json's "share" (run/host_share.hpp); null otherwise
   RunHosts() = default;
   RunHosts(const RunHosts&) = delete;
   RunHosts& operator=(const RunHosts&) = delete;
@@ -33,6 +35,8 @@ struct RunHosts {
 };
 
 // Discovers the hosts and places `selection.cells` on them (Cell::spec.host_name).
+// With --host/--this-host, only those hosts and their static share of the
+// cells, which may leave none (exit_code::pass, `cells` empty).
 // exit_code::pass, or the exit code after saying why on `err`: a bad
 // inventory (2), an interrupt (130), cells no host can take or hosts that
 // are one machine in a way vmlat cannot serialise (3).

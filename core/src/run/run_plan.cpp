@@ -39,6 +39,12 @@ int run_plan(const Plan& plan, PluginRegistry& registry, const RunOptions& optio
   RunHosts hosts;
   if (int code = place_on_hosts(plan, registry, selection.options, selection.cells, err, hosts); code != exit_code::pass)
     return code;
+  if (selection.cells.empty()) {  // --host: a share without cells is a job with nothing to do, not an error
+    std::string names;
+    for (const auto& n : hosts.share["hosts"]) names += (names.empty() ? "" : ", ") + n.get<std::string>();
+    out << "vmlat: no cell of plan " << plan.name << " is in the share of " << names << ": nothing to measure, no run directory\n";
+    return exit_code::pass;
+  }
 
   // 3. The run's record: locks, the run directory, this machine's facts, run.json.
   RunRecord record(plan, selection);

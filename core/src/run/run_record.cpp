@@ -128,6 +128,8 @@ int RunRecord::begin(const RunHosts& hosts, std::ostream& err) {
   }
   if (options.duration) run_options["duration_ns"] = options.duration->count();
   if (options.inventory) run_options["inventory"] = inventory_.string();
+  if (!options.host_share.empty()) run_options["hosts"] = options.host_share;
+  if (!options.this_host.empty()) run_options["this_host"] = options.this_host;
   if (selection_.previous) {
     run_ = *selection_.previous;
     run_["status"] = "running";
@@ -157,6 +159,22 @@ int RunRecord::begin(const RunHosts& hosts, std::ostream& err) {
   }
   // The plan's figures, for `vmlat report` (which reads runs, not plans).
   if (plan_.report.declared) run_["report"] = report_spec_json(plan_.report);
+  // A fan-out job's share: the list of every cell of the plan goes to a file
+  // of its own, written once (run.json is rewritten after every cell).
+  if (!hosts.share.is_null() && !selection_.previous) {
+    json head = hosts.share;
+    head.erase("cells");
+    head["plan_cells"] = hosts.share["cells"].size();
+    head["file"] = "share.json";
+    run_["share"] = head;
+    try {
+      write_file_atomic(dir_ / "share.json", dump_json(json{{"schema", "vmlat-share/1"}, {"plan_sha256", plan_.sha256},
+                                                            {"cells", hosts.share["cells"]}}, 1) + "\n");
+    } catch (const std::exception& e) {
+      err << "vmlat: cannot write " << (dir_ / "share.json").string() << ": " << e.what() << "\n";
+      return exit_code::infra;
+    }
+  }
   try {
     write_file_atomic(dir_ / "run.json", dump_json(run_, 2) + "\n");
   } catch (const std::exception& e) {

@@ -51,6 +51,12 @@ int select_cells(const Plan& plan, const RunOptions& options_in, std::ostream& e
     options.duration.reset();
     if (o.contains("duration_ns") && o["duration_ns"].is_number()) options.duration = std::chrono::nanoseconds(o["duration_ns"].get<long long>());
     if (o.contains("inventory") && o["inventory"].is_string() && !options.inventory) options.inventory = o["inventory"].get<std::string>();
+    // A fan-out job resumed measures its own share again.
+    options.host_share.clear();
+    if (o.contains("hosts") && o["hosts"].is_array())
+      for (const auto& h : o["hosts"])
+        if (h.is_string()) options.host_share.push_back(h.get<std::string>());
+    options.this_host = o.contains("this_host") && o["this_host"].is_string() ? o["this_host"].get<std::string>() : "";
   }
   // --only: a cell is kept when, for every axis named, its value is one of
   // the values given for that axis (`--only backend=a --only backend=b`: a or b).

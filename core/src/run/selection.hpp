@@ -1,5 +1,5 @@
 // Stage 1 of a run: which cells, with which options. A resumed run takes its
-// own --only, --duration and --inventory from its run.json (the plan must be
+// own --only, --duration, --inventory and --host/--this-host from its run.json (the plan must be
 // byte-identical).
 #pragma once
 

@@ -12,7 +12,7 @@
 #include "run/retest.hpp"
 #include "run/summary.hpp"
 #include "ssh.hpp"
-#include "vmlat/errors.hpp"
+#include "gates/expect.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/exit_codes.hpp"
 #include "vmlat/interrupt.hpp"
@@ -32,7 +32,8 @@ std::optional<CellOutcome> kept_outcome(const Plan& plan, const Cell& cell, cons
   if (!o || (o->status != CellStatus::measured && o->status != CellStatus::skipped)) return std::nullopt;  // measured again
   if (o->measured() && !o->merged) return std::nullopt;
   o->gates = evaluate_gates(plan, cell.spec, o->status, o->error, o->merged ? &*o->merged : nullptr, &o->series_merged,
-                            o->document.contains("facts") ? &o->document["facts"] : nullptr);
+                            o->document.contains("facts") ? &o->document["facts"] : nullptr,
+                            measure_phase_seconds(o->document));
   // A failure its retests decided (flaky, reproduced, or undecided when a
   // retest could not be measured) keeps that verdict: the first measurement
   // alone would say "fail" again.
@@ -117,7 +118,7 @@ CellOutcome remote_outcome(RunParts& run, const Cell& cell, const std::filesyste
       o.error = "host " + cell.spec.host_name + " returned the result of another cell";
     }
     o.gates = evaluate_gates(run.plan, cell.spec, o.status, o.error, o.merged ? &*o.merged : nullptr, &o.series_merged,
-                             o.document.contains("facts") ? &o.document["facts"] : nullptr);
+                             o.document.contains("facts") ? &o.document["facts"] : nullptr, measure_phase_seconds(o.document));
   }
   if (!o.error.empty()) cell_log.error(o.error);
   store_result(run.plan, cell, cell_dir, o, cell_log, run.err);

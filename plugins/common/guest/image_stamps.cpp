@@ -38,6 +38,10 @@ std::string stat_stamp(const fs::path& path) {
          two_part(static_cast<long long>(st.st_ctim.tv_sec), st.st_ctim.tv_nsec);
 }
 
+fs::path stamps_file(const fs::path& cache, const std::string& flavour, bool qemu_ga) {
+  return cache / (".stamps-" + flavour + (qemu_ga ? "-qga" : "") + ".json");
+}
+
 StampCheck check_stamps(const fs::path& stamps_file, const ImageRequest& request) {
   json doc;
   {
@@ -63,6 +67,9 @@ StampCheck check_stamps(const fs::path& stamps_file, const ImageRequest& request
     if (auto d = differs("kernel_package", "")) return *d;
     if (auto d = differs("agent", canonical_or_empty(request.agent))) return *d;
     if (auto d = differs("probe", canonical_or_empty(request.probe))) return *d;
+    if (asked.value("qemu_ga", false) != request.qemu_ga)
+      return {std::nullopt, std::string("build-guest last resolved an image ") + (request.qemu_ga ? "without" : "with") +
+                                " qemu-ga"};
     const json& tools = asked.at("tools");
     if (!tools.is_object() || tools.empty()) return {std::nullopt, stamps_file.string() + ": no tools"};
     for (const auto& [name, then] : tools.items()) {

@@ -1,4 +1,4 @@
-// build-guest's resolution stamps (<cache>/.stamps-<flavour>.json, written by
+// build-guest's resolution stamps (<cache>/.stamps-<flavour>[-qga].json, written by
 // plugins/common/guest/images/build-guest): what a resolution depended on, each file as
 // "inode size mtime ctime" from stat(2). When every stamp still matches, the
 // image build-guest resolved then is the image it would resolve now, and the
@@ -21,7 +21,13 @@ struct ImageRequest {
   std::string flavour;
   std::string agent;  // as passed; compared by canonical path
   std::string probe;  // "" when no probe is passed
+  bool qemu_ga = false;  // build-guest --qemu-ga (the QEMU guest agent inside)
 };
+
+// <cache>/.stamps-<flavour>.json, or -qga.json for an image with qemu-ga:
+// each kind of image keeps its own, so asking for one never invalidates the
+// other's.
+std::filesystem::path stamps_file(const std::filesystem::path& cache, const std::string& flavour, bool qemu_ga);
 
 // "inode size mtime ctime" as GNU `stat -L -c '%i %s %.9Y %.9Z'` prints it,
 // or "absent" when stat(2) fails.

@@ -1,5 +1,6 @@
 // The real build-guest writes stamps that the backend's check accepts, and
-// a changed input makes the check fail until build-guest has looked again.
+// a changed input makes the check fail until build-guest has looked again;
+// an image with qemu-ga (--qemu-ga) has stamps of its own.
 // Uses a private cache (the kernel .debs of the default cache are shared by
 // a symlink when present), so one image build (~5 s) on a cold cache.
 #include <gtest/gtest.h>
@@ -85,6 +86,38 @@ TEST(KvmBuildGuestStamps, RealBuildGuestWritesStampsTheBackendAccepts) {
     ASSERT_TRUE(p.wait(Clock::now() + 900s, false).success()) << slurp(dir / "build-guest.err");
   }
   EXPECT_EQ(fs::last_write_time(stamps), before);
+
+  // With qemu-ga (the libvirt backend's guest-exec): another image, stamped
+  // in a file of its own; the plain image's stamps still hold.
+  if (!find_in_path("qemu-ga").empty()) {
+    auto p = Process::spawn(ProcessSpec{{script.string(), "--flavour", "nrt", "--cache", (dir / "cache").string(),
+                                         "--agent", kAgent.string(), "--print-json", "--qemu-ga"},
+                                        {}, dir / "guest-qga.json", dir / "build-guest.err", dir});
+    ASSERT_TRUE(p.wait(Clock::now() + 900s, false).success()) << slurp(dir / "build-guest.err");
+    const json qga = json::parse(slurp(dir / "guest-qga.json"));
+    EXPECT_NE(qga.value("hash", ""), printed.value("hash", ""));
+    EXPECT_EQ(qga["contents"]["qemu_ga"]["included"], true) << qga["contents"].dump();
+    EXPECT_EQ(printed["contents"]["qemu_ga"]["included"], false);
+    const fs::path qga_stamps = stamps_file(dir / "cache", "nrt", true);
+    EXPECT_EQ(qga_stamps.filename(), ".stamps-nrt-qga.json");
+    ImageRequest with_qga = request;
+    with_qga.qemu_ga = true;
+    c = check_stamps(qga_stamps, with_qga);
+    ASSERT_TRUE(c.guest) << c.reason;
+    EXPECT_EQ(c.guest->value("hash", ""), qga.value("hash", ""));
+    EXPECT_TRUE(check_stamps(stamps, request).guest) << "the plain image's stamps were left alone";
+    c = check_stamps(stamps, with_qga);
+    EXPECT_FALSE(c.guest);
+    EXPECT_NE(c.reason.find("without qemu-ga"), std::string::npos) << c.reason;
+    // qemu-ga itself is in the initramfs, where /init starts it.
+    auto list = Process::spawn(ProcessSpec{{"sh", "-c", "zstd -dc \"$1\" 2>/dev/null | cpio -t --quiet || gzip -dc \"$1\" | cpio -t --quiet",
+                                            "sh", qga["initramfs"].get<std::string>()},
+                                           {}, dir / "initramfs.list", dir / "list.err", dir});
+    ASSERT_TRUE(list.wait(Clock::now() + 120s, false).success()) << slurp(dir / "list.err");
+    const std::string files = slurp(dir / "initramfs.list");
+    EXPECT_NE(files.find("usr/sbin/qemu-ga\n"), std::string::npos);
+    EXPECT_NE(files.find("libglib-2.0.so.0"), std::string::npos) << "the libraries ldd lists";
+  }
   fs::remove_all(dir);
 }
 

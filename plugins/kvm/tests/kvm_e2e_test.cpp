@@ -94,11 +94,14 @@ TEST_F(KvmE2E, QuickPlanGivesHistogramsForNrtAndRtGuests) {
 
 TEST_F(KvmE2E, GuestThatNeverComesUpIsKilledAtTheBootTimeout) {
   // The nrt kernel, with an initramfs whose /init never starts the agent.
+  // build-guest is asked as the backend asks for the "good" cell (with the
+  // probe): one image, and the backend's stamps then hold.
   auto guest_json = dir_ / "guest.json";
   {
     auto p = Process::spawn(ProcessSpec{{(kSource / "plugins/common/guest/images/build-guest").string(), "--flavour", "nrt",
                                          "--print-json", "--agent",
-                                         (fs::path(VMLAT_BINARY_DIR) / "libexec/vmlat-guest-agent").string()},
+                                         (fs::path(VMLAT_BINARY_DIR) / "libexec/vmlat-guest-agent").string(), "--probe",
+                                         (fs::path(VMLAT_BINARY_DIR) / "libexec/vmlat-probe").string()},
                                         {}, guest_json, dir_ / "build-guest.err", dir_});
     ASSERT_TRUE(p.wait(Clock::now() + 900s, false).success()) << read(dir_ / "build-guest.err");
   }
@@ -122,8 +125,11 @@ duration = "2s"
 period = "1ms"
 cpus = [0]
 
+# The "good" guest shares this timeout: a TCG boot takes 3-10 s on quiet
+# cores, 25 s and more on this shared 2-core machine at load 9-13 (its
+# hello came at 24.9997 s of a 25 s timeout there).
 [timeouts]
-boot = "25s"
+boot = "90s"
 
 [matrix]
 backend = ["hang", "good"]
@@ -157,6 +163,10 @@ plugin = "cyclic"
     if (result["cell"]["axes"]["backend"] == "hang") {
       EXPECT_EQ(result["status"], "infra-error");
       EXPECT_EQ(result["error_phase"], "boot");
+      // Killed at the boot timeout, not before and not long after.
+      const double boot_s = result["timings"]["phases"].value("boot_s", 0.0);
+      EXPECT_GE(boot_s, 89.9);
+      EXPECT_LT(boot_s, 120.0);
       const std::string error = result["error"];
       EXPECT_NE(error.find("did not come up within the boot timeout"), std::string::npos) << error;
       EXPECT_NE(error.find("this init hangs"), std::string::npos) << "the console's last lines: " << error;
@@ -173,7 +183,7 @@ plugin = "cyclic"
     }
   }
   EXPECT_EQ(checked, 2);
-  EXPECT_LT(Clock::now() - t0, 240s);
+  EXPECT_LT(Clock::now() - t0, 420s);
   EXPECT_EQ(qemus_mentioning(dir_.string()), 0);
 }
 

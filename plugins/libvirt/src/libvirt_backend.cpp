@@ -1,8 +1,9 @@
 // The libvirt backend: measures a domain through libvirt's C API, either
 // the user's existing domain (by name, left as found) or a transient domain
 // defined from vmlat's guest images with the RT tuning expressed as XML. The
-// probe reaches the guest through the vmlat agent's virtio-serial channel;
-// the domain's XML is linted against the real-time rules. See README.md.
+// probe reaches the guest through the vmlat agent's virtio-serial channel,
+// the QEMU guest agent's guest-exec or SSH (`access`); the domain's XML is
+// linted against the real-time rules. See README.md.
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -25,11 +26,16 @@
 #include <vmlat/plugin.hpp>
 #include <vmlat/proc_thread.hpp>
 #include <vmlat/process.hpp>
+#include <vmlat/ssh.hpp>
 #include <vmlat/text.hpp>
 #include <vmlat/units.hpp>
 
 #include "domain_xml.hpp"
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/virterror.h>
+
 #include "guest_channel.hpp"
+#include "guest_exec.hpp"
 #include "host_evidence.hpp"
 #include "image_stamps.hpp"
 #include "libvirt_client.hpp"
@@ -136,6 +142,26 @@ json schedstat(pid_t pid, pid_t tid) {
   return json{{"run_ns", s->run_ns}, {"wait_ns", s->wait_ns}, {"timeslices", s->timeslices}};
 }
 
+// The domain's QEMU guest agent through libvirt. The domain is referenced
+// for as long as the function lives (a Job may outlive the backend's handle).
+AgentCommand libvirt_agent(virDomainPtr dom) {
+  virDomainRef(dom);
+  std::shared_ptr<virDomain> held(dom, [](virDomainPtr d) { virDomainFree(d); });
+  return [held](const std::string& command, std::chrono::seconds timeout) {
+    char* reply = virDomainQemuAgentCommand(held.get(), command.c_str(), static_cast<int>(timeout.count()), 0);
+    if (!reply) {
+      const std::string message = last_error_message();
+      // libvirt's words when qemu-ga itself answered with an error (e.g. a
+      // program it could not start), as against an agent not reached.
+      const bool replied = message.find("unable to execute QEMU agent command") != std::string::npos;
+      throw AgentError(message.empty() ? "unknown libvirt error" : message, replied);
+    }
+    std::string text(reply);
+    std::free(reply);
+    return text;
+  };
+}
+
 class LibvirtBackend final : public Backend {
  public:
   void configure(Settings& settings) override { config_ = read_settings(settings); }
@@ -194,29 +220,10 @@ class LibvirtBackend final : public Backend {
     const HostView host = read_host_view();
     facts_["lint"] = lint_json(lint_domain(parsed, &host), &host);
 
-    const Channel* chan = parsed.channel(config_.channel);
-    if (!chan || chan->type != "unix" || chan->source_path.empty())
-      throw InfraError("libvirt: domain \"" + parsed.name + "\" has no unix channel with target name '" + config_.channel +
-                       "' (add <channel type='unix'><source mode='bind'/><target type='virtio' name='" + config_.channel +
-                       "'/></channel> and run the vmlat agent in the guest: README.md)");
-    facts_["domain"]["channel"] = chan->source_path;
-
     qemu_pid_ = find_qemu_pid(uuid_);
-    const auto t0 = Clock::now();
-    try {
-      const Deadline connect_deadline = std::min(current_deadline(), Clock::now() + 60s);
-      int fd = kvm::connect_unix(chan->source_path, connect_deadline, [this] { return domain_active(); });
-      guest_ = std::make_unique<kvm::GuestExecutor>(std::make_unique<kvm::GuestChannel>(fd), "guest");
-      json hello = guest_->wait_hello(current_deadline());
-      facts_["boot"] = json{{"channel_to_hello_s", std::chrono::duration<double>(Clock::now() - t0).count()}};
-      facts_["guest"] = json{{"hello", hello}};
-      ctx.log().info("libvirt: guest agent up (kernel " + hello.value("kernel_release", std::string("?")) + ")");
-    } catch (const PhaseTimeout&) {
-      throw PhaseTimeout("libvirt: no hello from the vmlat agent on channel '" + config_.channel + "' (" +
-                         chan->source_path + ") within the boot timeout" + console_tail());
-    } catch (const InfraError& e) {
-      throw InfraError(std::string("libvirt: the guest agent: ") + e.what() + console_tail());
-    }
+    if (config_.access == "agent") connect_agent(ctx, parsed);
+    else if (config_.access == "guest-exec") connect_guest_exec(ctx, parsed);
+    else connect_ssh(ctx);
 
     // The host threads, as the kernel reports them.
     if (qemu_pid_ == 0) qemu_pid_ = find_qemu_pid(uuid_);
@@ -236,7 +243,7 @@ class LibvirtBackend final : public Backend {
       facts_["threads"] = nullptr;
       ctx.log().warn("libvirt: the domain's QEMU process is not visible from here: no host thread facts");
     }
-    facts_["guest"]["system"] = collect_system_facts(*guest_);
+    facts_["guest"]["system"] = collect_system_facts(guest());
     if (qemu_pid_ > 0 && config_.host_evidence.count() > 0) {
       // The vCPU threads' host-side evidence, sampled until teardown; clock
       // exchanges now and after the measurement map the guest's spikes.
@@ -249,7 +256,7 @@ class LibvirtBackend final : public Backend {
           qemu_pid_, vcpus, ctx.work_dir() / kvm::kHostEvidenceFile, config_.host_evidence,
           parsed.type == "qemu" ? "tcg" : parsed.type,
           kvm::sampler_cpus(parsed.emulatorpin.value_or(std::vector<int>{}), pinned, online_cpus()));
-      for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, *guest_);
+      for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, guest());
     }
   }
 
@@ -277,8 +284,8 @@ class LibvirtBackend final : public Backend {
   void teardown(CellContext& ctx) override {
     if (evidence_) {
       try {
-        if (guest_ && domain_active())
-          for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, *guest_);
+        if ((guest_ || remote_) && domain_active())
+          for (int i = 0; i < 2; ++i) evidence_->exchange(*host_, guest());
         evidence_->stop();
         facts_["host_evidence"] = evidence_->facts();
         ctx.save_artifact(kvm::kHostEvidenceFile, slurp(evidence_->file()));
@@ -297,9 +304,17 @@ class LibvirtBackend final : public Backend {
         bool bye = false;
         if (guest_ && !guest_->hello().is_null()) bye = guest_->shutdown(end);
         how["agent_bye"] = bye;
-        while (bye && domain_active() && Clock::now() < end) interruptible_sleep_noexcept(50ms);
+        // Without vmlat's agent, the user's domain vmlat started is asked
+        // to shut down as libvirt can (the QEMU guest agent, else ACPI); a
+        // transient one holds nothing to keep and is destroyed.
+        bool asked = false;
+        if (!guest_ && !config_.define)
+          asked = virDomainShutdownFlags(dom_.get(), config_.access == "guest-exec" ? VIR_DOMAIN_SHUTDOWN_GUEST_AGENT
+                                                                                    : VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0;
+        if (asked) how["shutdown_asked"] = config_.access == "guest-exec" ? "guest agent" : "ACPI";
+        while ((bye || asked) && domain_active() && Clock::now() < end) interruptible_sleep_noexcept(50ms);
         if (!domain_active()) {
-          how["ended_by"] = bye ? "guest poweroff" : "ended by itself";
+          how["ended_by"] = bye ? "guest poweroff" : asked ? "shutdown" : "ended by itself";
         } else if (virDomainDestroy(dom_.get()) == 0) {
           how["ended_by"] = "virDomainDestroy";
         } else {
@@ -334,6 +349,7 @@ class LibvirtBackend final : public Backend {
     facts_["teardown"] = how;
     try {
       guest_.reset();
+      remote_.reset();
     } catch (...) {
     }
     try {
@@ -355,8 +371,78 @@ class LibvirtBackend final : public Backend {
 
  private:
   Executor& guest() {
-    if (!guest_) throw InfraError("libvirt backend: the guest is not running (used before boot() or after teardown())");
-    return *guest_;
+    if (guest_) return *guest_;
+    if (remote_) return *remote_;
+    throw InfraError("libvirt backend: the guest is not running (used before boot() or after teardown())");
+  }
+
+  // access = "agent": vmlat's agent on its virtio-serial channel.
+  void connect_agent(CellContext& ctx, const DomainXml& parsed) {
+    const Channel* chan = parsed.channel(config_.channel);
+    if (!chan || chan->type != "unix" || chan->source_path.empty())
+      throw InfraError("libvirt: domain \"" + parsed.name + "\" has no unix channel with target name '" + config_.channel +
+                       "' (add <channel type='unix'><source mode='bind'/><target type='virtio' name='" + config_.channel +
+                       "'/></channel> and run the vmlat agent in the guest: README.md)");
+    facts_["domain"]["channel"] = chan->source_path;
+    const auto t0 = Clock::now();
+    try {
+      const Deadline connect_deadline = std::min(current_deadline(), Clock::now() + 60s);
+      int fd = kvm::connect_unix(chan->source_path, connect_deadline, [this] { return domain_active(); });
+      guest_ = std::make_unique<kvm::GuestExecutor>(std::make_unique<kvm::GuestChannel>(fd), "guest");
+      json hello = guest_->wait_hello(current_deadline());
+      facts_["boot"] = json{{"access", "agent"}, {"channel_to_hello_s", std::chrono::duration<double>(Clock::now() - t0).count()}};
+      facts_["guest"] = json{{"hello", hello}};
+      ctx.log().info("libvirt: guest agent up (kernel " + hello.value("kernel_release", std::string("?")) + ")");
+    } catch (const PhaseTimeout&) {
+      throw PhaseTimeout("libvirt: no hello from the vmlat agent on channel '" + config_.channel + "' (" +
+                         chan->source_path + ") within the boot timeout" + console_tail());
+    } catch (const InfraError& e) {
+      throw InfraError(std::string("libvirt: the guest agent: ") + e.what() + console_tail());
+    }
+  }
+
+  // access = "guest-exec": the QEMU guest agent, through libvirt.
+  void connect_guest_exec(CellContext& ctx, const DomainXml& parsed) {
+    const Channel* chan = parsed.channel(kQemuGuestAgentChannel);
+    if (!chan)
+      throw InfraError("libvirt: domain \"" + parsed.name + "\" has no channel with target name '" +
+                       kQemuGuestAgentChannel + "' (add <channel type='unix'><target type='virtio' name='" +
+                       kQemuGuestAgentChannel + "'/></channel> and run qemu-ga in the guest: README.md)");
+    facts_["domain"]["channel"] = chan->source_path.empty() ? json(nullptr) : json(chan->source_path);
+    const auto t0 = Clock::now();
+    auto exec = std::make_unique<GuestExecExecutor>(libvirt_agent(dom_.get()), "guest");
+    try {
+      json info = exec->wait_ready(current_deadline());
+      facts_["boot"] = json{{"access", "guest-exec"}, {"agent_ready_s", std::chrono::duration<double>(Clock::now() - t0).count()}};
+      facts_["guest"] = json{{"qemu_ga", info}};
+      ctx.log().info("libvirt: QEMU guest agent " + info.value("version", std::string("?")) + " up: guest-exec");
+    } catch (const PhaseTimeout& e) {
+      throw PhaseTimeout(std::string("libvirt: ") + e.what() + " within the boot timeout" + console_tail());
+    }
+    remote_ = std::move(exec);
+  }
+
+  // access = "ssh": the address the plan gives; ssh's own failures (exit
+  // 255) are retried until the boot deadline: the guest may still be booting.
+  void connect_ssh(CellContext& ctx) {
+    const SshTarget target = ssh_target(config_);
+    auto ssh = make_ssh_executor(target, ctx.work_dir() / "libvirt-ssh", "/tmp");
+    const auto t0 = Clock::now();
+    std::string last;
+    for (;;) {
+      auto r = ssh->run(Command{{"true"}, 30s});
+      if (r.ok()) break;
+      last = r.describe();
+      if (!ssh_failed(r.exit_code))
+        throw InfraError("libvirt: ssh to " + target.describe() + " connects, but `true` failed there: " + last);
+      if (Clock::now() >= current_deadline())
+        throw PhaseTimeout("libvirt: no ssh connection to " + target.describe() + " within the boot timeout: " + last);
+      interruptible_sleep(1s);
+    }
+    facts_["boot"] = json{{"access", "ssh"}, {"ssh_ready_s", std::chrono::duration<double>(Clock::now() - t0).count()}};
+    facts_["guest"] = json{{"ssh", target.describe()}};
+    ctx.log().info("libvirt: ssh to " + target.describe() + " works");
+    remote_ = std::move(ssh);
   }
 
   static void interruptible_sleep_noexcept(std::chrono::milliseconds d) { ::usleep(static_cast<useconds_t>(d.count() * 1000)); }
@@ -458,11 +544,14 @@ class LibvirtBackend final : public Backend {
     std::vector<std::string> argv{script, "--flavour", flavour, "--cache", config_.cache, "--print-json", "--agent", *agent};
     const auto probe = host.find_program("vmlat-probe");
     if (probe) argv.insert(argv.end(), {"--probe", *probe});
+    // guest-exec needs qemu-ga in the image: an image of its own (and stamps).
+    const bool qemu_ga = config_.access == "guest-exec";
+    if (qemu_ga) argv.push_back("--qemu-ga");
     // build-guest's stamps (as the kvm backend): when nothing it depended on
     // changed, its last resolution is booted without running it (~1 s of
     // CPU, more on a loaded machine, taken from the guest booting beside it).
-    kvm::StampCheck stamped = kvm::check_stamps(fs::path(config_.cache) / (".stamps-" + flavour + ".json"),
-                                                kvm::ImageRequest{script, flavour, *agent, probe ? *probe : std::string()});
+    kvm::StampCheck stamped = kvm::check_stamps(kvm::stamps_file(config_.cache, flavour, qemu_ga),
+                                                kvm::ImageRequest{script, flavour, *agent, probe ? *probe : std::string(), qemu_ga});
     if (stamped.guest) {
       ctx.log().info("libvirt: " + flavour + " guest image: " + stamped.reason + "; build-guest not run");
       use_guest_json(*stamped.guest, flavour, "build-guest's stamps: " + stamped.reason);
@@ -479,6 +568,8 @@ class LibvirtBackend final : public Backend {
       throw InfraError(std::string("libvirt: build-guest printed unparsable JSON: ") + e.what());
     }
     use_guest_json(guest, flavour, "build-guest");
+    if (qemu_ga && !guest.value("contents", json::object()).value("qemu_ga", json::object()).value("included", false))
+      throw InfraError("libvirt: access = \"guest-exec\" but build-guest's image has no qemu-ga (" + script + ")");
   }
 
   void use_guest_json(const json& guest, const std::string& flavour, const std::string& resolved) {
@@ -501,6 +592,7 @@ class LibvirtBackend final : public Backend {
   std::vector<kvm::HostThread> threads_;
   std::unique_ptr<kvm::HostEvidence> evidence_;
   std::unique_ptr<kvm::GuestExecutor> guest_;
+  std::unique_ptr<Executor> remote_;  // guest-exec or ssh
   std::unique_ptr<Executor> host_;
 };
 

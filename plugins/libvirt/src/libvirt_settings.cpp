@@ -1,9 +1,11 @@
 #include "libvirt_settings.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include <vmlat/cpus.hpp>
+#include <vmlat/ssh.hpp>
 
 #include "guest_image_settings.hpp"
 
@@ -33,6 +35,41 @@ std::string xml_escape(const std::string& s) {
   return out;
 }
 
+namespace {
+
+// access = "ssh": where and as whom. Every value reaches ssh's command line:
+// validated as the plan's [hosts] are (vmlat/ssh.hpp), and it stands after
+// an option or after "--", never where ssh would read it as one.
+void read_ssh_settings(Settings& s, Config& c) {
+  static const std::vector<std::pair<std::string_view, SshSetting>> keys = {
+      {"ssh_address", SshSetting::address},
+      {"ssh_user", SshSetting::user},
+      {"ssh_identity_file", SshSetting::identity_file},
+      {"ssh_known_hosts", SshSetting::known_hosts}};
+  for (const auto& [key, kind] : keys) {
+    std::string value = s.string(key, key == "ssh_user" ? c.ssh_user : std::string());
+    if (!s.has(key)) continue;
+    if (c.access != "ssh") s.error(key, std::string(key) + " applies only with access = \"ssh\"");
+    else if (auto why = ssh_setting_problem(kind, value)) s.error(key, std::string(key) + " " + *why);
+    // Relative paths mean the same to ssh, whatever its working directory.
+    if (kind == SshSetting::identity_file || kind == SshSetting::known_hosts)
+      value = std::filesystem::absolute(value).lexically_normal().string();
+    (key == "ssh_address" ? c.ssh_address
+     : key == "ssh_user"  ? c.ssh_user
+     : key == "ssh_identity_file" ? c.ssh_identity_file
+                                  : c.ssh_known_hosts) = value;
+  }
+  c.ssh_port = static_cast<int>(s.integer("ssh_port", 22, 1, 65535));
+  if (s.has("ssh_port") && c.access != "ssh") s.error("ssh_port", "ssh_port applies only with access = \"ssh\"");
+  if (c.access == "ssh" && c.ssh_address.empty())
+    s.error("access", "access = \"ssh\" needs ssh_address (the guest's address as this machine reaches it)");
+  if (c.access == "ssh" && c.define)
+    s.error("access", "access = \"ssh\" measures your own domain (domain = \"NAME\"): vmlat's transient domains have no "
+                      "network; use access = \"agent\" or \"guest-exec\" with define = true");
+}
+
+}  // namespace
+
 Config read_settings(Settings& s) {
   Config c;
   c.uri = s.string("uri", c.uri);
@@ -46,6 +83,10 @@ Config read_settings(Settings& s) {
   c.start = s.boolean("start", false);
   c.channel = s.string("channel", c.channel);
   if (c.channel.empty()) s.error("channel", "channel names the virtio-serial port of the vmlat agent");
+  c.access = s.choice("access", "agent", {"agent", "guest-exec", "ssh"});
+  if (s.has("channel") && c.access != "agent")
+    s.error("channel", "channel names the vmlat agent's port: it applies only with access = \"agent\"");
+  read_ssh_settings(s, c);
   c.shutdown_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
       s.duration("shutdown_timeout", 5s, 0s, std::chrono::minutes(5)));
   {
@@ -94,6 +135,10 @@ Config read_settings(Settings& s) {
     s.error("vcpu_pin", "vcpu_pin lists " + std::to_string(c.vcpu_pin.size()) + " host CPUs for " + std::to_string(c.vcpus) +
                             " vCPUs: vCPU i runs on the i-th CPU of the list (round-robin), at most one CPU per vCPU");
   return c;
+}
+
+SshTarget ssh_target(const Config& c) {
+  return SshTarget{"guest", c.ssh_address, c.ssh_port, c.ssh_user, c.ssh_identity_file, c.ssh_known_hosts, {}};
 }
 
 std::vector<int> rt_vcpus(const Config& c) {
@@ -155,8 +200,13 @@ std::string transient_domain_xml(const Config& c, const TransientDomain& t) {
   x += "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n";
   x += "  <devices>\n";
   x += "    <serial type='file'><source path='" + xml_escape(t.console_path) + "'/><target port='0'/></serial>\n";
-  x += "    <channel type='unix'><source mode='bind' path='" + xml_escape(t.channel_path) +
-       "'/><target type='virtio' name='" + xml_escape(c.channel) + "'/></channel>\n";
+  // The channel the probe's access needs: the vmlat agent's at vmlat's path,
+  // or the QEMU guest agent's (libvirt picks its socket and connects to it).
+  if (c.access == "guest-exec")
+    x += "    <channel type='unix'><target type='virtio' name='" + std::string(kQemuGuestAgentChannel) + "'/></channel>\n";
+  else
+    x += "    <channel type='unix'><source mode='bind' path='" + xml_escape(t.channel_path) +
+         "'/><target type='virtio' name='" + xml_escape(c.channel) + "'/></channel>\n";
   x += "    <memballoon model='none'/>\n";
   x += "  </devices>\n</domain>\n";
   return x;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <vmlat/settings.hpp>
+#include <vmlat/ssh.hpp>
 
 namespace vmlat::libvirt {
 
@@ -20,6 +21,11 @@ struct Config {
   bool define = false;
   bool start = false;                  // existing: may start it when shut off
   std::string channel = "org.vmlat.0";  // the agent's virtio-serial port name
+  // How the probe reaches the guest: the vmlat agent on its channel, the
+  // QEMU guest agent's guest-exec, or SSH to the address the plan gives.
+  std::string access = "agent";
+  std::string ssh_address, ssh_user = "root", ssh_identity_file, ssh_known_hosts;
+  int ssh_port = 22;
   // define = true:
   std::string domain_type = "auto";  // auto | kvm | qemu
   std::string image = "nrt";
@@ -59,5 +65,11 @@ struct TransientDomain {
 std::string transient_domain_xml(const Config& c, const TransientDomain& t);
 
 std::string xml_escape(const std::string& s);
+
+// access = "ssh": where vmlat's ssh goes (the guest, as the plan gives it).
+SshTarget ssh_target(const Config& c);
+
+// The QEMU guest agent's virtio-serial port name (libvirt's and qemu-ga's).
+inline constexpr const char* kQemuGuestAgentChannel = "org.qemu.guest_agent.0";
 
 }  // namespace vmlat::libvirt

@@ -14,9 +14,17 @@
 //   - SIGINT mid-cell: 130; libvirtd killed mid-cell: 3; a guest that
 //     never boots: 3; none leaves a domain in `virsh list --all` or a QEMU
 //     running;
-//   - `[[gate]] lint = "error"` on a measured cell with lint errors: 1.
+//   - `[[gate]] lint = "error"` on a measured cell with lint errors: 1;
+//   - access = "guest-exec": a transient domain from the image with qemu-ga,
+//     cyclictest and stress-ng in the guest through guest-exec; the user's
+//     running domain with the QEMU guest agent's channel, left as found;
+//   - access = "ssh": the user's running domain with an SSH server (build-guest
+//     --ssh: dropbear) on QEMU's user networking, a port of 127.0.0.1
+//     forwarded to its port 22, measured over ssh and left as found.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 
 #include <csignal>
 #include <fstream>
@@ -214,26 +222,33 @@ engine = "native"
   }
 
   // The guest image as build-guest resolves it (the cache the plugin uses).
-  json guest_image() {
-    auto r = run({VMLAT_SOURCE_DIR "/plugins/common/guest/images/build-guest", "--flavour", "nrt", "--cache",
-                  "/var/cache/vmlat/guests", "--print-json", "--agent", VMLAT_BINARY_DIR "/libexec/vmlat-guest-agent",
-                  "--probe", VMLAT_BINARY_DIR "/libexec/vmlat-probe"},
-                 dir_, 900s);  // a first build of the image takes minutes
+  json guest_image(bool qemu_ga = false, bool ssh = false) {
+    std::vector<std::string> argv{VMLAT_SOURCE_DIR "/plugins/common/guest/images/build-guest", "--flavour", "nrt", "--cache",
+                                  "/var/cache/vmlat/guests", "--print-json", "--agent", VMLAT_BINARY_DIR "/libexec/vmlat-guest-agent",
+                                  "--probe", VMLAT_BINARY_DIR "/libexec/vmlat-probe"};
+    if (qemu_ga) argv.push_back("--qemu-ga");
+    if (ssh) argv.push_back("--ssh");
+    auto r = run(argv, dir_, 900s);  // a first build of the image takes minutes
     EXPECT_EQ(r.code, 0) << r.err;
     return json::parse(r.out);
   }
 
   // A persistent domain as a user would have it: the vmlat agent's channel at
   // a path of the test's, no RT tuning.
-  std::string define_user_domain(const std::string& name) {
-    const json g = guest_image();
+  std::string define_user_domain(const std::string& name, bool qemu_ga = false) {
+    const json g = guest_image(qemu_ga);
+    // With qemu-ga: the QEMU guest agent's channel instead of vmlat's (the
+    // image's /init then serves through qemu-ga only).
+    const std::string channel = qemu_ga ? "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+                                        : "<channel type='unix'><source mode='bind' path='" +
+                                              (daemon_->dir() / "user-chan.sock").string() +
+                                              "'/><target type='virtio' name='org.vmlat.0'/></channel>";
     const std::string xml = "<domain type='qemu'><name>" + name +
                             "</name><memory unit='MiB'>256</memory><vcpu>2</vcpu><os><type arch='x86_64'>hvm</type>"
                             "<kernel>" + g["vmlinuz"].get<std::string>() + "</kernel><initrd>" +
                             g["initramfs"].get<std::string>() +
-                            "</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline></os><devices>"
-                            "<channel type='unix'><source mode='bind' path='" + (daemon_->dir() / "user-chan.sock").string() +
-                            "'/><target type='virtio' name='org.vmlat.0'/></channel></devices></domain>";
+                            "</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline></os><devices>" + channel +
+                            "</devices></domain>";
     std::ofstream(dir_ / "user.xml") << xml;
     auto r = daemon_->virsh({"define", (dir_ / "user.xml").string()});
     EXPECT_EQ(r.code, 0) << r.err;
@@ -408,4 +423,123 @@ TEST_F(LibvirtE2E, FailedBootIsAnInfrastructureErrorAndLeavesNothing) {
   EXPECT_EQ(result["error_phase"], "boot") << result.dump(1).substr(0, 2000);
   EXPECT_EQ(daemon_->list_all(), "");
   EXPECT_EQ(qemus_mentioning("guest=vmlat-libvirt-", daemon_->mount_ns()), 0);
+}
+
+TEST_F(LibvirtE2E, GuestExecMeasuresATransientDomainThroughTheQemuGuestAgent) {
+  // cyclictest in the guest and stress-ng beside it there, both through
+  // guest-exec (a job: started, stopped with its process group).
+  std::string text = plan("define = true\naccess = \"guest-exec\"\nlock_memory = false\nvcpu_pin = \"0-1\"", "3s");
+  text.replace(text.find("workload = [\"none\"]"), std::string("workload = [\"none\"]").size(), "workload = [\"guest-stress\"]");
+  text.replace(text.find("probe = [\"native\"]"), std::string("probe = [\"native\"]").size(), "probe = [\"cyclictest\"]");
+  text += "\n[probe.cyclictest]\nplugin = \"cyclic\"\nengine = \"cyclictest\"\n"
+          "\n[workload.guest-stress]\nplugin = \"stress\"\nwhere = \"guest\"\npreset = \"none\"\nstressors = { cpu = 1 }\n";
+  auto r = vmlat({"run", write_plan("plan.toml", text).string(), "--results", (dir_ / "results").string()});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  json result = only_cell_result();
+  ASSERT_EQ(result["status"], "measured") << result.dump(1).substr(0, 4000);
+  const json& b = result["facts"]["backend"];
+  EXPECT_EQ(b["boot"]["access"], "guest-exec") << b["boot"].dump();
+  EXPECT_FALSE(b["guest"]["qemu_ga"].value("version", std::string()).empty()) << b["guest"].dump();
+  // The domain had the QEMU guest agent's channel and not vmlat's.
+  const std::string xml = b["domain"]["xml"].get<std::string>();
+  EXPECT_NE(xml.find("org.qemu.guest_agent.0"), std::string::npos);
+  EXPECT_EQ(xml.find("org.vmlat.0"), std::string::npos);
+  // build-guest's image with qemu-ga, under its own stamps.
+  EXPECT_TRUE(fs::exists("/var/cache/vmlat/guests/.stamps-nrt-qga.json"));
+  // cyclictest ran in the guest: its samples on both vCPUs, and the guest's own facts.
+  EXPECT_GT(result["merged"]["stats"]["samples"].get<long>(), 1000) << result["merged"].dump().substr(0, 1000);
+  EXPECT_EQ(result["per_cpu"].size(), 2u) << "cyclictest on both vCPUs";
+  EXPECT_EQ(result["facts"]["probe"].value("engine", std::string()), "cyclictest") << result["facts"]["probe"].dump().substr(0, 500);
+  EXPECT_NE(b["guest"]["system"].dump().find("vmlat-guest"), std::string::npos) << b["guest"]["system"].dump();
+  EXPECT_EQ(b["teardown"]["ended_by"], "virDomainDestroy") << b["teardown"].dump();
+  EXPECT_GT(b["host_evidence"].value("samples", 0), 10) << b["host_evidence"].dump();
+}
+
+TEST_F(LibvirtE2E, GuestExecMeasuresTheUsersRunningDomainAndLeavesItAsFound) {
+  const std::string name = define_user_domain("user-domain-qga", /*qemu_ga=*/true);
+  const std::string before = daemon_->virsh({"dumpxml", "--inactive", name}).out;
+  ASSERT_FALSE(before.empty());
+  ASSERT_EQ(daemon_->virsh({"start", name}).code, 0);
+  auto r = vmlat({"run", write_plan("running.toml", plan("domain = \"" + name + "\"\naccess = \"guest-exec\"")).string(),
+                  "--results", (dir_ / "results").string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  json result = only_cell_result();
+  EXPECT_EQ(result["status"], "measured") << result.dump(1).substr(0, 3000);
+  const json& b = result["facts"]["backend"];
+  EXPECT_EQ(b["boot"]["access"], "guest-exec");
+  EXPECT_EQ(b["domain"]["state_after"], "running");
+  EXPECT_EQ(b["domain"]["definition_unchanged"], true);
+  EXPECT_EQ(daemon_->virsh({"domstate", name}).out.find("running"), 0u);
+  EXPECT_EQ(daemon_->virsh({"dumpxml", "--inactive", name}).out, before);
+  // The guest still answers (vmlat ended nothing of it): the agent's ping.
+  EXPECT_EQ(daemon_->virsh({"qemu-agent-command", name, "{\"execute\":\"guest-ping\"}"}).code, 0);
+  ASSERT_EQ(daemon_->virsh({"destroy", name}).code, 0);
+  EXPECT_EQ(daemon_->virsh({"undefine", name}).code, 0);
+}
+
+// A TCP port of 127.0.0.1 free now (the kernel's choice).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+TEST_F(LibvirtE2E, SshMeasuresTheUsersDomainThroughItsSshServer) {
+  // root's key for the guest: its public half on the guest kernel's command line.
+  ASSERT_EQ(run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", (dir_ / "key").string()}, dir_).code, 0);
+  std::istringstream pub(read_file(dir_ / "key.pub"));
+  std::string type, key;
+  pub >> type >> key;
+  ASSERT_EQ(type, "ssh-ed25519");
+  const json g = guest_image(false, /*ssh=*/true);
+  ASSERT_TRUE(g["contents"]["ssh"].value("included", false)) << g.dump();
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  const std::string name = "user-domain-ssh";
+  // libvirt 9.0 as Debian builds it has no passt backend (<portForward>):
+  // QEMU's own user networking with a host forward, as qemu:commandline.
+  const std::string xml =
+      "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><name>" + name + "</name><memory unit='MiB'>256</memory><vcpu>2</vcpu><os><type arch='x86_64'>hvm</type>"
+      "<kernel>" + g["vmlinuz"].get<std::string>() + "</kernel><initrd>" + g["initramfs"].get<std::string>() +
+      "</initrd><cmdline>console=ttyS0 panic=-1 quiet vmlat.ssh_key=" + key + "</cmdline></os><devices>"
+      "<serial type='file'><source path='" + (dir_ / "console.log").string() + "'/><target port='0'/></serial>"
+      "</devices><qemu:commandline><qemu:arg value='-netdev'/><qemu:arg value='user,id=vmlatnet,hostfwd=tcp:127.0.0.1:" +
+      std::to_string(port) + "-:22'/><qemu:arg value='-device'/><qemu:arg value='virtio-net-pci,netdev=vmlatnet,addr=0x10'/>"
+      "</qemu:commandline></domain>";
+  std::ofstream(dir_ / "user.xml") << xml;
+  auto defined = daemon_->virsh({"define", (dir_ / "user.xml").string()});
+  ASSERT_EQ(defined.code, 0) << defined.err;
+  const std::string before = daemon_->virsh({"dumpxml", "--inactive", name}).out;
+  auto started = daemon_->virsh({"start", name});
+  ASSERT_EQ(started.code, 0) << started.err << read_file(daemon_->dir() / "libvirtd.log").substr(0, 3000);
+
+  const std::string table = "domain = \"" + name + "\"\naccess = \"ssh\"\nssh_address = \"127.0.0.1\"\nssh_port = " +
+                            std::to_string(port) + "\nssh_identity_file = \"" + (dir_ / "key").string() +
+                            "\"\nssh_known_hosts = \"" + (dir_ / "known_hosts").string() + "\"";
+  auto r = vmlat({"run", write_plan("ssh.toml", plan(table)).string(), "--results", (dir_ / "results").string()});
+  EXPECT_EQ(r.code, 0) << r.err << "\nconsole:\n" << read_file(dir_ / "console.log");
+  json result = only_cell_result();
+  EXPECT_EQ(result["status"], "measured") << result.dump(1).substr(0, 3000);
+  const json& b = result["facts"]["backend"];
+  EXPECT_EQ(b["boot"]["access"], "ssh") << b["boot"].dump();
+  EXPECT_NE(b["guest"].value("ssh", std::string()).find("root@127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << b["guest"].dump();
+  EXPECT_GT(result["merged"]["stats"]["samples"].get<long>(), 100);
+  EXPECT_NE(b["guest"]["system"].dump().find("vmlat-guest"), std::string::npos) << b["guest"]["system"].dump();
+  // The guest's host key was learnt into the plan's known_hosts (hashed
+  // where ssh_config says HashKnownHosts: ssh-keygen -F finds it either way).
+  EXPECT_EQ(run({"ssh-keygen", "-F", "[127.0.0.1]:" + std::to_string(port), "-f", (dir_ / "known_hosts").string()}, dir_).code, 0)
+      << read_file(dir_ / "known_hosts");
+  EXPECT_EQ(b["domain"]["state_after"], "running");
+  EXPECT_EQ(b["domain"]["definition_unchanged"], true);
+  EXPECT_EQ(daemon_->virsh({"dumpxml", "--inactive", name}).out, before);
+  ASSERT_EQ(daemon_->virsh({"destroy", name}).code, 0);
+  EXPECT_EQ(daemon_->virsh({"undefine", name}).code, 0);
 }

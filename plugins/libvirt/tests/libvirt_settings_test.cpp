@@ -3,6 +3,7 @@
 // plan values stay text; the FIFO starvation rule.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "domain_xml.hpp"
@@ -39,6 +40,43 @@ std::map<std::string, int> fired(const DomainXml& d, const HostView* h) {
   std::map<std::string, int> n;
   for (const auto& f : lint_domain(d, h).findings) ++n[f.rule];
   return n;
+}
+
+TEST(LibvirtSshAccess, PlanValuesStandWhereSshCannotReadThemAsOptions) {
+  Config c;
+  c.access = "ssh";
+  c.ssh_address = "192.0.2.7";
+  c.ssh_port = 2222;
+  c.ssh_user = "rt-user";
+  c.ssh_identity_file = "/keys/-id";
+  c.ssh_known_hosts = "/keys/known hosts";
+  const auto argv = vmlat::ssh_argv(ssh_target(c), vmlat::remote_command_line({"cyclictest", "-q", "$(reboot)", "a'b"}));
+  auto after = [&](const std::string& option) {
+    auto it = std::find(argv.begin(), argv.end(), option);
+    return it == argv.end() || it + 1 == argv.end() ? std::string("(none)") : *(it + 1);
+  };
+  EXPECT_EQ(argv.front(), "ssh");
+  EXPECT_EQ(after("-p"), "2222");
+  EXPECT_EQ(after("-l"), "rt-user");
+  EXPECT_EQ(after("-i"), "/keys/-id");
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "UserKnownHostsFile=/keys/known hosts"), argv.end());
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "BatchMode=yes"), argv.end());
+  // The destination after "--", then one word: the command, each word quoted for the remote shell.
+  ASSERT_GE(argv.size(), 3u);
+  EXPECT_EQ(argv[argv.size() - 3], "--");
+  EXPECT_EQ(argv[argv.size() - 2], "192.0.2.7");
+  EXPECT_EQ(argv.back(), "'cyclictest' '-q' '$(reboot)' 'a'\\''b'");
+}
+
+TEST(LibvirtSshAccess, HostileSshValuesAreRefused) {
+  using vmlat::SshSetting;
+  for (const char* bad : {"-oProxyCommand=touch /tmp/x", "root@host", "a b", "host\nx", ""})
+    EXPECT_TRUE(vmlat::ssh_setting_problem(SshSetting::address, bad)) << bad;
+  for (const char* bad : {"-l", "ro ot", "root;id", "r\n"}) EXPECT_TRUE(vmlat::ssh_setting_problem(SshSetting::user, bad)) << bad;
+  EXPECT_TRUE(vmlat::ssh_setting_problem(SshSetting::identity_file, "-i"));
+  EXPECT_FALSE(vmlat::ssh_setting_problem(SshSetting::address, "guest-1.lab.example"));
+  EXPECT_FALSE(vmlat::ssh_setting_problem(SshSetting::address, "fe80::1"));
+  EXPECT_FALSE(vmlat::ssh_setting_problem(SshSetting::user, "rt_user.1"));
 }
 
 }  // namespace
