@@ -452,7 +452,7 @@ plugin = "fixed-probe"
 throw_in = ")" + c.probe_throw_in + R"("
 throw_what = ")" + what + R"("
 )");
-      auto r = run({"monitor", plan.string(), "--window", "300ms", "--for", "2s", "--listen", "127.0.0.1:0", "--results",
+      auto r = run({"monitor", plan.string(), "--window", "300ms", "--for", "5s", "--listen", "127.0.0.1:0", "--results",
                     results.string(), "--plugin-dir", kTestPlugins.string()});
       EXPECT_EQ(r.code, 3) << r.out << r.err;
       EXPECT_NE(read_file(marker).find("teardown faulty-none-fixed-1ms"), std::string::npos) << "teardown did not run";

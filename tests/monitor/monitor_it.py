@@ -208,6 +208,16 @@ def host_tests(args, tmp):
     rj = subprocess.run([args.vmlat, "report", session, "--format", "json", "--output", "-"], capture_output=True, text=True)
     check(rj.returncode == 0 and len(json.loads(rj.stdout)["windows"]) == len(windows), "report --format json")
 
+    # --- --for that runs out before the first window: nothing measured, 3 --
+    results = os.path.join(tmp, "short")
+    rs = subprocess.run([args.vmlat, "monitor", plan, "--listen", "127.0.0.1:0", "--results", results,
+                         "--lock-dir", os.path.join(results, "lock"), "--window", "10s", "--for", "1ms"],
+                        capture_output=True, text=True, preexec_fn=die_with_parent)
+    check(rs.returncode == 3 and "ran out before the first window: nothing measured" in rs.stderr,
+          f"--for 1ms: exit 3, nothing measured (exit {rs.returncode}: {rs.stderr.strip()})")
+    doc = json.load(open(os.path.join(session_dir(results), "session.json")))
+    check(doc["status"] == "failed" and doc["windows"] == 0, f"--for 1ms: session failed, 0 windows ({doc['status']})")
+
     # --- cyclictest: window by window, documented gaps ---------------------
     plan_ct = os.path.join(tmp, "ct.toml")
     with open(plan_ct, "w") as f:

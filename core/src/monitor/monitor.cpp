@@ -150,6 +150,18 @@ class Monitor {
   int run() {
     if (int code = open(); code != exit_code::pass) return code;
     int code = segments();
+    if (code == exit_code::pass && windows_ == 0) {
+      // Stopped before the first window: nothing was measured, which is
+      // never a pass (a window that had begun is kept as a partial one).
+      if (cancel_requested()) {
+        err_ << "vmlat monitor: interrupted before the first window: nothing measured\n";
+        code = exit_code::interrupted;
+      } else {
+        err_ << "vmlat monitor: --for " << format_duration(*options_.stop_after)
+             << " ran out before the first window: nothing measured (the cell takes longer to come up; a longer --for)\n";
+        code = exit_code::infra;
+      }
+    }
     return close(code);
   }
 
@@ -749,7 +761,7 @@ int Monitor::close(int code) {
     }
   }
   kill_all_children();
-  status_ = code == exit_code::pass ? "stopped" : "failed";
+  status_ = code == exit_code::pass ? "stopped" : code == exit_code::interrupted ? "interrupted" : "failed";
   try {
     write_session();
   } catch (const std::exception& e) {
