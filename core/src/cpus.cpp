@@ -1,6 +1,9 @@
 #include "vmlat/cpus.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
 #include <stdexcept>
 #include <utility>
 
@@ -55,6 +58,22 @@ std::string format_cpu_list(const std::vector<int>& cpus) {
     out += std::to_string(cpu);
   }
   return out;
+}
+
+std::vector<int> online_cpus() {
+  std::ifstream in("/sys/devices/system/cpu/online");
+  std::string text;
+  std::getline(in, text);
+  std::vector<int> cpus;
+  try {
+    cpus = parse_cpu_list(text);
+  } catch (const std::invalid_argument&) {
+  }
+  if (cpus.empty()) {
+    const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    for (long c = 0; c < std::max(1L, n); ++c) cpus.push_back(static_cast<int>(c));
+  }
+  return cpus;
 }
 
 }  // namespace vmlat

@@ -17,4 +17,8 @@ std::vector<int> parse_cpu_list(std::string_view text);
 // vmlat-probe --cpus take it.
 std::string format_cpu_list(const std::vector<int>& cpus);
 
+// This machine's online CPUs (/sys/devices/system/cpu/online; sysconf's count
+// when that cannot be read).
+std::vector<int> online_cpus();
+
 }  // namespace vmlat

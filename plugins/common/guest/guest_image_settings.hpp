@@ -18,4 +18,8 @@ struct GuestImageSettings {
 // checked by the caller: where they must exist differs (this machine, Dom0).
 GuestImageSettings read_guest_image_settings(Settings& s);
 
+// The kernel command line of vmlat's guest images on QEMU's serial console
+// (kvm, libvirt's transient domains); the plan's `append` follows it.
+inline constexpr const char* kSerialGuestAppend = "console=ttyS0 panic=-1 quiet";
+
 }  // namespace vmlat::kvm

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <vmlat/cpus.hpp>
 #include <vmlat/text.hpp>
 #include <vmlat/atomic_file.hpp>
 #include <vmlat/local.hpp>
@@ -28,6 +29,7 @@
 #include <vmlat/units.hpp>
 
 #include "guest_channel.hpp"
+#include "guest_image_settings.hpp"
 #include "host_evidence.hpp"
 #include "image_stamps.hpp"
 #include "kvm_settings.hpp"
@@ -46,7 +48,6 @@ using std::chrono::milliseconds;
 namespace fs = std::filesystem;
 
 constexpr const char* kPortName = "org.vmlat.0";
-constexpr const char* kBaseAppend = "console=ttyS0 panic=-1 quiet";
 
 
 // The last `n` non-empty lines of `text`, for error messages.
@@ -215,7 +216,7 @@ class KvmBackend final : public Backend {
     const std::string initrd = initrd_.empty() ? initrd_ : fs::absolute(initrd_).string();
     const std::string disk = disk_.empty() ? disk_ : fs::absolute(disk_).string();
 
-    std::string append = kBaseAppend;
+    std::string append = kSerialGuestAppend;
     if (!config_.append.empty()) append += " " + config_.append;
     std::string cpu_model = config_.cpu_model;
     if (cpu_model.empty() && accel_ == "kvm") cpu_model = "host";

@@ -16,23 +16,6 @@ namespace vmlat::kvm {
 
 using namespace std::chrono_literals;
 
-
-std::vector<int> online_cpus() {
-  std::ifstream in("/sys/devices/system/cpu/online");
-  std::string text;
-  std::getline(in, text);
-  std::vector<int> cpus;
-  try {
-    cpus = parse_cpu_list(text);
-  } catch (const std::invalid_argument&) {
-  }
-  if (cpus.empty()) {
-    const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
-    for (long c = 0; c < std::max(1L, n); ++c) cpus.push_back(static_cast<int>(c));
-  }
-  return cpus;
-}
-
 std::optional<std::string> pins_problem(const Config& c, const std::vector<int>& host_cpus) {
   for (const auto* list : {&c.vcpu_pin, &c.emulator_pin})
     for (int cpu : *list)

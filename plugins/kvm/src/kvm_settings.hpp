@@ -39,9 +39,6 @@ struct Config {
 // Reads and validates every key (errors are recorded in `settings`).
 Config read_settings(Settings& settings);
 
-// The host's online CPUs (/sys/devices/system/cpu/online; sysconf fallback).
-std::vector<int> online_cpus();
-
 // Why the pins cannot be applied on a host with `host_cpus` online, or nullopt.
 std::optional<std::string> pins_problem(const Config& config, const std::vector<int>& host_cpus);
 

@@ -36,6 +36,7 @@
 
 #include "guest_channel.hpp"
 #include "guest_exec.hpp"
+#include "guest_image_settings.hpp"
 #include "host_evidence.hpp"
 #include "image_stamps.hpp"
 #include "libvirt_client.hpp"
@@ -52,20 +53,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-constexpr const char* kBaseAppend = "console=ttyS0 panic=-1 quiet";
-
-
-std::vector<int> online_cpus() {
-  std::ifstream in("/sys/devices/system/cpu/online");
-  std::string text;
-  std::getline(in, text);
-  try {
-    return parse_cpu_list(text);
-  } catch (const std::exception&) {
-    return {0};
-  }
-}
 
 bool kvm_usable() {
   const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -498,7 +485,7 @@ class LibvirtBackend final : public Backend {
     t.type = config_.domain_type == "auto" ? (kvm_usable() ? "kvm" : "qemu") : config_.domain_type;
     t.kernel = fs::absolute(kernel_).string();
     t.initrd = fs::absolute(initrd_).string();
-    t.cmdline = kBaseAppend + (config_.append.empty() ? std::string() : " " + config_.append);
+    t.cmdline = kvm::kSerialGuestAppend + (config_.append.empty() ? std::string() : " " + config_.append);
     t.channel_path = (own_dir_ / "chan.sock").string();
     t.console_path = console_path_.string();
     const std::string xml = transient_domain_xml(config_, t);
