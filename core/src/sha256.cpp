@@ -39,7 +39,7 @@ void compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
 }
 }  // namespace
 
-std::string sha256_hex(std::string_view data) {
+std::string sha256_digest(std::string_view data) {
   std::array<std::uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   std::size_t full = data.size() / 64;
@@ -54,9 +54,16 @@ std::string sha256_hex(std::string_view data) {
   compress(h, tail);
   if (tail_len == 128) compress(h, tail + 64);
   std::string out;
-  char buf[9];
-  for (auto word : h) {
-    std::snprintf(buf, sizeof buf, "%08x", word);
+  for (auto word : h)
+    for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((word >> shift) & 0xff);
+  return out;
+}
+
+std::string sha256_hex(std::string_view data) {
+  std::string out;
+  char buf[3];
+  for (unsigned char byte : sha256_digest(data)) {
+    std::snprintf(buf, sizeof buf, "%02x", byte);
     out += buf;
   }
   return out;

@@ -13,10 +13,14 @@ headless Chromium (docs/report.md).
      time line holds the spike at its mapped host time and every host event);
   3. a hostile run: a copy of the host run whose plan name, an axis value, a
      cell's error message and a host fact carry markup;
-  4. for each: `vmlat report`, then Chromium --dump-dom with its console log
-     (every console message is a failure: the page has no script, and a
-     blocked script or fetch is logged as a Content-Security-Policy
-     violation), and a --screenshot kept in --artifacts;
+  4. for each: `vmlat report`, then the page opened in one headless
+     Chromium over the DevTools protocol and drawn, its DOM and console
+     messages (every one is a failure: a blocked script or fetch is logged
+     as a Content-Security-Policy violation), and a screenshot kept in
+     --artifacts; a page of 1,000 cells made from the host run
+     (--scales) in a fresh browser of its own: its timings printed, the
+     cells needing attention first, the filters, cells opened, its data
+     against result.json;
   5. in the DOM: the verdict, every cell's section with its histogram and CCDF
      plots, the exact max of result.json (merged and per CPU), and the seed
      table with the worst case of each of its groups, computed here from the
@@ -51,8 +55,17 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from vmlat_it import CHECKS, FAILURES, check, die_with_parent, log  # noqa: E402
+from vmlat_it import CHECKS, FAILURES, check, die_with_parent, log as log_line  # noqa: E402
 from history_fixture import STEP_AT, make_history  # noqa: E402
+from chromium_cdp import Browser  # noqa: E402
+from scale_fixture import make_scaled  # noqa: E402
+
+T0 = time.monotonic()
+
+
+def log(message):
+    """A line of the test's output with the seconds since it started: where CI's time goes."""
+    log_line("[%5.1f s] %s" % (time.monotonic() - T0, message))
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -69,36 +82,39 @@ def run(argv, timeout, **kw):
 
 
 class Chromium:
-    # Without these flags Debian's chromium waits for the network on this closed machine.
-    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-extensions", "--disable-default-apps", "--hide-scrollbars"]
+    """The pages one after the other in one headless Chromium over the
+    DevTools protocol (tests/support/chromium_cdp.py): each loaded, its
+    drawing finished, then its DOM, the console and security messages since
+    it was opened, and optionally a screenshot. One browser rather than one
+    a page: starting and closing Chromium costs 2-3 s on a busy machine, ten
+    times over. The 1,000-cell page is timed in a fresh browser of its own
+    (check_scale), as the bench times it."""
 
     def __init__(self, binary, scratch):
         self.binary = binary
         self.scratch = scratch
-        self.n = 0
+        self.browser = None
 
-    def _profile(self):
-        self.n += 1
-        d = os.path.join(self.scratch, "chromium-profile-%d" % self.n)
-        os.makedirs(d)
-        return d
+    def dom(self, page, png=None, height=2400):
+        if self.browser is None:
+            self.browser = Browser(self.binary)
+        b = self.browser
+        try:
+            del b.console[:]
+            b.open(page)
+            b.settle()
+            dom = b.dom()
+            if png:
+                b.screenshot(png, height)
+            return dom, list(b.console)
+        except Exception:  # a browser in an unknown state: the next page gets a new one
+            self.close()
+            raise
 
-    def dom(self, page):
-        """The DOM after load, and every console message Chromium logged."""
-        code, out, err = run([self.binary] + self.FLAGS + ["--user-data-dir=" + self._profile(), "--enable-logging=stderr",
-                                                           "--v=0", "--dump-dom", "file://" + page], timeout=120)
-        if code != 0:
-            raise RuntimeError("chromium --dump-dom exited %d:\n%s" % (code, err[-2000:]))
-        console = [line for line in err.splitlines() if ":CONSOLE" in line]
-        return out, console
-
-    def screenshot(self, page, png, height):
-        code, _, err = run([self.binary] + self.FLAGS + ["--user-data-dir=" + self._profile(), "--window-size=1280,%d" % height,
-                                                         "--screenshot=" + png, "file://" + page], timeout=120)
-        if code != 0:
-            raise RuntimeError("chromium --screenshot exited %d:\n%s" % (code, err[-2000:]))
+    def close(self):
+        if self.browser is not None:
+            self.browser.close()
+            self.browser = None
 
 
 class Node:
@@ -209,10 +225,9 @@ def check_report(name, run_dir, chromium, artifacts, expect_verdict):
     if not check(code == 0, "%s: vmlat report exited %d: %s" % (name, code, err)):
         return None
     page = os.path.join(run_dir, "report.html")
-    dom_text, console = chromium.dom(page)
-    check(not console, "%s: console messages while loading the report:\n  %s" % (name, "\n  ".join(console)))
     png = os.path.join(artifacts, "report-%s.png" % name)
-    chromium.screenshot(page, png, 2400)
+    dom_text, console = chromium.dom(page, png)
+    check(not console, "%s: console messages while loading the report:\n  %s" % (name, "\n  ".join(console)))
     with open(png, "rb") as f:
         check(f.read(8) == b"\x89PNG\r\n\x1a\n", "%s: %s is not a PNG" % (name, png))
     log("   screenshot: %s (%d bytes), DOM %d bytes" % (png, os.path.getsize(png), len(dom_text)))
@@ -319,9 +334,8 @@ def check_merged(chromium, artifacts, scratch, run_dirs, expect_verdict):
     code, out, err = run([ARGS.vmlat, "report"] + run_dirs + ["--output", page], timeout=120)
     if not check(code == 0, "merged: vmlat report exited %d: %s" % (code, err)):
         return
-    dom_text, console = chromium.dom(page)
+    dom_text, console = chromium.dom(page, os.path.join(artifacts, "report-merged.png"))
     check(not console, "merged: console messages while loading the report:\n  %s" % "\n  ".join(console))
-    chromium.screenshot(page, os.path.join(artifacts, "report-merged.png"), 2400)
     shutil.copy(page, os.path.join(artifacts, "report-merged.html"))
     doc = parse(dom_text)
     header = doc.find_all("header", id="verdict")
@@ -505,10 +519,9 @@ def check_history(chromium, artifacts, scratch, real_run):
         code, out, err = run([ARGS.vmlat, "history", root, "--format", "html", "--output", page], timeout=120)
         if not check(code == 0, "%s: vmlat history exited %d: %s" % (name, code, err)):
             continue
-        dom_text, console = chromium.dom(page)
-        check(not console, "%s: console messages while loading the page:\n  %s" % (name, "\n  ".join(console)))
         png = os.path.join(artifacts, name + ".png")
-        chromium.screenshot(page, png, 1600)
+        dom_text, console = chromium.dom(page, png, 1600)
+        check(not console, "%s: console messages while loading the page:\n  %s" % (name, "\n  ".join(console)))
         shutil.copy(page, os.path.join(artifacts, name + ".html"))
         doc = parse(dom_text)
         header = doc.find_all("header", id="history")
@@ -580,6 +593,262 @@ def check_plan_figure(name, doc):
           "%s: the claim is not shown with a verdict: %s" % (name, [c.attrs for c in claims]))
 
 
+# What the first screen of a page shows, in document order: every cell
+# section (id, kind, top edge, hidden), the viewport's height, the overview.
+PAGE_STATE = """JSON.stringify({
+  height: innerHeight,
+  sections: [...document.querySelectorAll("section.cell")].map(s => [s.dataset.cellId, s.dataset.kind,
+      Math.round(s.getBoundingClientRect().top), s.hidden, s.querySelector("details").open]),
+  squares: [...document.querySelectorAll("a.ov")].map(a => [a.dataset.cellId, a.classList.contains("out")]),
+  fold: [...document.querySelectorAll("details.passed-cells")].map(d => [d.open, d.querySelector("summary").textContent]),
+  shown: (document.querySelector(".filters .shown") || {}).textContent
+})"""
+
+# The filters: `workload` set to `none` and the kind "passed" unticked, or both back.
+FILTER = """(on => {
+  const sel = document.querySelector("select[data-axis='workload']");
+  sel.value = "";
+  if (on) for (const o of sel.options) if (o.textContent === "none") sel.value = o.value;
+  sel.dispatchEvent(new Event("change", {bubbles: true}));
+  const box = document.querySelector(".kind-filter input[value='pass']");
+  box.checked = !on;
+  box.dispatchEvent(new Event("change", {bubbles: true}));
+  return true;
+})(%s)"""
+
+
+def decode_hist(text):
+    """A histogram of the page's data, decoded as docs/report.md describes it (written here from the doc)."""
+    digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    lo, hi, over, body = text.split(",", 3)
+    pos, key, buckets = 0, -1, []
+
+    def varint():
+        nonlocal pos
+        v, scale = 0, 1
+        while True:
+            d = digits.index(body[pos])
+            pos += 1
+            v += (d % 32) * scale
+            if d < 32:
+                return v
+            scale *= 32
+
+    while pos < len(body):
+        v = varint()
+        key += 1 + (varint() if v % 2 else 0)
+        buckets.append([key, v // 2])
+    return {"min_ns": int(lo), "max_ns": int(hi), "overflows": int(over), "buckets": buckets}
+
+
+def page_data(page):
+    """The page's data blocks (docs/report.md): the index (JSON), the shared details and the cells'
+    details in chunks (zlib deflate, base64); the cells' details joined in cell order."""
+    import base64
+    import re
+    import zlib
+    with open(page, encoding="utf-8") as f:
+        text = f.read()
+    index = json.loads(re.search(r'<script type="application/json" id="vmlat-index">(.*?)</script>', text, re.S).group(1))
+
+    def unpack(packed):
+        return json.loads(zlib.decompress(base64.b64decode(packed)))
+    shared = unpack(re.search(r'<script type="application/octet-stream" data-encoding="deflate\+base64" id="vmlat-shared">(.*?)</script>',
+                              text, re.S).group(1))
+    cells = []
+    for first, count, packed in re.findall(r'<script type="application/octet-stream" data-encoding="deflate\+base64" '
+                                           r'class="vmlat-cells" data-first="(\d+)" data-count="(\d+)">(.*?)</script>', text, re.S):
+        chunk = unpack(packed)
+        check(int(first) == len(cells) and int(count) == len(chunk), "page data: chunk at %s of %s cells holds %d" % (first, count, len(chunk)))
+        cells += chunk
+    shared["cells"] = cells
+    return index, shared
+
+
+def same_hist(got, want):
+    return (got["min_ns"], got["max_ns"], got["overflows"], got["buckets"]) == \
+        (want["min_ns"], want["max_ns"], want.get("overflows", 0), [[k, c] for k, c in want["buckets"] if c])
+
+
+def check_page_data(name, page, results):
+    """Every cell's histograms in the page's data are result.json's, bucket for bucket."""
+    index, details = page_data(page)
+    check([c["id"] for c in index["cells"]] == [r["cell"]["id"] for r in results], "%s: the index's cells are not the run's" % name)
+    bad = []
+    for i, r in enumerate(results):
+        if measured_max(r) is None:
+            continue
+        s = details["cells"][i]["s"][0]
+        cpus = [decode_hist(h) for h in s.get("hc", [])]
+        if s["h"] == "":  # the sum of the CPUs'
+            merged = {"min_ns": min(h["min_ns"] for h in cpus), "max_ns": max(h["max_ns"] for h in cpus),
+                      "overflows": sum(h["overflows"] for h in cpus), "buckets": []}
+            total = {}
+            for h in cpus:
+                for k, c in h["buckets"]:
+                    total[k] = total.get(k, 0) + c
+            merged["buckets"] = sorted([k, c] for k, c in total.items())
+        else:
+            merged = decode_hist(s["h"])
+        per_cpu = list((r.get("per_cpu") or {}).values())
+        ok = same_hist(merged, r["merged"]["histogram"]) and \
+            (not cpus or (len(cpus) == len(per_cpu) and all(same_hist(h, p["histogram"]) for h, p in zip(cpus, per_cpu))))
+        if not ok:
+            bad.append(r["cell"]["id"])
+    check(not bad, "%s: %d cells whose histograms in the page differ from result.json: %s" % (name, len(bad), bad[:5]))
+
+
+def expected_bars(h):
+    """The histogram plot's bars for a result.json histogram, recomputed here: 1 us bins on a linear
+    axis from 0 to a round edge past the max (480 px), bins narrower than a pixel one bar per column."""
+    import math
+    buckets = [k for k, c in h["buckets"] if c]
+    x_hi = max(1, buckets[-1] + 1 if buckets else 1, math.ceil(h["max_ns"] / 1000))
+    raw = x_hi / 6
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    x_hi = math.ceil(x_hi / step - 1e-9) * step
+
+    def px(k):
+        return 56 + k / x_hi * 480
+    bars, i = 0, 0
+    while i < len(buckets):
+        x0, x1 = px(buckets[i]), px(buckets[i] + 1)
+        i += 1
+        if x1 - x0 < 1:
+            while i < len(buckets) and math.floor(px(buckets[i])) == math.floor(x0):
+                i += 1
+        bars += 1
+    return bars
+
+
+def ccdf_goes_down(d, bottom=184):
+    """A CCDF path ("M x y" then H and V steps): every H to the right, every V down (or level; y grows
+    downwards) and never below the plot's frame (its bottom at y = 184 in the 220 px plot)."""
+    import re
+    steps = re.findall(r"([MHV])\s*([0-9.]+)(?:\s+([0-9.]+))?", d)
+    if len(steps) < 2 or steps[0][0] != "M":
+        return False
+    x, y = float(steps[0][1]), float(steps[0][2])
+    for cmd, v, _ in steps[1:]:
+        v = float(v)
+        if (cmd == "H" and v <= x) or (cmd == "V" and not y <= v <= bottom) or cmd == "M":
+            return False
+        x, y = (v, y) if cmd == "H" else (x, v)
+    return True
+
+
+def check_scale(chromium, artifacts, scratch, host_run, n):
+    """A page of n cells (tests/support/scale_fixture.py): Chromium's timings printed; the cells that
+    failed, regressed or were not measured first and on the first screen, the passes folded and not
+    built; the filters; a cell opened from the overview draws its plots from data that is result.json's."""
+    name = "scale-%d" % n
+    log("== %s" % name)
+    scratch = scale_scratch(scratch, n)
+    try:
+        check_scale_in(chromium, artifacts, scratch, host_run, n, name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def scale_scratch(scratch, n):
+    """Where the page of n cells and its baseline are made: a directory in
+    /dev/shm when it has room for them (~20 KB a cell of the host run, twice),
+    else in scratch. Writing and removing 2,000 small files on this machine's
+    disk costs ~5 s of the test; in memory, a few hundred ms."""
+    try:
+        st = os.statvfs("/dev/shm")
+        if st.f_bavail * st.f_frsize > n * 200_000:
+            return tempfile.mkdtemp(prefix="vmlat-report-scale-", dir="/dev/shm")
+    except OSError:
+        pass
+    return tempfile.mkdtemp(prefix="scale-", dir=scratch)
+
+
+def check_scale_in(chromium, artifacts, scratch, host_run, n, name):
+    run_dir = os.path.join(scratch, name)
+    kinds = make_scaled(host_run, run_dir, n)
+    argv = [ARGS.vmlat, "report", run_dir]
+    if n <= 1000:  # and a baseline: regressions
+        base = os.path.join(scratch, name + "-base")
+        make_scaled(host_run, base, n, run_id="scale-base", baseline=True)
+        argv += ["--baseline", base]
+    else:
+        kinds = [(cid, "pass" if k == "regressed" else k) for cid, k in kinds]
+    t0 = time.time()
+    code, _, err = run(argv, timeout=1800)
+    render_s = time.time() - t0
+    if not check(code == 0, "%s: vmlat report exited %d: %s" % (name, code, err[-2000:])):
+        return
+    page = os.path.join(run_dir, "report.html")
+    _, results = results_of(run_dir)
+    order = {"fail": 0, "regressed": 1, "error": 2}
+    attention = sorted([(order[k], i, cid, k) for i, (cid, k) in enumerate(kinds) if k in order])
+    attention = [(cid, k) for _, _, cid, k in attention]
+    with Browser(chromium.binary) as b:
+        wall = b.open(page)
+        t = b.timing()
+        log("   %d cells: vmlat report %.1f s, page %.2f MiB; Chromium: load %.0f ms, first contentful paint %s ms, "
+            "loaded and drawn %.0f ms (navigate to load event %.0f ms)"
+            % (n, render_s, os.path.getsize(page) / 2**20, t["load"], "%.0f" % t["fcp"] if t["fcp"] else "-", t["painted"], wall))
+        st = json.loads(b.eval(PAGE_STATE))
+        check(not b.console, "%s: console messages: %s" % (name, b.console[:5]))
+        b.screenshot(os.path.join(artifacts, "report-%s.png" % name), 900)
+        got = [(cid, k) for cid, k, _, _, _ in st["sections"]]
+        check(got == attention, "%s: the page lists %d cells before the folded passes, expected the %d that failed, "
+              "regressed or were not measured, in that order" % (name, len(got), len(attention)),
+              "first got %s, expected %s" % (got[:6], attention[:6]))
+        first_screen = [cid for cid, _, top, hidden, _ in st["sections"] if 0 <= top < st["height"] and not hidden]
+        check(attention and first_screen[:1] == [attention[0][0]] and len(first_screen) >= min(5, len(attention)),
+              "%s: the first screen (%d px) shows %s, not the first failing cells %s" % (name, st["height"], first_screen[:6], attention[:6]))
+        check(len(st["squares"]) == n and not any(out for _, out in st["squares"]),
+              "%s: the overview has %d squares for %d cells" % (name, len(st["squares"]), n))
+        check(st["fold"] and not st["fold"][0][0] and str(n - len(attention)) in st["fold"][0][1],
+              "%s: the passes are not folded away with their count: %s" % (name, st["fold"]))
+        # Filters: workload = none, passes unticked.
+        b.eval(FILTER % "true")
+        st = json.loads(b.eval(PAGE_STATE))
+        workload = {r["cell"]["id"]: r["cell"]["axes"].get("workload") for r in results}
+        want = [cid for cid, k in kinds if workload[cid] == "none" and k != "pass"]
+        shown = [cid for cid, out in st["squares"] if not out]
+        listed = [cid for cid, _, _, hidden, _ in st["sections"] if not hidden]
+        check(sorted(shown) == sorted(want) and sorted(listed) == sorted(want) and st["shown"].startswith("showing %d of %d" % (len(want), n)),
+              "%s: filtered to workload=none without passes: %d squares, %d sections, %r; expected %d"
+              % (name, len(shown), len(listed), st["shown"], len(want)))
+        b.eval(FILTER % "false")
+        # Open a failing cell and a passed one from the overview.
+        passed = [cid for cid, k in kinds if k == "pass"]
+        opened = [attention[0][0], passed[len(passed) // 2]]
+        for cid in opened:
+            b.eval("document.querySelector('a.ov[data-cell-id=\"%s\"]').click(), true" % cid)
+            b.settle()
+            top = b.eval("Math.round(document.querySelector('section.cell[data-cell-id=\"%s\"]').getBoundingClientRect().top) + 0" % cid)
+            check(top is not None and -2 <= top < 900, "%s: clicking %s in the overview did not bring its section into view (top %s)" % (name, cid, top))
+        doc = parse(b.dom())
+        check(not b.console, "%s: console messages while opening cells: %s" % (name, b.console[:5]))
+    by_id = {r["cell"]["id"]: r for r in results}
+    sections = {s.attrs.get("data-cell-id"): s for s in doc.find_all("section", cls="cell")}
+    for cid in opened:
+        s, r = sections.get(cid), by_id[cid]
+        if not check(s is not None, "%s: %s has no section after it was opened" % (name, cid)):
+            continue
+        hist, ccdf = s.find_all("svg", cls="histogram"), s.find_all("svg", cls="ccdf")
+        cpus = len(r.get("per_cpu") or {})
+        curves = 1 + (cpus if 1 < cpus <= 8 else 0) + (1 if n <= 1000 else 0)
+        lines = [p for p in (ccdf[0].find_all("path") if ccdf else []) if "line" in p.classes()]
+        bars = hist[0].find_all("path", cls="bars")[0].attrs.get("d", "").count("Z") if hist else -1
+        check(len(hist) == 1 and bars == expected_bars(r["merged"]["histogram"]),
+              "%s: %s histogram draws %d bars, result.json's buckets give %d" % (name, cid, bars, expected_bars(r["merged"]["histogram"])))
+        check(len(ccdf) == 1 and len(lines) == curves and all("V" in p.attrs.get("d", "") for p in lines),
+              "%s: %s CCDF draws %d curves, expected %d (all CPUs, %d CPUs%s)" % (name, cid, len(lines), curves, cpus, ", baseline" if n <= 1000 else ""))
+        merged = [p for p in lines if "merged" in p.classes()]
+        check(merged and ccdf_goes_down(merged[0].attrs.get("d", "")), "%s: %s CCDF of all CPUs rises somewhere: %s"
+              % (name, cid, merged[0].attrs.get("d", "")[:200] if merged else None))
+        mx = [td.attrs.get("data-ns") for td in s.find_all("td", cls="max")]
+        check(mx[:1] == [str(measured_max(r))], "%s: %s max %s, result.json %s" % (name, cid, mx[:1], measured_max(r)))
+    check_page_data(name, page, results)
+
+
 def poison(run_dir, markup):
     """Markup in the plan name, an axis value, an error message and a host fact."""
     run = load(os.path.join(run_dir, "run.json"))
@@ -620,6 +889,8 @@ def main():
     ap.add_argument("--artifacts", required=True, help="directory for the screenshots and pages")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     ap.add_argument("--skip-kvm", action="store_true")
+    ap.add_argument("--scales", default="1000", help="cells of the large pages, comma-separated (0: none)")
+    ap.add_argument("--only-scales", action="store_true", help="the host run and the large pages only")
     ARGS = ap.parse_args()
     os.makedirs(ARGS.artifacts, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="vmlat-report-it-")
@@ -635,106 +906,118 @@ def main():
               "the console check did not see a page's console.error (Chromium's log format changed?)")
 
         # 2. Real runs.
-        host_root = os.path.join(scratch, "host")
-        code, out, err = run([ARGS.vmlat, "run", os.path.join(ARGS.source_dir, "plans/quickstart.toml"), "--duration", "1s",
-                              "--results", host_root], timeout=600)
-        check(code == 0, "quickstart run exited %d:\n%s\n%s" % (code, out, err))
-        host_run = os.path.realpath(os.path.join(host_root, "latest"))
-        doc = check_report("host", host_run, chromium, ARGS.artifacts, "PASS")
-        if doc is not None:  # stress off and on: the host backend's column group is a figure
-            check(any(f.attrs.get("data-kind") == "seed" for f in doc.find_all("figure", cls="overlay")),
-                  "host: no overlay figure of the host backend without and with stress")
-
-        # A period sweep (50us, 500us, 1ms) on the host: the decomposition.
-        sweep_root = os.path.join(scratch, "sweep")
-        code, out, err = run([ARGS.vmlat, "run", os.path.join(ARGS.source_dir, "plans/period-sweep.toml"), "--duration", "1s",
-                              "--results", sweep_root], timeout=600)
-        check(code == 0, "period-sweep run exited %d:\n%s\n%s" % (code, out, err))
-        sweep_run = os.path.realpath(os.path.join(sweep_root, "latest"))
-        doc = check_report("sweep", sweep_run, chromium, ARGS.artifacts, "MEASURED")
-        if doc is not None:
-            check_decomposition("sweep", sweep_run, doc)
-            check(any(f.attrs.get("data-kind") == "sweep" for f in doc.find_all("figure", cls="overlay")),
-                  "sweep: no overlay figure of the periods")
-        # A figure and a claim the plan chooses.
-        figure_root = os.path.join(scratch, "figure")
-        os.makedirs(figure_root)
-        plan = os.path.join(figure_root, "plan.toml")
-        with open(plan, "w") as f:
-            f.write(FIGURE_PLAN)
-        code, out, err = run([ARGS.vmlat, "run", plan, "--results", figure_root], timeout=600)
-        check(code == 0, "figure run exited %d:\n%s\n%s" % (code, out, err))
-        doc = check_report("figure", os.path.realpath(os.path.join(figure_root, "latest")), chromium, ARGS.artifacts, "MEASURED")
-        if doc is not None:
-            check_plan_figure("figure", doc)
-
-        # Both runs in one report: the host run has gates that pass, the sweep none.
-        check_merged(chromium, ARGS.artifacts, scratch, [host_run, sweep_run], "PASS")
-
-        if ARGS.skip_kvm or not shutil.which("qemu-system-x86_64"):
-            log("== kvm: skipped (%s)" % ("--skip-kvm" if ARGS.skip_kvm else "qemu-system-x86_64 not installed"))
-        else:
-            kvm_root = os.path.join(scratch, "kvm")
-            code, out, err = run([ARGS.vmlat, "run", os.path.join(ARGS.source_dir, "plans/kvm-quick.toml"), "--duration", "1s",
-                                  "--only", "workload=none", "--results", kvm_root], timeout=900)
-            check(code == 0, "kvm-quick run exited %d:\n%s\n%s" % (code, out, err))
-            kvm_run = os.path.realpath(os.path.join(kvm_root, "latest"))
-            doc = check_report("kvm", kvm_run, chromium, ARGS.artifacts, "PASS")
-            if doc is not None:
-                rows = [th.text_content() for t in doc.find_all("table", cls="seed") for tr in t.find_all("tr")
-                        for th in tr.find_all("th")[:1]]
-                check("NRT/NRT" in rows and "NRT/RT" in rows, "kvm: seed rows %s lack NRT/NRT and NRT/RT" % rows)
-
-            # A guest's spike traced in the guest and on the host: links and the time line.
-            trace_root = os.path.join(scratch, "trace")
-            os.makedirs(trace_root)
-            plan = os.path.join(trace_root, "plan.toml")
-            with open(plan, "w") as f:
-                f.write(TRACE_PLAN)
-            code, out, err = run([ARGS.vmlat, "run", plan, "--results", trace_root], timeout=900)
-            why = ""
-            if code != 0:  # the cells' own errors, which the summary does not spell out
-                for result in glob.glob(os.path.join(trace_root, "latest", "cells", "*", "result.json")):
-                    with open(result) as f:
-                        why += "%s: %s\n" % (result, json.load(f).get("error"))
-            check(code == 0, "guest-trace run exited %d:\n%s\n%s\n%s" % (code, out, err, why))
-            trace_run = os.path.realpath(os.path.join(trace_root, "latest"))
-            doc = check_report("trace", trace_run, chromium, ARGS.artifacts, "MEASURED")
-            if doc is not None:
-                check_timeline("trace", trace_run, doc)
-
-        check_history(chromium, ARGS.artifacts, scratch, host_run)
-
-        # 3. Hostile values.
-        markup = "<script>document.title='pwned'</script><img src=x onerror=alert(1)><b>bold</b>"
-        hostile = os.path.join(scratch, "hostile")
-        shutil.copytree(host_run, hostile, symlinks=True)
-        os.remove(os.path.join(hostile, "report.html"))
-        first, second = poison(hostile, markup)
-        doc = check_report("hostile", hostile, chromium, ARGS.artifacts, "INFRA ERROR")
-        if doc is not None:
-            for tag in ("script", "img"):
-                check(not doc.find_all(tag), "hostile: the report has a <%s> element: markup got through" % tag)
-            check(not [b for b in doc.find_all("b") if b.text_content() == "bold"], "hostile: <b>bold</b> became an element")
-            title = doc.find_all("title")
-            check(title and markup in title[0].text_content() and "pwned" not in title[0].text_content().split("—")[-1],
-                  "hostile: the title does not show the plan name as text: %r" % (title[0].text_content() if title else None))
-            s1 = [s for s in doc.find_all("section", cls="cell") if s.attrs.get("data-cell-id") == first]
-            check(s1 and markup in s1[0].find_all("p", cls="axes")[0].text_content(), "hostile: the axis value is not shown as text")
-            s2 = [s for s in doc.find_all("section", cls="cell") if s.attrs.get("data-cell-id") == second]
-            check(s2 and ("guest said " + markup) in s2[0].find_all("p", cls="error")[0].text_content(),
-                  "hostile: the error message is not shown as text")
-            hrefs = [a.attrs.get("href", "") for a in doc.find_all("a")]
-            check(not [h for h in hrefs if ".." in h or h.startswith("/") or "passwd" in h],
-                  "hostile: a link leaves the run directory: %s" % [h for h in hrefs if not h.startswith("#")])
-            check(s1 and "cells/%s/cell.log" % first in [a.attrs.get("href") for a in s1[0].find_all("a", cls="trace")],
-                  "hostile: the cell's own cell.log is not linked beside the refused names")
+        host_run = measure("quickstart", os.path.join(ARGS.source_dir, "plans/quickstart.toml"), os.path.join(scratch, "host"),
+                           "--duration", "1s")
+        for n in [int(x) for x in ARGS.scales.split(",") if int(x) > 0]:
+            check_scale(chromium, ARGS.artifacts, scratch, host_run, n)
+        if not ARGS.only_scales:
+            the_other_reports(chromium, scratch, host_run)
     except Exception as e:  # noqa: BLE001 - reported as a failure with its message
         check(False, "%s: %s" % (type(e).__name__, e))
     finally:
+        chromium.close()
         shutil.rmtree(scratch, ignore_errors=True)
     log("%d checks, %d failed, %.0f s; artefacts in %s" % (CHECKS[0], len(FAILURES), time.time() - t0, ARGS.artifacts))
     return 1 if FAILURES else 0
+
+
+def write_plan(root, text):
+    """ROOT/plan.toml holding `text` (ROOT made)."""
+    os.makedirs(root)
+    plan = os.path.join(root, "plan.toml")
+    with open(plan, "w") as f:
+        f.write(text)
+    return plan
+
+
+def measure(name, plan, root, *extra, timeout=600):
+    """`vmlat run PLAN --results ROOT EXTRA...`, which must pass; its run directory."""
+    code, out, err = run([ARGS.vmlat, "run", plan, "--results", root] + list(extra), timeout=timeout)
+    check(code == 0, "%s run exited %d:\n%s\n%s" % (name, code, out, err))
+    return os.path.realpath(os.path.join(root, "latest"))
+
+
+def the_other_reports(chromium, scratch, host_run):
+    """The host run's report, a period sweep, a plan's figure, a merge, kvm guests and a traced guest,
+    the history page, hostile values."""
+    doc = check_report("host", host_run, chromium, ARGS.artifacts, "PASS")
+    if doc is not None:  # stress off and on: the host backend's column group is a figure
+        check(any(f.attrs.get("data-kind") == "seed" for f in doc.find_all("figure", cls="overlay")),
+              "host: no overlay figure of the host backend without and with stress")
+
+    # A period sweep (50us, 500us, 1ms) on the host: the decomposition.
+    sweep_run = measure("period-sweep", os.path.join(ARGS.source_dir, "plans/period-sweep.toml"), os.path.join(scratch, "sweep"),
+                        "--duration", "1s")
+    doc = check_report("sweep", sweep_run, chromium, ARGS.artifacts, "MEASURED")
+    if doc is not None:
+        check_decomposition("sweep", sweep_run, doc)
+        check(any(f.attrs.get("data-kind") == "sweep" for f in doc.find_all("figure", cls="overlay")),
+              "sweep: no overlay figure of the periods")
+    # A figure and a claim the plan chooses.
+    figure_root = os.path.join(scratch, "figure")
+    figure_run = measure("figure", write_plan(figure_root, FIGURE_PLAN), figure_root)
+    doc = check_report("figure", figure_run, chromium, ARGS.artifacts, "MEASURED")
+    if doc is not None:
+        check_plan_figure("figure", doc)
+
+    # Both runs in one report: the host run has gates that pass, the sweep none.
+    check_merged(chromium, ARGS.artifacts, scratch, [host_run, sweep_run], "PASS")
+
+    if ARGS.skip_kvm or not shutil.which("qemu-system-x86_64"):
+        log("== kvm: skipped (%s)" % ("--skip-kvm" if ARGS.skip_kvm else "qemu-system-x86_64 not installed"))
+    else:
+        kvm_run = measure("kvm-quick", os.path.join(ARGS.source_dir, "plans/kvm-quick.toml"), os.path.join(scratch, "kvm"),
+                          "--duration", "1s", "--only", "workload=none", timeout=900)
+        doc = check_report("kvm", kvm_run, chromium, ARGS.artifacts, "PASS")
+        if doc is not None:
+            rows = [th.text_content() for t in doc.find_all("table", cls="seed") for tr in t.find_all("tr")
+                    for th in tr.find_all("th")[:1]]
+            check("NRT/NRT" in rows and "NRT/RT" in rows, "kvm: seed rows %s lack NRT/NRT and NRT/RT" % rows)
+
+        # A guest's spike traced in the guest and on the host: links and the time line.
+        trace_root = os.path.join(scratch, "trace")
+        code, out, err = run([ARGS.vmlat, "run", write_plan(trace_root, TRACE_PLAN), "--results", trace_root], timeout=900)
+        why = ""
+        if code != 0:  # the cells' own errors, which the summary does not spell out
+            for result in glob.glob(os.path.join(trace_root, "latest", "cells", "*", "result.json")):
+                with open(result) as f:
+                    why += "%s: %s\n" % (result, json.load(f).get("error"))
+        check(code == 0, "guest-trace run exited %d:\n%s\n%s\n%s" % (code, out, err, why))
+        trace_run = os.path.realpath(os.path.join(trace_root, "latest"))
+        doc = check_report("trace", trace_run, chromium, ARGS.artifacts, "MEASURED")
+        if doc is not None:
+            check_timeline("trace", trace_run, doc)
+
+    check_history(chromium, ARGS.artifacts, scratch, host_run)
+
+    # 3. Hostile values.
+    markup = "<script>document.title='pwned'</script><img src=x onerror=alert(1)><b>bold</b>"
+    hostile = os.path.join(scratch, "hostile")
+    shutil.copytree(host_run, hostile, symlinks=True)
+    os.remove(os.path.join(hostile, "report.html"))
+    first, second = poison(hostile, markup)
+    doc = check_report("hostile", hostile, chromium, ARGS.artifacts, "INFRA ERROR")
+    if doc is not None:
+        check(not doc.find_all("img"), "hostile: the report has an <img> element: markup got through")
+        # The page's own scripts only: its data blocks (4 cells: one block of cells) and its code.
+        scripts = [(e.attrs.get("id"), e.attrs.get("class"), e.attrs.get("type")) for e in doc.find_all("script")]
+        check(scripts == [("vmlat-index", None, "application/json"), ("vmlat-shared", None, "application/octet-stream"),
+                          (None, "vmlat-cells", "application/octet-stream"), (None, None, None)],
+              "hostile: the report has scripts other than its own: markup got through: %s" % scripts)
+        check(not [b for b in doc.find_all("b") if b.text_content() == "bold"], "hostile: <b>bold</b> became an element")
+        title = doc.find_all("title")
+        check(title and markup in title[0].text_content() and "pwned" not in title[0].text_content().split("—")[-1],
+              "hostile: the title does not show the plan name as text: %r" % (title[0].text_content() if title else None))
+        s1 = [s for s in doc.find_all("section", cls="cell") if s.attrs.get("data-cell-id") == first]
+        check(s1 and markup in s1[0].find_all("p", cls="axes")[0].text_content(), "hostile: the axis value is not shown as text")
+        s2 = [s for s in doc.find_all("section", cls="cell") if s.attrs.get("data-cell-id") == second]
+        check(s2 and ("guest said " + markup) in s2[0].find_all("p", cls="error")[0].text_content(),
+              "hostile: the error message is not shown as text")
+        hrefs = [a.attrs.get("href", "") for a in doc.find_all("a")]
+        check(not [h for h in hrefs if ".." in h or h.startswith("/") or "passwd" in h],
+              "hostile: a link leaves the run directory: %s" % [h for h in hrefs if not h.startswith("#")])
+        check(s1 and "cells/%s/cell.log" % first in [a.attrs.get("href") for a in s1[0].find_all("a", cls="trace")],
+              "hostile: the cell's own cell.log is not linked beside the refused names")
 
 
 if __name__ == "__main__":

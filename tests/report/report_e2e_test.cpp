@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base64.hpp"
 #include "cli_fixture.hpp"
+#include "sha256.hpp"
 #include "vmlat/json.hpp"
 
 using namespace vmlat;
@@ -40,6 +42,21 @@ void set_max(const fs::path& run_dir, const std::string& cell_id, long long max_
   for (auto& c : run["cells"])
     if (c["id"] == cell_id) c["max_ns"] = max_ns;
   write_json(run_dir / "run.json", run);
+}
+
+// The page's index (docs/report.md, "The page's data") and a cell of it.
+json page_index(const std::string& page) {
+  const std::string open = "<script type=\"application/json\" id=\"vmlat-index\">";
+  const auto at = page.find(open);
+  if (at == std::string::npos) return json::object();
+  const auto from = at + open.size();
+  return json::parse(page.substr(from, page.find("</script>", from) - from));
+}
+const json* indexed(const json& index, const std::string& id) {
+  if (!index.contains("cells")) return nullptr;
+  for (const auto& c : index["cells"])
+    if (c["id"] == id) return &c;
+  return nullptr;
 }
 
 long long max_of(const fs::path& run_dir, const std::string& cell_id) {
@@ -292,10 +309,18 @@ TEST_F(ReportE2E, ReportWritesHtmlBesideTheRunAndMarkdownAndJsonToStdout) {
   ASSERT_EQ(html.code, 0) << html.err;
   ASSERT_TRUE(fs::exists(dir / "report.html"));
   std::string page = read(dir / "report.html");
+  const json index = page_index(page);
   for (const std::string cell : {"host-none-cyclictest-1ms", "host-none-native-1ms"}) {
-    EXPECT_NE(page.find("data-max-ns=\"" + std::to_string(max_of(dir, cell)) + "\""), std::string::npos) << cell;
-    EXPECT_NE(page.find("class=\"plot histogram\" data-cell-id=\"" + cell + "\""), std::string::npos) << cell;
+    const json* c = indexed(index, cell);
+    ASSERT_NE(c, nullptr) << cell;
+    EXPECT_EQ((*c)["max"], max_of(dir, cell)) << cell;
   }
+  // The page's script runs: the Content-Security-Policy names its hash.
+  const auto code = page.rfind("<script>"), end = page.rfind("</script>");
+  ASSERT_NE(code, std::string::npos);
+  const std::string script = page.substr(code + 8, end - code - 8);
+  EXPECT_NE(page.find("script-src 'sha256-" + vmlat::base64(vmlat::sha256_digest(script)) + "'"), std::string::npos);
+  EXPECT_NE(page.find("class=\"vmlat-cells\" data-first=\"0\" data-count=\"2\""), std::string::npos);
   auto md = vmlat({"report", dir.string(), "--format", "markdown"});
   ASSERT_EQ(md.code, 0) << md.err;
   EXPECT_NE(md.out.find("**PASS**"), std::string::npos) << md.out;
@@ -366,8 +391,11 @@ bound = "1ns"
   ASSERT_EQ(html.code, 0) << html.err;
   std::string page = read(first / "report.html");
   EXPECT_NE(page.find("data-verdict=\"FAIL\""), std::string::npos);
-  EXPECT_NE(page.find("run " + first_id + "; also measured in " + second_id), std::string::npos);
-  EXPECT_NE(page.find("run " + second_id + "; also measured in " + first_id), std::string::npos);
+  std::vector<std::string> marks;
+  const json index = page_index(page);
+  for (const auto& c : index["cells"])
+    if (c.contains("also")) marks.push_back(c["run"].get<std::string>() + " also " + c["also"][0].get<std::string>());
+  EXPECT_EQ(marks, (std::vector<std::string>{first_id + " also " + second_id, second_id + " also " + first_id}));
 
   auto with_base = vmlat({"report", first.string(), second.string(), "--baseline", first.string()});
   EXPECT_EQ(with_base.code, 2);

@@ -13,6 +13,7 @@
 
 #include "compare.hpp"
 #include "model.hpp"
+#include "page_data.hpp"
 #include "plots.hpp"
 #include "plan.hpp"
 #include "gates/evaluate.hpp"
@@ -452,8 +453,12 @@ TEST(Merge, TwoMachinesMakeOneSeedTableAndACellOfBothRunsIsShownTwice) {
   std::string html = render_html(ReportInput{&merged, nullptr, nullptr});
   EXPECT_NE(html.find("<th class=\"machine\" colspan=\"2\">core-duo</th><th class=\"machine\" colspan=\"2\">core-i7</th>"),
             std::string::npos);
-  EXPECT_NE(html.find("data-run=\"hostrun\">run hostrun; also measured in kvmrun</span>"), std::string::npos);
-  EXPECT_NE(html.find("data-run=\"kvmrun\">run kvmrun; also measured in hostrun</span>"), std::string::npos);
+  // Each cell names its run and the other runs holding it (the page marks it with them).
+  const json page = page_data(ReportInput{&merged, nullptr, nullptr}).index;
+  std::vector<std::string> marks;
+  for (const auto& c : page["cells"])
+    if (c["id"] == "host-none") marks.push_back(c["run"].get<std::string>() + " also " + c.value("also", json::array()).dump());
+  EXPECT_EQ(marks, (std::vector<std::string>{"hostrun also [\"kvmrun\"]", "kvmrun also [\"hostrun\"]"}));
   json j = render_json(ReportInput{&merged, nullptr, nullptr});
   ASSERT_EQ(j["runs"].size(), 2u);
   EXPECT_EQ(j["runs"][1]["run_id"], "kvmrun");
@@ -615,9 +620,12 @@ TEST(Tails, EachCpuHasTheTailOfItsOwnHistogram) {
   EXPECT_EQ(tail["per_cpu"]["2"]["return_levels"].size(), 0u);
   EXPECT_EQ(tail["samples"].get<std::uint64_t>(), merged.samples());
   // The tables: a row per CPU below the cell's.
-  const std::string html = render_html(ReportInput{&run, nullptr, nullptr});
-  for (const char* cpu : {"0", "1", "2"})
-    EXPECT_NE(html.find("<tr data-cell-id=\"a\" class=\"cpu\" data-cpu=\"" + std::string(cpu) + "\">"), std::string::npos) << cpu;
+  const json tails = page_data(ReportInput{&run, nullptr, nullptr}).shared["tails"];
+  ASSERT_EQ(tails.size(), 1u);
+  EXPECT_EQ(tails[0][0], 0);  // the cell
+  std::vector<std::string> cpus;
+  for (const auto& row : tails[0][8]) cpus.push_back(row[0]);
+  EXPECT_EQ(cpus, (std::vector<std::string>{"0", "1", "2"}));
   const std::string md = render_markdown(ReportInput{&run, nullptr, nullptr});
   EXPECT_NE(md.find("| a CPU 1 | gpd |"), std::string::npos) << md;
   // Without the tail model (the benchmark's comparison): no tails at all.
@@ -625,6 +633,7 @@ TEST(Tails, EachCpuHasTheTailOfItsOwnHistogram) {
   off.tails = false;
   EXPECT_TRUE(render_json(off)["cells"][0]["tail"].is_null());
   EXPECT_EQ(render_html(off).find("<section id=\"tails\">"), std::string::npos);
+  EXPECT_TRUE(page_data(off).shared["tails"].empty());
 }
 
 TEST(Tails, AReturnLevelGateUsesTheModelAndFallsBackToTheMeasuredMax) {
@@ -692,9 +701,18 @@ TEST(Escaping, HostileValuesInAResultNeverBecomeMarkup) {
   RunView run = make_run(s);
   ReportInput in{&run, nullptr, nullptr};
   std::string html = render_html(in);
-  EXPECT_EQ(html.find("<script"), std::string::npos);
+  // The page's own scripts only (the index, the shared details, one chunk of cells, the code).
+  std::size_t scripts = 0;
+  for (auto at = html.find("<script"); at != std::string::npos; at = html.find("<script", at + 1)) ++scripts;
+  EXPECT_EQ(scripts, 4u);
+  EXPECT_EQ(html.find("<script>alert"), std::string::npos);
   EXPECT_EQ(html.find("<img"), std::string::npos);
-  EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);  // the static sections escape
+  EXPECT_NE(html.find("\\u003cscript>alert(1)\\u003c/script>"), std::string::npos);  // the index's JSON cannot end its element
+  // The data holds the values as they are: the page sets them as text.
+  const PageData data = page_data(in);
+  EXPECT_EQ(data.index["cells"][0]["id"], "cell-" + evil);
+  EXPECT_EQ(data.cells[0]["err"], "boot failed: " + evil);
   std::string markdown = render_markdown(in);
   EXPECT_EQ(markdown.find("<script"), std::string::npos);
   EXPECT_EQ(markdown.find("<img"), std::string::npos);
@@ -707,14 +725,25 @@ TEST(Report, EveryMeasuredCellHasBothPlotsAndItsExactMax) {
                                 {"c", axes("host", "x"), "infra-error"}};
   auto s = stored("r", cells);
   RunView run = make_run(s);
-  std::string html = render_html(ReportInput{&run, nullptr, nullptr});
-  for (const std::string id : {"a", "b"}) {
-    EXPECT_NE(html.find("class=\"plot histogram\" data-cell-id=\"" + id + "\""), std::string::npos) << id;
-    EXPECT_NE(html.find("class=\"plot ccdf\" data-cell-id=\"" + id + "\""), std::string::npos) << id;
+  const PageData data = page_data(ReportInput{&run, nullptr, nullptr});
+  for (std::size_t i : {0u, 1u}) {  // a, b: histograms to plot; the stats row "all" with the exact max
+    const json& series = data.cells[i]["s"][0];
+    ASSERT_TRUE(series.contains("h")) << i;
+    const json& merged = s.cells[i]["merged"];
+    if (series["h"] == "") {  // the merged histogram is the sum of the CPUs', which are there
+      ASSERT_EQ(series["hc"].size(), s.cells[i]["per_cpu"].size()) << i;
+      std::size_t k = 0;
+      for (const auto& cpu : s.cells[i]["per_cpu"]) EXPECT_EQ(series["hc"][k++], encode_histogram(*decode_histogram(cpu["histogram"])));
+    } else {
+      EXPECT_EQ(series["h"], encode_histogram(*decode_histogram(merged["histogram"]))) << i;
+    }
+    EXPECT_EQ(series["rows"][0][0], "all");
+    EXPECT_EQ(series["rows"][0][9], merged["stats"]["max_ns"]);
   }
-  EXPECT_NE(html.find("data-max-ns=\"123456\""), std::string::npos);
-  EXPECT_NE(html.find("<td class=\"num max\" data-ns=\"98765\">98.8us</td>"), std::string::npos);
-  EXPECT_EQ(html.find("class=\"plot histogram\" data-cell-id=\"c\""), std::string::npos);
+  EXPECT_EQ(data.index["cells"][0]["max"], 123456);
+  EXPECT_EQ(data.index["cells"][1]["max"], 98765);
+  EXPECT_FALSE(data.cells[2]["s"][0].contains("h"));  // c: nothing measured, nothing to plot
+  std::string html = render_html(ReportInput{&run, nullptr, nullptr});
   EXPECT_NE(html.find("<table class=\"seed\">"), std::string::npos);
   std::string md = render_markdown(ReportInput{&run, nullptr, nullptr});
   EXPECT_NE(md.find("| Host (NRT) | 123 µs | 98.8 µs | infra-error |"), std::string::npos) << md;
@@ -728,8 +757,49 @@ TEST(Report, WithABaselineTheComparisonAndTheOverlayAreShown) {
   std::string html = render_html(ReportInput{&now, &base, &c});
   EXPECT_NE(html.find("<section id=\"comparison\">"), std::string::npos);
   EXPECT_NE(html.find("REGRESSION"), std::string::npos);
-  EXPECT_NE(html.find("<path class=\"line baseline\""), std::string::npos);
+  const PageData data = page_data(ReportInput{&now, &base, &c});
+  EXPECT_EQ(data.index["baseline"], "base-run");
+  EXPECT_EQ(data.index["cells"][0]["reg"], 1);  // listed with the cells that need attention
+  EXPECT_EQ(data.cells[0]["s"][0]["hb"], encode_histogram(*decode_histogram(base_s.cells[0]["merged"]["histogram"])));
   EXPECT_EQ(render_json(ReportInput{&now, &base, &c})["comparison"]["exit_code"], 1);
+}
+
+// docs/report.md, "The page's data": min, max, overflows, then per
+// non-empty bucket count*2 (+1 and the gap when buckets were skipped) as
+// base64url varints of 5 bits, low bits first.
+TEST(PageData, HistogramsAreEncodedAsTheDocumentSays) {
+  HistogramData h;
+  h.buckets = {{3, 1}, {4, 2}, {10, 40}};
+  h.min_ns = 3100;
+  h.max_ns = 10900;
+  EXPECT_EQ(encode_histogram(h), "3100,10900,0,DDExCF");  // 3+gap 3, 4, 81 = 17+2*32 and gap 5
+  h.overflows = 2;
+  h.buckets = {{0, 1}, {1, 1 << 20}};
+  EXPECT_EQ(encode_histogram(h), "3100,10900,2,CggggC");  // 2; 2^21 in 5-bit digits: 0,0,0,0,2
+}
+
+TEST(PageData, TheMergedHistogramIsLeftOutOnlyWhenItIsTheSumOfTheCpus) {
+  CellDoc doc{"a", axes("host", "none"), "measured", 40000};
+  auto s = stored("r", {doc});
+  Histogram h0 = spread(100, 3, 9, 12000), h1 = spread(50, 5, 20, 40000);
+  Histogram merged = h0;
+  merged.merge(h1);
+  s.cells[0]["merged"] = series(merged);
+  s.cells[0]["per_cpu"] = json{{"0", series(h0)}, {"1", series(h1)}};
+  RunView run = make_run(s);
+  json one = page_data(ReportInput{&run, nullptr, nullptr}).cells[0]["s"][0];
+  EXPECT_EQ(one["h"], "");
+  EXPECT_EQ(one["cpus"], json::array({"0", "1"}));
+  EXPECT_EQ(one["hc"][1], encode_histogram(*decode_histogram(series(h1)["histogram"])));
+  // A merged histogram that is not their sum (a hand-edited result) is carried as it is.
+  s.cells[0]["merged"] = series(h0);
+  RunView other = make_run(s);
+  EXPECT_EQ(page_data(ReportInput{&other, nullptr, nullptr}).cells[0]["s"][0]["h"],
+            encode_histogram(*decode_histogram(series(h0)["histogram"])));
+}
+
+TEST(PageData, TheScriptsDataCannotEndItsElement) {
+  EXPECT_EQ(script_json(json{{"a", "</script><!--<script>"}}), "{\"a\":\"\\u003c/script>\\u003c!--\\u003cscript>\"}");
 }
 
 TEST(Plots, DecodeRefusesWhatIsNotAHistogram) {
@@ -742,40 +812,12 @@ TEST(Plots, DecodeRefusesWhatIsNotAHistogram) {
   EXPECT_EQ(h->samples(), 101u);
 }
 
-TEST(Plots, TheCcdfOnlyEverGoesDownAndTheHistogramHasABarPerBinColumn) {
+TEST(Plots, TheHistogramHasABarPerBinColumn) {
   Histogram h;
   for (std::uint64_t k = 2; k < 5000; k += 7) h.add_bucket(k, 1 + k % 13);
   h.add_overflows(3);
   h.set_exact(microseconds(2), microseconds(25000), microseconds(1));
   auto d = *decode_histogram(h.to_json());
-  std::string ccdf = ccdf_svg({{"all", "merged", &d}}, "class=\"plot ccdf\"");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(ccdf, m, std::regex("<path class=\"line merged\" d=\"M([^\"]*)\"")));
-  // y grows downwards in SVG: every V moves down (or stays), every H to the right.
-  double last_x = -1, last_y = -1;
-  std::string path = m[1];
-  std::regex cmd("([HV ])?([0-9.]+)");
-  int moves = 0;
-  char mode = 'M';
-  int coordinate = 0;
-  for (auto it = std::sregex_iterator(path.begin(), path.end(), cmd); it != std::sregex_iterator(); ++it) {
-    std::string c = (*it)[1];
-    double v = std::stod((*it)[2]);
-    if (c == "H" || c == "V") mode = c[0];
-    if (mode == 'M') {
-      (coordinate++ == 0 ? last_x : last_y) = v;
-      continue;
-    }
-    if (mode == 'H') {
-      EXPECT_GT(v, last_x);
-      last_x = v;
-    } else {
-      EXPECT_GE(v, last_y);
-      last_y = v;
-    }
-    ++moves;
-  }
-  EXPECT_GT(moves, 20);
   std::string hist = histogram_svg(d, "class=\"plot histogram\"");
   EXPECT_NE(hist.find("3 overflows beyond the histogram range, max 25ms"), std::string::npos);
   auto bars = std::count(hist.begin(), hist.end(), 'Z');
@@ -1029,37 +1071,13 @@ TEST(Figures, DefaultOverlaysFollowTheSeedTablesColumnGroupsAndTheSweep) {
   for (auto at = html.find("<figure class=\"overlay\""); at != std::string::npos; at = html.find("<figure class=\"overlay\"", at + 1))
     ++figures;
   EXPECT_EQ(figures, 2u);
-  EXPECT_NE(html.find("class=\"plot histogram overlay\" data-overlay=\"seed\" data-lines=\"4\""), std::string::npos);
-  EXPECT_NE(html.find("class=\"plot ccdf overlay\" data-overlay=\"sweep\" data-lines=\"3\""), std::string::npos);
-}
-
-TEST(Plots, TheHistogramOverlayDrawsOneOutlinePerLineAndLeavesGapsOnTheAxis) {
-  Histogram one, gap;
-  one.add_bucket(10, 100);
-  one.set_exact(microseconds(10), microseconds(10), microseconds(1000));
-  for (std::uint64_t k : {5, 6, 7}) gap.add_bucket(k, 10);
-  gap.add_bucket(900, 1);  // far from the others: a second stretch
-  gap.set_exact(microseconds(5), microseconds(900), microseconds(1000));
-  auto a = *decode_histogram(one.to_json()), b = *decode_histogram(gap.to_json());
-  std::string svg = histogram_overlay_svg({{"one", "cpu0", &a}, {"gap", "cpu1", &b}}, "class=\"plot\"");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<path class=\"line cpu0\" d=\"([^\"]*)\"")));
-  std::string first = m[1];
-  EXPECT_EQ(std::count(first.begin(), first.end(), 'M'), 1) << first;
-  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<path class=\"line cpu1\" d=\"([^\"]*)\"")));
-  std::string second = m[1];
-  EXPECT_EQ(std::count(second.begin(), second.end(), 'M'), 2) << second;
-  // The taller bin (100 samples) reaches higher (a smaller y) than any of 10.
-  auto top = [](const std::string& path) {
-    double best = 1e9;
-    std::regex v("V([0-9.]+)");
-    for (auto it = std::sregex_iterator(path.begin(), path.end(), v); it != std::sregex_iterator(); ++it)
-      best = std::min(best, std::stod((*it)[1]));
-    return best;
-  };
-  EXPECT_LT(top(first), top(second));
-  EXPECT_NE(svg.find(">one</text>"), std::string::npos);
-  EXPECT_NE(svg.find(">gap</text>"), std::string::npos);
+  // What the page draws them from: each figure's cells and labels.
+  const json figures_data = page_data(ReportInput{&run, nullptr, nullptr}).shared;
+  EXPECT_NE(html.find("<figure class=\"overlay\" data-kind=\"seed\" data-draw=\"both\" data-cells=\"kvm-none-nrt kvm-stress-nrt "
+                      "kvm-none-rt kvm-stress-rt\" data-figure=\"0\">"), std::string::npos) << html;
+  EXPECT_EQ(figures_data["figures"][0]["lines"].size(), 4u);
+  EXPECT_EQ(figures_data["figures"][0]["lines"][3], json::array({overlays[0].lines[3].cell, "NRT/RT, stress"}));
+  EXPECT_EQ(figures_data["figures"][1]["lines"].size(), 3u);
 }
 
 // [[expect]] claims in a report: judged again from run.json's specs and the

@@ -3,6 +3,7 @@ that record a failure and go on, so one run reports every problem, and child
 processes that die with the test (even when ctest kills it at its timeout)."""
 
 import ctypes
+import json
 import os
 import signal
 
@@ -28,3 +29,13 @@ def die_with_parent():
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     os.setpgrp()
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def dump_json(path, doc):
+    with open(path, "w") as f:
+        json.dump(doc, f)

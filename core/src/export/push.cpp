@@ -14,6 +14,7 @@
 #include <memory>
 #include <thread>
 
+#include "base64.hpp"
 #include "vmlat/atomic_file.hpp"
 #include "vmlat/interrupt.hpp"
 #include "vmlat/process.hpp"
@@ -33,33 +34,6 @@ class StaticCollectable final : public prometheus::Collectable {
  private:
   std::vector<prometheus::MetricFamily> families_;
 };
-
-std::string base64url(const std::string& in) {
-  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                 static_cast<unsigned char>(in[i + 2]);
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += table[(v >> 6) & 63];
-    out += table[v & 63];
-  }
-  if (i + 1 == in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += table[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
 
 std::string describe_code(int code) {
   if (code == -1000) return "exception in the HTTP client";
@@ -107,7 +81,7 @@ std::pair<std::string, std::string> encode_grouping_label(const std::string& nam
   // "." and ".." are path segments a client or proxy may resolve away.
   if (value == "." || value == "..") plain = false;
   if (plain) return {name, value};
-  return {name + "@base64", value.empty() ? std::string("=") : base64url(value)};
+  return {name + "@base64", value.empty() ? std::string("=") : base64(value, true)};
 }
 
 PushResult push_families(const PushOptions& options, const LabelList& grouping,

@@ -1,16 +1,23 @@
-// The HTML report: verdict and system identity first, then the gates, the
-// comparison with a baseline, the seed study's tables, the period sweep, and
-// one section per cell with its statistics, histogram and CCDF (rteval's and
-// OSADL's order: the answer, then the evidence).
+// The HTML report: verdict and system identity first, then the cells (the
+// page's script writes them from the data of page_data.hpp: those that need
+// attention first, an overview of the matrix, filters, the passes folded,
+// each cell's statistics and plots drawn when it is opened), the gates, the
+// comparison with a baseline, the seed study's tables, the period sweep,
+// figures, decomposition, tails and the system (rteval's and OSADL's order:
+// the answer, then the evidence). Static HTML stays small whatever the
+// number of cells; what grows with it is data, read when it is needed.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
 
+#include "base64.hpp"
 #include "decompose.hpp"
 #include "json_access.hpp"
+#include "page_data.hpp"
 #include "plots.hpp"
 #include "report.hpp"
+#include "sha256.hpp"
 #include "tails.hpp"
 #include "text_escape.hpp"
 #include "traces.hpp"
@@ -24,11 +31,6 @@ std::string esc(std::string_view s) { return html_escape(s); }
 
 std::string latency(std::optional<long long> ns) {
   return ns ? format_latency(std::chrono::nanoseconds(*ns)) : std::string("–");
-}
-
-std::string count(const json& j, const char* key) {
-  const json& v = member(j, key);
-  return v.is_number() ? v.dump() : std::string("–");
 }
 
 std::string percent(double r) {
@@ -62,7 +64,30 @@ svg .running{fill:#8ae234}svg .ev{stroke-width:1}svg .ev-switch{stroke:#204a87}s
 svg .ev-exit{stroke:#5c3566}svg .ev-entry{stroke:#06989a}svg .ev-marker{stroke:#b3261e;stroke-width:2}svg .ev-other{stroke:#888}
 svg .ev-irq{stroke:#c4a000}svg .ev-timer{stroke:#4e9a06}
 .run-mark{font-size:.8em;color:#555;margin-left:.4em}.run-mark.twin{color:#8f5902;font-weight:bold}th.machine{background:#e8e8f4}
+.filters{display:flex;flex-wrap:wrap;gap:4px 14px;align-items:center;margin:6px 0;font-size:13px}.filters select{max-width:16em}
+.kind-filter label{margin-right:8px}.kind-filter label::before{content:"";display:inline-block;width:10px;height:10px;margin-right:3px;background:var(--k)}
+.k-fail{--k:#b3261e}.k-regressed{--k:#e37400}.k-error{--k:#8a5a00}.k-pass{--k:#5b9a5e}.k-none{--k:#6f8fb3}.k-skipped{--k:#c8c8c8}
+.overview{max-height:220px;overflow:auto;border:1px solid #eee;padding:4px;margin:4px 0}
+.ov-group{display:flex;align-items:flex-start;gap:8px;margin:1px 0}.ov-label{flex:0 0 18em;font-size:11px;color:#444;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.ov-cells{display:flex;flex-wrap:wrap;gap:1px}a.ov{display:block;width:10px;height:10px;background:var(--k)}.dense a.ov{width:6px;height:6px}
+.by-latency a.ov{background:var(--lat,#c8c8c8)}a.ov.out{opacity:.12}a.ov:hover{outline:2px solid #1d1d1f}
+section.cell{margin:6px 0;padding:5px 10px}section.cell>details>summary{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+section.cell summary h3{display:inline;margin:0}.cell-sum{margin-left:10px}.cell-body{margin-top:6px}
+details.passed-cells>summary{font-weight:600;margin:10px 0}.none-attention{color:#2f7d32;font-weight:600}
 )";
+
+// Up to this many cells everything is open from the start: the list of
+// passed cells, each cell's plots, the passed gates and the tails.
+constexpr std::size_t kSmallPage = 20;
+
+// A section of many tables or figures (one per combination of a large
+// plan's other axes: hundreds) is folded: folded, they cost the page
+// nothing to lay out.
+constexpr std::size_t kOpenParts = 12;
+std::string fold_open(std::size_t parts, const char* what) {
+  return "<details class=\"parts\"" + std::string(parts <= kOpenParts ? " open" : "") + "><summary>" + std::to_string(parts) + " " +
+         what + (parts == 1 ? "" : "s") + "</summary>";
+}
 
 struct GateRow {
   const Cell* cell;
@@ -159,12 +184,13 @@ void gates_section(std::string& out, const Run& run) {
   };
   auto first_pass = std::find_if(rows.begin(), rows.end(), [](const GateRow& r) { return text_of(*r.gate, "verdict") == "pass"; });
   if (first_pass != rows.begin()) table(rows.begin(), first_pass);
-  if (first_pass != rows.end()) {
-    out += "<details class=\"passed\"" + std::string(first_pass == rows.begin() ? " open" : "") + "><summary>" +
-           std::to_string(rows.end() - first_pass) + " passed</summary>";
-    table(first_pass, rows.end());
-    out += "</details>";
-  }
+  // The passes are the page's script's to list, when asked (a run of a
+  // thousand cells has thousands): open from the start only on a small page
+  // where nothing else is listed.
+  if (first_pass != rows.end())
+    out += "<details class=\"passed\" data-fill=\"gates\"" +
+           std::string(first_pass == rows.begin() && run.cells.size() <= kSmallPage ? " open" : "") + "><summary>" +
+           std::to_string(rows.end() - first_pass) + " passed</summary></details>";
   if (rows.empty()) out += "<p>The plan has no gates.</p>";
   out += "</section>";
 }
@@ -238,7 +264,7 @@ void seed_section(std::string& out, const Run& run) {
   if (tables.empty()) return;
   out += "<section id=\"seed\"><h2>Worst cases (the seed study's layout)</h2><p class=\"small\">Rows: host kernel / guest "
          "kernel (NRT or RT); Host: bare metal, Dom0: Xen's control domain, each with its kernel. Columns: backend, without and with stress. Entries: the "
-         "worst case (max) of the cells that fall there.</p>";
+         "worst case (max) of the cells that fall there.</p>" + fold_open(tables.size(), "table");
   for (const auto& t : tables) {
     std::string caption;
     for (const auto& [k, v] : t.fixed) caption += (caption.empty() ? "" : ", ") + k + " = " + v;
@@ -275,7 +301,7 @@ void seed_section(std::string& out, const Run& run) {
     }
     out += "</table>";
   }
-  out += "</section>";
+  out += "</details></section>";
 }
 
 void sweep_section(std::string& out, const Run& run) {
@@ -328,160 +354,44 @@ void claims_section(std::string& out, const Run& run) {
   out += "</table></section>";
 }
 
-// The seed's figures (default_overlays): the histograms and CCDFs of
-// several cells in one plot each.
-void figures_section(std::string& out, const Run& run) {
-  auto overlays = plan_overlays(run);
-  const bool defaults = default_figures_wanted(run);
-  if (defaults)
-    for (auto& o : default_overlays(run)) overlays.push_back(std::move(o));
-  if (overlays.empty()) return;
+// The seed's figures (default_overlays) and the plan's: the histograms
+// and CCDFs of several cells in one plot each, drawn by the page's script
+// from the cells' histograms when the figure comes into view.
+void figures_section(std::string& out, const PageData& data) {
+  if (data.figures.empty()) return;
   out += "<section id=\"figures\"><h2>Figures</h2><p class=\"small\">" +
-         std::string(overlays.front().kind == "plan" ? "The figures the plan chooses ([[report.figure]]). " : "") +
-         (defaults ? "Cells overlaid as in the seed study's figures: per backend its kernel combinations without and with "
-                     "stress, per sweep its periods. "
-                   : "") +
-         "Histograms as outlines (1 µs bins, log count), CCDFs log-log.</p>";
-  for (const auto& o : overlays) {
-    std::vector<HistogramData> data;
-    data.reserve(o.lines.size());
-    std::vector<CcdfLine> lines;
-    std::string ids;
-    for (std::size_t i = 0; i < o.lines.size(); ++i) {
-      const Cell& c = run.cells[static_cast<std::size_t>(o.lines[i].cell)];
-      const json* merged = c.series.empty() ? nullptr : c.series.front().merged;
-      auto h = merged ? decode_histogram(member(*merged, "histogram")) : std::nullopt;
-      if (!h) continue;
-      data.push_back(std::move(*h));
-      ids += (ids.empty() ? "" : " ") + c.id;
-      lines.push_back({o.lines[i].label, "cpu" + std::to_string(i % kMaxOverlayLines), nullptr});
-    }
-    for (std::size_t i = 0; i < lines.size(); ++i) lines[i].data = &data[i];
-    if (lines.size() < 2) {
+         std::string(data.figures.front().kind == "plan" ? "The figures the plan chooses ([[report.figure]]). " : "") +
+         (data.default_figures ? "Cells overlaid as in the seed study's figures: per backend its kernel combinations without and with "
+                                 "stress, per sweep its periods. "
+                               : "") +
+         "Histograms as outlines (1 µs bins, log count), CCDFs log-log.</p>" + fold_open(data.figures.size(), "figure");
+  for (const auto& f : data.figures) {
+    if (!f.drawn) {
       // A plan's figure is shown even so: its author asked for it.
-      if (o.kind == "plan")
-        out += "<figure class=\"overlay-empty\" data-kind=\"plan\" data-cells=\"" + esc(ids) + "\"><figcaption>" + esc(o.title) +
-               "</figcaption><p class=\"small\">" + std::to_string(lines.size()) +
-               " measured cell(s) match this figure's cells: nothing to overlay.</p></figure>";
+      out += "<figure class=\"overlay-empty\" data-kind=\"plan\" data-cells=\"" + esc(f.ids) + "\"><figcaption>" + esc(f.title) +
+             "</figcaption><p class=\"small\">" + std::to_string(f.lines) +
+             " measured cell(s) match this figure's cells: nothing to overlay.</p></figure>";
       continue;
     }
-    std::string attr = "data-overlay=\"" + esc(o.kind) + "\" data-lines=\"" + std::to_string(lines.size()) + "\"";
-    out += "<figure class=\"overlay\" data-kind=\"" + esc(o.kind) + "\" data-draw=\"" + esc(o.draw) + "\" data-cells=\"" + esc(ids) +
-           "\"><figcaption>" + esc(o.title) +
-           (o.left_out ? " <span class=\"small\">(" + std::to_string(o.left_out) + " more cells not drawn)</span>" : "") +
-           "</figcaption><div class=\"plots\">" +
-           (o.draw != "ccdf" ? histogram_overlay_svg(lines, "class=\"plot histogram overlay\" " + attr) : std::string()) +
-           (o.draw != "histogram" ? ccdf_svg(lines, "class=\"plot ccdf overlay\" " + attr) : std::string()) + "</div></figure>";
+    out += "<figure class=\"overlay\" data-kind=\"" + esc(f.kind) + "\" data-draw=\"" + esc(f.draw) + "\" data-cells=\"" + esc(f.ids) +
+           "\" data-figure=\"" + std::to_string(f.spec) + "\"><figcaption>" + esc(f.title) +
+           (f.left_out ? " <span class=\"small\">(" + std::to_string(f.left_out) + " more cells not drawn)</span>" : "") +
+           "</figcaption><div class=\"plots\"></div></figure>";
   }
-  out += "</section>";
-}
-
-void index_section(std::string& out, const Run& run) {
-  std::vector<const Cell*> cells;
-  for (const auto& c : run.cells) cells.push_back(&c);
-  auto rank = [](const Cell* c) {
-    std::string v = c->worst_verdict();
-    if (v == "fail") return 0;
-    if (!c->measured() && c->status != "skipped") return 1;
-    if (v == "error") return 1;
-    return 2;
-  };
-  std::stable_sort(cells.begin(), cells.end(), [&](const Cell* a, const Cell* b) { return rank(a) < rank(b); });
-  out += "<section id=\"index\"><h2>Cells</h2><table class=\"cells\"><tr><th>#</th><th>cell</th><th>status</th>"
-         "<th class=\"num\">samples</th><th class=\"num\">p99</th><th class=\"num\">max</th><th>gates</th></tr>";
-  for (const Cell* c : cells) {
-    const json* merged = c->series.empty() ? nullptr : c->series.front().merged;
-    const json& stats = merged ? member(*merged, "stats") : member(json(), "");
-    std::string v = c->worst_verdict();
-    out += "<tr class=\"v-" + esc(v.empty() ? "none" : v) + "\"><td class=\"num\">" + std::to_string(c->index + 1) + "</td><td>" +
-           cell_link(run, *c) + "</td><td>" + esc(c->status) + "</td><td class=\"num\">" + count(stats, "samples") +
-           "</td><td class=\"num\">" + latency(integer_at(stats, "p99_ns")) + "</td><td class=\"num\">" + latency(c->max_ns) +
-           "</td><td>" + esc(v.empty() ? "–" : v) + "</td></tr>";
-  }
-  out += "</table></section>";
-}
-
-void stats_row(std::string& out, const std::string& label, const json& doc) {
-  const json& s = member(doc, "stats");
-  out += "<tr><th>" + esc(label) + "</th><td class=\"num\">" + count(s, "samples") + "</td>";
-  for (const char* k : {"min_ns", "mean_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "p99_99_ns"})
-    out += "<td class=\"num\">" + latency(integer_at(s, k)) + "</td>";
-  auto max = integer_at(s, "max_ns");
-  out += "<td class=\"num max\"" + (max ? " data-ns=\"" + std::to_string(*max) + "\"" : std::string()) + ">" + latency(max) +
-         "</td><td class=\"num\">" + count(s, "overflows") + "</td><td class=\"num\">" + esc(missed_periods_text(s)) + "</td></tr>";
-}
-
-// Scalar facts of one plugin, flattened to dotted keys (arrays such as argv left out).
-void flat_facts(std::string& out, const std::string& prefix, const json& j, int depth) {
-  if (!j.is_object()) return;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
-    if (it.value().is_object()) {
-      if (depth < 3) flat_facts(out, key, it.value(), depth + 1);
-    } else if (!it.value().is_array() && !it.value().is_null()) {
-      out += "<tr><th>" + esc(key) + "</th><td>" +
-             esc(it.value().is_string() ? it.value().get<std::string>() : it.value().dump()) + "</td></tr>";
-    }
-  }
-}
-
-void facts_details(std::string& out, const Run& run, const Cell& c) {
-  const json& r = *c.result;
-  out += "<details class=\"facts\"><summary>host facts, plugins and timings</summary><table class=\"facts\">";
-  const json& plugins = member(r, "plugins");
-  for (const char* kind : {"backend", "workload", "probe"}) {
-    const json& p = member(plugins, kind);
-    if (!p.is_object()) continue;
-    std::string text = text_of(p, "plugin") + " " + text_of(p, "version") + " (instance " + text_of(p, "instance") +
-                       (p.contains("where") ? ", where " + text_of(p, "where") : "") + ")";
-    out += "<tr><th>" + std::string(kind) + " plugin</th><td>" + esc(text) + "</td></tr>";
-  }
-  // Usually the run's host: said in one row instead of repeated per cell.
-  const json& host_facts = member(r, "host_facts");
-  std::string host = text_of(member(r, "cell"), "host");
-  const json& run_host = member(member((c.stored ? c.stored : run.stored)->run, "hosts"), host.c_str());
-  if (host_facts.is_object() && host_facts == run_host)
-    out += "<tr><th>host</th><td>" + esc(host) + ": as in <a href=\"#system\">System</a> (" +
-           esc(text_of(host_facts, "kernel_release")) + ", " + esc(text_of(host_facts, "preempt_model")) + ")</td></tr>";
-  else
-    flat_facts(out, "host", host_facts, 1);
-  const json& facts = member(r, "facts");
-  for (const char* kind : {"backend", "workload", "probe"}) flat_facts(out, kind, member(facts, kind), 1);
-  flat_facts(out, "timings", member(r, "timings"), 1);
-  out += "</table></details>";
+  out += "</details></section>";
 }
 
 // The tail model of every measured cell, and how long a run must be to
-// support each max bound (docs/statistics.md).
-void tails_section(std::string& out, const Run& run, bool enabled) {
-  std::string rows, lengths;
-  const auto tails = run_tails(run, enabled);
-  for (const auto& c : run.cells) {
-    const auto& tail = tails[static_cast<std::size_t>(c.index)];
-    if (!tail) continue;
-    // The cell's row (all CPUs), then one row per CPU marked with it.
-    auto add = [&](const TailRow& row, const std::string* cpu) {
-      rows += "<tr data-cell-id=\"" + esc(c.id) + "\"" + (cpu ? " class=\"cpu\" data-cpu=\"" + esc(*cpu) + "\"" : std::string()) +
-              "><td>" + (cpu ? "CPU " + esc(*cpu) : cell_link(run, c)) + "</td><td>" + esc(row.model) +
-              "</td><td class=\"num\">" + esc(row.threshold) + "</td><td class=\"num\">" + esc(row.exceedances) +
-              "</td><td class=\"num\">" + esc(row.gof_p) + "</td><td class=\"num\">" + esc(row.rl1h) +
-              "</td><td class=\"num\">" + esc(row.rl24h) + "</td><td>" + esc(row.bounds) + "</td></tr>";
-    };
-    const TailRow row = tail_row(*tail);
-    add(row, nullptr);
-    for (const auto& [cpu, fit] : tail->per_cpu) add(tail_row(CellTail{fit, {}, {}}), &cpu);
-    for (const auto& s : row.run_lengths) lengths += "<li>" + esc(c.id) + ": " + esc(s) + "</li>";
-  }
-  if (rows.empty()) return;
+// support each max bound (docs/statistics.md): the rows are the page's
+// script's to write when the table is unfolded (three a cell).
+void tails_section(std::string& out, const Run& run, const json& tails) {
+  if (tails.empty()) return;
   out += "<section id=\"tails\"><h2>Tails</h2><p class=\"small\">Peaks over threshold (generalised Pareto) fitted to each "
          "cell's merged histogram and to each CPU's (the rows below the cell), with a chi-square test of fit; return levels (the worst case to expect in 1 h and 24 h "
          "at this period) with 95% intervals; where the fit is rejected or the tail too thin, the empirical maximum "
-         "(docs/statistics.md).</p><table class=\"tails\"><tr><th>cell</th><th>model</th><th class=\"num\">threshold</th>"
-         "<th class=\"num\">exceedances</th><th class=\"num\">fit p</th><th class=\"num\">worst in 1 h</th>"
-         "<th class=\"num\">worst in 24 h</th><th>bound exceeded per hour</th></tr>" +
-         rows + "</table>";
-  if (!lengths.empty()) out += "<h3>How long to run</h3><ul class=\"run-lengths\">" + lengths + "</ul>";
-  out += "</section>";
+         "(docs/statistics.md).</p><details class=\"tails\" data-fill=\"tails\"" +
+         std::string(run.cells.size() <= kSmallPage ? " open" : "") + "><summary>the tail model of " + std::to_string(tails.size()) +
+         " cell" + (tails.size() == 1 ? "" : "s") + "</summary></details></section>";
 }
 
 void decomposition_section(std::string& out, const Run& run) {
@@ -537,96 +447,26 @@ void decomposition_section(std::string& out, const Run& run) {
   out += "</section>";
 }
 
-void cell_section(std::string& out, const Run& run, const Cell& c, const Run* baseline,
-                  const std::map<std::string, const Cell*>& baseline_cells, bool link_artifacts) {
-  std::string v = c.worst_verdict();
-  out += "<section class=\"cell\" id=\"cell-" + std::to_string(c.index) + "\" data-cell-id=\"" + esc(c.id) +
-         "\" data-status=\"" + esc(c.status) + "\"";
-  if (c.max_ns) out += " data-max-ns=\"" + std::to_string(*c.max_ns) + "\"";
-  out += "><h3>" + std::to_string(c.index + 1) + ". " + esc(c.id) + run_mark(run, c) + "<span class=\"badge\">" + esc(c.status) + "</span>";
-  if (!v.empty()) out += "<span class=\"badge v-" + esc(v) + "\">gates: " + esc(v) + "</span>";
-  out += "</h3><p class=\"axes\">";
-  for (std::size_t i = 0; i < c.axes.size(); ++i)
-    out += (i ? " · " : "") + esc(c.axes[i].first) + " = <b>" + esc(c.axes[i].second) + "</b>";
-  out += "</p>";
-  if (!c.error.empty()) {
-    std::string phase = c.result ? text_of(*c.result, "error_phase") : "";
-    out += "<p class=\"error\">" + esc(phase.empty() ? "" : phase + ": ") + esc(c.error) + "</p>";
-  }
-  if (!c.gates.empty()) {
-    out += "<p class=\"cell-gates\">";
-    for (const json* g : c.gates) {
-      std::string gv = text_of(*g, "verdict");
-      out += "<span class=\"badge v-" + esc(gv) + "\">" + esc(text_of(*g, "gate")) + ": " + esc(gv) + "</span> ";
-      if (gv != "pass" && !text_of(*g, "message").empty()) out += esc(text_of(*g, "message")) + " ";
-    }
-    out += "</p>";
-  }
-  auto found = baseline_cells.find(c.id);
-  const Cell* base_cell = found == baseline_cells.end() ? nullptr : found->second;
-  for (const auto& s : c.series) {
-    out += "<div class=\"series\" data-series=\"" + esc(s.name) + "\">";
-    if (c.series.size() > 1) out += "<h4>" + esc(s.name) + "</h4>";
-    if (s.merged || !s.per_cpu.empty()) {
-      out += "<table class=\"stats\"><tr><th>CPU</th><th class=\"num\">samples</th><th class=\"num\">min</th><th class=\"num\">"
-             "mean</th><th class=\"num\">p50</th><th class=\"num\">p90</th><th class=\"num\">p99</th><th class=\"num\">p99.9</th>"
-             "<th class=\"num\">p99.99</th><th class=\"num\">max</th><th class=\"num\">overflows</th><th class=\"num\">missed "
-             "periods</th></tr>";
-      if (s.merged) stats_row(out, "all", *s.merged);
-      for (const auto& [cpu, doc] : s.per_cpu) stats_row(out, cpu, *doc);
-      out += "</table>";
-    }
-    auto merged = s.merged ? decode_histogram(member(*s.merged, "histogram")) : std::nullopt;
-    if (merged) {
-      std::vector<HistogramData> cpus;
-      if (s.per_cpu.size() > 1 && s.per_cpu.size() <= 8)
-        for (const auto& [cpu, doc] : s.per_cpu)
-          if (auto h = decode_histogram(member(*doc, "histogram"))) cpus.push_back(std::move(*h));
-      std::optional<HistogramData> base;
-      if (base_cell)
-        for (const auto& bs : base_cell->series)
-          if (bs.name == s.name && bs.merged) base = decode_histogram(member(*bs.merged, "histogram"));
-      std::vector<CcdfLine> lines;
-      lines.push_back({"all CPUs", "merged", &*merged});
-      if (cpus.size() == s.per_cpu.size())
-        for (std::size_t i = 0; i < cpus.size(); ++i)
-          lines.push_back({"CPU " + s.per_cpu[i].first, "cpu cpu" + std::to_string(i % 8), &cpus[i]});
-      if (base) lines.push_back({"baseline " + baseline->run_id, "baseline", &*base});
-      std::string attr = "data-cell-id=\"" + esc(c.id) + "\" data-series=\"" + esc(s.name) + "\"";
-      out += "<div class=\"plots\">" + histogram_svg(*merged, "class=\"plot histogram\" " + attr) +
-             ccdf_svg(lines, "class=\"plot ccdf\" " + attr) + "</div>";
-    }
-    out += "</div>";
-  }
-  out += cell_traces_html(run, c, link_artifacts);
-  if (c.result) {
-    const json& warnings = member(*c.result, "warnings");
-    if (warnings.is_array() && !warnings.empty()) {
-      out += "<details class=\"warnings\"><summary>" + std::to_string(warnings.size()) + " warning" +
-             (warnings.size() == 1 ? "" : "s") + "</summary><ul>";
-      for (const auto& w : warnings) out += "<li>" + esc(w.is_string() ? w.get<std::string>() : w.dump()) + "</li>";
-      out += "</ul></details>";
-    }
-    facts_details(out, run, c);
-  }
-  out += "</section>";
-}
-
 }  // namespace
 
-std::string html_page_start(const std::string& title, const std::string& extra_style) {
+std::string html_page_start(const std::string& title, const std::string& extra_style, std::string_view script) {
+  // Defence in depth: even a value that escaped escaping could not run or
+  // fetch anything; the page's own script runs by its hash alone.
+  const std::string scripts = script.empty() ? "" : "; script-src 'sha256-" + base64(sha256_digest(script)) + "'";
   return "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-         // Defence in depth: even a value that escaped escaping could not run or fetch anything.
-         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'" + scripts + "\">"
          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>" +
          esc(title) + "</title><style>" + kStyle + extra_style + "</style></head><body>";
 }
 
 std::string render_html(const ReportInput& in) {
   const Run& run = *in.run;
+  PageData data = page_data(in);
+  data.index["small"] = run.cells.size() <= kSmallPage;
+  const std::string_view script = report_page_script();
   std::string out;
-  out.reserve(64 * 1024 + run.cells.size() * 16 * 1024);
-  out += html_page_start("vmlat report: " + run.plan_name + " — " + run.verdict.word);
+  out.reserve(64 * 1024 + run.cells.size() * 4 * 1024);
+  out += html_page_start("vmlat report: " + run.plan_name + " — " + run.verdict.word, {}, script);
   out += "<header class=\"verdict " + run.verdict.css() + "\" id=\"verdict\" data-verdict=\"" + esc(run.verdict.word) +
          "\"><h1>vmlat report: " + esc(run.plan_name) + "</h1><p class=\"word\">" + esc(run.verdict.word) + "</p><p>" +
          esc(run.verdict.detail) + "</p>";
@@ -643,23 +483,27 @@ std::string render_html(const ReportInput& in) {
   }
   out += "<p class=\"identity\">" + esc(identity) + "</p><p>" + (run.merged() ? "runs " : "run ") + esc(run.run_id) +
          ", vmlat " + esc(run.vmlat_version) + ", " + esc(run.started) + "</p></header>";
+  // The cells first, those that need attention at the top (the script
+  // writes the section: docs/report.md, "The HTML page").
+  out += "<section id=\"cells\"><h2>Cells</h2><noscript><p class=\"error\">The list of cells, the overview, the filters and "
+         "the cells' plots are drawn by the page's script, which this viewer does not run: open the page in a browser, or "
+         "read `vmlat report --format markdown`.</p></noscript></section>";
   gates_section(out, run);
   if (in.comparison) comparison_section(out, *in.comparison);
   claims_section(out, run);
   seed_section(out, run);
   sweep_section(out, run);
-  figures_section(out, run);
+  figures_section(out, data);
   decomposition_section(out, run);
-  tails_section(out, run, in.tails);
-  index_section(out, run);
+  tails_section(out, run, data.shared["tails"]);
   system_section(out, run);
-  out += "<section id=\"cells\"><h2>Cell details</h2>";
-  std::map<std::string, const Cell*> baseline_cells;
-  if (in.baseline)
-    for (const auto& b : in.baseline->cells) baseline_cells.emplace(b.id, &b);
-  for (const auto& c : run.cells) cell_section(out, run, c, in.baseline, baseline_cells, in.link_artifacts);
-  out += "</section><footer class=\"small\">vmlat report, self-contained: no script, nothing loaded from the network. "
-         "Histograms: 1 µs bins on a log count axis. CCDF: P(latency &gt; x), log-log.</footer></body></html>\n";
+  out += data.timelines;
+  out += "<footer class=\"small\">vmlat report, self-contained: one script of its own, nothing loaded from the network. "
+         "Histograms: 1 µs bins on a log count axis. CCDF: P(latency &gt; x), log-log.</footer>";
+  out += page_data_html(data);
+  out += "<script>";
+  out += script;
+  out += "</script></body></html>\n";
   return out;
 }
 

@@ -50,12 +50,6 @@ std::string count_text(double v) {
   return number_text(v);
 }
 
-std::string probability_text(double p) {
-  if (p >= 0.01) return number_text(p);
-  int exponent = static_cast<int>(std::lround(std::log10(p)));
-  return "1e" + std::to_string(exponent);
-}
-
 void open_svg(std::string& out, const std::string& attributes, const std::string& title) {
   out += "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 ";
   append_coord(out, kWidth);
@@ -99,7 +93,6 @@ std::string latency_label(double us) { return short_latency_us(us); }
 // Run numbers: whole ones only (a short history gets ticks at halves).
 std::string run_label(double x) { return std::abs(x - std::round(x)) < 1e-9 ? number_text(std::round(x)) : std::string(); }
 std::string count_label(double c) { return count_text(c); }
-std::string probability_label(double p) { return probability_text(p); }
 
 }  // namespace
 
@@ -202,11 +195,11 @@ std::pair<Axis, Axis> histogram_axes(const std::vector<const HistogramData*>& al
 
 // A line's legend entry (a short stroke of its class and its label); the
 // next entry goes below.
-void legend_entry(std::string& out, const CcdfLine& l, double& legend_y) {
-  out += "<line class=\"line " + html_escape(l.css_class) + "\" x1=\"" + coord(kPlotRight - 150) + "\" x2=\"" +
+void legend_entry(std::string& out, const std::string& label, const std::string& css_class, double& legend_y) {
+  out += "<line class=\"line " + html_escape(css_class) + "\" x1=\"" + coord(kPlotRight - 150) + "\" x2=\"" +
          coord(kPlotRight - 130) + "\" y1=\"" + coord(legend_y - 4) + "\" y2=\"" + coord(legend_y - 4) +
          "\"/><text class=\"legend\" x=\"" + coord(kPlotRight - 126) + "\" y=\"" + coord(legend_y) + "\">" +
-         html_escape(l.label) + "</text>";
+         html_escape(label) + "</text>";
   legend_y += 13;
 }
 
@@ -263,121 +256,6 @@ std::string histogram_svg(const HistogramData& h, const std::string& attributes)
   return out;
 }
 
-std::string ccdf_svg(const std::vector<CcdfLine>& lines, const std::string& attributes) {
-  double min_us = 1e300, max_us = 1, fewest = 1e300;
-  for (const auto& l : lines) {
-    if (!l.data) continue;
-    min_us = std::min(min_us, std::max(1.0, static_cast<double>(l.data->min_ns) / 1000.0));
-    max_us = std::max({max_us, static_cast<double>(l.data->max_ns) / 1000.0,
-                       l.data->buckets.empty() ? 1.0 : static_cast<double>(l.data->buckets.back().first + 1)});
-    fewest = std::min(fewest, static_cast<double>(l.data->samples()));
-  }
-  if (min_us > max_us) min_us = 1;
-  double x_lo = std::pow(10.0, std::floor(std::log10(min_us) + 1e-9));
-  double x_hi = std::pow(10.0, std::ceil(std::log10(max_us) - 1e-9));
-  if (x_hi <= x_lo) x_hi = x_lo * 10;
-  double y_lo = std::pow(10.0, std::floor(std::log10(1.0 / std::max(fewest, 1.0)) - 1e-9));
-  if (y_lo >= 1) y_lo = 0.1;
-  Axis x = Axis::log10(x_lo, x_hi, kPlotLeft, kPlotRight);
-  Axis y = Axis::log10(y_lo, 1.0, kPlotBottom, kPlotTop);
-
-  std::string out;
-  out.reserve(2048);
-  open_svg(out, attributes, "complementary CDF: P(latency > x), log-log");
-  draw_axes(out, x, y, "latency", "P(latency > x)", latency_label, probability_label);
-  double legend_y = kPlotTop + 12;
-  for (const auto& l : lines) {
-    if (!l.data) continue;
-    const HistogramData& d = *l.data;
-    double n = static_cast<double>(d.samples());
-    out += "<path class=\"line " + html_escape(l.css_class) + "\" d=\"M";
-    // All samples are >= min: the curve starts at 1 and drops at the upper
-    // edge of each bin; overflow samples sit at the exact max.
-    double cur_x = x.px(std::max(x_lo, static_cast<double>(d.min_ns) / 1000.0));
-    double cur_y = y.px(1.0);
-    append_coord(out, cur_x);
-    out += ' ';
-    append_coord(out, cur_y);
-    double pending_y = cur_y;
-    double survivors = n;
-    auto step_to = [&](double px, double py) {
-      // Whole pixel columns, half-pixel heights: a 1,000-cell page stays small.
-      px = std::round(px);
-      py = std::round(py * 2) / 2;
-      if (px > cur_x) {
-        if (pending_y != cur_y) {
-          out += 'V';
-          append_coord(out, pending_y);
-          cur_y = pending_y;
-        }
-        out += 'H';
-        append_coord(out, px);
-        cur_x = px;
-      }
-      pending_y = py;
-    };
-    for (const auto& [k, c] : d.buckets) {
-      survivors -= static_cast<double>(c);
-      double edge_us = std::min(static_cast<double>(k + 1), std::max(static_cast<double>(d.max_ns) / 1000.0, static_cast<double>(k)));
-      step_to(x.px(std::max(edge_us, x_lo)), survivors > 0 ? y.px(survivors / n) : kPlotBottom);
-    }
-    if (d.overflows) step_to(x.px(std::max(static_cast<double>(d.max_ns) / 1000.0, x_lo)), kPlotBottom);
-    if (pending_y != cur_y) {
-      out += 'V';
-      append_coord(out, pending_y);
-    }
-    out += "\"/>";
-    legend_entry(out, l, legend_y);
-  }
-  out += "</svg>";
-  return out;
-}
-
-std::string histogram_overlay_svg(const std::vector<CcdfLine>& lines, const std::string& attributes) {
-  std::vector<const HistogramData*> all;
-  for (const auto& l : lines)
-    if (l.data) all.push_back(l.data);
-  const auto [x, y] = histogram_axes(all);
-  std::string out;
-  out.reserve(2048);
-  open_svg(out, attributes, "latency histograms overlaid, 1 µs bins, log count axis");
-  draw_axes(out, x, y, "latency (1 µs bins)", "count (log)", latency_label, count_label);
-  double legend_y = kPlotTop + 12;
-  for (const auto& l : lines) {
-    if (!l.data) continue;
-    // Outlines, not bars, so that every histogram stays visible: per pixel
-    // column the tallest bin, dropping to the axis over empty stretches.
-    std::vector<std::pair<double, double>> columns;  // pixel column -> top of its tallest bin
-    for (const auto& [k, c] : l.data->buckets) {
-      double px = std::floor(x.px(static_cast<double>(k)));
-      double py = std::round(y.px(static_cast<double>(c)) * 2) / 2;
-      if (!columns.empty() && columns.back().first == px) columns.back().second = std::min(columns.back().second, py);
-      else columns.emplace_back(px, py);
-    }
-    out += "<path class=\"line " + html_escape(l.css_class) + "\" d=\"";
-    for (std::size_t i = 0; i < columns.size(); ++i) {
-      if (i == 0 || columns[i].first != columns[i - 1].first + 1) {  // a stretch starts on the axis
-        out += 'M';
-        append_coord(out, columns[i].first);
-        out += ' ';
-        append_coord(out, kPlotBottom);
-      }
-      out += 'V';
-      append_coord(out, columns[i].second);
-      out += 'H';
-      append_coord(out, columns[i].first + 1);
-      if (i + 1 == columns.size() || columns[i + 1].first != columns[i].first + 1) {
-        out += 'V';
-        append_coord(out, kPlotBottom);
-      }
-    }
-    out += "\"/>";
-    legend_entry(out, l, legend_y);
-  }
-  out += "</svg>";
-  return out;
-}
-
 std::string series_svg(const std::vector<SeriesLine>& lines, const std::vector<SeriesMark>& marks, std::size_t runs,
                        const std::string& attributes) {
   double lo_us = 1e300, hi_us = 0;
@@ -415,7 +293,7 @@ std::string series_svg(const std::vector<SeriesLine>& lines, const std::vector<S
     // A lone run is a point, not a line: a zero-length stroke with round caps shows it.
     if (l.points.size() == 1) out += "h0.1";
     out += "\"/>";
-    legend_entry(out, CcdfLine{l.label, l.css_class, nullptr}, legend_y);
+    legend_entry(out, l.label, l.css_class, legend_y);
   }
   out += "</svg>";
   return out;

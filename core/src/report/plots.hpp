@@ -1,7 +1,9 @@
-// Inline SVG plots drawn by our own code (no script, no network at view
-// time): a latency histogram with 1us bins on a log count axis (as OSADL's
-// latency plots), and the complementary CDF on log-log axes, where the rare
-// long tail is what you see rather than a flat line at zero.
+// Inline SVG plots drawn by our own code for the pages without a script (a
+// monitoring session's, the history page): a latency histogram with 1us bins
+// on a log count axis (as OSADL's latency plots) and statistics across runs.
+// The run report's page draws its histograms and complementary CDFs in its
+// script (report_page.js) from the cells' data, with this geometry and these
+// rules, so that both kinds of page look alike.
 //
 // The axes are small classes so that other plots (e.g. the worst case per
 // interval of a monitoring session) reuse them.
@@ -51,19 +53,6 @@ std::string short_latency_us(double us);
 // are drawn as the tallest bin of that pixel column), overflows noted.
 // `attributes` go into the <svg> tag as they are (the caller escapes them).
 std::string histogram_svg(const HistogramData& h, const std::string& attributes);
-
-struct CcdfLine {
-  std::string label;      // legend text (escaped here)
-  std::string css_class;  // "merged", "cpu", "baseline"
-  const HistogramData* data = nullptr;
-};
-// P(latency > x) of each line on log-log axes; the first line sets the range
-// together with the others.
-std::string ccdf_svg(const std::vector<CcdfLine>& lines, const std::string& attributes);
-// The histograms of several lines on shared axes, each an outline (per
-// pixel column its tallest bin) so that none hides another: the seed's
-// figures, which overlay kernel combinations, periods or domain types.
-std::string histogram_overlay_svg(const std::vector<CcdfLine>& lines, const std::string& attributes);
 
 // A statistic across runs: x is the run's number (1 = oldest), y the value.
 struct SeriesLine {

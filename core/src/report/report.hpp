@@ -1,9 +1,10 @@
 // `vmlat report RUN_DIR`: one stored run as a self-contained HTML page
-// (inline SVG, no script, no network), as Markdown for a CI job summary or a
+// (its data and its one script inline, nothing fetched), as Markdown for a CI job summary or a
 // merge-request comment, or as JSON. docs/report.md.
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "compare.hpp"
 #include "model.hpp"
@@ -29,9 +30,10 @@ std::string render_markdown(const ReportInput& in);
 json render_json(const ReportInput& in);
 
 // The start of every vmlat HTML page up to and including <body>: the
-// Content-Security-Policy that allows no script and no fetch, the report's
-// style sheet (plot classes of plots.hpp) plus `extra_style`, and `title`
-// (escaped here).
-std::string html_page_start(const std::string& title, const std::string& extra_style = {});
+// Content-Security-Policy that allows no fetch and no script but `script`
+// (by its SHA-256; the page adds the script itself), the report's style
+// sheet (plot classes of plots.hpp) plus `extra_style`, and `title` (escaped
+// here).
+std::string html_page_start(const std::string& title, const std::string& extra_style = {}, std::string_view script = {});
 
 }  // namespace vmlat::report

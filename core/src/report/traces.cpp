@@ -306,127 +306,124 @@ std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spi
   return out;
 }
 
-std::string cell_traces_html(const Run& run, const Cell& c, bool link) {
-  if (!c.result) return {};
+namespace {
+
+// A file of the cell: [name, link or null, kind]; linked only inside the run directory.
+json file_entry(const Run& run, const Cell& c, bool link, const std::string& name, const char* kind) {
+  auto href = link ? artifact_link(run, c, name) : std::nullopt;
+  return json::array({name, href ? json(*href) : json(nullptr), kind});
+}
+
+}  // namespace
+
+void cell_traces_data(const Run& run, const Cell& c, bool link, json& out) {
+  if (!c.result) return;
   const json& r = *c.result;
   const json& traces = member(r, "traces");
   const json& spikes = member(r, "spikes");
   const json& artifacts = member(r, "artifacts");
   const bool has_traces = traces.is_array() && !traces.empty();
   const bool has_spikes = spikes.is_array() && !spikes.empty();
-  if (!has_traces && !has_spikes && !(artifacts.is_array() && !artifacts.empty())) return {};
+  const bool has_artifacts = artifacts.is_array() && !artifacts.empty();
+  if (!has_traces && !has_spikes && !has_artifacts) return;
 
-  std::string out = "<div class=\"traces\" data-cell-id=\"" + esc(c.id) + "\">";
-  auto file = [&](const std::string& name, const char* cls) {
-    auto href = link ? artifact_link(run, c, name) : std::nullopt;
-    if (href) return "<a class=\"" + std::string(cls) + "\" href=\"" + esc(*href) + "\" data-file=\"" + esc(name) + "\">" + esc(name) + "</a>";
-    return "<code class=\"" + std::string(cls) + " unlinked\">" + esc(name) + "</code>";
-  };
+  json files = json::array();
   std::set<std::string> listed;
-  if (has_traces) {
-    out += "<p class=\"trace-files\">traces:";
+  if (has_traces)
     for (const auto& t : traces)
       if (t.is_string()) {
-        out += " " + file(t.get<std::string>(), "trace");
+        files.push_back(file_entry(run, c, link, t.get<std::string>(), "trace"));
         listed.insert(t.get<std::string>());
       }
-    out += "</p>";
-  }
-  if (artifacts.is_array() && !artifacts.empty()) {
-    std::string others;
+  if (has_artifacts)
     for (const auto& a : artifacts)
-      if (a.is_string() && !listed.count(a.get<std::string>())) others += " " + file(a.get<std::string>(), "artifact");
-    if (!others.empty()) out += "<details class=\"artifacts\"><summary>files of this cell</summary><p>" + others + "</p></details>";
-  }
-  if (!link && (has_traces || !artifacts.empty()))
-    out += "<p class=\"small\">This report was written outside its run directory: the files are in " +
-           esc(c.stored ? c.stored->dir : run.stored ? run.stored->dir : "") + "/cells/" + esc(c.id) + "/.</p>";
+      if (a.is_string() && !listed.count(a.get<std::string>())) files.push_back(file_entry(run, c, link, a.get<std::string>(), "artifact"));
+  if (!files.empty()) out["f"] = std::move(files);
+  if (!link && (has_traces || has_artifacts))
+    out["fnote"] = (c.stored ? c.stored->dir : run.stored ? run.stored->dir : "") + "/cells/" + c.id + "/";
 
   if (has_spikes) {
     // The host's side of each spike, where the backend sampled its vCPU threads.
     const auto evidence = cell_spike_evidence(run, c);
     bool any_evidence = false;
     for (const auto& e : evidence) any_evidence = any_evidence || e.has_value();
-    out += "<table class=\"spikes\"><caption>worst wake-ups (" + std::to_string(spikes.size()) +
-           ", worst first)</caption><tr><th class=\"num\">#</th><th class=\"num\">CPU</th><th class=\"num\">latency</th>"
-           "<th class=\"num\">CLOCK_MONOTONIC (s)</th><th>CLOCK_REALTIME (UTC)</th>" +
-           std::string(any_evidence ? "<th>the host, same interval</th>" : "") + "</tr>";
-    std::size_t i = 0;
+    json rows = json::array();
     for (const auto& s : spikes) {
-      if (++i > kMaxSpikeRows) break;
+      if (rows.size() == kMaxSpikeRows) break;
       auto lat = integer_at(s, "latency_ns"), mono = integer_at(s, "monotonic_ns"), real = integer_at(s, "realtime_ns");
       auto cpu = integer_at(s, "cpu");
-      out += "<tr class=\"spike\"" + (lat ? " data-ns=\"" + std::to_string(*lat) + "\"" : std::string()) +
-             (cpu ? " data-cpu=\"" + std::to_string(*cpu) + "\"" : std::string()) + "><td class=\"num\">" + std::to_string(i) +
-             "</td><td class=\"num\">" + (cpu ? std::to_string(*cpu) : "–") + "</td><td class=\"num\">" +
-             (lat ? esc(ns_text(*lat)) : "–") + "</td><td class=\"num\">" + (mono ? seconds_text(*mono) : "–") + "</td><td>" +
-             (real ? esc(realtime_text(*real)) : "–") + "</td>";
+      json row = json::array({cpu ? json(*cpu) : json(nullptr), lat ? json(*lat) : json(nullptr), mono ? seconds_text(*mono) : "–",
+                              real ? realtime_text(*real) : "–"});
       if (any_evidence) {
-        const auto& e = i - 1 < evidence.size() ? evidence[i - 1] : std::nullopt;
-        out += e ? "<td class=\"host-evidence\" data-wait-ns=\"" + std::to_string(e->wait_ns) + "\" data-vcpu=\"" +
-                       std::to_string(e->vcpu) + "\">" + esc(e->sentence) + "</td>"
-                 : std::string("<td class=\"host-evidence\">not covered by the host's samples</td>");
+        const auto& e = rows.size() < evidence.size() ? evidence[rows.size()] : std::nullopt;
+        row.push_back(e ? json::array({e->wait_ns, e->vcpu, e->sentence}) : json(0));
       }
-      out += "</tr>";
+      rows.push_back(std::move(row));
     }
-    out += "</table>";
-    if (spikes.size() > kMaxSpikeRows)
-      out += "<p class=\"small\">" + std::to_string(spikes.size() - kMaxSpikeRows) + " more in result.json.</p>";
+    out["sp"] = std::move(rows);
+    if (spikes.size() > kMaxSpikeRows) out["spn"] = spikes.size();
+    if (any_evidence) out["ev"] = 1;
   }
+}
 
+std::string cell_timeline_html(const Run& run, const Cell& c, bool link) {
+  if (!c.result) return {};
+  const json& r = *c.result;
+  const json& traces = member(r, "traces");
   // The host side of a guest's spike, when it was saved and is ours to read.
   bool host_trace = false;
-  if (has_traces)
+  if (traces.is_array())
     for (const auto& t : traces) host_trace = host_trace || (t.is_string() && t.get<std::string>() == "host-trace.txt");
   const json& trace_facts = member(member(member(r, "facts"), "probe"), "trace");
   const json& fired = member(trace_facts, "fired");
   const json& host = member(trace_facts, "host");
   auto href = host_trace ? artifact_link(run, c, "host-trace.txt") : std::nullopt;
-  if (href && fired.is_object()) {
-    auto text = read_capped(fs::path((c.stored ? c.stored : run.stored)->dir) / *href);
-    auto spike_host = integer_at(host, "spike_host_monotonic_ns");
-    auto latency = integer_at(fired, "latency_ns");
-    if (text && latency) {
-      HostTraceExcerpt excerpt = parse_host_trace(*text);
-      TimelineSpike spike;
-      spike.latency_ns = *latency;
-      spike.guest_cpu = static_cast<int>(integer_at(fired, "cpu").value_or(-1));
-      spike.uncertainty_ns = integer_at(host, "clock_uncertainty_ns")
-                                 .value_or(static_cast<long long>(std::llround(excerpt.uncertainty_s * 1e9)));
-      spike.spike_host_ns = spike_host.value_or(static_cast<long long>(std::llround(excerpt.host_mono_s * 1e9)));
-      std::vector<int> threads;
-      for (const auto& t : member(host, "threads"))
-        if (t.is_number_integer()) threads.push_back(t.get<int>());
-      // The guest's own trace, moved onto the host's clock by the same mapping.
-      std::vector<TraceEvent> guest_events;
-      auto offset = integer_at(host, "clock_offset_ns");
-      auto guest_href = artifact_link(run, c, "trace.txt");
-      std::optional<std::string> guest_text = offset && guest_href ? read_capped(fs::path((c.stored ? c.stored : run.stored)->dir) / *guest_href) : std::nullopt;
-      if (guest_text && excerpt.mapped) {
-        std::size_t pos = 0;
-        while (pos < guest_text->size()) {
-          auto nl = guest_text->find('\n', pos);
-          if (nl == std::string::npos) nl = guest_text->size();
-          if (auto e = parse_trace_line(guest_text->substr(pos, nl - pos))) {
-            e->t_s += static_cast<double>(*offset) / 1e9;
-            if (e->t_s >= excerpt.from_s && e->t_s <= excerpt.to_s) guest_events.push_back(std::move(*e));
-          }
-          pos = nl + 1;
-        }
+  if (!href || !fired.is_object()) return {};
+  auto text = read_capped(fs::path((c.stored ? c.stored : run.stored)->dir) / *href);
+  auto spike_host = integer_at(host, "spike_host_monotonic_ns");
+  auto latency = integer_at(fired, "latency_ns");
+  if (!text || !latency) return {};
+  auto file = [&](const std::string& name) {
+    auto to = link ? artifact_link(run, c, name) : std::nullopt;
+    if (to) return "<a class=\"trace\" href=\"" + esc(*to) + "\" data-file=\"" + esc(name) + "\">" + esc(name) + "</a>";
+    return "<code class=\"trace unlinked\">" + esc(name) + "</code>";
+  };
+  HostTraceExcerpt excerpt = parse_host_trace(*text);
+  TimelineSpike spike;
+  spike.latency_ns = *latency;
+  spike.guest_cpu = static_cast<int>(integer_at(fired, "cpu").value_or(-1));
+  spike.uncertainty_ns = integer_at(host, "clock_uncertainty_ns")
+                             .value_or(static_cast<long long>(std::llround(excerpt.uncertainty_s * 1e9)));
+  spike.spike_host_ns = spike_host.value_or(static_cast<long long>(std::llround(excerpt.host_mono_s * 1e9)));
+  std::vector<int> threads;
+  for (const auto& t : member(host, "threads"))
+    if (t.is_number_integer()) threads.push_back(t.get<int>());
+  // The guest's own trace, moved onto the host's clock by the same mapping.
+  std::vector<TraceEvent> guest_events;
+  auto offset = integer_at(host, "clock_offset_ns");
+  auto guest_href = artifact_link(run, c, "trace.txt");
+  std::optional<std::string> guest_text = offset && guest_href ? read_capped(fs::path((c.stored ? c.stored : run.stored)->dir) / *guest_href) : std::nullopt;
+  if (guest_text && excerpt.mapped) {
+    std::size_t pos = 0;
+    while (pos < guest_text->size()) {
+      auto nl = guest_text->find('\n', pos);
+      if (nl == std::string::npos) nl = guest_text->size();
+      if (auto e = parse_trace_line(guest_text->substr(pos, nl - pos))) {
+        e->t_s += static_cast<double>(*offset) / 1e9;
+        if (e->t_s >= excerpt.from_s && e->t_s <= excerpt.to_s) guest_events.push_back(std::move(*e));
       }
-      out += "<h4>the guest's spike and the host</h4><p class=\"small\">The wake-up that stopped the guest's trace (" +
-             esc(ns_text(*latency)) + " late), mapped to the host's clock within ±" + esc(ns_text(spike.uncertainty_ns)) +
-             ", with the guest's own trace (" + file("trace.txt", "trace") + ", " + std::to_string(guest_events.size()) +
-             " events in the window) above what the host did with the guest's vCPU threads then (" +
-             file("host-trace.txt", "trace") + ", " + std::to_string(excerpt.events.size()) + " events).</p>";
-      out += timeline_svg(excerpt, spike, threads,
-                          "class=\"plot timeline\" data-cell-id=\"" + esc(c.id) + "\" data-guest-events=\"" +
-                              std::to_string(guest_events.size()) + "\"",
-                          guest_events);
+      pos = nl + 1;
     }
   }
-  out += "</div>";
-  return out;
+  return "<h4>the guest's spike and the host</h4><p class=\"small\">The wake-up that stopped the guest's trace (" +
+         esc(ns_text(*latency)) + " late), mapped to the host's clock within ±" + esc(ns_text(spike.uncertainty_ns)) +
+         ", with the guest's own trace (" + file("trace.txt") + ", " + std::to_string(guest_events.size()) +
+         " events in the window) above what the host did with the guest's vCPU threads then (" + file("host-trace.txt") + ", " +
+         std::to_string(excerpt.events.size()) + " events).</p>" +
+         timeline_svg(excerpt, spike, threads,
+                      "class=\"plot timeline\" data-cell-id=\"" + esc(c.id) + "\" data-guest-events=\"" +
+                          std::to_string(guest_events.size()) + "\"",
+                      guest_events);
 }
 
 }  // namespace vmlat::report

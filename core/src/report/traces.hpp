@@ -47,9 +47,16 @@ struct TimelineSpike {
 std::string timeline_svg(const HostTraceExcerpt& trace, const TimelineSpike& spike, const std::vector<int>& threads,
                          const std::string& attributes, const std::vector<TraceEvent>& guest_events = {});
 
-// The cell's traces (linked), worst wake-ups and host/guest time line, as
-// HTML; "" when the cell has none of them. With `link` false (a report
-// written outside the run directory) files are named, not linked.
-std::string cell_traces_html(const Run& run, const Cell& c, bool link);
+// The cell's files (result.json `traces`, linked only as artifact_link
+// allows and only when `link`: a report written outside the run directory
+// names them), its worst wake-ups (up to 50, each with the host's side where
+// the backend sampled it) as members of the cell's entry in the report
+// page's details (docs/report.md, "The page's data"): f, fnote, sp, spn, ev.
+// Nothing is added for a cell without any.
+void cell_traces_data(const Run& run, const Cell& c, bool link, json& out);
+
+// A guest's spike traced on the host: a heading, a sentence with the two
+// trace files and the time line SVG, as HTML; "" when the cell has none.
+std::string cell_timeline_html(const Run& run, const Cell& c, bool link);
 
 }  // namespace vmlat::report
