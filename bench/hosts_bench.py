@@ -28,21 +28,26 @@ from sshlab import SshLab  # noqa: E402
 PERIODS = ["1ms", "900us", "800us", "700us", "600us", "500us", "400us", "300us", "250us", "200us"]
 
 
-def plan(lab, hosts, cells, duration):
-    host_tables = "".join(lab.host_toml(i, name, [f"lab_{name}"]) for i, name in enumerate(hosts))
+def plan(lab, hosts, cells, duration, indices=None, pin=False, max_parallel_hosts=None):
+    """N periods placed over `hosts` (lab hosts `indices`, default 0..); with
+    `pin`, the N periods on every host (a host axis)."""
+    indices = list(range(len(hosts))) if indices is None else indices
+    host_tables = "".join(lab.host_toml(i, name, [f"lab_{name}"]) for i, name in zip(indices, hosts))
     periods = ", ".join(f'"{p}"' for p in PERIODS[:cells])
+    limit = f"max_parallel_hosts = {max_parallel_hosts}\n" if max_parallel_hosts else ""
+    axis = "host = [" + ", ".join(f'"{h}"' for h in hosts) + "]\n" if pin else ""
     return f"""[plan]
 name = "hostsbench"
 duration = "{duration}"
 cpus = [0]
-{host_tables}
+{limit}{host_tables}
 [backend.host]
 [probe.native]
 plugin = "cyclic"
 engine = "native"
 [matrix]
 period = [{periods}]
-[[gate]]
+{axis}[[gate]]
 bound = "10s"
 """
 

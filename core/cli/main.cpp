@@ -91,8 +91,9 @@ options:
 
 With [hosts] in the plan (or --inventory), cells are placed on hosts whose
 tags and facts fit (docs/plan-format.md, "Placement"; a cell no host can take
-is refused before anything runs, exit 3), every remote host is provisioned
-once, and hosts run in parallel, one cell at a time each; remote cells run
+is refused before anything runs, exit 3), the remote hosts are provisioned
+once, by one ansible-playbook for all, and hosts run in parallel (up to
+[plan] max_parallel_hosts at once), one cell at a time each; remote cells run
 there over ssh and their directories come back into the run directory.
 )"},
     {"hosts", R"(usage: vmlat hosts PLAN [--inventory FILE] [--json]
@@ -105,10 +106,12 @@ bad plan or inventory.
 )"},
     {"provision", R"(usage: vmlat provision PLAN [--inventory FILE] [--bundle FILE] [--results DIR]
 
-Runs ansible/provision.yml on every remote host of the plan (or inventory),
-in parallel, as `vmlat run` does before a host's first cell, and measures
-nothing. The Ansible log of each host goes to DIR/<host>.log (default
-results/provision/). Exits 0 if every host was provisioned, 3 if not.
+Runs ansible/provision.yml on every remote host of the plan (or inventory)
+with one ansible-playbook (Ansible's forks: up to [plan] max_parallel_hosts
+hosts at once), as `vmlat run` does before the first cell, and measures
+nothing. What Ansible did on each host goes to DIR/<host>.log (default
+results/provision/), its whole output to DIR/ansible-playbook.out. Exits 0
+if every host was provisioned, 3 if not (the others still are).
 )"},
     {"run-cell", R"(usage: vmlat run-cell PLAN --cell ID --out DIR [options]
 

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bounded.hpp"
 #include "cell_support.hpp"
 #include "facts.hpp"
 #include "loader.hpp"
@@ -28,6 +29,10 @@ RemoteLayout remote_layout(const HostSpec& host) {
   var("vmlat_common_work_dir", layout.work_dir);
   var("vmlat_common_lock_dir", layout.lock_dir);
   return layout;
+}
+
+SshTarget ssh_target_of(const HostSpec& h, std::filesystem::path control_path) {
+  return SshTarget{h.name, h.address, h.port, h.user, h.identity_file, h.known_hosts, std::move(control_path)};
 }
 
 namespace {
@@ -278,11 +283,17 @@ HostState discover_one(const HostSpec& spec, std::shared_ptr<SshMaster> master, 
 
 }  // namespace
 
-std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const std::filesystem::path& scratch) {
+std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const std::filesystem::path& scratch,
+                                      std::size_t max_parallel) {
   std::vector<HostState> states(hosts.size());
   std::vector<std::exception_ptr> errors(hosts.size());
-  // The masters start here, in the caller's thread (see SshMaster), and
-  // connect in parallel.
+  // Up to max_parallel remote hosts, each master is kept for the run (the
+  // provisioning and the host's worker reuse it): they start here, in the
+  // caller's thread (see SshMaster), and connect in parallel. A larger lab
+  // gets a master per host only while its facts are read, in the thread
+  // that reads them: never more than max_parallel connections at a time.
+  const auto remote = static_cast<std::size_t>(std::count_if(hosts.begin(), hosts.end(), [](const HostSpec& h) { return !h.local(); }));
+  const bool keep = remote <= max_parallel;
   std::vector<std::shared_ptr<SshMaster>> masters(hosts.size());
   std::filesystem::path sockets;
   for (std::size_t i = 0; i < hosts.size(); ++i) {
@@ -290,26 +301,24 @@ std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const 
     if (hosts[i].local()) continue;
     try {
       if (sockets.empty()) sockets = control_socket_dir(scratch / "ssh");
-      const auto& h = hosts[i];
-      SshTarget target{h.name, h.address, h.port, h.user, h.identity_file, h.known_hosts, sockets / h.name};
-      masters[i] = std::make_shared<SshMaster>(target, scratch / h.name / "ssh-master.log");
+      if (keep)
+        masters[i] = std::make_shared<SshMaster>(ssh_target_of(hosts[i], sockets / hosts[i].name), scratch / hosts[i].name / "ssh-master.log");
     } catch (const std::exception&) {
       errors[i] = std::current_exception();
     }
   }
-  {
-    std::vector<std::thread> threads;
-    for (std::size_t i = 0; i < hosts.size(); ++i)
-      threads.emplace_back([&, i] {
-        if (errors[i]) return;
-        try {
-          states[i] = discover_one(hosts[i], masters[i], scratch / hosts[i].name);
-        } catch (...) {
-          errors[i] = std::current_exception();
-        }
-      });
-    for (auto& t : threads) t.join();
-  }
+  for_each_bounded(hosts.size(), max_parallel, [&](std::size_t i) {
+    if (errors[i]) return;
+    try {
+      auto master = masters[i];
+      if (!master && !hosts[i].local())
+        master = std::make_shared<SshMaster>(ssh_target_of(hosts[i], sockets / hosts[i].name), scratch / hosts[i].name / "ssh-master.log");
+      states[i] = discover_one(hosts[i], master, scratch / hosts[i].name);
+      if (!keep) states[i].master.reset();
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  });
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
   return states;

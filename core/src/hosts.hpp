@@ -29,6 +29,9 @@ struct RemoteLayout {
 };
 RemoteLayout remote_layout(const HostSpec& host);
 
+// How ssh reaches a remote host, its master's socket at `control_path`.
+SshTarget ssh_target_of(const HostSpec& host, std::filesystem::path control_path);
+
 // Hosts of the user's inventory (ansible-inventory -i FILE --list): its
 // hosts become vmlat hosts, its groups their tags; ansible_host/port/user/
 // ssh_private_key_file give the connection, ansible_connection=local this
@@ -46,17 +49,21 @@ struct HostState {
   bool reachable = true;
   std::string unreachable;  // ssh's words when it is not
   json facts = json::object();
-  // The master connection discovery made, kept for the run (remote hosts
-  // that answered): started by the thread that called discover_hosts.
+  // The master connection discovery made (remote hosts that answered, in a
+  // lab of at most max_parallel_hosts remote hosts): started by the thread
+  // that called discover_hosts, released when the host's worker is done.
   std::shared_ptr<SshMaster> master;
   std::string summary() const;  // "6.1.0-57-rt-amd64 PREEMPT_RT, 8 CPUs, kvm"
 };
 
-// Connects to every remote host (in parallel) and reads its facts
-// (collect_system_facts plus "hypervisor"); this machine's facts directly.
-// Control sockets go under scratch/ssh. Call it from a thread that outlives
-// the returned masters.
-std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const std::filesystem::path& scratch);
+// Connects to every remote host (at most `max_parallel` at a time) and reads
+// its facts (collect_system_facts plus "hypervisor"); this machine's facts
+// directly. Control sockets go under scratch/ssh. Each remote host that
+// answered keeps its master (HostState::master) when there are at most
+// `max_parallel` of them, none otherwise. Call it from a thread that
+// outlives the returned masters.
+std::vector<HostState> discover_hosts(const std::vector<HostSpec>& hosts, const std::filesystem::path& scratch,
+                                      std::size_t max_parallel);
 
 // Which host takes each cell: tags the backend needs (its plugin's
 // Descriptor::host_tags, from the class's kHostTags), host_kernel against

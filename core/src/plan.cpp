@@ -772,6 +772,7 @@ struct PlanParser {
     plan.results_dir = s.string("results", plan.results_dir);
     plan.retest = static_cast<int>(s.integer("retest", 0, 0, 10));
     plan.flaky_fails = s.choice("flaky", "pass", {"pass", "fail"}) == "fail";
+    plan.max_parallel_hosts = static_cast<std::size_t>(s.integer("max_parallel_hosts", 16, 1, 256));
     s.finish();
   }
 

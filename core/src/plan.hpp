@@ -185,6 +185,9 @@ struct Plan {
   std::string results_dir = "results";
   int retest = 0;              // [plan] retest: see GateSpec::retest
   bool flaky_fails = false;    // [plan] flaky = "fail": a flaky gate fails the run
+  // [plan] max_parallel_hosts: hosts measured (and provisioned, and
+  // connected) at once; the threads and ssh masters of the controller.
+  std::size_t max_parallel_hosts = 16;
   Timeouts timeouts;
   std::vector<HostSpec> hosts;  // at least one; the implicit "local" host when there is no [hosts]
   bool hosts_declared = false;  // the plan has a [hosts] table: placement rules apply

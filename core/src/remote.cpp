@@ -1,12 +1,16 @@
 #include "remote.hpp"
 
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
-#include "self_path.hpp"
+#include "interrupt_fd.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/interrupt.hpp"
 #include "vmlat/process.hpp"
@@ -16,16 +20,14 @@
 
 namespace vmlat {
 
-namespace {
-
-std::string read_text(const std::filesystem::path& p) {
+std::string file_text(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
-std::string last_line(const std::string& text) {
+std::string last_line_of(const std::string& text) {
   std::istringstream lines(text);
   std::string line, last;
   while (std::getline(lines, line))
@@ -33,21 +35,7 @@ std::string last_line(const std::string& text) {
   return last.substr(0, 400);
 }
 
-// The line of Ansible's output that says what went wrong.
-std::string ansible_reason(const std::string& output) {
-  std::istringstream lines(output);
-  std::string line;
-  while (std::getline(lines, line)) {
-    auto t = trim(line);
-    if (t.rfind("fatal:", 0) == 0 || t.find("UNREACHABLE!") != std::string::npos || t.rfind("ERROR!", 0) == 0)
-      return t.substr(0, 400);
-  }
-  return last_line(output);
-}
-
-// Runs a local process to its end (bounded, interruptible unless told not
-// to be); returns its exit status.
-ExitStatus run_to_end(const ProcessSpec& spec, std::chrono::seconds timeout, bool interruptible = true) {
+ExitStatus run_to_end(const ProcessSpec& spec, std::chrono::seconds timeout, bool interruptible) {
   auto p = Process::spawn(spec);
   ExitStatus status;
   try {
@@ -60,14 +48,62 @@ ExitStatus run_to_end(const ProcessSpec& spec, std::chrono::seconds timeout, boo
   return status;
 }
 
+namespace {
+
+// What a remote cell's waiter sleeps on: output in the host's scratch
+// directory (inotify), the ssh child's exit (a pidfd) and a cancel. The
+// controller waits on every host's cell at once for the whole of each cell;
+// waking on a clock would cost it CPU in proportion to the cells' wall time,
+// which contention on the hosts stretches (bench/README.md, many_hosts_bench).
+class CellWaker {
+ public:
+  CellWaker(const std::filesystem::path& dir, pid_t pid) {
+    inotify_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_ >= 0 && ::inotify_add_watch(inotify_, dir.c_str(), IN_MODIFY) < 0) close_fd(inotify_);
+    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  }
+  ~CellWaker() {
+    close_fd(inotify_);
+    close_fd(pidfd_);
+  }
+  CellWaker(const CellWaker&) = delete;
+  CellWaker& operator=(const CellWaker&) = delete;
+
+  // Without one of the three (an old kernel, a seccomp filter, a limit on
+  // inotify instances) the waiter must look on a clock, as it did before.
+  bool on_events() const { return inotify_ >= 0 && pidfd_ >= 0 && cancel_wakeup_fd() >= 0; }
+
+  // Until something happens or `timeout` passes. The cancel descriptor stays
+  // readable once cancelled: a waiter that already acted on it leaves it out,
+  // or it would never sleep again.
+  void wait(std::chrono::milliseconds timeout, bool watch_cancel) {
+    pollfd fds[3];
+    nfds_t n = 0;
+    for (int fd : {inotify_, pidfd_, watch_cancel ? cancel_wakeup_fd() : -1})
+      if (fd >= 0) fds[n++] = pollfd{fd, POLLIN, 0};
+    (void)::poll(fds, n, static_cast<int>(timeout.count()));
+    // Only "something changed" matters; the events themselves are dropped.
+    char buf[4096];
+    if (inotify_ >= 0)
+      while (::read(inotify_, buf, sizeof buf) > 0) {
+      }
+  }
+
+ private:
+  static void close_fd(int& fd) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  int inotify_ = -1;
+  int pidfd_ = -1;
+};
+
 }  // namespace
 
 RemoteHost::RemoteHost(const HostSpec& spec, const RemoteRun& run, const std::filesystem::path& scratch,
                        const std::filesystem::path& socket_dir, std::shared_ptr<SshMaster> master)
     : spec_(spec), run_(run), layout_(remote_layout(spec)), scratch_(scratch), master_(std::move(master)) {
-  target_ = master_ ? master_->target()
-                    : SshTarget{spec.name, spec.address, spec.port, spec.user, spec.identity_file, spec.known_hosts,
-                                socket_dir / spec.name};
+  target_ = master_ ? master_->target() : ssh_target_of(spec, socket_dir / spec.name);
   std::filesystem::create_directories(scratch_);
 }
 
@@ -76,23 +112,6 @@ RemoteHost::~RemoteHost() { drop_prespawned(); }
 void RemoteHost::connect() {
   if (!master_ || !master_->alive()) master_ = std::make_shared<SshMaster>(target_, scratch_ / "ssh-master.log");
   master_->wait_ready(std::chrono::seconds(30));
-}
-
-void RemoteHost::provision(const std::filesystem::path& log) {
-  std::vector<std::string> argv{"ansible-playbook", "-i", run_.inventory.string(),
-                                (run_.ansible_dir / "provision.yml").string(), "--limit", spec_.name};
-  if (!run_.bundle.empty()) argv.insert(argv.end(), {"-e", "vmlat_common_bundle=" + run_.bundle.string()});
-  // Ansible's ssh rides on this run's master connection: no second
-  // handshake, and nothing of Ansible's stays connected after the run.
-  std::map<std::string, std::string> env{{"ANSIBLE_CONFIG", (run_.ansible_dir / "ansible.cfg").string()},
-                                         {"ANSIBLE_SSH_ARGS", "-o ControlMaster=no -o ControlPersist=no"},
-                                         {"ANSIBLE_SSH_CONTROL_PATH", target_.control_path.string()},
-                                         {"ANSIBLE_NOCOLOR", "1"},
-                                         {"ANSIBLE_RETRY_FILES_ENABLED", "0"}};
-  auto status = run_to_end(ProcessSpec{argv, env, log, log, run_.ansible_dir}, std::chrono::seconds(3600));
-  if (!status.success())
-    throw InfraError("provisioning " + spec_.name + " failed (ansible-playbook " + status.describe() + "): " +
-                     ansible_reason(read_text(log)));
 }
 
 void RemoteHost::upload_plan() {
@@ -113,11 +132,11 @@ void RemoteHost::upload_plan() {
   ProcessSpec spec{ssh_argv(target_, remote_command_line({"sh", "-c", script, "sh", run_parent, spec_.name})), {}, out, log, {}};
   spec.stdin_path = run_.plan_file;
   auto status = run_to_end(spec, std::chrono::seconds(120));
-  const std::string said = read_text(out);
+  const std::string said = file_text(out);
   std::error_code ec;
   std::filesystem::remove(out, ec);
   if (!status.success())
-    throw InfraError("cannot copy the plan to " + target_.describe() + ": " + (last_line(read_text(log)).empty() ? status.describe() : last_line(read_text(log))));
+    throw InfraError("cannot copy the plan to " + target_.describe() + ": " + (last_line_of(file_text(log)).empty() ? status.describe() : last_line_of(file_text(log))));
   // Only a name of the form asked for is used (it becomes argv words there).
   const std::string expected = run_parent + "/" + spec_.name + ".";
   std::string dir;
@@ -129,7 +148,7 @@ void RemoteHost::upload_plan() {
                                 [](unsigned char c) { return std::isalnum(c); });
   if (!fits)
     throw InfraError("cannot make a directory for the run on " + target_.describe() + ": mktemp said '" +
-                     last_line(said).substr(0, 200) + "'");
+                     last_line_of(said).substr(0, 200) + "'");
   remote_dir_ = dir;
 }
 
@@ -194,6 +213,10 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
   bool ending = false;  // the remote cell is in its teardown
   bool told_teardown = false;
   auto read_events = [&] {
+    // On every wakeup, and a wakeup may be for another file of the
+    // directory: a stat, not an open and a read, when nothing came.
+    std::error_code size_error;
+    if (const auto size = std::filesystem::file_size(out, size_error); size_error || size <= seen) return;
     std::ifstream in(out, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(seen));
     std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -221,6 +244,7 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
   bool asked_to_stop = false;
   Clock::time_point stop_deadline{};
   std::optional<ExitStatus> status;
+  CellWaker waker(scratch_, p.pid());
   while (!(status = p.poll())) {
     read_events();
     if (cancel_requested() && !asked_to_stop) {
@@ -234,13 +258,23 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
       status = p.stop(std::chrono::milliseconds(2000));
       break;
     }
-    // Shorter once the cell tears down: the host is idle from the remote
-    // exit until we notice it. (Not all along: this may be the measured
-    // machine too.)
-    std::this_thread::sleep_for(std::chrono::milliseconds(ending ? 20 : 100));
+    std::chrono::milliseconds timeout{0};
+    if (waker.on_events()) {
+      // A wakeup lost to something unforeseen costs seconds, not the run.
+      timeout = std::chrono::seconds(10);
+      if (asked_to_stop)
+        timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(stop_deadline - Clock::now()) +
+                                        std::chrono::milliseconds(1));
+    } else {
+      // Shorter once the cell tears down: the host is idle from the remote
+      // exit until we notice it. (Not all along: this may be the measured
+      // machine too.)
+      timeout = std::chrono::milliseconds(ending ? 20 : 100);
+    }
+    waker.wait(std::max(timeout, std::chrono::milliseconds(0)), !asked_to_stop);
   }
   read_events();
-  const std::string why = last_line(read_text(log));
+  const std::string why = last_line_of(file_text(log));
   if (status->signal || (status->exit_code == 255 && ssh_failed(status->exit_code))) {
     // ssh itself failed: the host dropped, or never answered. Bring back
     // whatever the remote side wrote before, if the host still answers.
@@ -254,7 +288,7 @@ int RemoteHost::run_cell(const std::string& cell_id, int index, const std::files
   PhaseScope collect("collect", Clock::now() + std::chrono::seconds(300), /*interruptible=*/false);
   // The cell directory follows the events on the same stdout (--send-back):
   // no second round trip. Without it (the cell never ran), fetch it.
-  const std::string events = read_text(out);
+  const std::string events = file_text(out);
   const std::string marker = "vmlat-archive v1\n";
   auto at = events.rfind("\n" + marker);
   if (events.rfind(marker, 0) == 0) at = 0;
@@ -280,7 +314,7 @@ void RemoteHost::copy_back(const std::string& cell_id, const std::filesystem::pa
   auto status = run_to_end(ProcessSpec{ssh_argv(target_, command), {}, archive, log, {}}, std::chrono::seconds(300), false);
   if (!status.success())
     throw InfraError("the cell's results did not come back from " + target_.describe() + ": " +
-                     (last_line(read_text(log)).empty() ? status.describe() : last_line(read_text(log))));
+                     (last_line_of(file_text(log)).empty() ? status.describe() : last_line_of(file_text(log))));
   unpack(cell_id, archive, log, into);
 }
 
@@ -291,7 +325,7 @@ void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path&
   auto listing = scratch_ / ("cell-" + cell_id + ".list");
   auto listed = run_to_end(ProcessSpec{{"tar", "-tvf", archive.string()}, {}, listing, log, {}}, std::chrono::seconds(60), false);
   if (!listed.success()) throw InfraError("the cell archive from " + target_.describe() + " is unreadable");
-  std::istringstream lines(read_text(listing));
+  std::istringstream lines(file_text(listing));
   std::string line;
   while (std::getline(lines, line)) {
     if (line.empty()) continue;
@@ -318,7 +352,7 @@ void RemoteHost::unpack(const std::string& cell_id, const std::filesystem::path&
                              std::chrono::seconds(120), false);
   std::filesystem::remove(archive, ec);
   std::filesystem::remove(listing, ec);
-  if (!unpacked.success()) throw InfraError("cannot unpack the cell's results from " + target_.describe() + ": " + last_line(read_text(log)));
+  if (!unpacked.success()) throw InfraError("cannot unpack the cell's results from " + target_.describe() + ": " + last_line_of(file_text(log)));
   std::filesystem::create_directories(into.parent_path());
   std::filesystem::remove_all(into, ec);
   std::filesystem::rename(staging / cell_id, into);
@@ -345,32 +379,6 @@ void RemoteHost::cleanup() noexcept {
   }
   remote_dir_.clear();
   master_.reset();
-}
-
-std::optional<std::filesystem::path> find_ansible_dir() {
-#ifdef VMLAT_SOURCE_DIR_FOR_ANSIBLE
-  // A vmlat in its build tree: the source tree's ansible/.
-  if (!beside_executable(VMLAT_RELATIVE_PLUGIN_DIR)) {
-    std::filesystem::path source = VMLAT_SOURCE_DIR_FOR_ANSIBLE;
-    if (std::filesystem::exists(source / "ansible" / "provision.yml")) return source / "ansible";
-  }
-#endif
-  if (auto installed = beside_executable("../share/vmlat/ansible"))
-    if (std::filesystem::exists(*installed / "provision.yml")) return *installed;
-  return std::nullopt;
-}
-
-void make_bundle(const std::filesystem::path& ansible_dir, const std::filesystem::path& out, const std::filesystem::path& log) {
-  // The build tree this vmlat runs from (build/vmlat: its directory).
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  auto build_dir = exe.parent_path();
-  if (ec || !std::filesystem::exists(build_dir / "CMakeCache.txt"))
-    throw InfraError("provisioning needs a vmlat bundle: this vmlat is not in a build tree, so make one with "
-                     "ansible/make-bundle BUILD_DIR FILE and pass it with --bundle FILE (or use --no-provision)");
-  auto status = run_to_end(ProcessSpec{{(ansible_dir / "make-bundle").string(), build_dir.string(), out.string()}, {}, log, log, {}},
-                           std::chrono::seconds(600));
-  if (!status.success()) throw InfraError("ansible/make-bundle failed (" + status.describe() + "): " + last_line(read_text(log)));
 }
 
 }  // namespace vmlat

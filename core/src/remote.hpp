@@ -1,5 +1,5 @@
-// Cells on a remote host (docs/ARCHITECTURE.md, "Hosts"): the controller
-// provisions the host (ansible/provision.yml), copies the plan there, and
+// Cells on a remote host (docs/ARCHITECTURE.md, "Hosts"): once the host is
+// provisioned (provision.hpp), the controller copies the plan there, and
 // for each cell runs `vmlat run-cell` on the host over ssh — every backend,
 // workload and probe then runs there locally, without knowing it is
 // remote — and copies the cell directory back into the run directory. Its
@@ -24,9 +24,6 @@ struct RemoteRun {
   std::string run_id;
   std::filesystem::path plan_file;    // the plan, as read by the controller
   std::filesystem::path run_dir;      // on this machine
-  std::filesystem::path inventory;    // for ansible-playbook
-  std::filesystem::path ansible_dir;  // provision.yml and ansible.cfg
-  std::filesystem::path bundle;       // vmlat_common_bundle; empty: not provisioning
   std::optional<std::chrono::nanoseconds> duration;  // --duration
 };
 
@@ -39,10 +36,8 @@ class RemoteHost {
              const std::filesystem::path& socket_dir, std::shared_ptr<SshMaster> master = nullptr);
   ~RemoteHost();
 
-  // Each throws InfraError with the reason (ssh's or Ansible's words; the
-  // full output is in `log`).
+  // Throws InfraError with ssh's words.
   void connect();
-  void provision(const std::filesystem::path& log);
   // Makes this host's own directory there (<work_dir>/runs/<run_id>/
   // <host>.XXXXXXXX, mktemp) and copies the plan into it.
   void upload_plan();
@@ -92,11 +87,12 @@ class RemoteHost {
   std::shared_ptr<SshMaster> master_;
 };
 
-// The directory of ansible/ (provision.yml): the source tree's when this
-// vmlat runs from its build tree, else the installed share/vmlat/ansible.
-std::optional<std::filesystem::path> find_ansible_dir();
-// Makes the bundle the vmlat_common role installs (ansible/make-bundle over
-// the build tree this vmlat runs from) at `out`. Throws InfraError.
-void make_bundle(const std::filesystem::path& ansible_dir, const std::filesystem::path& out, const std::filesystem::path& log);
+// Shared with provisioning (provision.cpp): a local process run to its end
+// (bounded; interruptible unless told not to be; stopped when it overruns or
+// the wait is interrupted), a file's bytes, the last non-empty line of a text
+// (at most 400 bytes).
+ExitStatus run_to_end(const ProcessSpec& spec, std::chrono::seconds timeout, bool interruptible = true);
+std::string file_text(const std::filesystem::path& p);
+std::string last_line_of(const std::string& text);
 
 }  // namespace vmlat

@@ -165,9 +165,15 @@ std::unique_ptr<Executor> make_ssh_executor(SshTarget target, std::filesystem::p
 }
 
 std::filesystem::path control_socket_dir(const std::filesystem::path& preferred) {
-  // Room for "/<host name of up to 64 bytes>" under 107 bytes.
+  // Room for "/<host name of up to 64 bytes>" under 107 bytes. Only plain
+  // characters: ssh expands '%' in a ControlPath and splits it at spaces,
+  // Ansible formats it with Python's '%' and quotes it with '"'.
   auto absolute = std::filesystem::absolute(preferred);
-  if (absolute.string().size() + 66 < 107) {
+  const std::string text = absolute.string();
+  const bool plain = std::all_of(text.begin(), text.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-' || c == '+';
+  });
+  if (plain && text.size() + 66 < 107) {
     std::filesystem::create_directories(absolute);
     return absolute;
   }

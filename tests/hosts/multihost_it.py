@@ -66,7 +66,7 @@ def every_json_parses(run_dir):
     return bad
 
 
-def plan_text(lab, cells_per_host, duration="2s", extra="", provision=True):
+def plan_text(lab, cells_per_host, duration="2s", extra="", provision=True, beta_vars=""):
     periods = ", ".join(f'"{p}"' for p in ["1ms", "500us", "250us", "2ms"][:cells_per_host])
     return f"""[plan]
 name = "lab"
@@ -74,7 +74,7 @@ duration = "{duration}"
 cpus = [0]
 
 {lab.host_toml(0, "alpha", ["lab_a"], provision)}
-{lab.host_toml(1, "beta", ["lab_b"], provision)}
+{lab.host_toml(1, "beta", ["lab_b"], provision, extra_vars=beta_vars)}
 [backend.host]
 [probe.native]
 plugin = "cyclic"
@@ -86,6 +86,12 @@ host = ["alpha", "beta"]
 name = "loose"
 bound = "10s"
 {extra}"""
+
+
+def provisioning_lines(run_dir):
+    """The run log's lines that start an ansible-playbook."""
+    with open(os.path.join(run_dir, "run.log")) as f:
+        return [line for line in f if "with one ansible-playbook" in line]
 
 
 def intervals(run_dir):
@@ -123,7 +129,13 @@ def test_two_hosts(vmlat, lab, work):
               f"run.json has {name}'s facts")
         check(os.path.exists(os.path.join(run_dir, "hosts", name, "provision.log")), f"{name} was provisioned (log kept)")
         log = open(os.path.join(run_dir, "hosts", name, "provision.log")).read()
-        check("failed=0" in log, f"{name}: provision.yml failed nothing")
+        check(f"{name} : ok=" in log and "failed=0" in log, f"{name}: provision.yml failed nothing (its recap line)", log)
+    started = provisioning_lines(run_dir)
+    check(len(started) == 1 and "alpha, beta" in started[0] and "ansible-playbook " in started[0] and "--forks 2" in started[0],
+          "one ansible-playbook provisioned both hosts (run.log)", "".join(started))
+    output = open(os.path.join(run_dir, "provision.log")).read()
+    check(output.count("PLAY RECAP") == 1 and all(f"\n{n} " in output.split("PLAY RECAP")[-1] for n in ("alpha", "beta")),
+          "its output has one PLAY RECAP with both hosts", output[-2000:])
     check(run["hosts"]["alpha"]["identity"] != run["hosts"]["beta"]["identity"]
           and run["hosts"]["alpha"]["vmlat_host"]["same_machine_as"] == [],
           "the lab's FAKE machine identities make alpha and beta two machines (sshlab.py)",
@@ -152,6 +164,42 @@ def test_two_hosts(vmlat, lab, work):
     check(code == 0 and [h["reachable"] for h in hosts] == [True, True], "vmlat hosts: both reachable", out + err)
     check(all(h["facts"].get("preempt_model") and h["facts"].get("cpu_count") for h in hosts), "vmlat hosts: facts")
     return plan
+
+
+def test_one_host_fails_provisioning(vmlat, lab, work):
+    print("== one host fails provisioning, the other measures")
+    # A value the vmlat_common role refuses (its "Check the numbers" task).
+    plan = os.path.join(work, "plan-badvar.toml")
+    with open(plan, "w") as f:
+        f.write(plan_text(lab, 1, duration="1s", beta_vars='vmlat_common_keep_releases = "many"'))
+    results = os.path.join(work, "results-badvar")
+    code, out, err, took = run_vmlat(vmlat, ["run", plan, "--results", results], work)
+    check(code == 3, f"exit 3 ({took:.1f} s)", out + err)
+    run_dir = latest(results)
+    run = load(os.path.join(run_dir, "run.json"))
+    alpha = [c for c in run["cells"] if c["host"] == "alpha"]
+    beta = [c for c in run["cells"] if c["host"] == "beta"]
+    check(alpha and all(c["status"] == "measured" for c in alpha), "alpha was provisioned and measured", json.dumps(alpha))
+    check(beta and all(c["status"] == "infra-error" and "Check the numbers" in c.get("error", "")
+                       and "vmlat_common_keep_releases" in c.get("error", "") for c in beta),
+          "beta's cells are infrastructure errors naming the failed task and why", json.dumps(beta))
+    started = provisioning_lines(run_dir)
+    check(len(started) == 1 and "alpha, beta" in started[0], "both in one ansible-playbook (run.log)", "".join(started))
+    beta_log = open(os.path.join(run_dir, "hosts", "beta", "provision.log")).read()
+    check("failed=1" in beta_log and "Check the numbers" in beta_log, "hosts/beta/provision.log: the failed task, failed=1", beta_log)
+    alpha_log = open(os.path.join(run_dir, "hosts", "alpha", "provision.log")).read()
+    check("alpha : ok=" in alpha_log and "failed=0" in alpha_log
+          and not any(line.startswith("failed ") for line in alpha_log.splitlines()),
+          "hosts/alpha/provision.log: alpha's own tasks, none failed, failed=0", alpha_log)
+    # `vmlat provision` takes the same path.
+    logs = os.path.join(work, "provision-badvar")
+    code, out, err, took = run_vmlat(vmlat, ["provision", plan, "--results", logs], work)
+    check(code == 3 and "alpha: provisioned" in out and "beta: FAILED: provisioning beta failed: task '" in out
+          and "Check the numbers' failed" in out,
+          f"vmlat provision: exit 3, alpha provisioned, beta failed by name ({took:.1f} s)", f"exit {code}\n{out}{err}")
+    output = open(os.path.join(logs, "ansible-playbook.out")).read() if os.path.exists(os.path.join(logs, "ansible-playbook.out")) else ""
+    check(output.count("PLAY RECAP") == 1, "vmlat provision: one ansible-playbook (one PLAY RECAP)", output[-2000:])
+    check(lab.leftovers() == [], "nothing left running on either host", " ".join(lab.leftovers()))
 
 
 def test_one_host_down(vmlat, lab, work, plan):
@@ -303,6 +351,7 @@ def main():
     try:
         with SshLab(2, root=os.path.join(work, "lab")) as lab:
             plan = test_two_hosts(vmlat, lab, work)
+            test_one_host_fails_provisioning(vmlat, lab, work)
             test_one_host_down(vmlat, lab, work, plan)
             test_sigint(vmlat, lab, work, plan)
             test_host_drops(vmlat, lab, work, plan)

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "interrupt_fd.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/local.hpp"
 #include "vmlat/process.hpp"
@@ -169,6 +171,36 @@ TEST(Process, CancelThrowsWithoutGracefulInterrupt) {
   EXPECT_THROW(exec->run(Command{{"sleep", "30"}, 30s}), Cancelled);
   canceller.join();
   reset_cancel();
+}
+
+// The controller's wait on remote cells sleeps on this descriptor instead of
+// waking on a clock: it must wake on a cancel from another thread and from a
+// signal, wake every waiter (it stays readable), and be quiet otherwise.
+TEST(Interrupt, TheWakeupDescriptorIsReadableFromTheCancelUntilReset) {
+  install_cancel_handlers();
+  reset_cancel();
+  const int fd = cancel_wakeup_fd();
+  ASSERT_GE(fd, 0);
+  auto readable = [fd](int timeout_ms) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
+  };
+  EXPECT_FALSE(readable(0));
+  std::thread canceller([] {
+    std::this_thread::sleep_for(100ms);
+    request_cancel();
+  });
+  EXPECT_TRUE(readable(30000));  // woken by the cancel: the timeout is only a guard
+  canceller.join();
+  EXPECT_TRUE(readable(0));  // a second waiter wakes too
+  reset_cancel();
+  EXPECT_FALSE(readable(0));
+
+  ASSERT_EQ(::raise(SIGTERM), 0);
+  EXPECT_EQ(cancel_signal(), SIGTERM);
+  EXPECT_TRUE(readable(0));
+  reset_cancel();
+  EXPECT_FALSE(readable(0));
 }
 
 TEST(Facts, CollectsThisMachinesKernel) {

@@ -2,14 +2,12 @@
 // measuring anything.
 #include <unistd.h>
 
-#include <mutex>
 #include <ostream>
-#include <thread>
 
 #include "cell_support.hpp"
 #include "hosts.hpp"
 #include "machines.hpp"
-#include "remote.hpp"
+#include "run/provision.hpp"
 #include "run/run.hpp"
 #include "run/summary.hpp"
 #include "ssh.hpp"
@@ -38,7 +36,7 @@ std::optional<std::vector<HostState>> hosts_of(const Plan& plan, const std::opti
     }
   }
   try {
-    return discover_hosts(specs, scratch);
+    return discover_hosts(specs, scratch, plan.max_parallel_hosts);
   } catch (const Cancelled&) {
     *code = exit_code::interrupted;
     return std::nullopt;
@@ -115,50 +113,60 @@ int provision_hosts(const Plan& plan, const RunOptions& options, std::ostream& o
   int code = exit_code::pass;
   auto hosts = hosts_of(plan, options.inventory, scratch.dir, err, &code);
   if (!hosts) return code;
-  auto ansible_dir = find_ansible_dir();
-  if (!ansible_dir) {
-    err << "vmlat provision: cannot find vmlat's ansible/ (provision.yml) beside this vmlat\n";
-    return exit_code::infra;
+  auto logs_dir = options.results_root ? *options.results_root : std::filesystem::path(plan.results_dir) / "provision";
+  std::vector<HostState*> todo;
+  int failures = 0;
+  for (auto& h : *hosts) {
+    if (h.spec.local() || !h.spec.provision) continue;
+    if (h.reachable) {
+      todo.push_back(&h);
+      continue;
+    }
+    ++failures;
+    out << h.spec.name << ": FAILED: " << one_line(h.unreachable) << "\n";
   }
-  std::vector<HostSpec> specs;
-  for (const auto& h : *hosts) specs.push_back(h.spec);
-  auto inventory = options.inventory ? std::filesystem::absolute(*options.inventory) : scratch.dir / "inventory.json";
-  if (!options.inventory) write_file_atomic(inventory, dump_json(inventory_for(specs), 2) + "\n");
-  RemoteRun run{"provision-" + compact_utc(), std::filesystem::absolute(plan.path), scratch.dir, inventory, *ansible_dir, {}, {}};
+  if (todo.empty() && failures == 0) {
+    out << "no remote host to provision (hosts without an address are this machine)\n";
+    return exit_code::pass;
+  }
+  if (todo.empty()) return exit_code::infra;
+  std::optional<ProvisionSetup> setup;
   try {
-    run.bundle = options.bundle ? std::filesystem::absolute(*options.bundle) : scratch.dir / "vmlat-bundle.tar.gz";
-    if (!options.bundle) make_bundle(*ansible_dir, run.bundle, scratch.dir / "bundle.log");
+    setup = prepare_provisioning(options.bundle, scratch.dir, scratch.dir / "bundle.log");
   } catch (const std::exception& e) {
     err << "vmlat provision: " << e.what() << "\n";
     return exit_code::infra;
   }
-  auto logs = options.results_root ? *options.results_root : std::filesystem::path(plan.results_dir) / "provision";
-  std::filesystem::create_directories(logs);
-  auto socket_dir = control_socket_dir(scratch.dir / "ssh");
-  std::mutex out_mutex;
-  std::vector<std::thread> workers;
-  int failures = 0;
-  for (const auto& h : *hosts) {
-    if (h.spec.local() || !h.spec.provision) continue;
-    workers.emplace_back([&, h] {
-      std::string verdict = "provisioned";
-      auto log = logs / (h.spec.name + ".log");
-      try {
-        if (!h.reachable) throw InfraError(h.unreachable);
-        RemoteHost remote(h.spec, run, scratch.dir / "hosts" / h.spec.name, socket_dir, h.master);
-        remote.connect();
-        remote.provision(log);
-      } catch (const std::exception& e) {
-        verdict = "FAILED: " + one_line(e.what());
-      }
-      std::lock_guard lock(out_mutex);
-      if (verdict != "provisioned") ++failures;
-      out << h.spec.name << ": " << verdict << " (log: " << log.string() << ")\n";
-    });
+  std::vector<HostSpec> specs;
+  for (const auto& h : *hosts) specs.push_back(h.spec);
+  setup->inventory = options.inventory ? std::filesystem::absolute(*options.inventory) : scratch.dir / "inventory.json";
+  if (!options.inventory) write_file_atomic(setup->inventory, dump_json(inventory_for(specs), 2) + "\n");
+  setup->scratch = scratch.dir / "waves";
+  setup->socket_dir = control_socket_dir(scratch.dir / "ssh");
+  setup->max_parallel = plan.max_parallel_hosts;
+  std::filesystem::create_directories(logs_dir);
+  // A host's log is <host>.log; Ansible's whole output is named so that no
+  // host's log can be it.
+  ProvisionLogs logs{[&](const std::string& host) { return logs_dir / (host + ".log"); },
+                     [&](std::size_t wave) { return logs_dir / ("ansible-playbook" + (wave ? "-" + std::to_string(wave + 1) : std::string()) + ".out"); },
+                     [](const std::filesystem::path& p) { return p.string(); }};
+  ProvisionEvents events{[&](const std::vector<std::string>& wave, const std::vector<std::string>&) {
+                           err << "vmlat provision: " << wave.size() << " host(s), one ansible-playbook\n" << std::flush;
+                         },
+                         [&](const std::string& host, const std::string& failure) {
+                           if (!failure.empty()) ++failures;
+                           out << host << ": " << (failure.empty() ? "provisioned" : "FAILED: " + failure) << " (log: "
+                               << logs.host(host).string() << ")\n"
+                               << std::flush;
+                         }};
+  try {
+    provision_hosts_in_waves(*setup, todo, same_machines(*hosts), logs, events);
+  } catch (const Cancelled&) {
+    return exit_code::interrupted;
+  } catch (const std::exception& e) {
+    err << "vmlat provision: " << e.what() << "\n";
+    return exit_code::infra;
   }
-  for (auto& w : workers) w.join();
-  if (workers.empty()) out << "no remote host to provision (hosts without an address are this machine)\n";
-  if (cancel_requested()) return exit_code::interrupted;
   return failures ? exit_code::infra : exit_code::pass;
 }
 

@@ -59,7 +59,7 @@ int place_on_hosts(const Plan& plan, PluginRegistry& registry, const RunOptions&
   if (h.placed) {
     if (options.progress) err << "vmlat: looking at " << h.specs.size() << " host(s)...\n" << std::flush;
     try {
-      h.hosts = discover_hosts(h.specs, h.discovery);
+      h.hosts = discover_hosts(h.specs, h.discovery, plan.max_parallel_hosts);
     } catch (const Cancelled&) {
       err << "vmlat: interrupted while looking at the hosts\n";
       return exit_code::interrupted;

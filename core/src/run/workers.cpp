@@ -5,14 +5,16 @@
 #include <ostream>
 #include <thread>
 
+#include "bounded.hpp"
 #include "cell/measure.hpp"
 #include "cell/store.hpp"
 #include "gates/evaluate.hpp"
+#include "gates/expect.hpp"
 #include "remote.hpp"
+#include "run/provision.hpp"
 #include "run/retest.hpp"
 #include "run/summary.hpp"
 #include "ssh.hpp"
-#include "gates/expect.hpp"
 #include "vmlat/errors.hpp"
 #include "vmlat/exit_codes.hpp"
 #include "vmlat/interrupt.hpp"
@@ -126,8 +128,10 @@ CellOutcome remote_outcome(RunParts& run, const Cell& cell, const std::filesyste
 }
 
 // The workers of a run, with what they share: the outcomes, the remote
-// hosts' bundle (made once) and ssh control sockets, each host's turns on its
-// machine.
+// hosts' provisioning (one ansible-playbook for all of them, before the
+// first cell) and ssh control sockets, each host's turns on its machine. At
+// most [plan] max_parallel_hosts hosts are worked on at once, each by one
+// thread from start to end; a host's ssh master goes when its worker is done.
 class Workers {
  public:
   Workers(RunParts& run, std::vector<CellOutcome>& outcomes)
@@ -138,13 +142,14 @@ class Workers {
     outcomes_.assign(cells_.size(), CellOutcome{});
     keep_or_queue();
     if (int code = set_up_remote(); code != exit_code::pass) return code;
-    {
-      std::vector<std::thread> workers;
-      // Copies, not the structured bindings: clang 14 (ci/fuzz) cannot capture those.
-      for (const auto& entry : queues_)
-        workers.emplace_back([this, name = entry.first, queue = entry.second] { work_on(name, queue); });
-      for (auto& w : workers) w.join();
+    // In the run's order of hosts; a host without cells needs no connection.
+    std::vector<std::string> order;
+    for (auto& h : run_.hosts.hosts) {
+      if (queues_.count(h.spec.name)) order.push_back(h.spec.name);
+      else h.master.reset();
     }
+    provision(order);
+    for_each_bounded(order.size(), plan_.max_parallel_hosts, [this, &order](std::size_t k) { work_on(order[k], queues_.at(order[k])); });
     clean_up();
     return exit_code::pass;
   }
@@ -160,6 +165,7 @@ class Workers {
 
   void keep_or_queue();
   int set_up_remote();
+  void provision(const std::vector<std::string>& order);
   void work_on(const std::string& name, const std::vector<std::size_t>& queue);
   void prepare(HostWork& w);
   CellOutcome measure_into(HostWork& w, const Cell& cell, const std::filesystem::path& dir,
@@ -185,7 +191,9 @@ class Workers {
   MachineTurns turns_;
   std::map<std::string, std::vector<std::size_t>> queues_;  // host -> cells, plan order
   RemoteRun remote_run_;
+  std::optional<ProvisionSetup> provisioning_;
   std::string provisioning_problem_;  // every host to provision fails with it
+  std::map<std::string, std::string> provision_failed_;  // host -> why
   std::filesystem::path socket_dir_;
 };
 
@@ -218,29 +226,18 @@ void Workers::keep_or_queue() {
 // The bundle the remote hosts are provisioned with (made once), and the
 // directory of the ssh control sockets.
 int Workers::set_up_remote() {
-  remote_run_ = RemoteRun{run_.record.id(), std::filesystem::absolute(plan_.path), run_dir_, run_.record.inventory(), {}, {},
-                          options_.duration};
+  remote_run_ = RemoteRun{run_.record.id(), std::filesystem::absolute(plan_.path), run_dir_, options_.duration};
   bool provision_any = false;
-  for (const auto& [name, queue] : queues_) {
-    const auto& h = run_.hosts.of(name).spec;
+  for (const auto& entry : queues_) {
+    const auto& h = run_.hosts.of(entry.first).spec;
     if (!h.local() && h.provision && !options_.no_provision) provision_any = true;
   }
   if (provision_any) {
-    if (auto dir = find_ansible_dir()) remote_run_.ansible_dir = *dir;
-    else provisioning_problem_ = "cannot find vmlat's ansible/ (provision.yml) beside this vmlat";
-    if (provisioning_problem_.empty()) {
-      try {
-        if (options_.bundle) {
-          remote_run_.bundle = std::filesystem::absolute(*options_.bundle);
-        } else {
-          std::filesystem::create_directories(run_dir_ / ".work");
-          remote_run_.bundle = run_dir_ / ".work" / "vmlat-bundle.tar.gz";
-          run_.progress.host("controller", "making the vmlat bundle");
-          make_bundle(remote_run_.ansible_dir, remote_run_.bundle, run_dir_ / "bundle.log");
-        }
-      } catch (const std::exception& e) {
-        provisioning_problem_ = e.what();
-      }
+    try {
+      if (!options_.bundle) run_.progress.host("controller", "making the vmlat bundle");
+      provisioning_ = prepare_provisioning(options_.bundle, run_dir_ / ".work", run_dir_ / "bundle.log");
+    } catch (const std::exception& e) {
+      provisioning_problem_ = e.what();
     }
   }
   if (run_.hosts.any_remote(cells_)) {
@@ -253,6 +250,50 @@ int Workers::set_up_remote() {
     }
   }
   return exit_code::pass;
+}
+
+// Every remote host to provision, by one ansible-playbook (a wave of at most
+// max_parallel_hosts hosts, no two of one machine), before the first cell.
+// A host that fails it fails its own cells (prepare()); the others measure.
+void Workers::provision(const std::vector<std::string>& order) {
+  std::vector<HostState*> hosts;
+  for (const auto& name : order) {
+    HostState& h = run_.hosts.of(name);
+    if (h.spec.local() || !h.spec.provision || options_.no_provision || !h.reachable) continue;
+    if (!provisioning_) provision_failed_[name] = "cannot provision " + name + ": " + provisioning_problem_;
+    else hosts.push_back(&h);
+  }
+  if (hosts.empty()) return;
+  ProvisionSetup setup = *provisioning_;
+  setup.inventory = run_.record.inventory();
+  setup.scratch = run_dir_ / ".work" / "provision";
+  setup.socket_dir = socket_dir_;
+  setup.max_parallel = plan_.max_parallel_hosts;
+  ProvisionLogs logs{[&](const std::string& host) { return run_dir_ / "hosts" / host / "provision.log"; },
+                     [&](std::size_t wave) { return run_dir_ / (wave == 0 ? "provision.log" : "provision-" + std::to_string(wave + 1) + ".log"); },
+                     [&](const std::filesystem::path& p) { return std::filesystem::relative(p, run_dir_).string(); }};
+  ProvisionEvents events{
+      [&](const std::vector<std::string>& wave, const std::vector<std::string>& argv) {
+        std::string line, names;
+        for (const auto& word : argv) line += (line.empty() ? "" : " ") + word;
+        for (const auto& name : wave) {
+          names += (names.empty() ? "" : ", ") + name;
+          run_.progress.host(name, "provisioning");
+        }
+        run_.run_log.info("provisioning " + std::to_string(wave.size()) + " host(s) (" + names + ") with one ansible-playbook: " + line);
+      },
+      [&](const std::string& host, const std::string& failure) {
+        if (!failure.empty()) run_.run_log.error("host " + host + ": " + failure);
+        run_.progress.host(host, failure.empty() ? "provisioned" : "failed");
+      }};
+  try {
+    auto failed = provision_hosts_in_waves(setup, hosts, run_.hosts.machines, logs, events);
+    provision_failed_.insert(failed.begin(), failed.end());
+  } catch (const Cancelled&) {
+    for (auto* h : hosts) provision_failed_.emplace(h->spec.name, "interrupted while provisioning host " + h->spec.name);
+  } catch (const std::exception& e) {
+    for (auto* h : hosts) provision_failed_.emplace(h->spec.name, "provisioning " + h->spec.name + " failed: " + one_line(e.what()));
+  }
 }
 
 void Workers::finish_cell(std::size_t i, CellOutcome o) {
@@ -276,8 +317,9 @@ void Workers::not_run(std::size_t i) {
   run_.record.not_run(i);
 }
 
-// A remote host is connected, provisioned and given the plan before its
-// first cell; what fails makes every cell of the host an infrastructure error.
+// A remote host is connected and given the plan before its first cell (it
+// was provisioned before any); what fails makes every cell of the host an
+// infrastructure error.
 void Workers::prepare(HostWork& w) {
   if (w.host.spec.local()) return;
   const std::string& name = w.host.spec.name;
@@ -287,14 +329,9 @@ void Workers::prepare(HostWork& w) {
                                           w.host.master);
   try {
     if (!w.host.reachable) throw InfraError(w.host.unreachable);
+    if (auto failed = provision_failed_.find(name); failed != provision_failed_.end()) throw InfraError(failed->second);
     run_.progress.host(name, "connecting");
     w.remote->connect();
-    if (w.host.spec.provision && !options_.no_provision) {
-      if (!provisioning_problem_.empty()) throw InfraError("cannot provision " + name + ": " + provisioning_problem_);
-      run_.progress.host(name, "provisioning");
-      run_.run_log.info("provisioning host " + name + " (ansible-playbook provision.yml --limit " + name + ")");
-      w.remote->provision(w.dir / "provision.log");
-    }
     w.remote->upload_plan();
   } catch (const Cancelled&) {
     w.problem = "interrupted while preparing host " + name;
@@ -377,7 +414,10 @@ void Workers::work_on(const std::string& name, const std::vector<std::size_t>& q
     auto turn = turn_on_machine(name);
     run_.progress.host(name, "cleaning up");
     w.remote->cleanup();
+    w.remote.reset();
   }
+  // Its connection goes with it: the next host's worker opens its own.
+  w.host.master.reset();
   run_.progress.host(name, w.problem.empty() ? "done" : "failed");
 }
 
@@ -386,7 +426,8 @@ void Workers::clean_up() {
   if (!socket_dir_.empty() && socket_dir_.string().rfind("/tmp/vmlat-ssh-", 0) == 0) std::filesystem::remove_all(socket_dir_, ec);
   // The bundle is made again from the build whenever needed; the remote
   // sessions' scratch only matters while they run (their logs are in hosts/).
-  if (!remote_run_.bundle.empty() && !options_.bundle) std::filesystem::remove(remote_run_.bundle, ec);
+  if (provisioning_ && !options_.bundle) std::filesystem::remove(provisioning_->bundle, ec);
+  std::filesystem::remove_all(run_dir_ / ".work" / "provision", ec);
   std::filesystem::remove_all(run_dir_ / ".work" / "hosts", ec);
   remove_empty_dirs(run_dir_ / ".work");
 }
