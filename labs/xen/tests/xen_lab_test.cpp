@@ -344,10 +344,10 @@ TEST_F(XenLab, SigintDuringADomuCommandLeavesNoDomain) {
 TEST_F(XenLab, DomuThatNeverComesUpIsAnInfraErrorAtTheBootTimeout) {
   // A shell instead of /init: the kernel boots, the agent never starts.
   auto r = ssh({kDomu, "run", "--type", "pv", "--image", kImage, "--name", "vmlat-test-hang", "--work-dir",
-                "/tmp/test-hang", "--append", "rdinit=/bin/sh", "--boot-timeout-s", "60", "--", "true"});
+                "/tmp/test-hang", "--append", "rdinit=/bin/sh", "--boot-timeout-s", "30", "--", "true"});
   EXPECT_EQ(r.code, 3) << r.out << r.err;
   const json doc = domu_json(r);
-  EXPECT_NE(doc.value("error", "").find("did not come up within 60s"), std::string::npos) << doc.dump(1);
+  EXPECT_NE(doc.value("error", "").find("did not come up within 30s"), std::string::npos) << doc.dump(1);
   EXPECT_EQ(doc["teardown"]["gone"], true) << doc["teardown"].dump();
   // What the console showed is kept: here busybox's shell, waiting on hvc0.
   auto console = ssh({"cat", "/tmp/test-hang/console.log"});
@@ -646,7 +646,7 @@ duration = "2s"
 period = "1ms"
 cpus = "all"
 [timeouts]
-boot = "40s"
+boot = "25s"
 [matrix]
 backend = ["xen-pv"]
 [backend.xen-pv]
